@@ -1,0 +1,86 @@
+# petrel — build for Lua 5.4 and LuaJIT (5.1 ABI) from the same sources.
+#   make            build both modules into build/
+#   make test       install missing Debian packages, build, run every test
+#   make demo       install missing Debian packages, build, run the demo
+#   make asan       the whole suite under ASan + UBSan
+#   make valgrind   the C tests under valgrind (leak check)
+#   make bench      run the benchmarks in bench/
+#   make rock-test  luarocks make into a scratch tree for both runtimes
+
+CC      ?= cc
+BUILD   ?= build
+OPT     ?= -O2
+SAN     ?=
+LUA54_INC  ?= /usr/include/lua5.4
+LUAJIT_INC ?= /usr/include/luajit-2.1
+CFLAGS_ALL = $(OPT) -g -fPIC -std=gnu11 -Wall -Wextra -Werror \
+             -fvisibility=hidden $(SAN) $(CFLAGS)
+LIBS    = -luring -lm
+
+CORE_SRC = $(wildcard csrc/*.c)
+CORE_HDR = $(wildcard csrc/*.h)
+LUA_SRC  = $(wildcard csrc/lua/*.c)
+LUA_HDR  = $(wildcard csrc/lua/*.h)
+CTESTS   = $(patsubst spec/c/%.c,$(BUILD)/ctest/%,$(wildcard spec/c/test_*.c))
+
+MOD54 = $(BUILD)/lua5.4/petrel/core.so
+MODJIT = $(BUILD)/luajit/petrel/core.so
+
+.PHONY: all test demo asan valgrind bench deps ctest rock-test clean
+
+all: $(MOD54) $(MODJIT) $(CTESTS)
+
+$(MOD54): $(CORE_SRC) $(CORE_HDR) $(LUA_SRC) $(LUA_HDR)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_ALL) -I$(LUA54_INC) -shared -o $@ $(CORE_SRC) $(LUA_SRC) $(LIBS)
+
+$(MODJIT): $(CORE_SRC) $(CORE_HDR) $(LUA_SRC) $(LUA_HDR)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_ALL) -I$(LUAJIT_INC) -shared -o $@ $(CORE_SRC) $(LUA_SRC) $(LIBS)
+
+$(BUILD)/ctest/%: spec/c/%.c spec/c/ctest.h $(CORE_SRC) $(CORE_HDR)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_ALL) -Icsrc -o $@ $< $(CORE_SRC) $(LIBS)
+
+deps:
+	@tools/deps.sh
+
+test: deps
+	@$(MAKE) --no-print-directory all
+	@tools/runtests.sh $(BUILD)
+
+ctest: $(CTESTS)
+	@for t in $(CTESTS); do $$t || exit 1; done
+
+demo: deps
+	@$(MAKE) --no-print-directory all
+	LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH_5_4="$(BUILD)/lua5.4/?.so;;" \
+	  lua5.4 examples/demo.lua
+
+# ASan + UBSan: the interpreters are not instrumented, so the runtime is
+# preloaded. Leaks are checked on the C tests (valgrind and LSan there).
+ASAN_LIB = $(shell $(CC) -print-file-name=libasan.so)
+UBSAN_LIB = $(shell $(CC) -print-file-name=libubsan.so)
+asan: deps
+	@$(MAKE) --no-print-directory all BUILD=build-asan OPT=-O1 \
+	  SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all"
+	@PETREL_PRELOAD="$(ASAN_LIB) $(UBSAN_LIB)" \
+	  ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
+	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  tools/runtests.sh build-asan
+
+valgrind: $(CTESTS)
+	@for t in $(CTESTS); do \
+	  valgrind -q --leak-check=full --show-leak-kinds=all --errors-for-leak-kinds=all \
+	    --error-exitcode=99 $$t > /dev/null || exit 1; done; echo "valgrind: no errors, no leaks"
+
+bench: all
+	@for b in bench/*.lua; do echo "== $$b"; \
+	  LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH_5_4="$(BUILD)/lua5.4/?.so;;" \
+	    lua5.4 $$b || exit 1; done
+
+rock-test:
+	@tools/rock-test.sh
+
+clean:
+	rm -rf build build-asan

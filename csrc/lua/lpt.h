@@ -1,0 +1,94 @@
+/*
+ * lpt.h — shared pieces of the Lua binding (the only C that sees lua.h).
+ *
+ * Prefixes: pt_* is the Lua-free core, lpt_* binding internals, Lpt_* the
+ * Lua-callable functions. Compat for Lua 5.1 / LuaJIT vs 5.4 is here and
+ * nowhere else.
+ */
+#ifndef LPT_H
+#define LPT_H
+
+#include <stdint.h>
+
+#include "lauxlib.h"
+#include "lua.h"
+
+#include "../pt_buf.h"
+
+#if LUA_VERSION_NUM < 502
+#define lua_rawlen(L, i) lua_objlen(L, (i))
+#define LPT_LUAJIT 1
+#define LUA_TCDATA 10
+static inline int lpt_absindex(lua_State *L, int i) {
+  return (i > 0 || i <= LUA_REGISTRYINDEX) ? i : lua_gettop(L) + i + 1;
+}
+#define lua_absindex lpt_absindex
+/* 5.2 API that LuaJIT has but plain 5.1 headers (used by luarocks for
+ * --lua-version=5.1) lack. */
+static inline void lpt_setmetatable_compat(lua_State *L, const char *tname) {
+  luaL_getmetatable(L, tname);
+  lua_setmetatable(L, -2);
+}
+static inline void lpt_setfuncs_compat(lua_State *L, const luaL_Reg *l,
+                                       int nup) {
+  for (; l->name; l++) {
+    for (int i = 0; i < nup; i++) lua_pushvalue(L, -nup);
+    lua_pushcclosure(L, l->func, nup);
+    lua_setfield(L, -(nup + 2), l->name);
+  }
+  lua_pop(L, nup);
+}
+#define luaL_setmetatable lpt_setmetatable_compat
+#define luaL_setfuncs lpt_setfuncs_compat
+#else
+#define LPT_LUAJIT 0
+#endif
+
+#define LPT_BUFFER_MT "petrel.buffer"
+#define LPT_POOL_MT "petrel.pool"
+
+/* Per-Lua-state binding state: the upvalue of every binding function. */
+typedef struct lpt_State {
+  pt_pool *pool;    /* default pool of this state */
+  lua_State *AL;    /* anchor thread: stack slot 1 holds the anchor table */
+  int al_ref;       /* registry ref keeping AL alive */
+  int pool_ref;     /* registry ref of the default pool's userdata */
+  size_t anchored;  /* strings pinned by no-copy nodes */
+#if LPT_LUAJIT
+  int i64_ctor, u64_ctor; /* registry refs of ffi.typeof("int64_t") ... */
+  int ctid_off;           /* bytes before a cdata payload to its ctype id */
+#endif
+} lpt_State;
+
+typedef struct lpt_Pool {
+  pt_pool *pool;
+} lpt_Pool;
+
+/* The binding functions all carry the lpt_State as upvalue 1 and the
+ * buffer metatable as upvalue 2. */
+#define lpt_state(L) ((lpt_State *)lua_touserdata(L, lua_upvalueindex(1)))
+
+pt_buf *lpt_checkbuf(lua_State *L, int idx);
+pt_buf *lpt_testbuf(lua_State *L, int idx);
+pt_buf *lpt_newbuf(lua_State *L, pt_pool *pool); /* pushes it */
+pt_pool *lpt_checkpool(lua_State *L, int idx);
+
+/* Pin the string at idx; its bytes stay valid until lpt_unanchor(tag). */
+intptr_t lpt_anchor(lua_State *L, int idx);
+void lpt_release_anchor(void *ctx, intptr_t tag); /* a pt_release_fn */
+/* Append the string at idx to b, linking it when it is long enough. */
+int lpt_write_string(lua_State *L, pt_buf *b, int idx, int force_link);
+
+/* 64-bit integers. Lua 5.4: native integers (u64 wraps, as math.ult
+ * expects). LuaJIT: plain numbers where exact (|v| <= 2^53), else
+ * int64_t / uint64_t cdata; encoders accept both forms. */
+int lpt_toi64(lua_State *L, int idx, int64_t *out); /* 1 if idx holds one */
+void lpt_pushi64(lua_State *L, int64_t v);
+void lpt_pushu64(lua_State *L, uint64_t v);
+/* Integral value in [lo, hi] (doubles with an integral value count). */
+int64_t lpt_checkint(lua_State *L, int idx, int64_t lo, int64_t hi);
+
+void lpt_open_buffer(lua_State *L); /* adds buffer functions to table -1 */
+void lpt_setfuncs(lua_State *L, const luaL_Reg *l); /* with the 2 upvalues */
+
+#endif
