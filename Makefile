@@ -26,7 +26,7 @@ CTESTS   = $(patsubst spec/c/%.c,$(BUILD)/ctest/%,$(wildcard spec/c/test_*.c))
 MOD54 = $(BUILD)/lua5.4/petrel/core.so
 MODJIT = $(BUILD)/luajit/petrel/core.so
 
-.PHONY: all test demo asan valgrind bench deps ctest rock-test clean
+.PHONY: all test demo asan valgrind bench bench-buffer deps ctest rock-test clean
 
 all: $(MOD54) $(MODJIT) $(CTESTS)
 
@@ -84,3 +84,10 @@ rock-test:
 
 clean:
 	rm -rf build build-asan
+
+bench-buffer: all
+	@LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH_5_4="$(BUILD)/lua5.4/?.so;;" \
+	  taskset -c 1 lua5.4 bench/buffer.lua
+	@echo
+	@LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH="$(BUILD)/luajit/?.so;;" \
+	  taskset -c 1 luajit bench/buffer.lua
