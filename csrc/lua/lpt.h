@@ -40,7 +40,11 @@ static inline void lpt_setfuncs_compat(lua_State *L, const luaL_Reg *l,
 }
 #define luaL_setmetatable lpt_setmetatable_compat
 #define luaL_setfuncs lpt_setfuncs_compat
+#define lpt_getuv(L, i) lua_getfenv(L, (i))
+#define lpt_setuv(L, i) lua_setfenv(L, (i))
 #else
+#define lpt_getuv(L, i) lua_getiuservalue(L, (i), 1)
+#define lpt_setuv(L, i) lua_setiuservalue(L, (i), 1)
 #define LPT_LUAJIT 0
 #endif
 
@@ -54,11 +58,25 @@ typedef struct lpt_State {
   int al_ref;       /* registry ref keeping AL alive */
   int pool_ref;     /* registry ref of the default pool's userdata */
   size_t anchored;  /* strings pinned by no-copy nodes */
+  /* encoder scratch: one contiguous growable area per state */
+  unsigned char *wbuf;
+  size_t wcap;
+  struct lpt_Link *links; /* no-copy strings of an encode into a buffer */
+  size_t nlinks, links_cap;
+  size_t *sortv;          /* map key sorting scratch */
+  size_t sort_cap;
 #if LPT_LUAJIT
   int i64_ctor, u64_ctor; /* registry refs of ffi.typeof("int64_t") ... */
   int ctid_off;           /* bytes before a cdata payload to its ctype id */
 #endif
 } lpt_State;
+
+typedef struct lpt_Link {
+  size_t off;       /* position in the scratch where the bytes belong */
+  const char *p;
+  size_t n;
+  intptr_t tag;     /* anchor */
+} lpt_Link;
 
 typedef struct lpt_Pool {
   pt_pool *pool;
@@ -89,6 +107,8 @@ void lpt_pushu64(lua_State *L, uint64_t v);
 int64_t lpt_checkint(lua_State *L, int idx, int64_t lo, int64_t hi);
 
 void lpt_open_buffer(lua_State *L); /* adds buffer functions to table -1 */
+void lpt_open_codec(lua_State *L);  /* same stack contract */
+void lpt_state_free(lpt_State *S);
 void lpt_setfuncs(lua_State *L, const luaL_Reg *l); /* with the 2 upvalues */
 
 #endif

@@ -231,7 +231,7 @@ static int Lpt_default_pool(lua_State *L) {
 
 static int Lpt_state_gc(lua_State *L) {
   lpt_State *S = lua_touserdata(L, 1);
-  (void)S; /* the default pool's userdata closes the pool */
+  lpt_state_free(S); /* the default pool's userdata closes the pool */
   return 0;
 }
 
@@ -332,6 +332,7 @@ __attribute__((visibility("default"))) int luaopen_petrel_core(lua_State *L) {
   luaL_newmetatable(L, LPT_BUFFER_MT); /* module, state, buffer mt */
   lpt_setfuncs(L, core_funcs);
   lpt_open_buffer(L);
+  lpt_open_codec(L);
   lua_pop(L, 2);
   return 1;
 }

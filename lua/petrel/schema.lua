@@ -1,0 +1,363 @@
+-- petrel.schema: Lua-table schemas, validated here and compiled into C
+-- field plans (petrel.core.compile). The normalized format is documented
+-- in docs/schema.md; the IDL loader produces the same tables.
+local core = require "petrel.core"
+
+local M = {}
+
+local BASE = {
+  bool = "bool", byte = "i8", i8 = "i8", i16 = "i16", i32 = "i32",
+  i64 = "i64", double = "double", string = "string", binary = "binary",
+  uuid = "uuid",
+}
+M.base_types = BASE
+
+local REQ = { default = 0, required = 1, optional = 2 }
+local PLAN_KIND = { struct = 0, union = 1, exception = 2 }
+
+local function errorf(level, fmt, ...)
+  error(string.format(fmt, ...), level + 1)
+end
+
+-- ---- builders (shorthand -> normalized) --------------------------------
+
+local function norm_field(f, where)
+  if type(f) ~= "table" then
+    errorf(3, "%s: field must be a table, got %s", where, type(f))
+  end
+  local id = f.id or f[1]
+  local name = f.name or f[2]
+  local ty = f.type or f[3]
+  local req = f.required or f[4] or "default"
+  if req == true then req = "required" end
+  if f.optional == true then req = "optional" end
+  if type(name) ~= "string" or not name:match("^[%a_][%w_]*$") then
+    errorf(3, "%s: field name must be an identifier, got %s", where, tostring(name))
+  end
+  where = where .. "." .. name
+  if math.type then
+    if math.type(id) ~= "integer" then id = nil end
+  elseif type(id) ~= "number" or id ~= math.floor(id) then
+    id = nil
+  end
+  if not id or id < -32768 or id > 32767 then
+    errorf(3, "%s: field id must be an integer in -32768..32767, got %s", where,
+      tostring(f.id or f[1]))
+  end
+  if type(ty) ~= "string" then
+    errorf(3, "%s: type must be a string, got %s", where, type(ty))
+  end
+  if not REQ[req] then
+    errorf(3, "%s: requiredness must be required, optional or default, got %s",
+      where, tostring(req))
+  end
+  return {
+    id = id, name = name, type = ty, required = req, default = f.default,
+    typed = f.typed, annotations = f.annotations, doc = f.doc,
+  }
+end
+
+local function struct_builder(kind)
+  return function(fields)
+    if type(fields) ~= "table" then
+      errorf(2, "petrel.%s: table of fields expected", kind)
+    end
+    local out = { kind = kind, fields = {}, annotations = fields.annotations,
+      doc = fields.doc }
+    local src = fields.fields or fields
+    for i, f in ipairs(src) do
+      out.fields[i] = norm_field(f, kind .. " field #" .. i)
+    end
+    return out
+  end
+end
+
+M.struct = struct_builder("struct")
+M.union = struct_builder("union")
+M.exception = struct_builder("exception")
+
+function M.enum(values)
+  if type(values) ~= "table" then errorf(2, "petrel.enum: table expected") end
+  local vals, order = {}, {}
+  local src = values.values or values
+  for k, v in pairs(src) do
+    if type(k) == "string" then
+      vals[k] = v
+      order[#order + 1] = k
+    end
+  end
+  table.sort(order, function(a, b)
+    if vals[a] ~= vals[b] then return vals[a] < vals[b] end
+    return a < b
+  end)
+  return { kind = "enum", values = vals, order = values.order or order,
+    annotations = values.annotations, doc = values.doc }
+end
+
+function M.typedef(ty)
+  if type(ty) ~= "string" then errorf(2, "petrel.typedef: type string expected") end
+  return { kind = "typedef", type = ty }
+end
+
+function M.const(ty, value)
+  return { kind = "const", type = ty, value = value }
+end
+
+function M.service(t)
+  if type(t) ~= "table" then errorf(2, "petrel.service: table expected") end
+  local out = { kind = "service", extends = t.extends, functions = {}, order = {},
+    annotations = t.annotations, doc = t.doc }
+  local names = {}
+  local src = t.functions or t
+  for name, fn in pairs(src) do
+    if type(name) == "string" and name ~= "extends" and name ~= "annotations"
+      and name ~= "doc" and name ~= "kind" and name ~= "order" then
+      names[#names + 1] = name
+      if type(fn) ~= "table" then
+        errorf(2, "petrel.service: function %s must be a table", name)
+      end
+      local f = { args = {}, throws = {}, result = fn.result or "void",
+        oneway = fn.oneway and true or false, annotations = fn.annotations,
+        doc = fn.doc }
+      for i, a in ipairs(fn.args or {}) do
+        f.args[i] = norm_field(a, "service function " .. name .. " arg #" .. i)
+      end
+      for i, a in ipairs(fn.throws or {}) do
+        f.throws[i] = norm_field(a, "service function " .. name .. " throws #" .. i)
+      end
+      out.functions[name] = f
+    end
+  end
+  table.sort(names)
+  out.order = t.order or names
+  return out
+end
+
+-- ---- type strings --------------------------------------------------------
+
+-- Parse "map<string,list<Item>>" into {name=} / {container=, args={...}}.
+local function parse_type(s, where)
+  local pos = 1
+  local function skipws() pos = s:find("[^%s]", pos) or #s + 1 end
+  local function fail(msg)
+    errorf(5, "%s: %s in type '%s'", where, msg, s)
+  end
+  local parse
+  function parse()
+    skipws()
+    local a, b = s:find("^[%a_][%w_%.]*", pos)
+    if not a then fail("type name expected at position " .. pos) end
+    local name = s:sub(a, b)
+    pos = b + 1
+    skipws()
+    if name == "list" or name == "set" or name == "map" then
+      if s:sub(pos, pos) ~= "<" then fail("'<' expected after " .. name) end
+      pos = pos + 1
+      local args = { parse() }
+      skipws()
+      if name == "map" then
+        if s:sub(pos, pos) ~= "," then fail("',' expected in map<K,V>") end
+        pos = pos + 1
+        args[2] = parse()
+        skipws()
+      end
+      if s:sub(pos, pos) ~= ">" then fail("'>' expected") end
+      pos = pos + 1
+      return { container = name, args = args }
+    end
+    return { name = name }
+  end
+  local t = parse()
+  skipws()
+  if pos <= #s then fail("unexpected '" .. s:sub(pos) .. "'") end
+  return t
+end
+
+-- ---- compile ---------------------------------------------------------------
+
+-- petrel.schema(defs) -> namespace of compiled types, enums, consts, services.
+function M.compile(defs, opts)
+  if type(defs) ~= "table" then errorf(2, "petrel.schema: table expected") end
+  opts = opts or {}
+  local plans, plan_index = {}, {}
+  local enums, enum_index = {}, {}
+  local names = {}
+  for name in pairs(defs) do
+    if type(name) ~= "string" then
+      errorf(2, "petrel.schema: definition names must be strings")
+    end
+    names[#names + 1] = name
+  end
+  table.sort(names)
+  for _, name in ipairs(names) do
+    local d = defs[name]
+    if type(d) ~= "table" or type(d.kind) ~= "string" then
+      errorf(2, "%s: not a definition (use petrel.struct, petrel.enum, ...)", name)
+    end
+    if PLAN_KIND[d.kind] then
+      plans[#plans + 1] = { name = name, def = d }
+      plan_index[name] = #plans
+    elseif d.kind == "enum" then
+      local names_by_value = {}
+      for k, v in pairs(d.values) do
+        if names_by_value[v] == nil then names_by_value[v] = k end
+      end
+      for _, k in ipairs(d.order or {}) do -- first declared name wins
+        local v = d.values[k]
+        if v ~= nil and names_by_value[v] ~= k then
+          local first = true
+          for _, k2 in ipairs(d.order) do
+            if d.values[k2] == v then first = (k2 == k); break end
+          end
+          if first then names_by_value[v] = k end
+        end
+      end
+      enums[#enums + 1] = { names_by_value, d.values }
+      enum_index[name] = #enums
+    elseif d.kind ~= "typedef" and d.kind ~= "const" and d.kind ~= "service" then
+      errorf(2, "%s: unknown definition kind '%s'", name, d.kind)
+    end
+  end
+
+  -- resolve a type string to a C type description
+  local resolving = {}
+  local function resolve(tstr, where, field)
+    local function conv(node)
+      if node.container then
+        if node.container == "map" then
+          return { kind = "map", key = conv(node.args[1]), val = conv(node.args[2]) }
+        end
+        return { kind = node.container, elem = conv(node.args[1]),
+          typed = field and field.typed or nil }
+      end
+      local n = node.name
+      if BASE[n] then return { kind = BASE[n] } end
+      if plan_index[n] then return { kind = "struct", plan = plan_index[n] } end
+      if enum_index[n] then return { kind = "enum", enum = enum_index[n] } end
+      local d = defs[n]
+      if d and d.kind == "typedef" then
+        if resolving[n] then errorf(6, "%s: typedef cycle through '%s'", where, n) end
+        resolving[n] = true
+        local r = conv(parse_type(d.type, n))
+        resolving[n] = nil
+        return r
+      end
+      errorf(6, "%s: unknown type '%s'", where, tstr)
+    end
+    return conv(parse_type(tstr, where))
+  end
+
+  local function compile_fields(fields, where, out)
+    local ids, fnames = {}, {}
+    for i, f in ipairs(fields) do
+      local fw = where .. "." .. f.name
+      if ids[f.id] then
+        errorf(4, "%s: duplicate field id %d (also %s)", fw, f.id, ids[f.id])
+      end
+      if fnames[f.name] then errorf(4, "%s: duplicate field name", fw) end
+      ids[f.id], fnames[f.name] = f.name, true
+      out[i] = { id = f.id, name = f.name, req = REQ[f.required or "default"],
+        type = resolve(f.type, fw, f), default = f.default }
+    end
+    return out
+  end
+
+  for _, p in ipairs(plans) do
+    p.desc = { name = p.name, kind = PLAN_KIND[p.def.kind],
+      fields = compile_fields(p.def.fields or {}, p.name, {}) }
+  end
+
+  -- services: one args and one result struct per function
+  local services = {}
+  local function add_plan(name, kind, fields)
+    plans[#plans + 1] = { name = name, desc = { name = name, kind = kind, fields = fields } }
+    plan_index[name] = #plans
+    return #plans
+  end
+  for _, name in ipairs(names) do
+    local d = defs[name]
+    if d.kind == "service" then
+      local svc = { name = name, functions = {}, order = {}, extends = d.extends }
+      services[name] = svc
+      for _, fname in ipairs(d.order or {}) do
+        local fn = d.functions[fname]
+        if not fn then errorf(2, "%s: order names unknown function %s", name, fname) end
+        local where = name .. "." .. fname
+        local entry = { name = fname, oneway = fn.oneway and true or false,
+          result_type = fn.result or "void", throws = {} }
+        entry.args_plan = add_plan(where .. "_args", 0,
+          compile_fields(fn.args or {}, where .. "_args", {}))
+        if not entry.oneway then
+          local rf = {}
+          if entry.result_type ~= "void" then
+            rf[1] = { id = 0, name = "success", req = 2,
+              type = resolve(entry.result_type, where .. " result") }
+          end
+          local ids = {}
+          for _, e in ipairs(fn.throws or {}) do
+            local ew = where .. " throws " .. e.name
+            local td = resolve(e.type, ew)
+            if td.kind ~= "struct" or defs[e.type] and defs[e.type].kind ~= "exception" then
+              errorf(2, "%s: '%s' is not an exception", ew, e.type)
+            end
+            if ids[e.id] or e.id == 0 then errorf(2, "%s: duplicate or zero id %d", ew, e.id) end
+            ids[e.id] = true
+            rf[#rf + 1] = { id = e.id, name = e.name, req = 2, type = td }
+            entry.throws[#entry.throws + 1] = { id = e.id, name = e.name, type = e.type }
+          end
+          entry.result_plan = add_plan(where .. "_result", 0, rf)
+        elseif fn.result and fn.result ~= "void" then
+          errorf(2, "%s: oneway functions return void", where)
+        end
+        svc.functions[fname] = entry
+        svc.order[#svc.order + 1] = fname
+      end
+    end
+  end
+  -- extends: inherit parent functions (parents first, child overrides)
+  local function inherit(svc, seen)
+    if not svc.extends or svc.inherited then return end
+    local parent = services[svc.extends]
+    if not parent then errorf(4, "%s: extends unknown service '%s'", svc.name, svc.extends) end
+    if seen[parent] then errorf(4, "%s: service extends cycle", svc.name) end
+    seen[parent] = true
+    inherit(parent, seen)
+    for _, fname in ipairs(parent.order) do
+      if not svc.functions[fname] then
+        svc.functions[fname] = parent.functions[fname]
+        table.insert(svc.order, fname)
+      end
+    end
+    svc.inherited = true
+  end
+  for _, svc in pairs(services) do inherit(svc, { [svc] = true }) end
+
+  local descs = {}
+  for i, p in ipairs(plans) do descs[i] = p.desc end
+  local types = core.compile({ plans = descs, enums = enums })
+
+  local ns = { _defs = defs, _services = services }
+  for i, p in ipairs(plans) do
+    if p.def then ns[p.name] = types[i] end
+  end
+  for name, idx in pairs(enum_index) do
+    local e = {}
+    for k, v in pairs(defs[name].values) do e[k] = v end
+    ns[name] = e
+    local _ = idx
+  end
+  for name, svc in pairs(services) do
+    for _, fn in pairs(svc.functions) do
+      fn.args = types[fn.args_plan]
+      fn.result = fn.result_plan and types[fn.result_plan] or nil
+    end
+    ns[name] = svc
+  end
+  for _, name in ipairs(names) do
+    local d = defs[name]
+    if d.kind == "const" then ns[name] = d.value end
+  end
+  return ns
+end
+
+return M
