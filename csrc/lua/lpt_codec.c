@@ -399,7 +399,7 @@ static void enc_scalar(Ctx *c, const pt_type *t, int idx) {
 }
 
 static void push_frame(Ctx *c, int kind, const pt_plan *plan) {
-  if (c->depth + 1 > c->max_depth)
+  if (c->depth + 1 >= c->max_depth)
     enc_error(c, "nesting deeper than %d", c->max_depth);
   c->depth++;
   path_ent *e = &c->path[c->depth];
@@ -786,7 +786,7 @@ static int dec_scalar(Ctx *c, const pt_type *t) {
 }
 
 static int dec_frame(Ctx *c, int kind, const pt_plan *plan) {
-  if (c->depth + 1 > c->max_depth)
+  if (c->depth + 1 >= c->max_depth)
     return dec_error(c, "nesting deeper than %d", c->max_depth);
   c->depth++;
   path_ent *e = &c->path[c->depth];

@@ -15,8 +15,9 @@ M.base_types = BASE
 local REQ = { default = 0, required = 1, optional = 2 }
 local PLAN_KIND = { struct = 0, union = 1, exception = 2 }
 
-local function errorf(level, fmt, ...)
-  error(string.format(fmt, ...), level + 1)
+-- Schema errors carry their own path ("MyTest.Nums: ..."), no position.
+local function errorf(_, fmt, ...)
+  error(string.format(fmt, ...), 0)
 end
 
 -- ---- builders (shorthand -> normalized) --------------------------------
@@ -165,6 +166,7 @@ local function parse_type(s, where)
       pos = pos + 1
       return { container = name, args = args }
     end
+    if s:sub(pos, pos) == "<" then errorf(5, "%s: unknown type '%s'", where, s) end
     return { name = name }
   end
   local t = parse()
