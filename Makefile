@@ -26,7 +26,7 @@ CTESTS   = $(patsubst spec/c/%.c,$(BUILD)/ctest/%,$(wildcard spec/c/test_*.c))
 MOD54 = $(BUILD)/lua5.4/petrel/core.so
 MODJIT = $(BUILD)/luajit/petrel/core.so
 
-.PHONY: all test demo asan valgrind bench bench-buffer deps ctest rock-test clean
+.PHONY: all test demo asan valgrind bench bench-buffer deps ctest rock-test clean fuzz
 
 all: $(MOD54) $(MODJIT) $(CTESTS)
 
@@ -91,3 +91,16 @@ bench-buffer: all
 	@echo
 	@LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH="$(BUILD)/luajit/?.so;;" \
 	  taskset -c 1 luajit bench/buffer.lua
+
+# Decoder fuzzer: libFuzzer + ASan + UBSan, bounded (FUZZ_SECONDS, default
+# 60), corpus seeded from ../shared/bench/data/*.bin.
+FUZZ_SECONDS ?= 60
+FUZZ_DATA ?= ../shared/bench/data
+fuzz: deps
+	@mkdir -p build-fuzz/corpus
+	clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+	  -I$(LUA54_INC) -o build-fuzz/fuzz_decode fuzz/fuzz_decode.c $(CORE_SRC) $(LUA_SRC) \
+	  -llua5.4 -luring -lm
+	@for f in $(FUZZ_DATA)/*.bin; do head -c 65536 $$f > build-fuzz/corpus/$$(basename $$f); done
+	build-fuzz/fuzz_decode -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -rss_limit_mb=4096 \
+	  -print_final_stats=1 -artifact_prefix=build-fuzz/ build-fuzz/corpus 2>&1 | tail -25

@@ -57,7 +57,7 @@ typedef struct lpt_Array {
   int32_t kind;
   int32_t pad;
   size_t n;
-  _Alignas(16) unsigned char data[];
+  unsigned char data[]; /* 8-byte aligned, as Lua aligns userdata */
 } lpt_Array;
 
 static int ar_kind_of(int k) {
