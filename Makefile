@@ -26,7 +26,7 @@ CTESTS   = $(patsubst spec/c/%.c,$(BUILD)/ctest/%,$(wildcard spec/c/test_*.c))
 MOD54 = $(BUILD)/lua5.4/petrel/core.so
 MODJIT = $(BUILD)/luajit/petrel/core.so
 
-.PHONY: all test demo asan valgrind bench bench-buffer deps ctest rock-test clean fuzz
+.PHONY: all test demo asan valgrind bench bench-buffer deps ctest rock-test clean fuzz bench-codec
 
 all: $(MOD54) $(MODJIT) $(CTESTS)
 
@@ -104,3 +104,12 @@ fuzz: deps
 	@for f in $(FUZZ_DATA)/*.bin; do head -c 65536 $$f > build-fuzz/corpus/$$(basename $$f); done
 	build-fuzz/fuzz_decode -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -rss_limit_mb=4096 \
 	  -print_final_stats=1 -artifact_prefix=build-fuzz/ build-fuzz/corpus 2>&1 | tail -25
+
+FLOOR54 = $(BUILD)/lua5.4/petrel_floor.so
+$(FLOOR54): bench/floor.c
+	$(CC) $(CFLAGS_ALL) -I$(LUA54_INC) -shared -o $@ $<
+
+bench-codec: all $(FLOOR54)
+	@bench/peers/build.sh >/dev/null
+	@LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH_5_4="$(BUILD)/lua5.4/?.so;;" \
+	  lua5.4 bench/codec.lua

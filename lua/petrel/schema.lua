@@ -175,6 +175,8 @@ local function parse_type(s, where)
   return t
 end
 
+M.parse_type = parse_type
+
 -- ---- compile ---------------------------------------------------------------
 
 -- petrel.schema(defs) -> namespace of compiled types, enums, consts, services.
