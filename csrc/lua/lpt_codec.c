@@ -55,10 +55,46 @@ static const uint8_t ar_width[AR_COUNT] = {1, 2, 4, 8, 8};
 
 typedef struct lpt_Array {
   int32_t kind;
-  int32_t pad;
+  int32_t ext;          /* data was malloc'd (large arrays) */
   size_t n;
-  unsigned char data[]; /* 8-byte aligned, as Lua aligns userdata */
+  unsigned char *data;  /* inl below, or malloc'd */
+  unsigned char inl[];  /* 8-byte aligned, as Lua aligns userdata */
 } lpt_Array;
+
+/* Arrays above this keep their elements in malloc'd memory: the system
+ * allocator recycles big blocks, where some Lua allocators map and unmap
+ * them on every use. The collector is told about the bytes. */
+#define LPT_ARRAY_EXT_MIN 65536
+
+/* Push a new array of n elements; mt: stack index of the array metatable,
+ * or 0 to look it up. Elements are uninitialized. */
+static lpt_Array *array_alloc(lua_State *L, int kind, size_t n, int mt) {
+  size_t w = ar_width[kind];
+  if (n > (SIZE_MAX / 2) / w) luaL_error(L, "array too large");
+  size_t bytes = n * w;
+  int ext = bytes >= LPT_ARRAY_EXT_MIN;
+  lpt_Array *a = lua_newuserdata(L, sizeof *a + (ext ? 0 : bytes));
+  a->kind = kind;
+  a->n = n;
+  a->ext = 0;
+  a->data = a->inl;
+  if (mt)
+    lua_pushvalue(L, mt);
+  else
+    luaL_getmetatable(L, LPT_ARRAY_MT);
+  lua_setmetatable(L, -2);
+  if (ext) {
+    a->data = malloc(bytes);
+    if (!a->data) {
+      a->data = a->inl;
+      a->n = 0;
+      luaL_error(L, "out of memory");
+    }
+    a->ext = 1;
+    lua_gc(L, LUA_GCSTEP, (int)(bytes >> 10));
+  }
+  return a;
+}
 
 static int ar_kind_of(int k) {
   switch (k) {
@@ -893,11 +929,7 @@ static int dec_typed(Ctx *c, const pt_type *et, size_t n) {
   lua_State *L = c->L;
   int ak = ar_kind_of(et->kind);
   size_t w = ar_width[ak];
-  lpt_Array *a = lua_newuserdata(L, sizeof *a + n * w);
-  a->kind = ak;
-  a->n = n;
-  lua_pushvalue(L, c->array_mt);
-  lua_setmetatable(L, -2);
+  lpt_Array *a = array_alloc(L, ak, n, c->array_mt);
   if (w == 1)
     memcpy(a->data, c->p, n);
   else
@@ -1387,15 +1419,18 @@ static lpt_Array *check_array(lua_State *L, int idx) {
 }
 
 static lpt_Array *new_array(lua_State *L, int kind, size_t n) {
-  size_t w = ar_width[kind];
-  if (n > (SIZE_MAX - sizeof(lpt_Array)) / w)
-    luaL_error(L, "array too large");
-  lpt_Array *a = lua_newuserdata(L, sizeof *a + n * w);
-  a->kind = kind;
-  a->n = n;
-  memset(a->data, 0, n * w);
-  luaL_setmetatable(L, LPT_ARRAY_MT);
+  lpt_Array *a = array_alloc(L, kind, n, 0);
+  memset(a->data, 0, n * ar_width[kind]);
   return a;
+}
+
+static int Lpt_array_gc(lua_State *L) {
+  lpt_Array *a = luaL_checkudata(L, 1, LPT_ARRAY_MT);
+  if (a->ext) free(a->data);
+  a->ext = 0;
+  a->data = a->inl;
+  a->n = 0;
+  return 0;
 }
 
 static void array_set(lua_State *L, lpt_Array *a, size_t i, int vidx) {
@@ -1626,6 +1661,7 @@ void lpt_open_codec(lua_State *L) {
                                 {"__len", Lpt_array_len},
                                 {"__tostring", Lpt_array_tostring},
                                 {"__eq", Lpt_array_eq},
+                                {"__gc", Lpt_array_gc},
                                 {NULL, NULL}};
   lua_pushvalue(L, mod + 1);
   lua_pushvalue(L, mod + 2);
