@@ -68,6 +68,10 @@ typedef struct lpt_State {
 #if LPT_LUAJIT
   int i64_ctor, u64_ctor; /* registry refs of ffi.typeof("int64_t") ... */
   int ctid_off;           /* bytes before a cdata payload to its ctype id */
+  int i64_fix;            /* registry ref: FFI loop storing int64 cdata */
+  int64_t *fixv;          /* values above 2^53 of the list being decoded */
+  int32_t *fixi;          /* and their indices */
+  size_t fix_cap;
 #endif
 } lpt_State;
 

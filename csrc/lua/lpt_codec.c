@@ -297,6 +297,13 @@ static void links_reset(lpt_State *S) {
 }
 
 void lpt_state_free(lpt_State *S) {
+#if LPT_LUAJIT
+  free(S->fixv);
+  free(S->fixi);
+  S->fixv = NULL;
+  S->fixi = NULL;
+  S->fix_cap = 0;
+#endif
   free(S->wbuf);
   free(S->links);
   free(S->sortv);
@@ -962,16 +969,48 @@ static int dec_list(Ctx *c, const pt_type *t) {
   int tidx = lua_gettop(L);
   const unsigned char *p = c->p;
   switch (et->kind) {
-    case PT_K_I64:
+    case PT_K_I64: {
 #if !LPT_LUAJIT
       for (int32_t i = 0; i < n; i++) {
         lua_pushinteger(L, (lua_Integer)(int64_t)pt_ld64(p + 8 * (size_t)i));
         lua_rawseti(L, tidx, i + 1);
       }
+#else
+      /* exact doubles now; the rest become int64 cdata in one FFI loop */
+      lpt_State *S = c->S;
+      size_t nbig = 0;
+      for (int32_t i = 0; i < n; i++) {
+        int64_t v = (int64_t)pt_ld64(p + 8 * (size_t)i);
+        if (v >= -9007199254740992LL && v <= 9007199254740992LL) {
+          lua_pushnumber(L, (lua_Number)v);
+          lua_rawseti(L, tidx, i + 1);
+          continue;
+        }
+        if (nbig == S->fix_cap) {
+          size_t cap = S->fix_cap ? S->fix_cap * 2 : 256;
+          int64_t *nv = realloc(S->fixv, cap * sizeof *nv);
+          if (nv) S->fixv = nv;
+          int32_t *ni = realloc(S->fixi, cap * sizeof *ni);
+          if (ni) S->fixi = ni;
+          if (!nv || !ni) luaL_error(L, "out of memory");
+          S->fix_cap = cap;
+        }
+        S->fixv[nbig] = v;
+        S->fixi[nbig] = i + 1;
+        nbig++;
+      }
+      if (nbig) {
+        lua_rawgeti(L, LUA_REGISTRYINDEX, S->i64_fix);
+        lua_pushvalue(L, tidx);
+        lua_pushlightuserdata(L, S->fixv);
+        lua_pushlightuserdata(L, S->fixi);
+        lua_pushinteger(L, (lua_Integer)nbig);
+        lua_call(L, 4, 0);
+      }
+#endif
       c->p += 8 * (size_t)n;
       break;
-#endif
-      /* fallthrough on LuaJIT */
+    }
     default: {
       if (dec_frame(c, 1, NULL)) return -1;
       path_ent *e = &c->path[c->depth];
