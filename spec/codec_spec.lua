@@ -220,6 +220,28 @@ describe("codec", function()
       assert.equal(#bytes + 1, pos)
     end)
 
+    it("keeps unknown fields on request and re-emits them", function()
+      local V2 = petrel.schema { I = petrel.struct {
+        {1, "n", "i32"}, {5, "extra", "map<string,list<i32>>"}, {6, "more", "Inner2"} },
+        Inner2 = petrel.struct { {1, "x", "double"} },
+        Outer = petrel.struct { {1, "i", "I"}, {2, "tail", "string"} } }
+      local V1 = petrel.schema { I = petrel.struct { {1, "n", "i32"} },
+        Outer = petrel.struct { {1, "i", "I"} } }
+      local bytes = V2.Outer:encode({ i = { n = 7, extra = { a = { 1, 2 } }, more = { x = 1.5 } }, tail = "t" })
+      local d = V1.Outer:decode(bytes, 1, { unknown = true })
+      assert.equal(7, d.i.n)
+      assert.is_string(d.i[petrel.unknown])
+      assert.is_string(d[petrel.unknown])
+      d.i.n = 8
+      local back = V2.Outer:decode(V1.Outer:encode(d))
+      assert.equal(8, back.i.n)
+      assert.equal(1.5, back.i.more.x)
+      assert.same({ 1, 2 }, { back.i.extra.a[1], back.i.extra.a[2] })
+      assert.equal("t", back.tail)
+      -- without the option nothing is kept
+      assert.is_nil(V1.Outer:decode(bytes)[petrel.unknown])
+    end)
+
     it("decodes at a position and returns the next one", function()
       local one = A.Inner:encode({ n = 1 })
       local two = A.Inner:encode({ n = 2, s = "z" })

@@ -63,8 +63,8 @@ typedef struct lpt_State {
   size_t wcap;
   struct lpt_Link *links; /* no-copy strings of an encode into a buffer */
   size_t nlinks, links_cap;
-  size_t *sortv;          /* map key sorting scratch */
-  size_t sort_cap;
+  unsigned char *ubuf;    /* unknown fields kept by the decoder */
+  size_t ucap, ulen;
 #if LPT_LUAJIT
   int i64_ctor, u64_ctor; /* registry refs of ffi.typeof("int64_t") ... */
   int ctid_off;           /* bytes before a cdata payload to its ctype id */

@@ -38,6 +38,10 @@
 #define CX_MAP_MT 6
 #define CX_ARRAY_MT 7
 
+/* Key under which a decoded struct keeps the raw bytes of fields the
+ * schema does not know ({unknown = true}); encode re-emits them. */
+static const char unknown_key = 0;
+
 typedef struct lpt_Schema {
   pt_schema *s;
 } lpt_Schema;
@@ -126,7 +130,7 @@ typedef struct Ctx {
   int depth, max_depth;
   /* decode */
   const unsigned char *base, *p, *end;
-  int typed, enum_names;
+  int typed, enum_names, keep_unknown;
   char err[256];
   /* encode */
   unsigned char *w, *wend;
@@ -306,11 +310,11 @@ void lpt_state_free(lpt_State *S) {
 #endif
   free(S->wbuf);
   free(S->links);
-  free(S->sortv);
+  free(S->ubuf);
   S->wbuf = NULL;
   S->links = NULL;
-  S->sortv = NULL;
-  S->wcap = S->links_cap = S->sort_cap = S->nlinks = 0;
+  S->ubuf = NULL;
+  S->wcap = S->links_cap = S->ucap = S->ulen = S->nlinks = 0;
 }
 
 /* ---- encode ----------------------------------------------------------- */
@@ -487,6 +491,16 @@ static void enc_struct(Ctx *c, const pt_plan *p, int idx) {
   if (p->kind == PT_PLAN_UNION && nset > 1)
     enc_error(c, "union %s has %d fields set, at most one allowed", p->name,
               nset);
+  lua_pushlightuserdata(L, (void *)&unknown_key);
+  lua_rawget(L, idx);
+  if (lua_type(L, -1) == LUA_TSTRING) { /* kept unknown fields, verbatim */
+    size_t n;
+    const char *u = lua_tolstring(L, -1, &n);
+    w_need(c, n);
+    memcpy(c->w, u, n);
+    c->w += n;
+  }
+  lua_pop(L, 1);
   w_need(c, 1);
   w_u8(c, PT_T_STOP);
 }
@@ -870,6 +884,8 @@ static int dec_struct(Ctx *c, const pt_plan *p) {
   e->field = -1;
   uint64_t seen[4] = {0, 0, 0, 0};
   int track = p->nfields <= 256;
+  lpt_State *S = c->S;
+  size_t umark = S->ulen;
   for (;;) {
     if (need(c, 1)) return -1;
     int ft = *c->p;
@@ -887,6 +903,19 @@ static int dec_struct(Ctx *c, const pt_plan *p) {
       if (!k)
         return dec_error(c, "cannot skip field %d of type %s", id,
                          ttype_name(ft));
+      if (c->keep_unknown) {
+        size_t need_cap = S->ulen + k + 3;
+        if (need_cap > S->ucap) {
+          size_t cap = S->ucap ? S->ucap : 256;
+          while (cap < need_cap) cap *= 2;
+          unsigned char *nb = realloc(S->ubuf, cap);
+          if (!nb) luaL_error(L, "out of memory");
+          S->ubuf = nb;
+          S->ucap = cap;
+        }
+        memcpy(S->ubuf + S->ulen, c->p - 3, k + 3);
+        S->ulen += k + 3;
+      }
       c->p += k;
       continue;
     }
@@ -898,6 +927,12 @@ static int dec_struct(Ctx *c, const pt_plan *p) {
     if (track) seen[slot >> 6] |= (uint64_t)1 << (slot & 63);
   }
   e->field = -1;
+  if (S->ulen > umark) {
+    lua_pushlightuserdata(L, (void *)&unknown_key);
+    lua_pushlstring(L, (const char *)S->ubuf + umark, S->ulen - umark);
+    lua_rawset(L, tidx);
+    S->ulen = umark;
+  }
   {
     for (int i = 0; i < p->nfields; i++) {
       const pt_field *f = &p->fields[i];
@@ -1142,6 +1177,9 @@ static void read_opts(Ctx *c, lua_State *L, int idx) {
   lua_getfield(L, idx, "enum_names");
   c->enum_names = lua_toboolean(L, -1);
   lua_pop(L, 1);
+  lua_getfield(L, idx, "unknown");
+  c->keep_unknown = lua_toboolean(L, -1);
+  lua_pop(L, 1);
 }
 
 /* Encode the value at vidx into the state's scratch; returns its length. */
@@ -1234,6 +1272,7 @@ static int Lpt_type_decode(lua_State *L) {
   ctx_open(&c, L, 1, T->plan);
   read_opts(&c, L, 4);
   int top = lua_gettop(L);
+  c.S->ulen = 0;
   c.base = s;
   c.p = s + pos - 1;
   c.end = s + len;
@@ -1718,6 +1757,9 @@ void lpt_open_codec(lua_State *L) {
     lua_setfield(L, -2, "__name");
     lua_setfield(L, mod, mts[i] + 7); /* module.list / .set / .map */
   }
+
+  lua_pushlightuserdata(L, (void *)&unknown_key);
+  lua_setfield(L, mod, "unknown");
 
   lua_pushvalue(L, mod);
   lua_pushvalue(L, mod + 1);

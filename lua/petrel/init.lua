@@ -26,6 +26,7 @@ local petrel = {
   set = core.set,
   map = core.map,
   simd = core.simd,
+  unknown = core.unknown, -- key of kept unknown fields (decode {unknown=true})
 }
 
 return petrel
