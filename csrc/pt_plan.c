@@ -31,6 +31,8 @@ struct pt_schema {
   int finished;
   pt_plan *plans;
   arena_chunk *arena;
+  char *blob;
+  size_t blob_len;
   char err[160];
 };
 
@@ -86,6 +88,20 @@ pt_plan *pt_schema_plan(pt_schema *s, int i) {
 int pt_schema_nplans(const pt_schema *s) { return s->nplans; }
 
 const char *pt_schema_error(const pt_schema *s) { return s->err; }
+
+int pt_schema_set_blob(pt_schema *s, const void *p, size_t n) {
+  if (s->finished) return -1;
+  s->blob = arena_alloc(s, n + 1);
+  if (!s->blob) return fail(s, "out of memory", 0);
+  memcpy(s->blob, p, n);
+  s->blob_len = n;
+  return 0;
+}
+
+const char *pt_schema_blob(const pt_schema *s, size_t *n) {
+  *n = s->blob_len;
+  return s->blob;
+}
 
 int pt_plan_init(pt_schema *s, int i, const char *name, int kind,
                  int nfields) {

@@ -119,6 +119,10 @@ int pt_plan_set_field(pt_schema *s, int plan, int i, int id, const char *name,
 /* Sorts fields, builds slot tables and fixed sizes; then immutable. */
 int pt_schema_finish(pt_schema *s);
 const char *pt_schema_error(const pt_schema *s);
+/* An opaque blob kept with the schema (the binding keeps what another Lua
+ * state needs to adopt the schema: defaults, enums, names). */
+int pt_schema_set_blob(pt_schema *s, const void *p, size_t n);
+const char *pt_schema_blob(const pt_schema *s, size_t *n);
 void pt_schema_ref(pt_schema *s);
 void pt_schema_unref(pt_schema *s);
 

@@ -25,11 +25,17 @@ build = {
   type = "builtin",
   modules = {
     ["petrel"] = "lua/petrel/init.lua",
+    ["petrel.schema"] = "lua/petrel/schema.lua",
+    ["petrel.idl"] = "lua/petrel/idl.lua",
+    ["petrel.workload"] = "lua/petrel/workload.lua",
     ["petrel.core"] = {
       sources = {
         "csrc/pt_buf.c",
+        "csrc/pt_plan.c",
+        "csrc/pt_simd.c",
         "csrc/lua/lpt_core.c",
         "csrc/lua/lpt_buf.c",
+        "csrc/lua/lpt_codec.c",
       },
       incdirs = { "csrc", "$(URING_INCDIR)" },
       libdirs = { "$(URING_LIBDIR)" },

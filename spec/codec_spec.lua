@@ -574,3 +574,56 @@ describe("codec", function()
     end)
   end)
 end)
+
+describe("schemas shared across Lua states", function()
+  it("adopt the same compiled plans in another state (a luv thread)", function()
+    local uv = require "luv"
+    local handle = petrel.export(W)
+    assert.matches("^petrel%.schema:", handle)
+    local bytes = slurp(DATA .. "small.bin")
+    local out = os.tmpname()
+    local th = uv.new_thread(function(h, b, path, cpath, outname)
+      package.path, package.cpath = path, cpath
+      local p = require "petrel"
+      local ns = p.adopt(h)
+      local v = assert(ns.Request:decode(b))
+      local ok = ns.Request:encode(v) == b and ns.Status.PARTIAL == 1
+        and ns.Echo.functions.echo.args ~= nil and v.base.LogID ~= nil
+      local f = io.open(outname, "w")
+      f:write(ok and "ok" or "bad")
+      f:close()
+    end, handle, bytes, package.path, package.cpath, out)
+    th:join()
+    assert.equal("ok", slurp(out))
+    os.remove(out)
+    assert.has_error(function() petrel.adopt("petrel.schema:nothing") end)
+    assert.has_error(function() petrel.adopt({}) end)
+  end)
+end)
+
+describe("petrel.load", function()
+  it("loads workload.thrift and round-trips the canonical messages", function()
+    local ns = assert(petrel.load("../shared/bench/workload.thrift"))
+    for _, w in ipairs(WORKLOADS) do
+      local bytes = slurp(DATA .. w[1] .. ".bin")
+      local v = assert(ns[w[2]]:decode(bytes))
+      assert.is_true(ns[w[2]]:encode(v) == bytes, w[1])
+    end
+    assert.equal(1, ns.Status.PARTIAL)
+    assert.is_true(ns.Echo.functions.fire.oneway)
+    assert.equal("struct", ns._idl.defs.Request.kind)
+  end)
+
+  it("loads IDL text and reports errors with file, line and column", function()
+    local ns = assert(petrel.load("struct P { 1: i32 x, 2: list<string> tags }",
+      { text = true, name = "inline.thrift" }))
+    local v = ns.P:decode(ns.P:encode({ x = 3, tags = { "a" } }))
+    assert.equal(3, v.x)
+    local bad, err = petrel.load("struct P {\n  1: lst<i32> x\n}", { text = true, name = "bad.thrift" })
+    assert.is_nil(bad)
+    assert.matches("^bad%.thrift:2:%d+:", err)
+    bad, err = petrel.load("/nonexistent/x.thrift")
+    assert.is_nil(bad)
+    assert.is_string(err)
+  end)
+end)

@@ -17,6 +17,7 @@ reference implementation in petrel's interop tests.  Run with /usr/bin/python3.
           An element that fails becomes {"$error": "message"} (no Thrift
           field can be named "$error"); the exit status is still 0.
 Options:
+  (env PETREL_THRIFT_INCLUDES=dir:dir adds -I include directories)
   --gen-dir DIR      where `thrift --gen py -r` output goes (default
                      $PETREL_BUILD|build/pyinterop/<hash of abs path + mtime
                      + size of FILE.thrift>; generated once, reused after).
@@ -130,8 +131,9 @@ def gen_python(thrift_file, gen_dir=None):
     """Generate (once) and return the gen-py directory for thrift_file."""
     path = os.path.abspath(thrift_file)
     st = os.stat(path)
+    incs = [d for d in os.environ.get("PETREL_THRIFT_INCLUDES", "").split(":") if d]
     if gen_dir is None:
-        key = "%s\0%d\0%d" % (path, st.st_mtime_ns, st.st_size)
+        key = "%s\0%d\0%d\0%s" % (path, st.st_mtime_ns, st.st_size, ":".join(incs))
         h = hashlib.sha256(key.encode()).hexdigest()[:16]
         gen_dir = os.path.join(build_dir(), "pyinterop", h)
     marker = os.path.join(gen_dir, ".pyinterop-ok")
@@ -141,7 +143,10 @@ def gen_python(thrift_file, gen_dir=None):
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=".gen-", dir=parent)
     try:
-        r = subprocess.run(["thrift", "-r", "--gen", "py", "-out", tmp, path],
+        inc_args = []
+        for d in incs:                      # PETREL_THRIFT_INCLUDES=dir:dir
+            inc_args += ["-I", d]
+        r = subprocess.run(["thrift", "-r"] + inc_args + ["--gen", "py", "-out", tmp, path],
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         if r.returncode != 0:
             raise InteropError("thrift --gen py failed for %s:\n%s"

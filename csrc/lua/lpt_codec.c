@@ -1397,25 +1397,62 @@ static int Lpt_schema_gc(lua_State *L) {
  *          enums = { { names = {[v]=name}, values = {[name]=v} } } }
  * type desc: {kind="i64"} {kind="list", elem=, typed=} {kind="map", key=,
  *   val=} {kind="struct", plan=i} {kind="enum", enum=i}. */
+/* Push {[i] = petrel.type} for every plan of the finished schema s, with
+ * one shared context table: field-name keys (from the plans), the defaults
+ * table at didx and the enums table at eidx. */
+static void push_types(lua_State *L, pt_schema *s, int didx, int eidx) {
+  int nplans = pt_schema_nplans(s);
+  lua_createtable(L, 7, 0);
+  int cx = lua_gettop(L);
+  lua_newtable(L);
+  for (int i = 0; i < nplans; i++) {
+    const pt_plan *p = pt_schema_plan(s, i);
+    for (int j = 0; j < p->nfields; j++) {
+      const pt_field *f = &p->fields[j];
+      lua_pushstring(L, f->name);
+      lua_rawseti(L, -2, p->key_base + f->index + 1);
+    }
+  }
+  lua_rawseti(L, cx, CX_KEYS);
+  lua_pushvalue(L, didx);
+  lua_rawseti(L, cx, CX_DEFAULTS);
+  lua_pushvalue(L, eidx);
+  lua_rawseti(L, cx, CX_ENUMS);
+  static const char *const mts[] = {"petrel.list", "petrel.set", "petrel.map"};
+  for (int i = 0; i < 3; i++) {
+    luaL_getmetatable(L, mts[i]);
+    lua_rawseti(L, cx, CX_LIST_MT + i);
+  }
+  luaL_getmetatable(L, LPT_ARRAY_MT);
+  lua_rawseti(L, cx, CX_ARRAY_MT);
+  lua_createtable(L, nplans, 0);
+  for (int i = 0; i < nplans; i++) {
+    lpt_Type *T = lua_newuserdata(L, sizeof *T);
+    T->s = s;
+    T->plan = pt_schema_plan(s, i);
+    pt_schema_ref(s);
+    luaL_setmetatable(L, LPT_TYPE_MT);
+    lua_pushvalue(L, cx);
+    lpt_setuv(L, -2);
+    lua_rawseti(L, -2, i + 1);
+  }
+  lua_remove(L, cx);
+}
+
 static int Lpt_compile(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   lua_getfield(L, 1, "plans");
   int plans = lua_gettop(L);
   luaL_checktype(L, plans, LUA_TTABLE);
   int nplans = (int)lua_rawlen(L, plans);
+  /* the builder's reference lives in a userdata, so errors cannot leak it */
   lpt_Schema *SU = lua_newuserdata(L, sizeof *SU);
   SU->s = NULL;
   luaL_setmetatable(L, LPT_SCHEMA_MT);
-  int sud = lua_gettop(L);
   pt_schema *s = SU->s = pt_schema_new(nplans);
   if (!s) return luaL_error(L, "out of memory");
-
-  /* context table: keys, defaults, enums, list/set/map/array metatables */
-  lua_createtable(L, 7, 0);
-  int cx = lua_gettop(L);
-  lua_newtable(L); /* keys */
   lua_newtable(L); /* defaults */
-  int keys = cx + 1, defaults = cx + 2;
+  int defaults = lua_gettop(L);
   int key = 0;
   for (int i = 0; i < nplans; i++) {
     lua_rawgeti(L, plans, i + 1);
@@ -1448,8 +1485,6 @@ static int Lpt_compile(lua_State *L) {
         lua_pushvalue(L, -1);
         lua_rawseti(L, defaults, key + j + 1);
       }
-      lua_pushvalue(L, fd + 2); /* name */
-      lua_rawseti(L, keys, key + j + 1);
       if (pt_plan_set_field(s, i, j, id, fname, req, has_def, ft) != 0)
         return luaL_error(L, "%s", pt_schema_error(s));
       lua_settop(L, fd - 1);
@@ -1457,36 +1492,62 @@ static int Lpt_compile(lua_State *L) {
     key += nf;
     lua_settop(L, pd - 1);
   }
+  lua_getfield(L, 1, "meta");
+  if (lua_type(L, -1) == LUA_TSTRING) {
+    size_t n;
+    const char *m = lua_tolstring(L, -1, &n);
+    if (pt_schema_set_blob(s, m, n) != 0) return luaL_error(L, "out of memory");
+  }
+  lua_pop(L, 1);
   if (pt_schema_finish(s) != 0) return luaL_error(L, "%s", pt_schema_error(s));
-  lua_rawseti(L, cx, CX_DEFAULTS);
-  lua_rawseti(L, cx, CX_KEYS);
   lua_getfield(L, 1, "enums");
   if (lua_isnil(L, -1)) {
     lua_pop(L, 1);
     lua_newtable(L);
   }
-  lua_rawseti(L, cx, CX_ENUMS);
-  static const char *const mts[] = {"petrel.list", "petrel.set", "petrel.map"};
-  for (int i = 0; i < 3; i++) {
-    luaL_getmetatable(L, mts[i]);
-    lua_rawseti(L, cx, CX_LIST_MT + i);
-  }
-  luaL_getmetatable(L, LPT_ARRAY_MT);
-  lua_rawseti(L, cx, CX_ARRAY_MT);
-  lua_pushvalue(L, sud);
-  lua_rawseti(L, cx, 8); /* keeps the schema userdata alive */
+  push_types(L, s, defaults, lua_gettop(L));
+  return 1;
+}
 
-  lua_createtable(L, nplans, 0);
-  for (int i = 0; i < nplans; i++) {
-    lpt_Type *T = lua_newuserdata(L, sizeof *T);
-    T->s = s;
-    T->plan = pt_schema_plan(s, i);
-    pt_schema_ref(s);
-    luaL_setmetatable(L, LPT_TYPE_MT);
-    lua_pushvalue(L, cx);
-    lpt_setuv(L, -2);
-    lua_rawseti(L, -2, i + 1);
-  }
+/* core.export(type) -> handle (light userdata) holding one reference to
+ * the type's compiled schema, for core.adopt in another Lua state. */
+static int Lpt_export(lua_State *L) {
+  lpt_Type *T = check_type(L, 1);
+  pt_schema_ref(T->s);
+  /* a string passes through any thread or state library */
+  lua_pushfstring(L, "petrel.schema:%p", (void *)T->s);
+  return 1;
+}
+
+static pt_schema *handle_arg(lua_State *L, int idx) {
+  void *p = NULL;
+  const char *h = luaL_checkstring(L, idx);
+  if (strncmp(h, "petrel.schema:", 14) != 0 || sscanf(h + 14, "%p", &p) != 1 ||
+      !p)
+    luaL_argerror(L, idx, "not a petrel.export handle");
+  return p;
+}
+
+/* core.adopt_meta(handle) -> the meta string kept by compile */
+static int Lpt_adopt_meta(lua_State *L) {
+  pt_schema *s = handle_arg(L, 1);
+  size_t n;
+  const char *m = pt_schema_blob(s, &n);
+  lua_pushlstring(L, m ? m : "", n);
+  return 1;
+}
+
+/* core.adopt(handle, defaults, enums) -> types; consumes the handle's
+ * reference (the handle must not be used again). */
+static int Lpt_adopt(lua_State *L) {
+  pt_schema *s = handle_arg(L, 1);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  luaL_checktype(L, 3, LUA_TTABLE);
+  /* hold the handle's reference in a userdata until the types own theirs */
+  lpt_Schema *SU = lua_newuserdata(L, sizeof *SU);
+  SU->s = s;
+  luaL_setmetatable(L, LPT_SCHEMA_MT);
+  push_types(L, s, 2, 3);
   return 1;
 }
 
@@ -1700,6 +1761,9 @@ static const luaL_Reg array_methods[] = {
     {NULL, NULL}};
 
 static const luaL_Reg codec_funcs[] = {{"compile", Lpt_compile},
+                                       {"export", Lpt_export},
+                                       {"adopt", Lpt_adopt},
+                                       {"adopt_meta", Lpt_adopt_meta},
                                        {"array", Lpt_array},
                                        {"skip", Lpt_skip},
                                        {"simd", Lpt_simd},

@@ -21,6 +21,8 @@ local petrel = {
   const = schema.const,
   service = schema.service,
   schema = schema.compile,
+  export = schema.export,
+  adopt = schema.adopt,
   array = core.array,
   list = core.list, -- metatables marking decoded containers
   set = core.set,
@@ -28,5 +30,27 @@ local petrel = {
   simd = core.simd,
   unknown = core.unknown, -- key of kept unknown fields (decode {unknown=true})
 }
+
+-- petrel.load(path_or_text [, opts]) -> namespace | nil, err
+-- Loads Thrift IDL at run time (no code generation). opts.include_dirs:
+-- list of directories searched for includes; opts.text = true treats the
+-- first argument as IDL text (opts.name names it in messages). The
+-- namespace also carries the loader's result as ns._idl (normalized
+-- schema tables in ns._idl.defs).
+function petrel.load(src, opts)
+  local idl = require "petrel.idl"
+  opts = opts or {}
+  local res, err
+  if opts.text then
+    res, err = idl.parse(src, opts)
+  else
+    res, err = idl.load(src, opts)
+  end
+  if not res then return nil, err end
+  local ok, ns = pcall(schema.compile, res.defs)
+  if not ok then return nil, (opts.name or src) .. ": " .. tostring(ns) end
+  ns._idl = res
+  return ns
+end
 
 return petrel

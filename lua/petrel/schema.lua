@@ -177,6 +177,50 @@ end
 
 M.parse_type = parse_type
 
+-- ---- sharing across Lua states ---------------------------------------------
+
+-- Lua source for a plain value (tables, strings, numbers, booleans, int64
+-- cdata on LuaJIT); used to carry defaults, enums and names to another state.
+local function serialize(v, out)
+  local t = type(v)
+  if t == "table" then
+    out[#out + 1] = "{"
+    local keys = {}
+    for k in pairs(v) do keys[#keys + 1] = k end
+    table.sort(keys, function(a, b)
+      if type(a) == type(b) and type(a) ~= "cdata" then return a < b end
+      return type(a) < type(b)
+    end)
+    for _, k in ipairs(keys) do
+      out[#out + 1] = "["
+      serialize(k, out)
+      out[#out + 1] = "]="
+      serialize(v[k], out)
+      out[#out + 1] = ","
+    end
+    out[#out + 1] = "}"
+  elseif t == "string" then
+    out[#out + 1] = string.format("%q", v)
+  elseif t == "number" then
+    if math.type and math.type(v) == "integer" then
+      out[#out + 1] = string.format("%d", v)
+    elseif v ~= v then
+      out[#out + 1] = "(0/0)"
+    elseif v == math.huge or v == -math.huge then
+      out[#out + 1] = v > 0 and "math.huge" or "-math.huge"
+    else
+      out[#out + 1] = string.format("%.17g", v)
+    end
+  elseif t == "boolean" or t == "nil" then
+    out[#out + 1] = tostring(v)
+  elseif t == "cdata" then
+    out[#out + 1] = tostring(v) -- 123LL / 123ULL: LuaJIT source
+  else
+    error("cannot carry a " .. t .. " value to another state", 0)
+  end
+  return out
+end
+
 -- ---- compile ---------------------------------------------------------------
 
 -- petrel.schema(defs) -> namespace of compiled types, enums, consts, services.
@@ -338,30 +382,84 @@ function M.compile(defs, opts)
 
   local descs = {}
   for i, p in ipairs(plans) do descs[i] = p.desc end
-  local types = core.compile({ plans = descs, enums = enums })
 
-  local ns = { _defs = defs, _services = services }
+  -- what another state needs to adopt the compiled plans (see M.adopt)
+  local meta = { defaults = {}, enums = enums, names = {}, enum_values = {},
+    consts = {}, services = {} }
+  local key = 0
   for i, p in ipairs(plans) do
-    if p.def then ns[p.name] = types[i] end
+    for j, f in ipairs(p.desc.fields) do
+      if f.default ~= nil then meta.defaults[key + j] = f.default end
+    end
+    key = key + #p.desc.fields
+    if p.def then meta.names[i] = p.name end
   end
-  for name, idx in pairs(enum_index) do
-    local e = {}
-    for k, v in pairs(defs[name].values) do e[k] = v end
-    ns[name] = e
-    local _ = idx
+  for name in pairs(enum_index) do meta.enum_values[name] = defs[name].values end
+  for _, name in ipairs(names) do
+    if defs[name].kind == "const" then meta.consts[name] = defs[name].value end
   end
   for name, svc in pairs(services) do
+    local fns = {}
+    for fname, fn in pairs(svc.functions) do
+      fns[fname] = { name = fn.name, oneway = fn.oneway, result_type = fn.result_type,
+        throws = fn.throws, args_plan = fn.args_plan, result_plan = fn.result_plan }
+    end
+    meta.services[name] = { name = name, order = svc.order, extends = svc.extends,
+      functions = fns }
+  end
+  local ok, src = pcall(function() return table.concat(serialize(meta, { "return " })) end)
+  local types = core.compile({ plans = descs, enums = enums, meta = ok and src or nil })
+  local ns = M.namespace(types, meta)
+  ns._defs = defs
+  return ns
+end
+
+-- The namespace users see: types by name, enums as name -> value tables,
+-- consts as values, services with their compiled args/result types.
+function M.namespace(types, meta)
+  local ns = { _services = {} }
+  for i, name in pairs(meta.names) do ns[name] = types[i] end
+  for name, values in pairs(meta.enum_values) do
+    local e = {}
+    for k, v in pairs(values) do e[k] = v end
+    ns[name] = e
+  end
+  for name, v in pairs(meta.consts) do ns[name] = v end
+  for name, svc in pairs(meta.services) do
     for _, fn in pairs(svc.functions) do
       fn.args = types[fn.args_plan]
       fn.result = fn.result_plan and types[fn.result_plan] or nil
     end
     ns[name] = svc
+    ns._services[name] = svc
   end
-  for _, name in ipairs(names) do
-    local d = defs[name]
-    if d.kind == "const" then ns[name] = d.value end
-  end
+  local any = types[1]
+  ns._export = any and function() return core.export(any) end
   return ns
+end
+
+-- petrel.export(ns) -> handle: a string naming one reference to the
+-- compiled plans, to be passed to another Lua state of the same process
+-- (a thread library's argument, a channel...), which calls
+-- petrel.adopt(handle) exactly once. The handle is a raw address: never
+-- forge one, never adopt one twice, never send it to another process.
+function M.export(ns)
+  if type(ns) ~= "table" or not ns._export then
+    error("petrel.export: a compiled schema namespace with at least one struct expected", 2)
+  end
+  return ns._export()
+end
+
+-- petrel.adopt(handle) -> namespace over the same immutable C plans.
+function M.adopt(handle)
+  if type(handle) ~= "string" then error("petrel.adopt: handle expected", 2) end
+  local src = core.adopt_meta(handle)
+  local load_ = loadstring or load
+  local chunk = src ~= "" and load_(src)
+  if not chunk then error("petrel.adopt: this schema cannot be adopted (values not portable)", 2) end
+  local meta = chunk()
+  local types = core.adopt(handle, meta.defaults, meta.enums)
+  return M.namespace(types, meta)
 end
 
 return M

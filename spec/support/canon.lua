@@ -254,7 +254,10 @@ function M.random(defs, tstr, rnd, depth)
       end
       for _, f in ipairs(dd.fields) do
         local optional = f.required == "optional"
-        if f.required == "required" or (not optional and d < 4) or (optional and d < 4 and rnd(2) == 0) then
+        -- fields with defaults are always set: petrel would write the
+        -- default for a missing one, and the comparison would differ
+        if f.required == "required" or (not optional and (d < 4 or f.default ~= nil))
+          or (optional and d < 4 and rnd(2) == 0) then
           out[f.name] = gen(parse(f.type), d + 1)
         end
       end

@@ -1,0 +1,255 @@
+#!/usr/bin/env bash
+# rpc_peers.sh: RPC throughput/latency of the peer servers (no petrel needed).
+#
+# For each server and each connection count: start the server pinned to
+# SERVER_CPU on a free 127.0.0.1 port, run build/bench/loadgen pinned to
+# CLIENT_CPU (WARMUP s unmeasured + DURATION s measured), stop the server,
+# then print one table on stdout: server, conns, calls/s, p50/p99/p999 (us),
+# errors, CPU use (srv_cpu, lg_cpu: % of one core used by the server and by
+# loadgen; other: % of one core used by anything else on the two cores, a
+# noise flag) and calls/s relative to the C epoll floor (FLOOR) at the same
+# conn count. Progress and each raw loadgen line go to stderr.
+#
+#   bench/peers/rpc_peers.sh
+#
+# Env (all optional):
+#   CONNS="1 10 100 1000"  connection counts
+#   DURATION=3 WARMUP=1    seconds per run (measured / unmeasured)
+#   MODE=pingpong DEPTH=1  loadgen --mode / --depth (pipeline: DEPTH in flight)
+#   PAYLOAD=/work/shared/bench/data/small.bin   args struct / frame body
+#   ONLY="name ..."        run only these servers (FLOOR is always kept)
+#   FLOOR=c-epoll-raw      the server the ratio column divides by
+#   SERVER_CPU=0 CLIENT_CPU=1  taskset cores
+#   PORT_BASE=19000        first port tried; each run takes the next free one
+#   BUILD=build            build dir (binaries in $BUILD/bench; logs in
+#                          $BUILD/bench/rpc-logs); build_rpc.sh runs first
+#   RESULTS=FILE           also write the table there
+#
+# Adding a server is one add_server line (see below): a name, a start command
+# and the loadgen arguments. Both are eval'ed with $PORT (the port chosen),
+# $LIMIT (seconds the server must exit after), $BIN ($BUILD/bench), $ROOT and
+# $PAYLOAD set. The start command must stay in the foreground (it is started
+# with exec, so its PID is the one killed) and listen on 127.0.0.1:$PORT.
+set -u
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$ROOT"
+
+CONNS=${CONNS:-"1 10 100 1000"}
+DURATION=${DURATION:-3}
+WARMUP=${WARMUP:-1}
+MODE=${MODE:-pingpong}
+DEPTH=${DEPTH:-1}
+PAYLOAD=${PAYLOAD:-/work/shared/bench/data/small.bin}
+ONLY=${ONLY:-}
+FLOOR=${FLOOR:-c-epoll-raw}
+SERVER_CPU=${SERVER_CPU:-0}
+CLIENT_CPU=${CLIENT_CPU:-1}
+PORT_BASE=${PORT_BASE:-19000}
+BUILD=${BUILD:-build}
+RESULTS=${RESULTS:-}
+case $BUILD in /*) BIN=$BUILD/bench ;; *) BIN=$ROOT/$BUILD/bench ;; esac
+LOGS=$BIN/rpc-logs
+
+# ---------------------------------------------------------------- servers
+SERVERS=()
+add_server() { SERVERS+=("$1|$2|$3"); } # name | start command | loadgen args
+
+add_server c-epoll-raw     '$BIN/c_epoll_echo --port $PORT --duration $LIMIT' \
+                           '--echo-frame $PAYLOAD --wrap'
+add_server c-epoll-thrift  '$BIN/c_epoll_echo --thrift --port $PORT --duration $LIMIT' \
+                           '--thrift-call echo --args-struct $PAYLOAD'
+add_server cpp-nonblocking '$BIN/cpp_echo_server --port $PORT --duration $LIMIT' \
+                           '--thrift-call echo --args-struct $PAYLOAD'
+add_server luv-raw         'lua5.4 $ROOT/bench/peers/luv_echo.lua $PORT $LIMIT' \
+                           '--echo-frame $PAYLOAD --wrap'
+add_server luv-raw-jit     'luajit $ROOT/bench/peers/luv_echo.lua $PORT $LIMIT' \
+                           '--echo-frame $PAYLOAD --wrap'
+# petrel rows go here, e.g.
+# add_server petrel-5.4 'lua5.4 $ROOT/bench/rpc/server.lua --port $PORT --duration $LIMIT' \
+#                       '--thrift-call echo --args-struct $PAYLOAD'
+
+# ---------------------------------------------------------------- process care
+PIDS=()
+cleanup() {
+    local p
+    for p in "${PIDS[@]}"; do
+        kill "$p" 2>/dev/null
+    done
+    for p in "${PIDS[@]}"; do
+        for _ in 1 2 3 4 5 6 7 8 9 10; do
+            kill -0 "$p" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -9 "$p" 2>/dev/null
+        wait "$p" 2>/dev/null
+    done
+    PIDS=()
+}
+trap cleanup EXIT
+trap 'echo "rpc_peers: interrupted" >&2; exit 130' INT TERM
+
+forget_pid() { # remove $1 from PIDS
+    local keep=() p
+    for p in "${PIDS[@]}"; do [ "$p" = "$1" ] || keep+=("$p"); done
+    PIDS=("${keep[@]}")
+}
+
+stop_pid() {
+    local p=$1
+    kill "$p" 2>/dev/null
+    for _ in $(seq 20); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$p" 2>/dev/null
+    wait "$p" 2>/dev/null
+    forget_pid "$p"
+}
+
+NEXT_PORT=$PORT_BASE
+port_free() { [ -z "$(ss -Htln "sport = :$1" 2>/dev/null)" ]; }
+next_port() {
+    while ! port_free "$NEXT_PORT"; do NEXT_PORT=$((NEXT_PORT + 1)); done
+    PORT=$NEXT_PORT
+    NEXT_PORT=$((NEXT_PORT + 1))
+    [ "$NEXT_PORT" -lt $((PORT_BASE + 900)) ] || NEXT_PORT=$PORT_BASE
+}
+
+# start_server NAME CMD LOG: sets SPID and PORT, returns 1 if it never listened
+start_server() {
+    local name=$1 cmd=$2 log=$3 attempt
+    for attempt in 1 2 3 4 5; do
+        next_port
+        ( eval "exec taskset -c $SERVER_CPU $cmd" ) >"$log" 2>&1 </dev/null &
+        SPID=$!
+        PIDS+=("$SPID")
+        for _ in $(seq 50); do
+            if ! kill -0 "$SPID" 2>/dev/null; then break; fi
+            if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then return 0; fi
+            sleep 0.1
+        done
+        stop_pid "$SPID"
+        echo "rpc_peers: $name did not come up on port $PORT (attempt $attempt; log $log)" >&2
+    done
+    return 1
+}
+
+# ---------------------------------------------------------------- run
+ulimit -n "$(ulimit -Hn)" 2>/dev/null
+mkdir -p "$LOGS"
+if ! bench/peers/build_rpc.sh >"$LOGS/build.log" 2>&1; then
+    echo "rpc_peers: build_rpc.sh failed (servers without a binary will show n/a):" >&2
+    tail -5 "$LOGS/build.log" >&2
+fi
+[ -x "$BIN/loadgen" ] || { echo "rpc_peers: no $BIN/loadgen" >&2; exit 1; }
+[ -f "$PAYLOAD" ] || { echo "rpc_peers: no payload $PAYLOAD" >&2; exit 1; }
+LIMIT=$(awk "BEGIN { print int($DURATION + $WARMUP + 20) }")
+LG_TIMEOUT=$(awk "BEGIN { print int($DURATION + $WARMUP + 10) }")
+
+declare -A CPS P50 P99 P999 ERR SCPU LGCPU OTHER
+proc_ticks() { # utime + stime of a live PID, in clock ticks (0 if gone)
+    local st
+    st=$(cat "/proc/$1/stat" 2>/dev/null) || { echo 0; return; }
+    st=${st##*) }  # drop "pid (comm) "
+    awk '{ print $12 + $13 }' <<<"$st"
+}
+get() { sed -n "s/.*\b$1=\([^ ]*\).*/\1/p" <<<"$line"; } # field of loadgen's line
+ROWS=()
+selected() {
+    [ -z "$ONLY" ] || [ "$1" = "$FLOOR" ] && return 0
+    local n
+    for n in $ONLY; do [ "$n" = "$1" ] && return 0; done
+    return 1
+}
+
+for n in $ONLY; do
+    known=0
+    for entry in "${SERVERS[@]}"; do [ "${entry%%|*}" = "$n" ] && known=1; done
+    [ "$known" = 1 ] || echo "rpc_peers: WARNING: ONLY names unknown server '$n'" >&2
+done
+
+# Other CPU-heavy processes on the two cores make the numbers noisy: warn.
+cpu_ticks() { # "busy total" jiffies of cores $SERVER_CPU and $CLIENT_CPU
+    awk -v a="cpu$SERVER_CPU" -v b="cpu$CLIENT_CPU" \
+        '$1 == a || $1 == b { for (i = 2; i <= 9; i++) t += $i; idle += $5 + $6 }
+         END { print t - idle, t }' /proc/stat
+}
+busy_pct() { # busy % of the two cores over the last 0.5 s
+    local b0 t0 b1 t1
+    read -r b0 t0 <<<"$(cpu_ticks)"; sleep 0.5; read -r b1 t1 <<<"$(cpu_ticks)"
+    awk "BEGIN { d = $t1 - $t0; printf \"%.0f\", (d > 0 ? 100 * ($b1 - $b0) / d : 0) }"
+}
+BUSY=$(busy_pct)
+if [ "$BUSY" -gt 10 ]; then
+    echo "rpc_peers: WARNING: cores $SERVER_CPU,$CLIENT_CPU are already ${BUSY}% busy;" \
+         "other processes compete and the results will be noisy:" >&2
+    ps -eo pid,pcpu,psr,comm --sort=-pcpu | sed -n '2,4p' | sed 's/^/    /' >&2
+fi
+echo "rpc_peers: server cpu $SERVER_CPU, loadgen cpu $CLIENT_CPU, mode $MODE depth $DEPTH," \
+     "warmup ${WARMUP}s + ${DURATION}s, payload $PAYLOAD" >&2
+for entry in "${SERVERS[@]}"; do
+    IFS='|' read -r name cmd lgargs <<<"$entry"
+    selected "$name" || continue
+    ROWS+=("$name")
+    for c in $CONNS; do
+        key="$name|$c"
+        CPS[$key]=n/a; P50[$key]=-; P99[$key]=-; P999[$key]=-; ERR[$key]=-
+        SCPU[$key]=-; LGCPU[$key]=-; OTHER[$key]=-
+        slog="$LOGS/$name-$c.server.log"
+        if ! start_server "$name" "$cmd" "$slog"; then
+            continue
+        fi
+        lgout="$LOGS/$name-$c.loadgen.out"
+        eval "set -- $lgargs"
+        timeout -k 1 "$LG_TIMEOUT" taskset -c "$CLIENT_CPU" "$BIN/loadgen" \
+            --port "$PORT" --conns "$c" --duration "$DURATION" --warmup "$WARMUP" \
+            --mode "$MODE" --depth "$DEPTH" "$@" >"$lgout" 2>"$LOGS/$name-$c.loadgen.err" &
+        LPID=$!
+        PIDS+=("$LPID")
+        # CPU accounting over (about) the measured window: server ticks and
+        # busy ticks of both cores, sampled after the warmup and at the end.
+        sleep "$WARMUP"
+        s0=$(proc_ticks "$SPID"); read -r b0 t0 <<<"$(cpu_ticks)"
+        wait "$LPID"
+        lrc=$?
+        s1=$(proc_ticks "$SPID"); read -r b1 t1 <<<"$(cpu_ticks)"
+        forget_pid "$LPID"
+        stop_server_rc=0
+        kill -0 "$SPID" 2>/dev/null || stop_server_rc=1
+        stop_pid "$SPID"
+        line=$(tail -1 "$lgout")
+        echo "  $name: $line (rc $lrc)" >&2
+        [ "$stop_server_rc" = 0 ] || echo "  $name: server had exited before the end of the run (see $slog)" >&2
+        if [ -n "$(get calls_per_s)" ]; then
+            CPS[$key]=$(get calls_per_s); P50[$key]=$(get p50_us)
+            P99[$key]=$(get p99_us); P999[$key]=$(get p999_us); ERR[$key]=$(get errors)
+            LGCPU[$key]=$(get loadgen_cpu_pct)
+            # per-core wall ticks = (t1 - t0) / 2; other = busy - server - loadgen
+            read -r SCPU[$key] OTHER[$key] <<<"$(awk "BEGIN { w = ($t1 - $t0) / 2;
+                if (w <= 0) { print \"- -\"; exit }
+                s = 100 * ($s1 - $s0) / w; o = 100 * ($b1 - $b0) / w - s - ${LGCPU[$key]:-0};
+                printf \"%.0f %.0f\", s, (o < 0 ? 0 : o) }")"
+        fi
+    done
+done
+
+table() {
+    printf '%-18s %6s %10s %8s %8s %8s %7s %7s %6s %6s %8s\n' server conns calls/s \
+        p50_us p99_us p999_us errors srv_cpu lg_cpu other vs_floor
+    local name c key ratio floor
+    for name in "${ROWS[@]}"; do
+        for c in $CONNS; do
+            key="$name|$c"
+            floor=${CPS[$FLOOR|$c]:-n/a}
+            ratio=-
+            if [[ "${CPS[$key]}" =~ ^[0-9]+$ && "$floor" =~ ^[0-9]+$ && "$floor" -gt 0 ]]; then
+                ratio=$(awk "BEGIN { printf \"%.2f\", ${CPS[$key]} / $floor }")
+            fi
+            printf '%-18s %6s %10s %8s %8s %8s %7s %7s %6s %6s %8s\n' "$name" "$c" \
+                "${CPS[$key]}" "${P50[$key]}" "${P99[$key]}" "${P999[$key]}" "${ERR[$key]}" \
+                "${SCPU[$key]}" "${LGCPU[$key]}" "${OTHER[$key]}" "$ratio"
+        done
+    done
+}
+table
+echo "(srv_cpu, lg_cpu: % of one core used by the server / loadgen in the measured window;" \
+     "other: % of one core used by anything else on the two cores: above ~10 the row is noisy;" \
+     "lg_cpu near 100: the generator may be the limit)" >&2
+[ -z "$RESULTS" ] || table >"$RESULTS"
