@@ -41,9 +41,20 @@ static inline void lpt_setfuncs_compat(lua_State *L, const luaL_Reg *l,
 #define luaL_setmetatable lpt_setmetatable_compat
 #define luaL_setfuncs lpt_setfuncs_compat
 #define lpt_getuv(L, i) lua_getfenv(L, (i))
+/* raw gets that return the type of the pushed value, as in 5.3+ */
+static inline int lpt_rawgeti(lua_State *L, int t, lua_Integer i) {
+  lua_rawgeti(L, t, (int)i);
+  return lua_type(L, -1);
+}
+static inline int lpt_rawget(lua_State *L, int t) {
+  lua_rawget(L, t);
+  return lua_type(L, -1);
+}
 #define lpt_setuv(L, i) lua_setfenv(L, (i))
 #else
 #define lpt_getuv(L, i) lua_getiuservalue(L, (i), 1)
+#define lpt_rawgeti lua_rawgeti
+#define lpt_rawget lua_rawget
 #define lpt_setuv(L, i) lua_setiuservalue(L, (i), 1)
 #define LPT_LUAJIT 0
 #endif

@@ -470,8 +470,7 @@ static void enc_struct(Ctx *c, const pt_plan *p, int idx) {
     const pt_field *f = &p->fields[p->order[k]];
     e->field = p->order[k];
     lua_rawgeti(L, c->keys, p->key_base + f->index + 1);
-    lua_rawget(L, idx);
-    if (lua_isnil(L, -1)) {
+    if (lpt_rawget(L, idx) == LUA_TNIL) {
       lua_pop(L, 1);
       if (f->has_default && f->req != PT_REQ_OPTIONAL) {
         lua_rawgeti(L, c->defaults, p->key_base + f->index + 1);
@@ -538,33 +537,52 @@ static int enc_numeric_list(Ctx *c, const pt_type *et, int idx, size_t n) {
   w_need(c, n * w);
   unsigned char *start = c->w;
   path_ent *e = &c->path[c->depth];
-  for (size_t i = 0; i < n; i++) {
-    lua_rawgeti(L, idx, (lua_Integer)(i + 1));
+  /* Values are fetched in batches of up to 16 and popped together. */
+  luaL_checkstack(L, 17, "petrel: stack");
+  for (size_t base = 0; base < n; base += 16) {
+    size_t m = n - base < 16 ? n - base : 16;
+    for (size_t j = 0; j < m; j++) {
+      size_t i = base + j;
+      int vt = lpt_rawgeti(L, idx, (lua_Integer)(i + 1));
 #if !LPT_LUAJIT
-    if (k == PT_K_I64 && lua_isinteger(L, -1)) {
-      int64_t v = (int64_t)lua_tointeger(L, -1);
-      memcpy(start + i * 8, &v, 8);
-      lua_pop(L, 1);
-      continue;
-    }
+      if (vt == LUA_TNUMBER && k != PT_K_DOUBLE) {
+        int ok;
+        lua_Integer iv = lua_tointegerx(L, -1, &ok);
+        if (ok) {
+          if (k == PT_K_I64) {
+            int64_t v = (int64_t)iv;
+            memcpy(start + i * 8, &v, 8);
+            continue;
+          } else if (k == PT_K_I32 && iv >= INT32_MIN && iv <= INT32_MAX) {
+            int32_t v = (int32_t)iv;
+            memcpy(start + i * 4, &v, 4);
+            continue;
+          } else if (k == PT_K_I16 && iv >= INT16_MIN && iv <= INT16_MAX) {
+            int16_t v = (int16_t)iv;
+            memcpy(start + i * 2, &v, 2);
+            continue;
+          }
+        }
+      }
 #endif
-    e->index = (int64_t)i + 1;
-    if (k == PT_K_DOUBLE) {
-      if (lua_type(L, -1) != LUA_TNUMBER)
-        enc_error(c, "number expected, got %s", lua_type_name(L, -1));
-      double d = (double)lua_tonumber(L, -1);
-      memcpy(start + i * 8, &d, 8);
-    } else if (k == PT_K_I64) {
-      int64_t v = enc_int(c, -1, INT64_MIN, INT64_MAX, "i64");
-      memcpy(start + i * 8, &v, 8);
-    } else if (k == PT_K_I32) {
-      int32_t v = (int32_t)enc_int(c, -1, INT32_MIN, INT32_MAX, "i32");
-      memcpy(start + i * 4, &v, 4);
-    } else {
-      int16_t v = (int16_t)enc_int(c, -1, INT16_MIN, INT16_MAX, "i16");
-      memcpy(start + i * 2, &v, 2);
+      e->index = (int64_t)i + 1;
+      if (k == PT_K_DOUBLE) {
+        if (vt != LUA_TNUMBER)
+          enc_error(c, "number expected, got %s", lua_type_name(L, -1));
+        double d = (double)lua_tonumber(L, -1);
+        memcpy(start + i * 8, &d, 8);
+      } else if (k == PT_K_I64) {
+        int64_t v = enc_int(c, -1, INT64_MIN, INT64_MAX, "i64");
+        memcpy(start + i * 8, &v, 8);
+      } else if (k == PT_K_I32) {
+        int32_t v = (int32_t)enc_int(c, -1, INT32_MIN, INT32_MAX, "i32");
+        memcpy(start + i * 4, &v, 4);
+      } else {
+        int16_t v = (int16_t)enc_int(c, -1, INT16_MIN, INT16_MAX, "i16");
+        memcpy(start + i * 2, &v, 2);
+      }
     }
-    lua_pop(L, 1);
+    lua_pop(L, (int)m);
   }
   pt_bswap_copy(start, start, n, (int)w);
   c->w += n * w;
@@ -600,7 +618,23 @@ static void enc_list(Ctx *c, const pt_type *t, int idx) {
   w_32(c, (uint32_t)n);
   push_frame(c, 1, NULL);
   if (!keyset) {
-    if (!enc_numeric_list(c, et, idx, n)) {
+    if ((et->kind == PT_K_STRING || et->kind == PT_K_BINARY) && n) {
+      /* strings fetched 16 at a time and popped together */
+      path_ent *e = &c->path[c->depth];
+      luaL_checkstack(L, 17, "petrel: stack");
+      for (size_t base = 0; base < n; base += 16) {
+        size_t m = n - base < 16 ? n - base : 16;
+        for (size_t j = 0; j < m; j++) {
+          e->index = (int64_t)(base + j) + 1;
+          if (lpt_rawgeti(L, idx, (lua_Integer)(base + j + 1)) != LUA_TSTRING)
+            enc_error(c, "string expected, got %s", lua_type_name(L, -1));
+          size_t len;
+          const char *sv = lua_tolstring(L, -1, &len);
+          w_bytes(c, lua_gettop(L), sv, len);
+        }
+        lua_pop(L, (int)m);
+      }
+    } else if (!enc_numeric_list(c, et, idx, n)) {
       path_ent *e = &c->path[c->depth];
       for (size_t i = 1; i <= n; i++) {
         e->index = (int64_t)i;
@@ -629,6 +663,8 @@ typedef struct mkey {
   const char *s;
   size_t n;
   int64_t i;
+  const char *vs; /* string value, kept when the map's values are strings */
+  size_t vn;
 } mkey;
 
 static int cmp_str(const void *a, const void *b) {
@@ -673,8 +709,13 @@ static void enc_map(Ctx *c, const pt_type *t, int idx) {
     int kidx = lua_gettop(L);
     size_t i = 0;
     sorted = 1;
+    int vk = t->val->kind;
+    int strvals = (vk == PT_K_STRING || vk == PT_K_BINARY);
     lua_pushnil(L);
     while (lua_next(L, idx)) {
+      keys[i].vs = NULL;
+      if (strvals && lua_type(L, -1) == LUA_TSTRING)
+        keys[i].vs = lua_tolstring(L, -1, &keys[i].vn);
       lua_pop(L, 1);
       if (strkeys && lua_type(L, -1) == LUA_TSTRING) {
         keys[i].s = lua_tolstring(L, -1, &keys[i].n);
@@ -692,6 +733,19 @@ static void enc_map(Ctx *c, const pt_type *t, int idx) {
       for (i = 0; i < n; i++) {
         e->kind = 2;
         e->index = (int64_t)i + 1;
+        if (strkeys && keys[i].vs && keys[i].n < c->link_min &&
+            keys[i].vn < c->link_min && keys[i].n <= INT32_MAX &&
+            keys[i].vn <= INT32_MAX) {
+          /* map<string,string>: both sides known, no Lua calls needed */
+          w_need(c, 8 + keys[i].n + keys[i].vn);
+          w_32(c, (uint32_t)keys[i].n);
+          memcpy(c->w, keys[i].s, keys[i].n);
+          c->w += keys[i].n;
+          w_32(c, (uint32_t)keys[i].vn);
+          memcpy(c->w, keys[i].vs, keys[i].vn);
+          c->w += keys[i].vn;
+          continue;
+        }
         if (strkeys)
           lua_pushlstring(L, keys[i].s, keys[i].n);
         else
