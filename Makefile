@@ -26,7 +26,7 @@ CTESTS   = $(patsubst spec/c/%.c,$(BUILD)/ctest/%,$(wildcard spec/c/test_*.c))
 MOD54 = $(BUILD)/lua5.4/petrel/core.so
 MODJIT = $(BUILD)/luajit/petrel/core.so
 
-.PHONY: all test demo asan valgrind bench bench-buffer deps ctest rock-test clean fuzz bench-codec
+.PHONY: all test demo asan valgrind bench bench-buffer deps ctest rock-test clean fuzz bench-codec bench-idl
 
 all: $(MOD54) $(MODJIT) $(CTESTS)
 
@@ -113,3 +113,7 @@ bench-codec: all $(FLOOR54)
 	@bench/peers/build.sh >/dev/null
 	@LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH_5_4="$(BUILD)/lua5.4/?.so;;" \
 	  lua5.4 bench/codec.lua
+
+bench-idl: all
+	@LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH_5_4="$(BUILD)/lua5.4/?.so;;" \
+	  taskset -c 1 lua5.4 bench/idl_load.lua

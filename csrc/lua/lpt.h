@@ -80,6 +80,7 @@ typedef struct lpt_State {
   int i64_ctor, u64_ctor; /* registry refs of ffi.typeof("int64_t") ... */
   int ctid_off;           /* bytes before a cdata payload to its ctype id */
   int i64_fix;            /* registry ref: FFI loop storing int64 cdata */
+  int num_fill;           /* registry ref: FFI loop reading a numeric list */
   int64_t *fixv;          /* values above 2^53 of the list being decoded */
   int32_t *fixi;          /* and their indices */
   size_t fix_cap;

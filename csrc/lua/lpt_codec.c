@@ -537,6 +537,32 @@ static int enc_numeric_list(Ctx *c, const pt_type *et, int idx, size_t n) {
   w_need(c, n * w);
   unsigned char *start = c->w;
   path_ent *e = &c->path[c->depth];
+#if LPT_LUAJIT
+  if (n >= 16) {
+    /* one JIT-compiled FFI loop fills native values; on a bad element the
+     * loop below reports it */
+    static const double lo[] = {[2] = -32768.0, [4] = -2147483648.0,
+                                [8] = -9223372036854775808.0};
+    static const double hi[] = {[2] = 32768.0, [4] = 2147483648.0,
+                                [8] = 9223372036854775808.0};
+    int kind = k == PT_K_DOUBLE ? 9 : (int)w;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, c->S->num_fill);
+    lua_pushvalue(L, idx);
+    lua_pushlightuserdata(L, start);
+    lua_pushinteger(L, (lua_Integer)n);
+    lua_pushinteger(L, kind);
+    lua_pushnumber(L, kind == 9 ? 0 : lo[w]);
+    lua_pushnumber(L, kind == 9 ? 0 : hi[w]);
+    lua_call(L, 6, 1);
+    lua_Integer bad = lua_tointeger(L, -1);
+    lua_pop(L, 1);
+    if (bad == 0) {
+      pt_bswap_copy(start, start, n, (int)w);
+      c->w += n * w;
+      return 1;
+    }
+  }
+#endif
   /* Values are fetched in batches of up to 16 and popped together. */
   luaL_checkstack(L, 17, "petrel: stack");
   for (size_t base = 0; base < n; base += 16) {
@@ -562,6 +588,16 @@ static int enc_numeric_list(Ctx *c, const pt_type *et, int idx, size_t n) {
             memcpy(start + i * 2, &v, 2);
             continue;
           }
+        }
+      }
+#else
+      if (vt == LUA_TNUMBER && k != PT_K_DOUBLE) {
+        double d = (double)lua_tonumber(L, -1);
+        if (k == PT_K_I64 && d >= -9007199254740992.0 &&
+            d <= 9007199254740992.0 && d == (double)(int64_t)d) {
+          int64_t v = (int64_t)d;
+          memcpy(start + i * 8, &v, 8);
+          continue;
         }
       }
 #endif

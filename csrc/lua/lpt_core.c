@@ -289,6 +289,42 @@ static void luajit_setup(lua_State *L, lpt_State *S) {
   if (luaL_loadstring(L, fix) != 0) lua_error(L);
   lua_call(L, 0, 1);
   S->i64_fix = luaL_ref(L, LUA_REGISTRYINDEX);
+  /* Encoding numeric lists: one JIT-compiled loop copies t[1..n] into
+   * native memory, checking each value; returns the first bad index or 0
+   * (the C encoder then reports that element with the usual message). */
+  static const char fill[] =
+      "local ffi = require 'ffi'\n"
+      "local P = { [2] = ffi.typeof('int16_t *'), [4] = ffi.typeof('int32_t *'),\n"
+      "  [8] = ffi.typeof('int64_t *'), [9] = ffi.typeof('double *') }\n"
+      "local i64, u64 = ffi.typeof('int64_t'), ffi.typeof('uint64_t')\n"
+      "local istype, floor, type = ffi.istype, math.floor, type\n"
+      "return function(t, p, n, kind, lo, hi)\n"
+      "  local q = ffi.cast(P[kind], p)\n"
+      "  if kind == 9 then\n"
+      "    for i = 1, n do\n"
+      "      local v = t[i]\n"
+      "      if type(v) ~= 'number' then return i end\n"
+      "      q[i - 1] = v\n"
+      "    end\n"
+      "    return 0\n"
+      "  end\n"
+      "  for i = 1, n do\n"
+      "    local v = t[i]\n"
+      "    if type(v) == 'number' then\n"
+      "      if v ~= floor(v) or v < lo or v >= hi then return i end\n"
+      "      q[i - 1] = v\n"
+      "    elseif kind == 8 and (istype(i64, v) or istype(u64, v)) then\n"
+      "      q[i - 1] = v\n"
+      "    else\n"
+      "      return i\n"
+      "    end\n"
+      "  end\n"
+      "  return 0\n"
+      "end\n";
+  if (luaL_loadstring(L, fill) != 0) lua_error(L);
+  lua_call(L, 0, 1);
+  S->num_fill = luaL_ref(L, LUA_REGISTRYINDEX);
+
 }
 #endif
 

@@ -267,9 +267,21 @@ function M.compile(defs, opts)
     end
   end
 
-  -- resolve a type string to a C type description
+  -- resolve a type string to a C type description (memoized: the C side
+  -- builds a fresh pt_type per use, so sharing descriptions is safe)
   local resolving = {}
+  local memo = {}
+  local resolve_uncached
   local function resolve(tstr, where, field)
+    if field and field.typed then return resolve_uncached(tstr, where, field) end
+    local r = memo[tstr]
+    if not r then
+      r = resolve_uncached(tstr, where, field)
+      memo[tstr] = r
+    end
+    return r
+  end
+  function resolve_uncached(tstr, where, field)
     local function conv(node)
       if node.container then
         if node.container == "map" then
