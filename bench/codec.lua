@@ -64,6 +64,9 @@ local function rows_for_this_runtime()
     local buf = petrel.buffer()
     row("petrel-" .. rt .. "-buf", name, "encode",
       measure(function() T:encode(v, buf); buf:clear() end), #bytes)
+    -- the alternative strategy: BLength first (a sizing pass), then write
+    row("petrel-" .. rt .. "-blength", name, "encode",
+      measure(function() T:size(v); T:encode(v, buf); buf:clear() end), #bytes)
     if name == "mytest" or name == "vectors" then
       local o = { typed = true }
       local vt = T:decode(bytes, 1, o)
@@ -131,6 +134,7 @@ end
 local PEERS = {
   { "petrel-5.4", "petrel Lua 5.4" }, { "petrel-5.4-typed", "petrel 5.4 typed arrays" },
   { "petrel-5.4-buf", "petrel 5.4 into buffer" },
+  { "petrel-5.4-blength", "petrel 5.4 BLength pass + write" },
   { "petrel-jit", "petrel LuaJIT" }, { "petrel-jit-typed", "petrel LuaJIT typed arrays" },
   { "petrel-jit-buf", "petrel LuaJIT into buffer" },
   { "floor", "Lua floor (C, 5.4)" }, { "memcpy", "memcpy 1 MiB" },
