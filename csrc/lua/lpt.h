@@ -124,6 +124,7 @@ int64_t lpt_checkint(lua_State *L, int idx, int64_t lo, int64_t hi);
 
 void lpt_open_buffer(lua_State *L); /* adds buffer functions to table -1 */
 void lpt_open_codec(lua_State *L);  /* same stack contract */
+void lpt_open_loop(lua_State *L);   /* same stack contract */
 void lpt_state_free(lpt_State *S);
 void lpt_setfuncs(lua_State *L, const luaL_Reg *l); /* with the 2 upvalues */
 

@@ -1,0 +1,489 @@
+/*
+ * lpt_loop.c — petrel.core.loop: the thin Lua face of pt_loop.
+ *
+ * A loop userdata holds the pt_loop, an event array for pt_loop_poll, and a
+ * user-value table: [1] id -> input buffer, [2] id -> output buffer (the
+ * anchors), [3..6] the reused completion arrays (types, ids, errs, args).
+ *
+ * Buffers: loop:input(id) / loop:output(id) create (once) an ordinary
+ * petrel.buffer, move the conn's bytes into it and make the core read into
+ * / write from it (pt_conn_set_bufs). The buffer is anchored in the loop's
+ * table until the conn is recycled at a batch boundary (on_release drops the
+ * anchor), so the core never points at a collected buffer; a buffer the
+ * script keeps after that is a plain buffer the loop no longer touches.
+ *
+ * Misuse raises; I/O failures return nil, err.
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lpt.h"
+#include "../pt_loop.h"
+
+#define LPT_LOOP_MT "petrel.loop"
+#define UV_INS 1
+#define UV_OUTS 2
+#define UV_TYPES 3 /* then ids, errs, args */
+#define MAX_BATCH 65536
+
+#define REF_IN 1
+#define REF_OUT 2
+
+typedef struct lpt_Loop {
+  pt_loop *loop;
+  lua_State *L; /* set while a call may recycle conns */
+  int ins, outs; /* stack slots of the anchor tables meanwhile */
+  pt_event *ev;
+  int evcap;
+} lpt_Loop;
+
+/* opts.on_release: drop the conn's buffer anchors. rawset of nil on an
+ * existing key does not allocate, so this cannot raise. */
+static void on_release(void *ctx, pt_conn *c) {
+  lpt_Loop *LL = ctx;
+  lua_State *L = LL->L;
+  if (!L || !c->ref) return;
+  if (c->ref & REF_IN) {
+    lua_pushinteger(L, (lua_Integer)c->id);
+    lua_pushnil(L);
+    lua_rawset(L, LL->ins);
+  }
+  if (c->ref & REF_OUT) {
+    lua_pushinteger(L, (lua_Integer)c->id);
+    lua_pushnil(L);
+    lua_rawset(L, LL->outs);
+  }
+  c->ref = 0;
+}
+
+static lpt_Loop *check_loop(lua_State *L) {
+  lpt_Loop *LL = luaL_checkudata(L, 1, LPT_LOOP_MT);
+  if (!LL->loop) luaL_argerror(L, 1, "loop is closed");
+  return LL;
+}
+
+/* Push the anchor tables and let on_release use them. */
+static void hook_on(lua_State *L, lpt_Loop *LL) {
+  lpt_getuv(L, 1);
+  lua_rawgeti(L, -1, UV_INS);
+  LL->ins = lua_gettop(L);
+  lua_rawgeti(L, -2, UV_OUTS);
+  LL->outs = lua_gettop(L);
+  LL->L = L;
+}
+
+static int io_fail(lua_State *L, const char *msg) {
+  lua_pushnil(L);
+  lua_pushstring(L, msg);
+  return 2;
+}
+
+static uint64_t check_id(lua_State *L, int idx) {
+  return (uint64_t)lpt_checkint(L, idx, 1, ((int64_t)1 << 53));
+}
+
+/* The conn named at idx, or NULL (unknown or recycled). */
+static pt_conn *find_conn(lua_State *L, lpt_Loop *LL, int idx) {
+  return pt_loop_conn(LL->loop, check_id(L, idx));
+}
+
+static pt_conn *check_stream(lua_State *L, lpt_Loop *LL, int idx) {
+  pt_conn *c = find_conn(L, LL, idx);
+  if (c && c->kind != PT_KIND_STREAM)
+    luaL_argerror(L, idx, "not a stream connection");
+  return c;
+}
+
+static int opt_int(lua_State *L, int t, const char *k, int def, int lo,
+                   int hi) {
+  int v = def;
+  if (lua_type(L, t) != LUA_TTABLE) return def;
+  lua_getfield(L, t, k);
+  if (lua_type(L, -1) == LUA_TBOOLEAN)
+    v = lua_toboolean(L, -1) ? 1 : -1;
+  else if (!lua_isnil(L, -1))
+    v = (int)lpt_checkint(L, -1, lo, hi);
+  lua_pop(L, 1);
+  return v;
+}
+
+static void get_sockopts(lua_State *L, int t, pt_sockopts *o) {
+  memset(o, 0, sizeof *o);
+  if (lua_isnoneornil(L, t)) return;
+  luaL_checktype(L, t, LUA_TTABLE);
+  o->nodelay = opt_int(L, t, "nodelay", 0, -1, 1);
+  o->keepalive = opt_int(L, t, "keepalive", 0, -1, 1);
+  o->sndbuf = opt_int(L, t, "sndbuf", 0, 0, INT32_MAX);
+  o->rcvbuf = opt_int(L, t, "rcvbuf", 0, 0, INT32_MAX);
+  o->reuseport = opt_int(L, t, "reuseport", 0, -1, 1) > 0;
+}
+
+/* host and port from (host, port) or ("unix:/path") or (nil, "unix:/p") */
+static const char *get_addr(lua_State *L, int *port) {
+  const char *host = luaL_optstring(L, 2, NULL);
+  *port = 0;
+  if (lua_type(L, 3) == LUA_TSTRING && strncmp(lua_tostring(L, 3), "unix:", 5) == 0)
+    return lua_tostring(L, 3);
+  if (host && strncmp(host, "unix:", 5) == 0) return host;
+  if (!lua_isnoneornil(L, 3)) *port = (int)lpt_checkint(L, 3, 0, 65535);
+  return host;
+}
+
+/* core.loop([{pool=, in_cap=, out_cap=, close_timeout=, max_events=,
+ *             no_spin=}]) -> loop | nil, err */
+static int Lpt_loop(lua_State *L) {
+  pt_pool *pool = NULL;
+  pt_loop_opts o;
+  memset(&o, 0, sizeof o);
+  if (!lua_isnoneornil(L, 1)) {
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_getfield(L, 1, "pool");
+    if (!lua_isnil(L, -1)) pool = lpt_checkpool(L, -1);
+    lua_pop(L, 1);
+    lua_getfield(L, 1, "in_cap");
+    if (!lua_isnil(L, -1)) o.in_cap = (size_t)lpt_checkint(L, -1, 1, INT64_MAX);
+    lua_pop(L, 1);
+    lua_getfield(L, 1, "out_cap");
+    if (!lua_isnil(L, -1)) o.out_cap = (size_t)lpt_checkint(L, -1, 1, INT64_MAX);
+    lua_pop(L, 1);
+    o.close_timeout_ms = opt_int(L, 1, "close_timeout", 0, 1, INT32_MAX);
+    o.max_events = opt_int(L, 1, "max_events", 0, 1, MAX_BATCH);
+    o.no_spin = opt_int(L, 1, "no_spin", 0, -1, 1) > 0;
+  }
+  lpt_Loop *LL = lua_newuserdata(L, sizeof *LL);
+  memset(LL, 0, sizeof *LL);
+  luaL_setmetatable(L, LPT_LOOP_MT);
+  lua_createtable(L, 6, 0);
+  for (int i = 1; i <= 6; i++) {
+    lua_newtable(L);
+    lua_rawseti(L, -2, i);
+  }
+  lpt_setuv(L, -2);
+  o.on_release = on_release;
+  o.ctx = LL;
+  LL->loop = pt_loop_new(pool, &o);
+  if (!LL->loop) return io_fail(L, strerror(errno));
+  return 1;
+}
+
+static void loop_free(lua_State *L, lpt_Loop *LL, int hook) {
+  if (LL->loop) {
+    if (hook) hook_on(L, LL);
+    pt_loop_free(LL->loop);
+    LL->loop = NULL;
+    LL->L = NULL;
+  }
+  free(LL->ev);
+  LL->ev = NULL;
+  LL->evcap = 0;
+}
+
+/* loop:close() / __close: close everything now, free the loop */
+static int Lpt_loop_close(lua_State *L) {
+  lpt_Loop *LL = luaL_checkudata(L, 1, LPT_LOOP_MT);
+  loop_free(L, LL, 1);
+  return 0;
+}
+
+static int Lpt_loop_gc(lua_State *L) {
+  lpt_Loop *LL = luaL_checkudata(L, 1, LPT_LOOP_MT);
+  loop_free(L, LL, 0); /* the anchor tables go with the userdata */
+  return 0;
+}
+
+/* loop:listen(host, port [, opts]) | loop:listen("unix:/path" [, nil, opts])
+ * -> listener id | nil, err. opts: backlog, reuseport, nodelay, keepalive,
+ * sndbuf, rcvbuf (the last four apply to accepted conns). */
+static int Lpt_listen(lua_State *L) {
+  lpt_Loop *LL = check_loop(L);
+  int port;
+  const char *host = get_addr(L, &port);
+  pt_sockopts o;
+  get_sockopts(L, 4, &o);
+  int backlog = opt_int(L, 4, "backlog", -1, 0, 65535);
+  pt_conn *c = pt_listen(LL->loop, host, port, backlog, &o);
+  if (!c) return io_fail(L, pt_loop_error(LL->loop));
+  lua_pushinteger(L, (lua_Integer)c->id);
+  return 1;
+}
+
+/* loop:connect(host, port [, timeout_ms [, opts]]) or
+ * loop:connect("unix:/path", nil, timeout_ms, opts) -> conn id | nil, err.
+ * A CONNECTED completion follows (err 0 or errno). */
+static int Lpt_connect(lua_State *L) {
+  lpt_Loop *LL = check_loop(L);
+  int port;
+  const char *host = get_addr(L, &port);
+  if (!host) return luaL_argerror(L, 2, "address expected");
+  int timeout = lua_isnoneornil(L, 4)
+                    ? 0
+                    : (int)lpt_checkint(L, 4, 0, INT32_MAX);
+  pt_sockopts o;
+  get_sockopts(L, 5, &o);
+  pt_conn *c = pt_connect(LL->loop, host, port, timeout, &o);
+  if (!c) return io_fail(L, pt_loop_error(LL->loop));
+  lua_pushinteger(L, (lua_Integer)c->id);
+  return 1;
+}
+
+/* loop:poll([timeout_ms = -1 [, max = 256]]) -> n, types, ids, errs, args
+ * The four arrays are the same tables every call; entries 1..n are this
+ * batch. types are core.loop_events values; errs are errno numbers (0 =
+ * none); args: DATA bytes read, ACCEPTED listener id, else 0. */
+static int Lpt_poll(lua_State *L) {
+  lpt_Loop *LL = check_loop(L);
+  int timeout = -1;
+  if (!lua_isnoneornil(L, 2)) {
+    lua_Number t = luaL_checknumber(L, 2);
+    timeout = t < 0 ? -1 : t > INT32_MAX ? INT32_MAX : (int)ceil(t);
+  }
+  int max = lua_isnoneornil(L, 3) ? 256 : (int)lpt_checkint(L, 3, 1, MAX_BATCH);
+  if (max > LL->evcap) {
+    pt_event *ev = realloc(LL->ev, (size_t)max * sizeof *ev);
+    if (!ev) return luaL_error(L, "out of memory");
+    LL->ev = ev;
+    LL->evcap = max;
+  }
+  lua_settop(L, 1);
+  hook_on(L, LL); /* 2: uv, 3: ins, 4: outs */
+  int n = pt_loop_poll(LL->loop, LL->ev, max, timeout);
+  LL->L = NULL;
+  if (n < 0) return io_fail(L, pt_loop_error(LL->loop));
+  lua_pushinteger(L, n);
+  for (int k = 0; k < 4; k++) lua_rawgeti(L, 2, UV_TYPES + k);
+  /* 5: n, 6: types, 7: ids, 8: errs, 9: args */
+  for (int i = 0; i < n; i++) {
+    const pt_event *e = &LL->ev[i];
+    lua_pushinteger(L, e->type);
+    lua_rawseti(L, 6, i + 1);
+    lua_pushinteger(L, (lua_Integer)e->id);
+    lua_rawseti(L, 7, i + 1);
+    lua_pushinteger(L, e->err);
+    lua_rawseti(L, 8, i + 1);
+    lua_pushinteger(L, (lua_Integer)e->arg);
+    lua_rawseti(L, 9, i + 1);
+  }
+  return 5;
+}
+
+/* loop:input(id) / loop:output(id) -> buffer | nil, err */
+static int conn_buffer(lua_State *L, int which) {
+  lpt_Loop *LL = check_loop(L);
+  pt_conn *c = check_stream(L, LL, 2);
+  if (!c) return io_fail(L, "connection closed");
+  lua_settop(L, 2);
+  lpt_getuv(L, 1);
+  lua_rawgeti(L, 3, which == REF_IN ? UV_INS : UV_OUTS); /* 4 */
+  lua_pushinteger(L, (lua_Integer)c->id);
+  lua_rawget(L, 4);
+  if (!lua_isnil(L, -1)) return 1;
+  lua_pop(L, 1);
+  pt_buf *b = lpt_newbuf(L, pt_loop_pool(LL->loop)); /* 5 */
+  lua_pushinteger(L, (lua_Integer)c->id);
+  lua_pushvalue(L, 5);
+  lua_rawset(L, 4); /* anchored before the core points at it */
+  if (which == REF_IN)
+    pt_conn_set_bufs(c, b, NULL);
+  else
+    pt_conn_set_bufs(c, NULL, b);
+  c->ref |= which;
+  return 1;
+}
+
+static int Lpt_input(lua_State *L) { return conn_buffer(L, REF_IN); }
+static int Lpt_output(lua_State *L) { return conn_buffer(L, REF_OUT); }
+
+static int send_result(lua_State *L, int r) {
+  if (r < 0) return io_fail(L, strerror(errno));
+  lua_pushinteger(L, r);
+  return 1;
+}
+
+/* loop:send(id) -> 0 written | 1 pending (DRAINED follows) | 2 pending and
+ * over out_cap | nil, err (the conn is closed, CLOSED follows) */
+static int Lpt_send(lua_State *L) {
+  lpt_Loop *LL = check_loop(L);
+  pt_conn *c = check_stream(L, LL, 2);
+  if (!c) return io_fail(L, "connection closed");
+  return send_result(L, pt_conn_send(c));
+}
+
+/* loop:send_later(id) -> 0 | 2 (over out_cap) | nil, err: leaves in the
+ * flush at the start of the next poll (one writev per conn per round) */
+static int Lpt_send_later(lua_State *L) {
+  lpt_Loop *LL = check_loop(L);
+  pt_conn *c = check_stream(L, LL, 2);
+  if (!c) return io_fail(L, "connection closed");
+  return send_result(L, pt_conn_send_later(c));
+}
+
+/* loop:flush(): deferred sends now */
+static int Lpt_flush(lua_State *L) {
+  pt_loop_flush(check_loop(L)->loop);
+  return 0;
+}
+
+/* loop:close(id [, flush]) -> true | false (unknown or already closed) */
+static int Lpt_conn_close(lua_State *L) {
+  lpt_Loop *LL = check_loop(L);
+  pt_conn *c = find_conn(L, LL, 2);
+  int ok = c && !(c->flags & PT_CF_CLOSED);
+  if (ok) pt_conn_close(c, lua_toboolean(L, 3));
+  lua_pushboolean(L, ok);
+  return 1;
+}
+
+/* loop:consumed(id): resume reading after input backpressure */
+static int Lpt_consumed(lua_State *L) {
+  lpt_Loop *LL = check_loop(L);
+  pt_conn *c = check_stream(L, LL, 2);
+  if (c) pt_conn_consumed(c);
+  return 0;
+}
+
+/* loop:caps(id, in_cap, out_cap): per-conn limits (0: none) */
+static int Lpt_caps(lua_State *L) {
+  lpt_Loop *LL = check_loop(L);
+  pt_conn *c = check_stream(L, LL, 2);
+  size_t in = (size_t)lpt_checkint(L, 3, 0, INT64_MAX);
+  size_t out = (size_t)lpt_checkint(L, 4, 0, INT64_MAX);
+  if (c) pt_conn_set_caps(c, in, out);
+  return 0;
+}
+
+/* loop:timer(ms) -> timer id */
+static int Lpt_timer(lua_State *L) {
+  lpt_Loop *LL = check_loop(L);
+  lua_Number ms = luaL_checknumber(L, 2);
+  if (ms != ms || ms < 0) return luaL_argerror(L, 2, "non-negative number expected");
+  uint64_t id = pt_loop_timer(LL->loop, ms > 1e15 ? (int64_t)1e15 : (int64_t)ceil(ms));
+  if (!id) return luaL_error(L, "out of memory");
+  lua_pushinteger(L, (lua_Integer)id);
+  return 1;
+}
+
+/* loop:cancel(timer_id) -> true | false (unknown or already fired) */
+static int Lpt_cancel(lua_State *L) {
+  lpt_Loop *LL = check_loop(L);
+  lua_pushboolean(L, pt_loop_cancel(LL->loop, check_id(L, 2)) == 0);
+  return 1;
+}
+
+static int Lpt_wake(lua_State *L) {
+  pt_loop_wake(check_loop(L)->loop);
+  return 0;
+}
+
+static int Lpt_now(lua_State *L) {
+  lua_pushinteger(L, (lua_Integer)pt_loop_now(check_loop(L)->loop));
+  return 1;
+}
+
+/* loop:info(id) -> peer, local (address strings) | nil, err */
+static int Lpt_info(lua_State *L) {
+  lpt_Loop *LL = check_loop(L);
+  pt_conn *c = find_conn(L, LL, 2);
+  char peer[160], local[160];
+  if (!c || c->fd < 0) return io_fail(L, "connection closed");
+  if (pt_conn_addr(c, 0, local, sizeof local) != 0)
+    return io_fail(L, strerror(errno));
+  if (c->kind != PT_KIND_STREAM || pt_conn_addr(c, 1, peer, sizeof peer) != 0)
+    lua_pushnil(L);
+  else
+    lua_pushstring(L, peer);
+  lua_pushstring(L, local);
+  return 2;
+}
+
+/* loop:port(id) -> local TCP port | nil */
+static int Lpt_port(lua_State *L) {
+  lpt_Loop *LL = check_loop(L);
+  pt_conn *c = find_conn(L, LL, 2);
+  int p = c ? pt_conn_port(c) : -1;
+  if (p < 0)
+    lua_pushnil(L);
+  else
+    lua_pushinteger(L, p);
+  return 1;
+}
+
+static int Lpt_close_all(lua_State *L) {
+  pt_loop_close_all(check_loop(L)->loop);
+  return 0;
+}
+
+#define STAT_FIELDS(X)                                                    \
+  X(conns_open) X(listeners_open) X(accepted) X(connected) X(closed)      \
+  X(bytes_in) X(bytes_out) X(readv_calls) X(writev_calls) X(wait_zero)    \
+  X(wait_block) X(wakeups) X(timers_active) X(timers_fired) X(events)     \
+  X(rd_paused) X(accept_dropped) X(recycled)
+
+/* loop:stats() -> table of counters */
+static int Lpt_stats(lua_State *L) {
+  pt_loop_stats st;
+  pt_loop_stats_get(check_loop(L)->loop, &st);
+  lua_createtable(L, 0, 20);
+#define X(f)                                 \
+  lua_pushinteger(L, (lua_Integer)st.f);     \
+  lua_setfield(L, -2, #f);
+  STAT_FIELDS(X)
+#undef X
+  return 1;
+}
+
+/* core.strerror(errno) -> message */
+static int Lpt_strerror(lua_State *L) {
+  lua_pushstring(L, strerror((int)lpt_checkint(L, 1, 0, 4095)));
+  return 1;
+}
+
+static const luaL_Reg loop_methods[] = {
+    {"listen", Lpt_listen},       {"connect", Lpt_connect},
+    {"poll", Lpt_poll},           {"input", Lpt_input},
+    {"output", Lpt_output},       {"send", Lpt_send},
+    {"send_later", Lpt_send_later}, {"flush", Lpt_flush},
+    {"close", Lpt_conn_close},    {"consumed", Lpt_consumed},
+    {"caps", Lpt_caps},           {"timer", Lpt_timer},
+    {"cancel", Lpt_cancel},       {"wake", Lpt_wake},
+    {"now", Lpt_now},             {"info", Lpt_info},
+    {"port", Lpt_port},           {"close_all", Lpt_close_all},
+    {"stats", Lpt_stats},         {"free", Lpt_loop_close},
+    {NULL, NULL}};
+
+static const luaL_Reg loop_meta[] = {
+    {"__gc", Lpt_loop_gc}, {"__close", Lpt_loop_close}, {NULL, NULL}};
+
+static const luaL_Reg loop_funcs[] = {
+    {"loop", Lpt_loop}, {"strerror", Lpt_strerror}, {NULL, NULL}};
+
+/* stack: module, state, buffer metatable */
+void lpt_open_loop(lua_State *L) {
+  luaL_newmetatable(L, LPT_LOOP_MT); /* module, state, bmt, mt */
+  lua_newtable(L);                   /* methods */
+  lua_pushvalue(L, -4);
+  lua_pushvalue(L, -4);
+  lpt_setfuncs(L, loop_methods);
+  lua_pop(L, 2);
+  lua_setfield(L, -2, "__index");
+  lua_pushvalue(L, -3);
+  lua_pushvalue(L, -3);
+  lpt_setfuncs(L, loop_meta);
+  lua_pop(L, 3); /* module, state, bmt */
+  lua_pushvalue(L, -3);
+  lua_pushvalue(L, -3);
+  lua_pushvalue(L, -3);
+  lpt_setfuncs(L, loop_funcs);
+  lua_pop(L, 3);
+  /* core.loop_events = { accepted = 1, ..., [1] = "accepted", ... } */
+  lua_newtable(L);
+#define PT_X(n, v, s)        \
+  lua_pushinteger(L, v);     \
+  lua_setfield(L, -2, s);    \
+  lua_pushliteral(L, s);     \
+  lua_rawseti(L, -2, v);
+  PT_EVENT_TYPES(PT_X)
+#undef PT_X
+  lua_setfield(L, -4, "loop_events");
+}
