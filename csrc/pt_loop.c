@@ -675,10 +675,10 @@ static void connect_done(pt_conn *c, int err) {
   }
   c->flags &= ~PT_CF_CONNECTING;
   l->st.connected++;
-  if (pt_buf_len(c->out))
-    write_now(c);
-  else
-    rearm(c);
+  /* interest changes from "writable" (connecting) to "readable" whether
+   * or not queued output leaves at once */
+  if (pt_buf_len(c->out) && write_now(c) < 0) return;
+  rearm(c);
 }
 
 pt_conn *pt_connect(pt_loop *l, const char *host, int port, int timeout_ms,

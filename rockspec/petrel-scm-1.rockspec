@@ -28,6 +28,8 @@ build = {
     ["petrel.schema"] = "lua/petrel/schema.lua",
     ["petrel.idl"] = "lua/petrel/idl.lua",
     ["petrel.workload"] = "lua/petrel/workload.lua",
+    ["petrel.loop"] = "lua/petrel/loop.lua",
+    ["petrel.rpc"] = "lua/petrel/rpc.lua",
     ["petrel.core"] = {
       sources = {
         "csrc/pt_buf.c",

@@ -6,6 +6,8 @@ set -uo pipefail
 build=${1:-build}
 cd "$(dirname "$0")/.."
 export PETREL_BUILD="$build"
+# the RPC specs hold 2,000+ connections: raise the fd limit where allowed
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || ulimit -n 8192 2>/dev/null || true
 pass=0; fail=0
 log=$(mktemp -d)
 trap 'rm -rf "$log"' EXIT

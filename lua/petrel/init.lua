@@ -31,6 +31,20 @@ local petrel = {
   unknown = core.unknown, -- key of kept unknown fields (decode {unknown=true})
 }
 
+-- ---- event loop and RPC (loaded on first use) --------------------------------
+local function rpc() return require "petrel.rpc" end
+local function loopmod() return require "petrel.loop" end
+
+function petrel.loop(opts) return loopmod().new(opts) end
+function petrel.default_loop() return loopmod().default() end
+function petrel.server(opts) return rpc().server(opts) end
+function petrel.client(opts) return rpc().client(opts) end
+function petrel.throw(field, value) return rpc().throw(field, value) end
+-- run the default loop until stop() (or until fn() is true)
+function petrel.run(fn) return loopmod().default():run(fn) end
+function petrel.sleep(ms) return loopmod().default():sleep(ms) end
+function petrel.spawn(fn, ...) return loopmod().default():spawn(fn, ...) end
+
 -- petrel.load(path_or_text [, opts]) -> namespace | nil, err
 -- Loads Thrift IDL at run time (no code generation). opts.include_dirs:
 -- list of directories searched for includes; opts.text = true treats the

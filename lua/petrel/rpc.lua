@@ -1,0 +1,626 @@
+-- petrel.rpc: Thrift RPC over the petrel loop — messages (strict and
+-- non-strict binary envelopes), framed and unframed ("buffered")
+-- transports, servers with coroutine handlers, clients with a connection
+-- pool or one multiplexed connection. Interoperates with Apache Thrift.
+local core = require "petrel.core"
+local schema = require "petrel.schema"
+local loopmod = require "petrel.loop"
+
+local M = {}
+
+local unpack = table.unpack or unpack
+local function petrel_buffer() return core.buffer() end
+
+-- message types
+local CALL, REPLY, EXCEPTION, ONEWAY = 1, 2, 3, 4
+M.CALL, M.REPLY, M.EXCEPTION, M.ONEWAY = CALL, REPLY, EXCEPTION, ONEWAY
+local VERSION_1 = 0x80010000
+
+-- TApplicationException
+local AX = schema.compile {
+  TApplicationException = schema.exception {
+    { 1, "message", "string", "optional" },
+    { 2, "type", "i32", "optional" },
+  },
+}
+local TAppEx = AX.TApplicationException
+M.UNKNOWN, M.UNKNOWN_METHOD, M.INVALID_MESSAGE_TYPE, M.WRONG_METHOD_NAME = 0, 1, 2, 3
+M.BAD_SEQUENCE_ID, M.MISSING_RESULT, M.INTERNAL_ERROR, M.PROTOCOL_ERROR = 4, 5, 6, 7
+
+-- Errors given to callers: transport errors are strings; Thrift errors are
+-- tables with kind = "application" (TApplicationException: type, message)
+-- or kind = "exception" (a declared exception: name, type, value).
+local ErrMT = {}
+ErrMT.__index = ErrMT
+ErrMT.__tostring = function(e)
+  if e.kind == "application" then
+    return string.format("TApplicationException(%d): %s", e.type or 0, e.message or "")
+  end
+  return string.format("%s (%s)", e.type or "exception", e.name or "?")
+end
+local function app_error(t, msg)
+  return setmetatable({ kind = "application", type = t, message = msg }, ErrMT)
+end
+M.app_error = app_error
+
+-- Raise a declared exception from a handler: error(petrel.throw("oops", v)).
+function M.throw(field, value)
+  return setmetatable({ kind = "exception", name = field, value = value }, ErrMT)
+end
+
+local DEFAULT_MAX_FRAME = 16 * 1024 * 1024
+
+-- ---- envelopes -------------------------------------------------------------
+
+-- Write a strict message header into buffer b.
+local function write_header(b, name, mtype, seqid)
+  b:write_u32(VERSION_1 + mtype):write_u32(#name):write(name):write_i32(seqid)
+end
+
+-- Parse a header at the front of string s (from position pos):
+-- name, type, seqid, next_pos | nil (incomplete) | false, err (malformed).
+local function parse_header(s, pos, max)
+  local n = #s - pos + 1
+  if n < 4 then return nil end
+  local b1, b2, b3, b4 = s:byte(pos, pos + 3)
+  local v = ((b1 * 256 + b2) * 256 + b3) * 256 + b4
+  if b1 >= 0x80 then
+    if b1 ~= 0x80 or b2 ~= 0x01 then return false, "bad protocol version" end
+    local mtype = b4 % 8
+    if n < 8 then return nil end
+    local c1, c2, c3, c4 = s:byte(pos + 4, pos + 7)
+    local len = ((c1 * 256 + c2) * 256 + c3) * 256 + c4
+    if c1 >= 0x80 or len > max then return false, "bad method name length" end
+    if n < 12 + len then return nil end
+    local name = s:sub(pos + 8, pos + 7 + len)
+    local d1, d2, d3, d4 = s:byte(pos + 8 + len, pos + 11 + len)
+    local seqid = ((d1 * 256 + d2) * 256 + d3) * 256 + d4
+    if seqid >= 0x80000000 then seqid = seqid - 0x100000000 end
+    return name, mtype, seqid, pos + 12 + len
+  end
+  -- non-strict: string name, byte type, i32 seqid
+  local len = v
+  if len > 1024 then return false, "bad method name length" end
+  if n < 9 + len then return nil end
+  local name = s:sub(pos + 4, pos + 3 + len)
+  local mtype = s:byte(pos + 4 + len)
+  local d1, d2, d3, d4 = s:byte(pos + 5 + len, pos + 8 + len)
+  local seqid = ((d1 * 256 + d2) * 256 + d3) * 256 + d4
+  if seqid >= 0x80000000 then seqid = seqid - 0x100000000 end
+  return name, mtype, seqid, pos + 9 + len
+end
+M.parse_header = parse_header
+
+-- Framing of a connection's input: yields complete message strings.
+-- mode "framed" | "buffered" | "auto" (server side: decided from the first
+-- bytes). Returns a function next() -> msg | nil (need more) | false, err.
+local function new_reader(loop, id, mode, max_frame, body_end)
+  local inb = loop.c:input(id)
+  local last_try = 0
+  return function()
+    local have = #inb
+    if have == 0 then return nil end
+    if mode == "auto" then
+      if have < 4 then return nil end
+      local b1 = inb:peek_u8(0)
+      if b1 == 0x80 then
+        mode = "buffered" -- a strict envelope with no frame before it
+      elseif have >= 6 and inb:peek_u8(4) == 0x80 and inb:peek_u8(5) == 0x01 then
+        mode = "framed"
+      elseif have >= 6 then
+        -- non-strict: a frame length, or a short method name?
+        local len = inb:peek_u32(0)
+        mode = (len <= 64 and have >= 4 + len + 1 and
+          inb:peek(4 + len):sub(5):match("^[%w_%.]+$") and
+          (inb:peek_u8(4 + len) or 0) >= 1 and (inb:peek_u8(4 + len) or 0) <= 4)
+          and "buffered" or "framed"
+      else
+        return nil
+      end
+    end
+    if mode == "framed" then
+      if have < 4 then return nil end
+      local len = inb:peek_u32(0)
+      if len == 0 or len > max_frame then
+        return false, string.format("frame of %d bytes (limit %d)", len, max_frame)
+      end
+      if have < 4 + len then return nil end
+      inb:skip(4)
+      return inb:read(len)
+    end
+    -- buffered (unframed): find where the message ends by skipping it.
+    -- Re-try only when the input has grown enough, so a large message
+    -- arriving in small reads costs linear time.
+    if have < last_try * 2 and have - last_try < 65536 then return nil end
+    local s = inb:peek()
+    local name, mtype, seqid, pos = parse_header(s, 1, max_frame)
+    if name == nil then last_try = have; return nil end
+    if name == false then return false, mtype end
+    local stop = body_end(s, pos, name, mtype)
+    if not stop then
+      if have > max_frame then
+        return false, string.format("message over %d bytes", max_frame)
+      end
+      last_try = have
+      return nil
+    end
+    last_try = 0
+    inb:skip(stop - 1)
+    return s:sub(1, stop - 1)
+  end, function() return mode end
+end
+
+-- End of a message body at pos: the struct ends where the skipper says.
+local function skip_body(s, pos)
+  return core.skip(s, pos, 12)
+end
+
+-- ---- server ----------------------------------------------------------------
+
+local Server = {}
+Server.__index = Server
+
+-- petrel.server{ service = ns.Echo, handler = { echo = function(req) ... end },
+--   host = "127.0.0.1", port = 9090 | unix = "/path", loop = ...,
+--   transport = "auto" | "framed" | "buffered", max_frame = bytes,
+--   idle_timeout = ms, read_timeout = ms, backlog = n, reuseport = bool }
+function M.server(opts)
+  assert(type(opts) == "table", "petrel.server: options table expected")
+  assert(type(opts.service) == "table" and opts.service.functions,
+    "petrel.server: service (a compiled schema service) expected")
+  assert(type(opts.handler) == "table", "petrel.server: handler table expected")
+  local self = setmetatable({
+    loop = opts.loop or loopmod.default(),
+    service = opts.service,
+    handler = opts.handler,
+    transport = opts.transport or "auto",
+    max_frame = opts.max_frame or DEFAULT_MAX_FRAME,
+    idle_timeout = opts.idle_timeout,
+    conns = {},
+    nconns = 0,
+    inflight = 0,
+    counters = { connections = 0, calls = 0, errors = 0, bytes_in = 0, oneway = 0 },
+  }, Server)
+  local host, port = opts.host or "127.0.0.1", opts.port or 0
+  if opts.unix then host, port = "unix:" .. opts.unix, nil end
+  local lid, err = self.loop.c:listen(host, port, { backlog = opts.backlog,
+    reuseport = opts.reuseport })
+  if not lid then return nil, err end
+  self.lid = lid
+  self.port = self.loop.c:port(lid)
+  -- one handler object for the listener and every connection: the loop
+  -- calls h:on_x(id, ...), which forwards to the server
+  self.h = {
+    on_accept = function(_, id) return self:on_accept(id) end,
+    on_data = function(_, id, n) return self:on_data(id, n) end,
+    on_closed = function(_, id, err) return self:on_closed(id, err) end,
+  }
+  self.loop:attach(lid, self.h)
+  return self
+end
+
+function Server:on_accept(id)
+  if self.closing then self.loop.c:close(id); return end
+  local conn = { id = id, server = self, busy = 0 }
+  conn.next, conn.mode = new_reader(self.loop, id, self.transport, self.max_frame, skip_body)
+  self.conns[id] = conn
+  self.nconns = self.nconns + 1
+  self.counters.connections = self.counters.connections + 1
+  self.loop:attach(id, self.h)
+  if self.idle_timeout then self:_arm_idle(conn) end
+end
+
+function Server:_arm_idle(conn)
+  local loop = self.loop
+  if conn.idle then loop:cancel(conn.idle) end
+  conn.idle = loop:after(self.idle_timeout, function()
+    conn.idle = nil
+    if conn.busy == 0 then self:_drop(conn, "idle") end
+  end)
+end
+
+function Server:_drop(conn)
+  if conn.dropped then return end
+  conn.dropped = true
+  if conn.idle then self.loop:cancel(conn.idle); conn.idle = nil end
+  self.conns[conn.id] = nil
+  self.nconns = self.nconns - 1
+  self.loop:close(conn.id)
+end
+
+function Server:on_closed(id)
+  local conn = self.conns[id]
+  if conn then
+    conn.dropped = true
+    if conn.idle then self.loop:cancel(conn.idle) end
+    self.conns[id] = nil
+    self.nconns = self.nconns - 1
+  end
+end
+
+-- Reply (or exception) for one call, queued for the round's single writev.
+local function send_reply(self, conn, name, mtype, seqid, T, value)
+  if conn.dropped then return end
+  local loop = self.loop
+  local out = loop.c:output(conn.id)
+  if not out then return end
+  local body = petrel_buffer()
+  write_header(body, name, mtype, seqid)
+  T:encode(value, body)
+  if conn.framed then out:write_u32(#body) end
+  out:append(body)
+  local r = loop.c:send_later(conn.id)
+  if r == 2 then -- the peer does not read: over the output cap
+    self:_drop(conn)
+  end
+end
+
+function Server:_call(conn, msg)
+  local name, mtype, seqid, pos = parse_header(msg, 1, self.max_frame)
+  if not name then
+    self.counters.errors = self.counters.errors + 1
+    return self:_drop(conn)
+  end
+  local fn = self.service.functions[name]
+  self.counters.calls = self.counters.calls + 1
+  if mtype ~= CALL and mtype ~= ONEWAY then
+    self.counters.errors = self.counters.errors + 1
+    return send_reply(self, conn, name, EXCEPTION, seqid, TAppEx,
+      { message = "invalid message type " .. tostring(mtype), type = M.INVALID_MESSAGE_TYPE })
+  end
+  if not fn then
+    self.counters.errors = self.counters.errors + 1
+    if mtype == ONEWAY then return end
+    return send_reply(self, conn, name, EXCEPTION, seqid, TAppEx,
+      { message = "Invalid method name: '" .. name .. "'", type = M.UNKNOWN_METHOD })
+  end
+  local args, err = fn.args:decode(msg, pos)
+  if not args then
+    self.counters.errors = self.counters.errors + 1
+    if mtype == ONEWAY then return end
+    return send_reply(self, conn, name, EXCEPTION, seqid, TAppEx,
+      { message = "cannot decode arguments: " .. tostring(err), type = M.PROTOCOL_ERROR })
+  end
+  local h = self.handler[name]
+  if not h then
+    self.counters.errors = self.counters.errors + 1
+    if mtype == ONEWAY then return end
+    return send_reply(self, conn, name, EXCEPTION, seqid, TAppEx,
+      { message = "no handler for '" .. name .. "'", type = M.UNKNOWN_METHOD })
+  end
+  -- arguments in declaration order
+  local fields = fn.args:fields()
+  local argv = {}
+  for i, f in ipairs(fields) do argv[i] = args[f.name] end
+  conn.busy = conn.busy + 1
+  self.inflight = self.inflight + 1
+  self.loop:spawn(function()
+    local ok, res, res2 = pcall(h, unpack(argv, 1, #fields))
+    conn.busy = conn.busy - 1
+    self.inflight = self.inflight - 1
+    if fn.oneway or mtype == ONEWAY then
+      self.counters.oneway = self.counters.oneway + 1
+      if not ok then self.counters.errors = self.counters.errors + 1 end
+      return self:_maybe_finish()
+    end
+    if ok and res == nil and type(res2) == "table" and getmetatable(res2) == ErrMT then
+      ok, res = false, res2 -- return nil, petrel.throw(...)
+    end
+    if ok then
+      local ok2, e2 = pcall(send_reply, self, conn, name, REPLY, seqid, fn.result, { success = res })
+      if not ok2 then
+        self.counters.errors = self.counters.errors + 1
+        send_reply(self, conn, name, EXCEPTION, seqid, TAppEx,
+          { message = "cannot encode the result: " .. tostring(e2), type = M.INTERNAL_ERROR })
+      end
+    elseif type(res) == "table" and getmetatable(res) == ErrMT and res.kind == "exception" then
+      local ok2, e2 = pcall(send_reply, self, conn, name, REPLY, seqid, fn.result,
+        { [res.name] = res.value })
+      if not ok2 then
+        self.counters.errors = self.counters.errors + 1
+        send_reply(self, conn, name, EXCEPTION, seqid, TAppEx,
+          { message = "undeclared exception: " .. tostring(e2), type = M.INTERNAL_ERROR })
+      end
+    else
+      self.counters.errors = self.counters.errors + 1
+      local t = type(res) == "table" and getmetatable(res) == ErrMT and res.type or M.INTERNAL_ERROR
+      local m = type(res) == "table" and getmetatable(res) == ErrMT and res.message or tostring(res)
+      send_reply(self, conn, name, EXCEPTION, seqid, TAppEx, { message = m, type = t })
+    end
+    self:_maybe_finish()
+  end)
+end
+
+function Server:on_data(id, n)
+  local conn = self.conns[id]
+  if not conn or conn.dropped then return end
+  self.counters.bytes_in = self.counters.bytes_in + (n or 0)
+  if self.idle_timeout then self:_arm_idle(conn) end
+  while not conn.dropped do
+    local msg, err = conn.next()
+    if msg == nil then break end
+    if msg == false then
+      self.counters.errors = self.counters.errors + 1
+      self:_drop(conn, err)
+      break
+    end
+    conn.framed = conn.mode() == "framed"
+    self:_call(conn, msg)
+  end
+  if not conn.dropped then self.loop.c:consumed(id) end
+end
+
+function Server:_maybe_finish()
+  if self.closing and self.inflight == 0 and self.on_finished then
+    local f = self.on_finished
+    self.on_finished = nil
+    f()
+  end
+end
+
+-- Stop accepting; close idle connections; when in-flight calls are done,
+-- close the rest (their replies flushed) and call done().
+function Server:shutdown(done)
+  if self.closing then return end
+  self.closing = true
+  if self.lid then self.loop:close(self.lid); self.lid = nil end
+  self.on_finished = function()
+    for _, conn in pairs(self.conns) do
+      self.loop.c:flush()
+      self.loop:close(conn.id, true)
+    end
+    self.conns = {}
+    if done then done() end
+  end
+  self:_maybe_finish()
+end
+
+function Server:stats()
+  local s = {}
+  for k, v in pairs(self.counters) do s[k] = v end
+  s.open = self.nconns
+  s.inflight = self.inflight
+  s.loop = self.loop:stats()
+  s.pool = core.pool_stats()
+  return s
+end
+
+-- Serve until stop() or shutdown completes.
+function Server:serve()
+  return self.loop:run(function() return self.closing and self.inflight == 0 and not self.on_finished end)
+end
+
+-- ---- client ----------------------------------------------------------------
+
+local Client = {}
+
+-- A client connection: sends calls, matches replies by seqid.
+local Conn = {}
+Conn.__index = Conn
+
+local function new_conn(cl)
+  local loop = cl.loop
+  local id, err
+  if cl.unix then
+    id, err = loop.c:connect("unix:" .. cl.unix, nil, cl.connect_timeout)
+  else
+    id, err = loop.c:connect(cl.host, cl.port, cl.connect_timeout)
+  end
+  if not id then return nil, err end
+  local conn = setmetatable({ id = id, client = cl, pending = {}, npending = 0,
+    connected = false }, Conn)
+  conn.next = new_reader(loop, id, cl.transport, cl.max_frame, skip_body)
+  loop:attach(id, conn)
+  local w = loop:waiter()
+  conn.connect_waiter = w
+  local ok, e = loop:await(w, cl.connect_timeout)
+  if not ok then
+    loop:close(id)
+    return nil, e
+  end
+  return conn
+end
+
+function Conn:on_connected(id, err)
+  self.connected = (err == 0)
+  local w = self.connect_waiter
+  self.connect_waiter = nil
+  if w then
+    if err == 0 then w:done(true) else w:done(nil, core.strerror(err)) end
+  end
+end
+
+function Conn:_fail_all(err)
+  self.broken = err or "closed"
+  for seq, w in pairs(self.pending) do
+    self.pending[seq] = nil
+    w:done(nil, self.broken)
+  end
+  self.npending = 0
+end
+
+function Conn:on_closed(id, err)
+  self:_fail_all(err and err ~= 0 and core.strerror(err) or "closed")
+end
+
+function Conn:on_data(id)
+  local cl = self.client
+  while true do
+    local msg, err = self.next()
+    if msg == nil then break end
+    if msg == false then
+      self:_fail_all("protocol error: " .. tostring(err))
+      cl.loop:close(self.id)
+      return
+    end
+    local name, mtype, seqid, pos = parse_header(msg, 1, cl.max_frame)
+    local w = name and self.pending[seqid]
+    if not w then
+      self:_fail_all("reply with unknown sequence id " .. tostring(seqid))
+      cl.loop:close(self.id)
+      return
+    end
+    self.pending[seqid] = nil
+    self.npending = self.npending - 1
+    w:done(msg, mtype, pos, name)
+  end
+  cl.loop.c:consumed(self.id)
+end
+
+function Conn:close()
+  self:_fail_all("closed")
+  self.client.loop:close(self.id)
+end
+
+local ClientMT = {}
+ClientMT.__index = function(self, k)
+  local m = Client[k]
+  if m then return m end
+  local fn = rawget(self, "service").functions[k]
+  if fn then
+    local f = function(me, ...) return me:call(k, ...) end
+    rawset(self, k, f)
+    return f
+  end
+end
+
+-- petrel.client{ service = ns.Echo, host =, port = | unix =, loop =,
+--   transport = "framed" | "buffered", timeout = ms (per call),
+--   connect_timeout = ms, pool_size = n, multiplex = bool, max_frame = n }
+function M.client(opts)
+  assert(type(opts) == "table" and type(opts.service) == "table" and opts.service.functions,
+    "petrel.client: { service = compiled service, host =, port = } expected")
+  return setmetatable({
+    service = opts.service,
+    loop = opts.loop or loopmod.default(),
+    host = opts.host or "127.0.0.1",
+    port = opts.port,
+    unix = opts.unix,
+    transport = opts.transport or "framed",
+    timeout = opts.timeout or 5000,
+    connect_timeout = opts.connect_timeout or 3000,
+    pool_size = opts.pool_size or 8,
+    multiplex = opts.multiplex,
+    max_frame = opts.max_frame or DEFAULT_MAX_FRAME,
+    idle = {},
+    seq = 0,
+  }, ClientMT)
+end
+
+function Client:_get_conn()
+  if self.multiplex then
+    local c = self.mux
+    if c and not c.broken then return c end
+    if self.mux_waiters then -- another call is connecting: share its conn
+      local w = self.loop:waiter()
+      table.insert(self.mux_waiters, w)
+      return self.loop:await(w)
+    end
+    self.mux_waiters = {}
+    local err
+    c, err = new_conn(self)
+    self.mux = c
+    local ws = self.mux_waiters
+    self.mux_waiters = nil
+    for _, w in ipairs(ws) do w:done(c, err) end
+    return c, err
+  end
+  local idle = self.idle
+  while #idle > 0 do
+    local c = table.remove(idle)
+    if not c.broken then return c end
+  end
+  return new_conn(self)
+end
+
+function Client:_put_conn(c)
+  if self.multiplex or c.broken then return end
+  if #self.idle < self.pool_size then
+    self.idle[#self.idle + 1] = c
+  else
+    c:close()
+  end
+end
+
+-- client:call(name, args...) -> result | nil, err. err is a string for
+-- transport failures ("timeout", "closed", ...), a table for Thrift ones
+-- (kind = "application" or "exception"; see petrel.throw).
+function Client:call(name, ...)
+  local fn = self.service.functions[name]
+  if not fn then error("petrel.client: no function '" .. tostring(name) .. "'", 2) end
+  local conn, err = self:_get_conn()
+  if not conn then return nil, err end
+  local loop = self.loop
+  self.seq = (self.seq % 0x7fffffff) + 1
+  local seqid = self.seq
+  -- arguments in declaration order
+  local fields = fn.args:fields()
+  local args = {}
+  for i, f in ipairs(fields) do args[f.name] = (select(i, ...)) end
+  local body = petrel_buffer()
+  write_header(body, name, fn.oneway and ONEWAY or CALL, seqid)
+  fn.args:encode(args, body)
+  local out = loop.c:output(conn.id)
+  if not out then return nil, "closed" end
+  if self.transport == "framed" then out:write_u32(#body) end
+  out:append(body)
+  local w = loop:waiter()
+  if fn.oneway then
+    local r = loop.c:send(conn.id)
+    if r == 0 then w:done(true) else conn.drain_waiter = w end
+    local ok, e = loop:await(w, self.timeout)
+    conn.drain_waiter = nil
+    if ok then self:_put_conn(conn) else conn:close() end
+    return ok, e
+  end
+  conn.pending[seqid] = w
+  conn.npending = conn.npending + 1
+  local r, serr = loop.c:send(conn.id)
+  if not r then
+    conn.pending[seqid] = nil
+    conn:close()
+    return nil, serr
+  end
+  local msg, mtype, pos = loop:await(w, self.timeout)
+  if not msg then
+    if mtype == "timeout" then
+      conn.pending[seqid] = nil
+      conn:close() -- a late reply must not meet the next call
+    end
+    return nil, mtype
+  end
+  self:_put_conn(conn)
+  if mtype == EXCEPTION then
+    local ex = TAppEx:decode(msg, pos)
+    if not ex then return nil, app_error(M.PROTOCOL_ERROR, "undecodable exception") end
+    return nil, app_error(ex.type, ex.message)
+  end
+  if mtype ~= REPLY then
+    return nil, app_error(M.INVALID_MESSAGE_TYPE, "unexpected message type " .. tostring(mtype))
+  end
+  local res, derr = fn.result:decode(msg, pos)
+  if not res then return nil, app_error(M.PROTOCOL_ERROR, derr) end
+  if res.success ~= nil then return res.success end
+  for _, t in ipairs(fn.throws) do
+    if res[t.name] ~= nil then
+      return nil, setmetatable({ kind = "exception", name = t.name, type = t.type,
+        value = res[t.name] }, ErrMT)
+    end
+  end
+  if fn.result_type == "void" then return true end
+  return nil, app_error(M.MISSING_RESULT, name .. " failed: unknown result")
+end
+
+function Conn:on_drained()
+  local w = self.drain_waiter
+  self.drain_waiter = nil
+  if w then w:done(true) end
+end
+
+function Client:close()
+  for _, c in ipairs(self.idle) do c:close() end
+  self.idle = {}
+  if self.mux then self.mux:close(); self.mux = nil end
+end
+
+return M

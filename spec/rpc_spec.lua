@@ -1,0 +1,360 @@
+-- Thrift RPC: petrel servers and clients, interop with Apache Thrift's
+-- Python library (tools/pyrpc.py under /usr/bin/python3), hostile peers.
+-- Everything talks to 127.0.0.1 only and is bounded in time.
+local petrel = require "petrel"
+local W = require "petrel.workload"
+
+local DATA = "../shared/bench/data/"
+local CALC = assert(petrel.load("spec/thrift/calc.thrift"))
+
+local function slurp(path)
+  local f = assert(io.open(path, "rb"))
+  local s = f:read("*a")
+  f:close()
+  return s
+end
+
+-- Start a shell command in the background: pid, output file.
+local function bg(cmd)
+  local out = os.tmpname()
+  local p = assert(io.popen("(exec " .. cmd .. ") > " .. out .. " 2>&1 & echo $!"))
+  local pid = tonumber(p:read("*l"))
+  p:close()
+  return pid, out
+end
+
+local function alive(pid)
+  local ok = os.execute("kill -0 " .. pid .. " 2>/dev/null")
+  return ok == true or ok == 0
+end
+
+local function kill(pid) os.execute("kill " .. pid .. " 2>/dev/null") end
+
+local function read_file(path)
+  local f = io.open(path, "rb")
+  if not f then return "" end
+  local s = f:read("*a")
+  f:close()
+  return s
+end
+
+-- Run the loop until pred() or deadline (ms); returns pred()'s value.
+local function run_until(loop, pred, ms)
+  local deadline = loop:now() + (ms or 10000)
+  while not pred() and loop:now() < deadline do loop:step(20) end
+  return pred()
+end
+
+local function fd_count()
+  local p = io.popen("ls /proc/self/fd 2>/dev/null | wc -l")
+  local n = tonumber(p:read("*l"))
+  p:close()
+  return n
+end
+
+local echo_handler = {
+  echo = function(req) return req end,
+  fire = function() end,
+  big = function(req) return req end,
+  blob = function(req) return req end,
+  vectors = function(req) return req end,
+}
+
+local calc_state = { notes = 0 }
+local calc_handler = {
+  add = function(a, b) return a + b end,
+  echo = function(it) return it end,
+  ping = function() end,
+  note = function() calc_state.notes = calc_state.notes + 1 end,
+  fail = function(code)
+    error(petrel.throw("oops", { message = "failed with " .. code, code = code }))
+  end,
+  many = function(n, prefix)
+    local out = {}
+    for i = 0, n - 1 do
+      local nums = {}
+      for j = 0, i - 1 do nums[#nums + 1] = j end
+      out[#out + 1] = { id = i, name = prefix .. i, nums = nums }
+    end
+    return out
+  end,
+  notes = function() return calc_state.notes end,
+}
+
+describe("rpc", function()
+  local loop
+
+  before_each(function() loop = assert(petrel.loop()) end)
+  after_each(function() loop:free() end)
+
+  describe("petrel server, Apache Thrift Python client", function()
+    for _, svc in ipairs({ "echo", "calc" }) do
+      for _, tr in ipairs({ "framed", "buffered" }) do
+        it(svc .. " over the " .. tr .. " transport", function()
+          calc_state.notes = 0
+          local srv = assert(petrel.server { loop = loop, port = 0,
+            service = svc == "echo" and W.Echo or CALC.Calc,
+            handler = svc == "echo" and echo_handler or calc_handler })
+          local pid, out = bg(string.format(
+            "timeout 60 /usr/bin/python3 tools/pyrpc.py call --service %s --port %d --transport %s",
+            svc, srv.port, tr))
+          assert.is_true(run_until(loop, function() return not alive(pid) end, 60000))
+          local text = read_file(out)
+          os.remove(out)
+          assert.is_nil(text:find("FAIL"), text)
+          local oks = select(2, text:gsub("\nok ", "")) + (text:find("^ok ") and 1 or 0)
+          assert.is_true(oks >= (svc == "echo" and 7 or 6), text)
+          assert.is_true(srv:stats().calls > 0)
+        end)
+      end
+    end
+  end)
+
+  describe("petrel client, Apache Thrift Python server", function()
+    for _, tr in ipairs({ "framed", "buffered" }) do
+      it("calls every Echo and Calc function over " .. tr, function()
+        -- two free ports: bound by petrel, released, handed to Python
+        local l1 = assert(loop.c:listen("127.0.0.1", 0))
+        local l2 = assert(loop.c:listen("127.0.0.1", 0))
+        local port, port2 = loop.c:port(l1), loop.c:port(l2)
+        loop.c:close(l1)
+        loop.c:close(l2)
+        local pid1, out1 = bg(string.format(
+          "timeout 60 /usr/bin/python3 tools/pyrpc.py serve --service echo --port %d --transport %s --duration 50",
+          port, tr))
+        local pid2, out2 = bg(string.format(
+          "timeout 60 /usr/bin/python3 tools/pyrpc.py serve --service calc --port %d --transport %s --duration 50",
+          port2, tr))
+        local ok, err = pcall(function()
+          assert.is_true(run_until(loop, function()
+            return read_file(out1):find("ready") ~= nil and read_file(out2):find("ready") ~= nil
+          end, 30000), read_file(out1) .. read_file(out2))
+          local c = petrel.client { loop = loop, service = W.Echo, port = port, transport = tr }
+          for _, w in ipairs({ { "echo", "small", "Request" }, { "big", "mytest", "MyTest" },
+            { "blob", "blob", "Blob" }, { "vectors", "vectors", "Vectors" } }) do
+            local bytes = slurp(DATA .. w[2] .. ".bin")
+            local v = W[w[3]]:decode(bytes)
+            local r, e = c[w[1]](c, v)
+            assert.is_table(r, tostring(e))
+            assert.is_true(W[w[3]]:encode(r) == bytes, w[1])
+          end
+          assert.is_true(c:fire(W.Request:decode(slurp(DATA .. "small.bin"))))
+          assert.is_table((c:echo(W.Request:decode(slurp(DATA .. "small.bin")))))
+          c:close()
+          local k = petrel.client { loop = loop, service = CALC.Calc, port = port2, transport = tr }
+          assert.equal(42, k:add(40, 2))
+          local item = { id = 5, name = "é", nums = { 1, -2 }, attrs = { x = 1.5 } }
+          local back = k:echo(item)
+          assert.equal("é", back.name)
+          assert.equal(1.5, back.attrs.x)
+          assert.is_true(k:ping())
+          assert.is_true(k:note("a"))
+          assert.is_true(k:note("b"))
+          local r, e = k:fail(9)
+          assert.is_nil(r)
+          assert.equal("exception", e.kind)
+          assert.equal("oops", e.name)
+          assert.equal(9, e.value.code)
+          local many = k:many(3, "n")
+          assert.equal("n2", many[3].name)
+          assert.equal(2, k:notes())
+          k:close()
+        end)
+        kill(pid1)
+        kill(pid2)
+        os.remove(out1)
+        os.remove(out2)
+        assert.is_true(ok, err)
+      end)
+    end
+  end)
+
+  describe("petrel server and client", function()
+    local srv, cl
+    before_each(function()
+      srv = assert(petrel.server { loop = loop, port = 0, service = CALC.Calc,
+        handler = calc_handler, idle_timeout = 300 })
+      cl = petrel.client { loop = loop, service = CALC.Calc, port = srv.port, timeout = 2000 }
+    end)
+
+    it("call from the script, returning results and declared exceptions", function()
+      assert.equal(5, cl:add(2, 3))
+      local r, e = cl:fail(3)
+      assert.is_nil(r)
+      assert.equal("oops", e.name)
+      assert.equal("failed with 3", e.value.message)
+      assert.matches("Oops", tostring(e))
+      assert.is_true(cl:ping())
+    end)
+
+    it("reply with TApplicationException for unknown methods and handler errors", function()
+      local Wider = assert(petrel.load("service Calc { i32 add(1: i32 a, 2: i32 b), i32 nope() }",
+        { text = true }))
+      local w = petrel.client { loop = loop, service = Wider.Calc, port = srv.port }
+      local r, e = w:nope()
+      assert.is_nil(r)
+      assert.equal("application", e.kind)
+      assert.equal(1, e.type) -- UNKNOWN_METHOD
+      local add = srv.handler.add
+      srv.handler.add = function() error("kaput") end
+      r, e = w:add(1, 2)
+      srv.handler.add = add
+      assert.is_nil(r)
+      assert.equal(6, e.type) -- INTERNAL_ERROR
+      assert.matches("kaput", e.message)
+      assert.equal(3, w:add(1, 2)) -- the server keeps serving
+    end)
+
+    it("runs handlers in coroutines that may call other services", function()
+      local inner = petrel.client { loop = loop, service = CALC.Calc, port = srv.port }
+      local front = assert(petrel.server { loop = loop, port = 0, service = CALC.Calc, handler = {
+        add = function(a, b)
+          loop:sleep(10)
+          return inner:add(a, b) * 10
+        end } })
+      local c2 = petrel.client { loop = loop, service = CALC.Calc, port = front.port }
+      assert.equal(70, c2:add(3, 4))
+    end)
+
+    it("multiplexes many calls on one connection, matched by seqid", function()
+      local slow = assert(petrel.server { loop = loop, port = 0, service = CALC.Calc, handler = {
+        add = function(a, b)
+          loop:sleep((10 - a) * 5) -- later calls finish first
+          return a + b
+        end } })
+      local mc = petrel.client { loop = loop, service = CALC.Calc, port = slow.port, multiplex = true }
+      local results, done = {}, 0
+      for i = 1, 10 do
+        loop:spawn(function()
+          results[i] = mc:add(i, 100)
+          done = done + 1
+        end)
+      end
+      assert.is_true(run_until(loop, function() return done == 10 end, 5000))
+      for i = 1, 10 do assert.equal(100 + i, results[i]) end
+      assert.equal(1, slow:stats().connections)
+    end)
+
+    it("times out slow calls and recovers", function()
+      local slow = assert(petrel.server { loop = loop, port = 0, service = CALC.Calc, handler = {
+        add = function(a, b) loop:sleep(300); return a + b end } })
+      local c = petrel.client { loop = loop, service = CALC.Calc, port = slow.port, timeout = 50 }
+      local r, e = c:add(1, 1)
+      assert.is_nil(r)
+      assert.equal("timeout", e)
+      c.timeout = 2000
+      assert.equal(4, c:add(2, 2))
+    end)
+
+    it("reports connection failures as nil, err", function()
+      local dead = petrel.client { loop = loop, service = CALC.Calc, port = 1, connect_timeout = 500 }
+      local r, e = dead:add(1, 2)
+      assert.is_nil(r)
+      assert.is_string(e)
+    end)
+
+    it("serves unix-domain sockets", function()
+      local path = os.tmpname()
+      os.remove(path)
+      local us = assert(petrel.server { loop = loop, unix = path, service = CALC.Calc, handler = calc_handler })
+      local uc = petrel.client { loop = loop, service = CALC.Calc, unix = path }
+      assert.equal(9, uc:add(4, 5))
+      us:shutdown()
+      os.remove(path)
+    end)
+
+    it("shuts down gracefully: in-flight calls finish", function()
+      local slow = assert(petrel.server { loop = loop, port = 0, service = CALC.Calc, handler = {
+        add = function(a, b) loop:sleep(100); return a + b end } })
+      local c = petrel.client { loop = loop, service = CALC.Calc, port = slow.port }
+      local got
+      loop:spawn(function() got = c:add(20, 22) end)
+      assert.is_true(run_until(loop, function() return slow.inflight == 1 end, 3000))
+      local finished = false
+      slow:shutdown(function() finished = true end)
+      assert.is_true(run_until(loop, function() return finished and got ~= nil end, 3000))
+      assert.equal(42, got)
+    end)
+  end)
+
+  describe("hostile peers", function()
+    -- raw connection helper on the same loop
+    local function raw(port, bytes)
+      local id = assert(loop.c:connect("127.0.0.1", port, 1000))
+      local st = { closed = false, data = 0 }
+      loop:attach(id, {
+        on_connected = function(_, _, err) st.connected = (err == 0); if err ~= 0 then st.closed = true end end,
+        on_data = function(_, cid, n) st.data = st.data + n; local b = loop.c:input(cid); b:clear() end,
+        on_closed = function() st.closed = true end,
+      })
+      if bytes then
+        loop.c:output(id):write(bytes)
+        loop.c:send(id)
+      end
+      st.id = id
+      return st
+    end
+
+    local function frame(s) return string.char(0, 0, math.floor(#s / 256), #s % 256) .. s end
+
+    local function call_bytes(name, seqid, args_bytes)
+      local b = petrel.buffer()
+      b:write_u32(0x80010001):write_u32(#name):write(name):write_i32(seqid):write(args_bytes)
+      return tostring(b)
+    end
+
+    it("survive garbage, huge frames, cut frames, early disconnects, raising handlers, 2000 connections", function()
+      local srv = assert(petrel.server { loop = loop, port = 0, service = CALC.Calc,
+        handler = setmetatable({ add = function(a, b)
+          if a == 666 then error("handler raised") end
+          return a + b
+        end }, { __index = calc_handler }), idle_timeout = 200 })
+      local good = petrel.client { loop = loop, service = CALC.Calc, port = srv.port }
+      local args = CALC.Calc.functions.add.args:encode({ a = 1, b = 2 })
+      local samples = {}
+      for round = 1, 4 do
+        -- garbage bytes
+        local g = raw(srv.port, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        -- a frame header claiming 2 GiB
+        local h = raw(srv.port, string.char(0x7f, 0xff, 0xff, 0xff) .. "xxxx")
+        -- a frame cut off midway, then silence
+        local cut = raw(srv.port, string.char(0, 0, 3, 232) .. "\128\1\0\1")
+        -- a client that sends a call and disconnects before the reply
+        local early = raw(srv.port, frame(call_bytes("add", 1, args)))
+        loop.c:close(early.id)
+        loop.conns[early.id] = nil
+        assert.is_true(run_until(loop, function() return g.closed and h.closed and cut.closed end, 3000),
+          string.format("round %d: garbage %s, 2 GiB %s, cut %s", round, tostring(g.closed),
+            tostring(h.closed), tostring(cut.closed)))
+        -- a raising handler gives an exception, the server goes on
+        local r, e = good:add(666, 1)
+        assert.is_nil(r)
+        assert.equal(6, e.type)
+        assert.equal(3, good:add(1, 2))
+        -- 2000 concurrent connections, each making one call
+        local conns, replies = {}, 0
+        for i = 1, 2000 do
+          local st = raw(srv.port, frame(call_bytes("add", i, args)))
+          conns[i] = st
+        end
+        assert.is_true(run_until(loop, function()
+          replies = 0
+          for _, st in ipairs(conns) do if st.data > 0 then replies = replies + 1 end end
+          return replies == 2000
+        end, 30000), "replies: " .. replies)
+        for _, st in ipairs(conns) do loop:close(st.id) end
+        assert.is_true(run_until(loop, function() return srv:stats().open <= 1 end, 3000))
+        loop:step(0)
+        collectgarbage("collect")
+        collectgarbage("collect")
+        samples[round] = { fds = fd_count(), mem = collectgarbage("count"),
+          pool = petrel.pool_stats().bytes_in_use }
+      end
+      -- no growth after the first round
+      assert.is_true(samples[4].fds <= samples[2].fds + 2, "fds grew: " .. samples[2].fds .. " -> " .. samples[4].fds)
+      assert.is_true(samples[4].mem <= samples[2].mem * 1.2 + 512,
+        "memory grew: " .. samples[2].mem .. " -> " .. samples[4].mem)
+      assert.equal(3, good:add(1, 2))
+    end)
+  end)
+end)
