@@ -1,56 +1,76 @@
--- examples/demo.lua — the main demo (make demo). Until the RPC layer lands
--- it shows the linked buffer: framing Thrift-style messages, no-copy
--- writes of large strings, shared slices and the pool statistics.
+-- examples/demo.lua — the main demo (make demo): an Echo server for
+-- ../shared/bench/workload.thrift (its schema written as Lua tables in
+-- lua/petrel/workload.lua), a client calling every method, the replies,
+-- and a short throughput / latency summary. Server and client share one
+-- event loop in this process; the client's calls simply run the loop
+-- until their reply arrives, as they would in a script or the REPL.
 local petrel = require "petrel"
+local W = require "petrel.workload"
 
+local DATA = os.getenv("PETREL_DATA") or "../shared/bench/data"
+local function slurp(name)
+  local f = assert(io.open(DATA .. "/" .. name .. ".bin", "rb"))
+  local s = f:read("*a")
+  f:close()
+  return s
+end
 local function say(fmt, ...) print(string.format(fmt, ...)) end
 
-say("petrel demo on %s", jit and jit.version or _VERSION)
+say("petrel demo on %s (SIMD: %s)", jit and jit.version or _VERSION, petrel.simd())
 
--- 1. Frame three messages the way Thrift's framed transport does.
-local out = petrel.buffer()
-local bodies = { "ping", string.rep("payload-", 1000), "bye" }
-for _, body in ipairs(bodies) do
-  out:write_u32(#body):write(body)
+local fired = 0
+local server = assert(petrel.server {
+  service = W.Echo, port = 0,
+  handler = {
+    echo = function(req) return req end,
+    fire = function(req) fired = fired + 1 end,
+    big = function(req) return req end,
+    blob = function(req) return req end,
+    vectors = function(req) return req end,
+  },
+})
+say("Echo server listening on 127.0.0.1:%d", server.port)
+
+local client = petrel.client { service = W.Echo, port = server.port }
+
+local small = W.Request:decode(slurp("small"))
+local r = assert(client:echo(small))
+local nattrs = 0
+for _ in pairs(r.attrs) do nattrs = nattrs + 1 end
+say("echo(small Request): user_id=%s query=%q items=%d attrs=%d flags=%d",
+  tostring(r.user_id), r.query, #r.items, nattrs, #r.flags)
+assert(client:fire(small))
+say("fire(small Request): oneway, flushed")
+local m = assert(client:big(W.MyTest:decode(slurp("mytest"))))
+say("big(MyTest): %d i64 values back, first %s, last %s", #m.Nums, tostring(m.Nums[1]), tostring(m.Nums[#m.Nums]))
+local b = assert(client:blob(W.Blob:decode(slurp("blob"))))
+say("blob(Blob): %q, %d bytes of data back", b.name, #b.data)
+local v = assert(client:vectors(W.Vectors:decode(slurp("vectors"), 1, { typed = true })))
+say("vectors(Vectors): %d i32, %d i64, %d doubles back", #v.i32s, #v.i64s, #v.f64s)
+-- a call the server does not know
+local Other = petrel.schema { Echo = petrel.service { nope = { result = "i32" } } }
+local _, err = petrel.client { service = Other.Echo, port = server.port }:nope()
+say("nope(): %s", tostring(err))
+
+-- throughput and latency of echo(small Request), ping-pong on one connection
+local N, lat = 3000, {}
+local clock = petrel.clock
+local t0 = clock()
+for i = 1, N do
+  local s = clock()
+  assert(client:echo(small))
+  lat[i] = clock() - s
 end
-say("framed %d messages: %d bytes in %d nodes", #bodies, #out, out:nodes())
+local total = clock() - t0
+table.sort(lat)
+say("%d echo calls in %.2f s: %.0f calls/s; latency p50 %.0f µs, p99 %.0f µs, p999 %.0f µs",
+  N, total, N / total, lat[math.floor(N * 0.5)] * 1e6, lat[math.floor(N * 0.99)] * 1e6,
+  lat[math.floor(N * 0.999)] * 1e6)
+say("  (client and server share this one process and core; bench/rpc measures them apart)")
 
--- 2. Read them back as a server would: peek the length, wait for the frame.
-local n = 0
-while #out >= 4 do
-  local len = out:peek_u32()
-  if #out < 4 + len then break end
-  out:skip(4)
-  local frame = out:slice(len)      -- shares the bytes, no copy
-  n = n + 1
-  say("  frame %d: %d bytes, starts with %q", n, #frame, frame:peek(math.min(8, len)))
-end
-
--- 3. A 16 MiB string is linked, not copied.
-local big = string.rep("z", 16 * 1024 * 1024)
-local t0 = os.clock()
-local b = petrel.buffer()
-b:write(big)
-say("linked a 16 MiB string in %.1f µs (no copy); buffer holds %d bytes",
-  (os.clock() - t0) * 1e6, #b)
-big = nil
-collectgarbage("collect")
-say("  after the collector ran, the bytes are still there: %q...", b:peek(4))
-b:skip(#b)
-local st = petrel.pool_stats()
-say("  consumed: no-copy nodes left %d, strings pinned %d", st.nocopy_blocks, st.anchored)
-
--- 4. Find a delimiter across nodes, like a line protocol would.
-local lines = petrel.buffer({ block = 64 })
-lines:write(string.rep("a", 60), "\r\nsecond line\r\n")
-local s, e = lines:find("\r\n")
-say("line 1 has %d bytes (delimiter at %d-%d, across a node edge)", s - 1, s, e)
-
--- 5. Pool statistics: blocks come back to their size class for reuse.
-for _ = 1, 100 do
-  b:write(string.rep("x", 1000))
-  b:skip(#b)
-end
-st = petrel.pool_stats()
-say("pool: %d blocks in use, %d idle, %d hits, %d misses, %d bytes idle",
-  st.blocks_in_use, st.blocks_idle, st.hits, st.misses, st.bytes_idle)
+local st = server:stats()
+say("server stats: %d connections, %d calls, %d errors, %d oneway (fired %d), %d bytes in",
+  st.connections, st.calls, st.errors, st.oneway, fired, st.bytes_in)
+say("buffer pool: %d blocks in use, %d idle, %d hits, %d misses",
+  st.pool.blocks_in_use, st.pool.blocks_idle, st.pool.hits, st.pool.misses)
+client:close()

@@ -4,6 +4,7 @@
  */
 #include <math.h>
 #include <string.h>
+#include <time.h>
 
 #include "lpt.h"
 
@@ -227,6 +228,14 @@ static int Lpt_default_pool(lua_State *L) {
   return 1;
 }
 
+/* petrel.clock() -> monotonic seconds (a double, ns resolution) */
+static int Lpt_clock(lua_State *L) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  lua_pushnumber(L, (lua_Number)ts.tv_sec + (lua_Number)ts.tv_nsec * 1e-9);
+  return 1;
+}
+
 /* ---- state ------------------------------------------------------------ */
 
 static int Lpt_state_gc(lua_State *L) {
@@ -338,6 +347,7 @@ static const luaL_Reg core_funcs[] = {
     {"pool", Lpt_pool},
     {"pool_stats", Lpt_pool_stats},
     {"default_pool", Lpt_default_pool},
+    {"clock", Lpt_clock},
     {NULL, NULL}};
 
 __attribute__((visibility("default"))) int luaopen_petrel_core(lua_State *L) {

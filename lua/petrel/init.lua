@@ -12,6 +12,7 @@ local petrel = {
   pool = core.pool,
   pool_stats = core.pool_stats,
   default_pool = core.default_pool,
+  clock = core.clock, -- monotonic seconds
   -- schemas and the codec
   struct = schema.struct,
   union = schema.union,
