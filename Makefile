@@ -26,7 +26,7 @@ CTESTS   = $(patsubst spec/c/%.c,$(BUILD)/ctest/%,$(wildcard spec/c/test_*.c))
 MOD54 = $(BUILD)/lua5.4/petrel/core.so
 MODJIT = $(BUILD)/luajit/petrel/core.so
 
-.PHONY: all test demo asan valgrind bench bench-buffer deps ctest rock-test clean fuzz bench-codec bench-idl
+.PHONY: all test demo asan valgrind bench bench-buffer deps ctest rock-test clean fuzz bench-codec bench-idl bench-rpc
 
 all: $(MOD54) $(MODJIT) $(CTESTS)
 
@@ -117,3 +117,9 @@ bench-codec: all $(FLOOR54)
 bench-idl: all
 	@LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH_5_4="$(BUILD)/lua5.4/?.so;;" \
 	  taskset -c 1 lua5.4 bench/idl_load.lua
+
+# RPC: C load generator against petrel, the C epoll floor, Apache Thrift
+# C++ TNonblockingServer and luv; server pinned to core 0, loadgen to 1.
+bench-rpc: all
+	@bench/peers/build_rpc.sh >/dev/null
+	@bench/peers/rpc_peers.sh

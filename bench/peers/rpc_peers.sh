@@ -39,7 +39,7 @@ DURATION=${DURATION:-3}
 WARMUP=${WARMUP:-1}
 MODE=${MODE:-pingpong}
 DEPTH=${DEPTH:-1}
-PAYLOAD=${PAYLOAD:-/work/shared/bench/data/small.bin}
+PAYLOAD=${PAYLOAD:-$ROOT/../shared/bench/data/small.bin}
 ONLY=${ONLY:-}
 FLOOR=${FLOOR:-c-epoll-raw}
 SERVER_CPU=${SERVER_CPU:-0}
@@ -64,9 +64,14 @@ add_server luv-raw         'lua5.4 $ROOT/bench/peers/luv_echo.lua $PORT $LIMIT' 
                            '--echo-frame $PAYLOAD --wrap'
 add_server luv-raw-jit     'luajit $ROOT/bench/peers/luv_echo.lua $PORT $LIMIT' \
                            '--echo-frame $PAYLOAD --wrap'
-# petrel rows go here, e.g.
-# add_server petrel-5.4 'lua5.4 $ROOT/bench/rpc/server.lua --port $PORT --duration $LIMIT' \
-#                       '--thrift-call echo --args-struct $PAYLOAD'
+add_server petrel-echo-5.4 'lua5.4 $ROOT/bench/rpc_server.lua thrift $PORT $LIMIT' \
+                           '--thrift-call echo --args-struct $PAYLOAD'
+add_server petrel-echo-jit 'luajit $ROOT/bench/rpc_server.lua thrift $PORT $LIMIT' \
+                           '--thrift-call echo --args-struct $PAYLOAD'
+add_server petrel-raw-5.4  'lua5.4 $ROOT/bench/rpc_server.lua raw $PORT $LIMIT' \
+                           '--echo-frame $PAYLOAD --wrap'
+add_server petrel-raw-jit  'luajit $ROOT/bench/rpc_server.lua raw $PORT $LIMIT' \
+                           '--echo-frame $PAYLOAD --wrap'
 
 # ---------------------------------------------------------------- process care
 PIDS=()
