@@ -277,6 +277,63 @@ describe("rpc", function()
     end)
   end)
 
+  describe("server lifecycle", function()
+    it("forks workers sharing the port; SIGTERM stops them after in-flight calls", function()
+      local l1 = assert(loop.c:listen("127.0.0.1", 0))
+      local port = loop.c:port(l1)
+      loop.c:close(l1)
+      local script = os.tmpname()
+      local f = assert(io.open(script, "w"))
+      f:write(string.format([[
+        package.path = %q
+        package.cpath = %q
+        local petrel = require "petrel"
+        local core = require "petrel.core"
+        local S = assert(petrel.load("service P { i32 pid(), i32 slow(1: i32 ms) }", { text = true }))
+        assert(petrel.serve { service = S.P, port = %d, workers = 2, handler = {
+          pid = function() return core.getpid() end,
+          slow = function(ms) petrel.sleep(ms) return ms end,
+        } })
+        print("exited cleanly")
+      ]], package.path, package.cpath, port))
+      f:close()
+      local rt = jit and "luajit" or "lua5.4"
+      local pid, out = bg("timeout 60 " .. rt .. " " .. script)
+      local S = assert(petrel.load("service P { i32 pid(), i32 slow(1: i32 ms) }", { text = true }))
+      local seen, n = {}, 0
+      local ok, err = pcall(function()
+        -- fresh connections spread over the workers
+        local deadline = loop:now() + 20000
+        while loop:now() < deadline do
+          local c = petrel.client { loop = loop, service = S.P, port = port, pool_size = 0 }
+          local p = c:pid()
+          if p then
+            if not seen[p] then seen[p] = true; n = n + 1 end
+            if n >= 2 then break end
+          else
+            loop:sleep(50)
+          end
+        end
+        assert.equal(2, n)
+        -- a call in flight when SIGTERM arrives still gets its reply
+        local c = petrel.client { loop = loop, service = S.P, port = port }
+        local got
+        loop:spawn(function() got = c:slow(300) end)
+        loop:sleep(100)
+        os.execute("kill -TERM " .. pid)
+        assert.is_true(run_until(loop, function() return got ~= nil end, 5000))
+        assert.equal(300, got)
+        assert.is_true(run_until(loop, function() return not alive(pid) end, 10000))
+      end)
+      kill(pid)
+      local text = read_file(out)
+      os.remove(out)
+      os.remove(script)
+      assert.is_true(ok, tostring(err) .. "\n" .. text)
+      assert.matches("exited cleanly", text)
+    end)
+  end)
+
   describe("hostile peers", function()
     -- raw connection helper on the same loop
     local function raw(port, bytes)

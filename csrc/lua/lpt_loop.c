@@ -16,8 +16,11 @@
  */
 #include <errno.h>
 #include <math.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "lpt.h"
 #include "../pt_loop.h"
@@ -30,6 +33,9 @@
 
 #define REF_IN 1
 #define REF_OUT 2
+
+/* the loop trapped signals wake (see loop:trap) */
+static pt_loop *volatile sig_loop;
 
 typedef struct lpt_Loop {
   pt_loop *loop;
@@ -169,6 +175,7 @@ static int Lpt_loop(lua_State *L) {
 }
 
 static void loop_free(lua_State *L, lpt_Loop *LL, int hook) {
+  if (LL->loop && sig_loop == LL->loop) sig_loop = NULL;
   if (LL->loop) {
     if (hook) hook_on(L, LL);
     pt_loop_free(LL->loop);
@@ -439,7 +446,107 @@ static int Lpt_strerror(lua_State *L) {
   return 1;
 }
 
+/* ---- processes and signals (server lifecycle) ------------------------ */
+
+/* Signals are process-wide: one loop at a time is woken by them. The
+ * handler only sets a flag and writes the loop's eventfd (both
+ * async-signal-safe); Lua collects the flags after the poll returns. */
+static volatile sig_atomic_t sig_hits[NSIG];
+
+static void on_signal(int signo) {
+  if (signo > 0 && signo < NSIG) sig_hits[signo] = 1;
+  pt_loop *l = sig_loop;
+  if (l) pt_loop_wake(l);
+}
+
+static const struct { const char *name; int signo; } sig_names[] = {
+    {"TERM", SIGTERM}, {"INT", SIGINT}, {"HUP", SIGHUP},
+    {"USR1", SIGUSR1}, {"USR2", SIGUSR2}, {"CHLD", SIGCHLD},
+    {"QUIT", SIGQUIT}, {"KILL", SIGKILL}, {NULL, 0}};
+
+static int signo_of(lua_State *L, int idx) {
+  const char *n = luaL_checkstring(L, idx);
+  for (int i = 0; sig_names[i].name; i++)
+    if (strcmp(n, sig_names[i].name) == 0) return sig_names[i].signo;
+  return luaL_argerror(L, idx, "unknown signal name");
+}
+
+/* loop:trap(name, ...) -> loop: the named signals wake this loop and are
+ * reported by core.signals() instead of their default action. */
+static int Lpt_trap(lua_State *L) {
+  lpt_Loop *LL = check_loop(L);
+  sig_loop = LL->loop;
+  for (int i = 2; i <= lua_gettop(L); i++) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;
+    if (sigaction(signo_of(L, i), &sa, NULL) != 0)
+      return luaL_error(L, "sigaction: %s", strerror(errno));
+  }
+  lua_settop(L, 1);
+  return 1;
+}
+
+/* core.signals() -> list of trapped signal names seen since the last call */
+static int Lpt_signals(lua_State *L) {
+  lua_newtable(L);
+  int k = 0;
+  for (int i = 0; sig_names[i].name; i++) {
+    int s = sig_names[i].signo;
+    if (sig_hits[s]) {
+      sig_hits[s] = 0;
+      lua_pushstring(L, sig_names[i].name);
+      lua_rawseti(L, -2, ++k);
+    }
+  }
+  return 1;
+}
+
+/* core.fork() -> pid (parent) | 0 (child) | nil, err */
+static int Lpt_fork(lua_State *L) {
+  fflush(NULL);
+  pid_t p = fork();
+  if (p < 0) return io_fail(L, strerror(errno));
+  lua_pushinteger(L, (lua_Integer)p);
+  return 1;
+}
+
+/* core.wait([pid [, nohang]]) -> pid, status | 0 (none yet) | nil, err */
+static int Lpt_wait(lua_State *L) {
+  pid_t p = (pid_t)luaL_optinteger(L, 1, -1);
+  int st = 0;
+  pid_t r = waitpid(p, &st, lua_toboolean(L, 2) ? WNOHANG : 0);
+  if (r < 0) return io_fail(L, strerror(errno));
+  lua_pushinteger(L, (lua_Integer)r);
+  lua_pushinteger(L, WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
+  return 2;
+}
+
+/* core.kill(pid, name) -> true | nil, err */
+static int Lpt_kill(lua_State *L) {
+  pid_t p = (pid_t)luaL_checkinteger(L, 1);
+  if (kill(p, signo_of(L, 2)) != 0) return io_fail(L, strerror(errno));
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int Lpt_getpid(lua_State *L) {
+  lua_pushinteger(L, (lua_Integer)getpid());
+  return 1;
+}
+
+/* core._exit(code): leave a forked child without running the parent's
+ * finalizers twice */
+static int Lpt_exit(lua_State *L) {
+  fflush(NULL);
+  _exit((int)luaL_optinteger(L, 1, 0));
+  return 0;
+}
+
 static const luaL_Reg loop_methods[] = {
+    {"trap", Lpt_trap},
     {"listen", Lpt_listen},       {"connect", Lpt_connect},
     {"poll", Lpt_poll},           {"input", Lpt_input},
     {"output", Lpt_output},       {"send", Lpt_send},
@@ -456,7 +563,9 @@ static const luaL_Reg loop_meta[] = {
     {"__gc", Lpt_loop_gc}, {"__close", Lpt_loop_close}, {NULL, NULL}};
 
 static const luaL_Reg loop_funcs[] = {
-    {"loop", Lpt_loop}, {"strerror", Lpt_strerror}, {NULL, NULL}};
+    {"loop", Lpt_loop},     {"strerror", Lpt_strerror}, {"signals", Lpt_signals},
+    {"fork", Lpt_fork},     {"wait", Lpt_wait},         {"kill", Lpt_kill},
+    {"getpid", Lpt_getpid}, {"_exit", Lpt_exit},        {NULL, NULL}};
 
 /* stack: module, state, buffer metatable */
 void lpt_open_loop(lua_State *L) {

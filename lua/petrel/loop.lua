@@ -44,6 +44,10 @@ function M.default()
   return default
 end
 
+-- In a forked child: forget the inherited default loop (its epoll fd is
+-- shared with the parent) so the next default() makes a fresh one.
+function M.reset_default() default = nil end
+
 function Loop:now() return self.c:now() end
 
 -- Run fn(...) in a new coroutine of this loop, at once. Errors go to

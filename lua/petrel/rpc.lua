@@ -184,7 +184,8 @@ function M.server(opts)
   local host, port = opts.host or "127.0.0.1", opts.port or 0
   if opts.unix then host, port = "unix:" .. opts.unix, nil end
   local lid, err = self.loop.c:listen(host, port, { backlog = opts.backlog,
-    reuseport = opts.reuseport })
+    reuseport = opts.reuseport, keepalive = opts.keepalive, sndbuf = opts.sndbuf,
+    rcvbuf = opts.rcvbuf, nodelay = opts.nodelay })
   if not lid then return nil, err end
   self.lid = lid
   self.port = self.loop.c:port(lid)
@@ -390,6 +391,63 @@ function Server:serve()
   return self.loop:run(function() return self.closing and self.inflight == 0 and not self.on_finished end)
 end
 
+-- petrel.serve{ <server options>, workers = N }: serve until SIGTERM or
+-- SIGINT, then stop accepting, let in-flight calls finish and return.
+-- With workers > 1 the process forks N workers, each with its own loop and
+-- its own listening socket on the same port (SO_REUSEPORT); the parent
+-- forwards SIGTERM/SIGINT to them and returns when all have exited.
+function M.serve(opts)
+  local workers = opts.workers or 1
+  if workers <= 1 then
+    local srv, err = M.server(opts)
+    if not srv then return nil, err end
+    local loop = srv.loop
+    loop.c:trap("TERM", "INT")
+    if opts.on_ready then opts.on_ready(srv) end
+    loop:run(function()
+      for _ = 1, #core.signals() do srv:shutdown() end
+      return srv.closing and srv.inflight == 0 and not srv.on_finished
+    end)
+    return true
+  end
+  if not opts.port or opts.port == 0 then
+    return nil, "petrel.serve: workers need a fixed port"
+  end
+  local pids = {}
+  for _ = 1, workers do
+    local pid, err = core.fork()
+    if not pid then return nil, err end
+    if pid == 0 then
+      loopmod.reset_default()
+      local o = {}
+      for k, v in pairs(opts) do o[k] = v end
+      o.workers, o.reuseport, o.loop = 1, true, loopmod.default()
+      local ok, res, e = pcall(M.serve, o)
+      if not ok or not res then io.stderr:write("petrel worker: ", tostring(e or res), "\n") end
+      core._exit(ok and res and 0 or 1)
+    end
+    pids[#pids + 1] = pid
+  end
+  local loop = assert(loopmod.new())
+  loop.c:trap("TERM", "INT", "CHLD")
+  local alive = #pids
+  while alive > 0 do
+    loop:step(500)
+    for _, sig in ipairs(core.signals()) do
+      if sig == "TERM" or sig == "INT" then
+        for _, p in ipairs(pids) do core.kill(p, "TERM") end
+      end
+    end
+    while true do
+      local p = core.wait(-1, true)
+      if not p or p == 0 then break end
+      alive = alive - 1
+    end
+  end
+  loop:free()
+  return true
+end
+
 -- ---- client ----------------------------------------------------------------
 
 local Client = {}
@@ -402,9 +460,9 @@ local function new_conn(cl)
   local loop = cl.loop
   local id, err
   if cl.unix then
-    id, err = loop.c:connect("unix:" .. cl.unix, nil, cl.connect_timeout)
+    id, err = loop.c:connect("unix:" .. cl.unix, nil, cl.connect_timeout, cl.sockopts)
   else
-    id, err = loop.c:connect(cl.host, cl.port, cl.connect_timeout)
+    id, err = loop.c:connect(cl.host, cl.port, cl.connect_timeout, cl.sockopts)
   end
   if not id then return nil, err end
   local conn = setmetatable({ id = id, client = cl, pending = {}, npending = 0,
@@ -502,6 +560,8 @@ function M.client(opts)
     pool_size = opts.pool_size or 8,
     multiplex = opts.multiplex,
     max_frame = opts.max_frame or DEFAULT_MAX_FRAME,
+    sockopts = { nodelay = opts.nodelay, keepalive = opts.keepalive,
+      sndbuf = opts.sndbuf, rcvbuf = opts.rcvbuf },
     idle = {},
     seq = 0,
   }, ClientMT)
