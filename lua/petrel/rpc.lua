@@ -588,7 +588,7 @@ function Client:_get_conn()
   local idle = self.idle
   while #idle > 0 do
     local c = table.remove(idle)
-    if not c.broken then return c end
+    if not c.broken then return c, nil, true end
   end
   return new_conn(self)
 end
@@ -608,7 +608,17 @@ end
 function Client:call(name, ...)
   local fn = self.service.functions[name]
   if not fn then error("petrel.client: no function '" .. tostring(name) .. "'", 2) end
-  local conn, err = self:_get_conn()
+  local res, err, stale = self:_call_once(fn, name, ...)
+  if stale then
+    -- a pooled connection the server had closed while it sat idle (its
+    -- close was not seen yet): nothing was answered, try a fresh one once
+    res, err = self:_call_once(fn, name, ...)
+  end
+  return res, err
+end
+
+function Client:_call_once(fn, name, ...)
+  local conn, err, reused = self:_get_conn()
   if not conn then return nil, err end
   local loop = self.loop
   self.seq = (self.seq % 0x7fffffff) + 1
@@ -647,7 +657,7 @@ function Client:call(name, ...)
       conn.pending[seqid] = nil
       conn:close() -- a late reply must not meet the next call
     end
-    return nil, mtype
+    return nil, mtype, reused and mtype ~= "timeout"
   end
   self:_put_conn(conn)
   if mtype == EXCEPTION then
