@@ -246,6 +246,42 @@ describe("rpc", function()
       assert.equal(4, c:add(2, 2))
     end)
 
+    it("closes pooled connections after the keepalive timeout", function()
+      local k = petrel.client { loop = loop, service = CALC.Calc, port = srv.port, keepalive_timeout = 50 }
+      assert.equal(2, k:add(1, 1))
+      assert.equal(1, #k.idle)
+      loop:sleep(120)
+      assert.equal(0, #k.idle)
+      assert.equal(4, k:add(2, 2))
+    end)
+
+    it("drops a peer that does not read its replies after write_timeout", function()
+      local fat = assert(petrel.server { loop = loop, port = 0, service = CALC.Calc,
+        out_cap = 4096, write_timeout = 100, handler = {
+          many = function(n, p) return calc_handler.many(n, p) end } })
+      -- a raw client that sends many calls and never reads
+      local id = assert(loop.c:connect("127.0.0.1", fat.port, 1000))
+      local closed = false
+      loop:attach(id, { on_connected = function() end, on_data = function() end,
+        on_closed = function() closed = true end })
+      loop.c:caps(id, 1, 0) -- our side stops reading at once
+      local args = CALC.Calc.functions.many.args:encode({ n = 200, prefix = string.rep("x", 50) })
+      local b = petrel.buffer()
+      for i = 1, 50 do
+        local body = petrel.buffer()
+        body:write_u32(0x80010001):write_u32(4):write("many"):write_i32(i):write(args)
+        b:write_u32(#body):append(body)
+      end
+      loop.c:output(id):append(b)
+      loop.c:send(id)
+      assert.is_true(run_until(loop, function() return fat:stats().open == 0 and fat:stats().calls > 0 end, 5000),
+        "open: " .. fat:stats().open)
+      loop:close(id)
+      -- others are still served
+      local c = petrel.client { loop = loop, service = CALC.Calc, port = fat.port }
+      assert.equal(2, #c:many(2, "a"))
+    end)
+
     it("reports connection failures as nil, err", function()
       local dead = petrel.client { loop = loop, service = CALC.Calc, port = 1, connect_timeout = 500 }
       local r, e = dead:add(1, 2)

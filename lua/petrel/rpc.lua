@@ -163,7 +163,10 @@ Server.__index = Server
 -- petrel.server{ service = ns.Echo, handler = { echo = function(req) ... end },
 --   host = "127.0.0.1", port = 9090 | unix = "/path", loop = ...,
 --   transport = "auto" | "framed" | "buffered", max_frame = bytes,
---   idle_timeout = ms, read_timeout = ms, backlog = n, reuseport = bool }
+--   idle_timeout = ms, out_cap = bytes (default 64 MiB), write_timeout = ms
+--   (a peer whose unread replies stay over out_cap this long is dropped;
+--   default 10000), backlog = n, reuseport = bool, keepalive, nodelay,
+--   sndbuf, rcvbuf }
 function M.server(opts)
   assert(type(opts) == "table", "petrel.server: options table expected")
   assert(type(opts.service) == "table" and opts.service.functions,
@@ -176,6 +179,8 @@ function M.server(opts)
     transport = opts.transport or "auto",
     max_frame = opts.max_frame or DEFAULT_MAX_FRAME,
     idle_timeout = opts.idle_timeout,
+    out_cap = opts.out_cap or 64 * 1024 * 1024,
+    write_timeout = opts.write_timeout or 10000,
     conns = {},
     nconns = 0,
     inflight = 0,
@@ -208,6 +213,8 @@ function Server:on_accept(id)
   self.nconns = self.nconns + 1
   self.counters.connections = self.counters.connections + 1
   self.loop:attach(id, self.h)
+  -- input may hold one whole frame; output beyond out_cap marks a slow reader
+  self.loop.c:caps(id, self.max_frame + 4 + 65536, self.out_cap)
   if self.idle_timeout then self:_arm_idle(conn) end
 end
 
@@ -224,6 +231,7 @@ function Server:_drop(conn)
   if conn.dropped then return end
   conn.dropped = true
   if conn.idle then self.loop:cancel(conn.idle); conn.idle = nil end
+  if conn.wtimer then self.loop:cancel(conn.wtimer); conn.wtimer = nil end
   self.conns[conn.id] = nil
   self.nconns = self.nconns - 1
   self.loop:close(conn.id)
@@ -234,6 +242,7 @@ function Server:on_closed(id)
   if conn then
     conn.dropped = true
     if conn.idle then self.loop:cancel(conn.idle) end
+    if conn.wtimer then self.loop:cancel(conn.wtimer) end
     self.conns[id] = nil
     self.nconns = self.nconns - 1
   end
@@ -251,8 +260,13 @@ local function send_reply(self, conn, name, mtype, seqid, T, value)
   if conn.framed then out:write_u32(#body) end
   out:append(body)
   local r = loop.c:send_later(conn.id)
-  if r == 2 then -- the peer does not read: over the output cap
-    self:_drop(conn)
+  if r == 2 and not conn.wtimer then
+    -- over the output cap: a slow reader gets write_timeout ms to catch up
+    conn.wtimer = loop:after(self.write_timeout, function()
+      conn.wtimer = nil
+      local o = not conn.dropped and loop.c:output(conn.id)
+      if o and #o > self.out_cap then self:_drop(conn) end
+    end)
   end
 end
 
@@ -469,6 +483,7 @@ local function new_conn(cl)
     connected = false }, Conn)
   conn.next = new_reader(loop, id, cl.transport, cl.max_frame, skip_body)
   loop:attach(id, conn)
+  loop.c:caps(id, cl.max_frame + 4 + 65536, 0)
   local w = loop:waiter()
   conn.connect_waiter = w
   local ok, e = loop:await(w, cl.connect_timeout)
@@ -544,7 +559,8 @@ end
 
 -- petrel.client{ service = ns.Echo, host =, port = | unix =, loop =,
 --   transport = "framed" | "buffered", timeout = ms (per call),
---   connect_timeout = ms, pool_size = n, multiplex = bool, max_frame = n }
+--   connect_timeout = ms, pool_size = n, keepalive_timeout = ms (idle pooled
+--   connections close after it, default 60000), multiplex = bool, max_frame = n }
 function M.client(opts)
   assert(type(opts) == "table" and type(opts.service) == "table" and opts.service.functions,
     "petrel.client: { service = compiled service, host =, port = } expected")
@@ -558,6 +574,7 @@ function M.client(opts)
     timeout = opts.timeout or 5000,
     connect_timeout = opts.connect_timeout or 3000,
     pool_size = opts.pool_size or 8,
+    keepalive = opts.keepalive_timeout or 60000,
     multiplex = opts.multiplex,
     max_frame = opts.max_frame or DEFAULT_MAX_FRAME,
     sockopts = { nodelay = opts.nodelay, keepalive = opts.keepalive,
@@ -588,15 +605,27 @@ function Client:_get_conn()
   local idle = self.idle
   while #idle > 0 do
     local c = table.remove(idle)
+    if c.ka_timer then self.loop:cancel(c.ka_timer); c.ka_timer = nil end
     if not c.broken then return c, nil, true end
   end
   return new_conn(self)
 end
 
+-- Back to the pool (at most pool_size idle connections, each closed after
+-- keepalive ms unused), or closed.
 function Client:_put_conn(c)
   if self.multiplex or c.broken then return end
   if #self.idle < self.pool_size then
     self.idle[#self.idle + 1] = c
+    if self.keepalive then
+      c.ka_timer = self.loop:after(self.keepalive, function()
+        c.ka_timer = nil
+        for i, x in ipairs(self.idle) do
+          if x == c then table.remove(self.idle, i); break end
+        end
+        c:close()
+      end)
+    end
   else
     c:close()
   end
@@ -688,7 +717,10 @@ function Conn:on_drained()
 end
 
 function Client:close()
-  for _, c in ipairs(self.idle) do c:close() end
+  for _, c in ipairs(self.idle) do
+    if c.ka_timer then self.loop:cancel(c.ka_timer) end
+    c:close()
+  end
   self.idle = {}
   if self.mux then self.mux:close(); self.mux = nil end
 end
