@@ -11,6 +11,7 @@ package.cpath = root .. "/" .. (os.getenv("PETREL_BUILD") or "build") .. "/"
 local petrel = require "petrel"
 
 local mode, port, secs = arg[1], tonumber(arg[2]), tonumber(arg[3] or "60")
+if os.getenv("PETREL_GC") == "gen" then collectgarbage("generational") end
 assert(mode == "thrift" or mode == "raw", "usage: rpc_server.lua thrift|raw PORT SECONDS")
 local loop = petrel.default_loop()
 loop:after(secs * 1000, function() loop:stop() end)

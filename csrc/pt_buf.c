@@ -331,7 +331,7 @@ static pt_node *append_block(pt_buf *b, size_t need) {
 
 /* ---- buffer: writer --------------------------------------------------- */
 
-int pt_buf_append(pt_buf *b, const void *src, size_t n) {
+PT_FFI int pt_buf_append(pt_buf *b, const void *src, size_t n) {
   const char *s = src;
   if (b->resv_from) resv_cancel(b);
   while (n) {
@@ -441,7 +441,7 @@ int pt_buf_copy(const pt_buf *b, size_t off, size_t n, void *dst) {
   return 0;
 }
 
-const char *pt_buf_peek(pt_buf *b, size_t n) {
+PT_FFI const char *pt_buf_peek(pt_buf *b, size_t n) {
   if (n > b->len) return NULL;
   pt_node *h = b->head;
   while (h && h->rd == h->wr) h = h->next;
@@ -459,7 +459,7 @@ const char *pt_buf_peek(pt_buf *b, size_t n) {
   return b->scratch;
 }
 
-int pt_buf_skip(pt_buf *b, size_t n) {
+PT_FFI int pt_buf_skip(pt_buf *b, size_t n) {
   if (n > b->len) return -1;
   b->len -= n;
   for (pt_node *nd = b->head; n; nd = nd->next) {

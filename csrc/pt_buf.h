@@ -34,6 +34,10 @@
 #define PT_IDLE_CAP_DEFAULT (32u << 20) /* idle bytes a pool keeps */
 #define PT_NOCOPY_DEFAULT 4096u         /* link strings at least this long */
 
+/* Exported for LuaJIT's FFI (lua/petrel/ffi.lua mirrors the layout of
+ * pt_buf and these prototypes); everything else stays hidden. */
+#define PT_FFI __attribute__((visibility("default")))
+
 typedef struct pt_pool pt_pool;
 typedef struct pt_block pt_block;
 typedef struct pt_node pt_node;
@@ -106,7 +110,7 @@ static inline size_t pt_buf_len(const pt_buf *b) { return b->len; }
 size_t pt_buf_nodes(const pt_buf *b);
 
 /* Writer. Every write cancels an open reservation. */
-int pt_buf_append(pt_buf *b, const void *src, size_t n);
+PT_FFI int pt_buf_append(pt_buf *b, const void *src, size_t n);
 /* Contiguous space for n bytes at the tail; valid until commit or the next
  * write. commit(k <= n) makes k of them readable. */
 char *pt_buf_reserve(pt_buf *b, size_t n);
@@ -122,10 +126,10 @@ void pt_buf_move(pt_buf *dst, pt_buf *src);
 /* Pointer to n contiguous readable bytes, or NULL if fewer are present (or
  * ENOMEM). Points into the node when one node holds them, else into the
  * buffer's scratch copy. Valid until the next operation on b. */
-const char *pt_buf_peek(pt_buf *b, size_t n);
+PT_FFI const char *pt_buf_peek(pt_buf *b, size_t n);
 /* Copy n bytes starting at off into dst; -1 if off+n > len. */
 int pt_buf_copy(const pt_buf *b, size_t off, size_t n, void *dst);
-int pt_buf_skip(pt_buf *b, size_t n);
+PT_FFI int pt_buf_skip(pt_buf *b, size_t n);
 int pt_buf_read(pt_buf *b, size_t n, void *dst); /* copy then skip */
 /* Big-endian unsigned integer of width 1, 2, 4 or 8 at off. */
 int pt_buf_peek_be(const pt_buf *b, size_t off, int width, uint64_t *out);

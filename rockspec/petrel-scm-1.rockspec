@@ -30,6 +30,7 @@ build = {
     ["petrel.workload"] = "lua/petrel/workload.lua",
     ["petrel.loop"] = "lua/petrel/loop.lua",
     ["petrel.rpc"] = "lua/petrel/rpc.lua",
+    ["petrel.ffi"] = "lua/petrel/ffi.lua",
     ["petrel.core"] = {
       sources = {
         "csrc/pt_buf.c",

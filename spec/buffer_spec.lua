@@ -313,6 +313,44 @@ describe("petrel.buffer", function()
     end)
   end)
 
+  if jit then
+    it("LuaJIT: FFI fast paths are active and agree with the C API methods", function()
+      assert.is_true(petrel.ffi)
+      local C = require("petrel.ffi").c
+      local a, b = petrel.buffer({ block = 128 }), petrel.buffer({ block = 128 })
+      local seed = 5
+      local function rnd(n)
+        seed = (seed * 1103515245 + 12345) % 2147483648
+        return math.floor(seed / 65536) % n
+      end
+      for i = 1, 3000 do
+        local op, n = rnd(4), rnd(300)
+        if op == 0 then
+          local s = pattern(n, i)
+          a:write(s)
+          C.write(b, s)
+        elseif op == 1 then
+          local x, e1 = a:read(n)
+          local y, e2 = C.read(b, n)
+          assert.equal(y, x)
+          assert.equal(e2, e1)
+        elseif op == 2 then
+          assert.equal(C.peek(b, n), a:peek(n))
+        else
+          local x = a:skip(n)
+          local y = C.skip(b, n)
+          assert.equal(y == nil, x == nil)
+        end
+        assert.equal(C.len(b), #a)
+      end
+      -- fallbacks keep the C API's checks
+      assert.has_error(function() a:read(-1) end)
+      assert.has_error(function() a:read(1.5) end)
+      assert.has_error(function() a.read({}, 1) end)
+      assert.has_error(function() a:write({}) end)
+    end)
+  end
+
   describe("randomized model", function()
     it("matches a plain string through thousands of operations", function()
       local seed = 12345

@@ -4,6 +4,7 @@
  * Misuse (wrong argument types, out-of-range integers) raises; running
  * short of readable bytes returns nil, err and leaves the buffer unchanged.
  */
+#include <stddef.h>
 #include <string.h>
 
 #include "lpt.h"
@@ -329,6 +330,15 @@ static int Lpt_gc(lua_State *L) {
   return 0;
 }
 
+/* core._buf_layout() -> sizeof(pt_buf), offsetof len, offsetof nocopy_min:
+ * lets lua/petrel/ffi.lua check that its cdef mirrors this build */
+static int Lpt_buf_layout(lua_State *L) {
+  lua_pushinteger(L, (lua_Integer)sizeof(pt_buf));
+  lua_pushinteger(L, (lua_Integer)offsetof(pt_buf, len));
+  lua_pushinteger(L, (lua_Integer)offsetof(pt_buf, nocopy_min));
+  return 3;
+}
+
 static const luaL_Reg buf_methods[] = {
     {"write", Lpt_write},         {"link", Lpt_link},
     {"append", Lpt_append},       {"reserve", Lpt_reserve},
@@ -361,7 +371,9 @@ static const luaL_Reg buf_meta[] = {
     {"__close", Lpt_clear},
     {NULL, NULL}};
 
-static const luaL_Reg buf_funcs[] = {{"buffer", Lpt_buffer}, {NULL, NULL}};
+static const luaL_Reg buf_funcs[] = {{"buffer", Lpt_buffer},
+                                     {"_buf_layout", Lpt_buf_layout},
+                                     {NULL, NULL}};
 
 /* stack: module, state, buffer metatable */
 void lpt_open_buffer(lua_State *L) {

@@ -4,8 +4,16 @@
 local core = require "petrel.core"
 local schema = require "petrel.schema"
 
+-- LuaJIT: FFI fast paths for the hot buffer methods (see petrel/ffi.lua)
+local ffi_active = false
+if jit then
+  local ok, f = pcall(require, "petrel.ffi")
+  ffi_active = ok and f.install() or false
+end
+
 local petrel = {
   _VERSION = "petrel scm",
+  ffi = ffi_active, -- true when LuaJIT's FFI fast paths are in use
   core = core,
   -- buffers and pools
   buffer = core.buffer,

@@ -31,6 +31,7 @@ function M.new(opts)
     conns = {},      -- id -> handler table (on_data, on_closed, ...)
     timers = {},     -- timer id -> function
     cos = {},        -- coroutines this loop runs -> true
+    idle_cos = {},   -- parked worker coroutines
     ready = {},      -- coroutines to resume: {co, nargs, ...}
     depth = 0,       -- nested step() calls (blocking calls outside coroutines)
     on_error = function(msg) io.stderr:write("petrel: ", tostring(msg), "\n") end,
@@ -50,12 +51,39 @@ function M.reset_default() default = nil end
 
 function Loop:now() return self.c:now() end
 
--- Run fn(...) in a new coroutine of this loop, at once. Errors go to
--- loop.on_error; the coroutine is forgotten when it ends.
+-- Worker coroutines are reused: each runs jobs handed to it by spawn and
+-- parks itself in the idle list between jobs (creating a coroutine per
+-- request costs more than the request's own Lua work).
+local function worker_body(self)
+  local fn, a, b, c, d = co_yield()
+  while true do
+    local ok, err = pcall(fn, a, b, c, d)
+    if not ok then self.on_error(err) end
+    local idle = self.idle_cos
+    if #idle >= 64 then return end
+    idle[#idle + 1] = co_running()
+    fn, a, b, c, d = co_yield()
+  end
+end
+
+-- Run fn(...) (up to 4 arguments) in a coroutine of this loop, at once.
+-- Errors go to loop.on_error.
 function Loop:spawn(fn, ...)
-  local co = co_create(fn)
-  self.cos[co] = true
-  self:_resume(co, ...)
+  if select("#", ...) > 4 then
+    local args = { n = select("#", ...), ... }
+    local f = fn
+    fn = function() return f(unpack(args, 1, args.n)) end
+  end
+  local idle = self.idle_cos
+  local co = idle[#idle]
+  if co then
+    idle[#idle] = nil
+  else
+    co = co_create(worker_body)
+    self.cos[co] = true
+    co_resume(co, self)
+  end
+  self:_resume(co, fn, ...)
   return co
 end
 

@@ -50,6 +50,18 @@ end
 
 local DEFAULT_MAX_FRAME = 16 * 1024 * 1024
 
+-- Argument names of a service function in declaration order (cached).
+local argnames_cache = setmetatable({}, { __mode = "k" })
+local function argnames(fn)
+  local names = argnames_cache[fn]
+  if not names then
+    names = {}
+    for i, f in ipairs(fn.args:fields()) do names[i] = f.name end
+    argnames_cache[fn] = names
+  end
+  return names
+end
+
 -- ---- envelopes -------------------------------------------------------------
 
 -- Write a strict message header into buffer b.
@@ -184,6 +196,7 @@ function M.server(opts)
     conns = {},
     nconns = 0,
     inflight = 0,
+    body = core.buffer(),
     counters = { connections = 0, calls = 0, errors = 0, bytes_in = 0, oneway = 0 },
   }, Server)
   local host, port = opts.host or "127.0.0.1", opts.port or 0
@@ -254,7 +267,8 @@ local function send_reply(self, conn, name, mtype, seqid, T, value)
   local loop = self.loop
   local out = loop.c:output(conn.id)
   if not out then return end
-  local body = petrel_buffer()
+  local body = self.body -- reused: append moves its bytes out, leaving it empty
+  body:clear()
   write_header(body, name, mtype, seqid)
   T:encode(value, body)
   if conn.framed then out:write_u32(#body) end
@@ -304,13 +318,14 @@ function Server:_call(conn, msg)
       { message = "no handler for '" .. name .. "'", type = M.UNKNOWN_METHOD })
   end
   -- arguments in declaration order
-  local fields = fn.args:fields()
+  local names = argnames(fn)
+  local nargs = #names
   local argv = {}
-  for i, f in ipairs(fields) do argv[i] = args[f.name] end
+  for i = 1, nargs do argv[i] = args[names[i]] end
   conn.busy = conn.busy + 1
   self.inflight = self.inflight + 1
   self.loop:spawn(function()
-    local ok, res, res2 = pcall(h, unpack(argv, 1, #fields))
+    local ok, res, res2 = pcall(h, unpack(argv, 1, nargs))
     conn.busy = conn.busy - 1
     self.inflight = self.inflight - 1
     if fn.oneway or mtype == ONEWAY then
@@ -653,9 +668,9 @@ function Client:_call_once(fn, name, ...)
   self.seq = (self.seq % 0x7fffffff) + 1
   local seqid = self.seq
   -- arguments in declaration order
-  local fields = fn.args:fields()
+  local names = argnames(fn)
   local args = {}
-  for i, f in ipairs(fields) do args[f.name] = (select(i, ...)) end
+  for i = 1, #names do args[names[i]] = (select(i, ...)) end
   local body = petrel_buffer()
   write_header(body, name, fn.oneway and ONEWAY or CALL, seqid)
   fn.args:encode(args, body)
