@@ -2,6 +2,7 @@
 # Build the bench/rpc harness pieces that do not depend on petrel:
 #   build/bench/loadgen          (bench/loadgen.c)
 #   build/bench/c_epoll_echo     (bench/peers/c_epoll_echo.c)
+#   build/bench/c_uring_echo     (bench/peers/c_uring_echo.c, needs liburing-dev)
 #   build/bench/cpp_echo_server  (bench/peers/cpp_echo_server.cpp, Apache Thrift
 #                                 C++ TNonblockingServer; code generated into
 #                                 build/peers/rpc-gen-cpp)
@@ -39,6 +40,12 @@ if stale "$OUT/c_epoll_echo" bench/peers/c_epoll_echo.c; then
     echo "build_rpc: $OUT/c_epoll_echo"
     $CC $CFLAGS -o "$OUT/c_epoll_echo" bench/peers/c_epoll_echo.c
 fi
+if [ ! -f /usr/include/liburing.h ]; then
+    echo "build_rpc: no liburing.h (apt-get install -y liburing-dev); c_uring_echo skipped" >&2
+elif stale "$OUT/c_uring_echo" bench/peers/c_uring_echo.c; then
+    echo "build_rpc: $OUT/c_uring_echo"
+    $CC $CFLAGS -o "$OUT/c_uring_echo" bench/peers/c_uring_echo.c -luring
+fi
 
 # --- Apache Thrift C++ server --------------------------------------------
 if [ ! -f /usr/include/event.h ] || [ ! -d /usr/include/thrift ]; then
@@ -73,4 +80,4 @@ if stale "$OUT/cpp_echo_server" bench/peers/cpp_echo_server.cpp "$GEN/Echo.cpp";
         bench/peers/cpp_echo_server.cpp "$GEN/Echo.cpp" "$GEN/workload_types.cpp" \
         -lthriftnb -lthrift -levent -lpthread
 fi
-echo "build_rpc: ok ($OUT: loadgen c_epoll_echo cpp_echo_server)"
+echo "build_rpc: ok ($OUT: loadgen c_epoll_echo c_uring_echo cpp_echo_server)"

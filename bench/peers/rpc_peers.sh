@@ -24,6 +24,44 @@
 #   BUILD=build            build dir (binaries in $BUILD/bench; logs in
 #                          $BUILD/bench/rpc-logs); build_rpc.sh runs first
 #   RESULTS=FILE           also write the table there
+#   SYSCALLS=1             add a sys/call column (see below); also =perf
+#
+# SYSCALLS=1: system calls per call. Once the warmup is over, `strace -c -f
+# -p SERVER_PID` is attached to the running server (all its threads; strace
+# is apt-get installed if missing) and detached (SIGINT) when loadgen ends,
+# so only (about) the measured window is counted, not startup or warmup; the
+# few teardown syscalls after loadgen's window (a shutdown + close per
+# connection) are included. sys/call = strace's "total" calls / the calls
+# loadgen completed in its measured window (its strace -c summary is kept in
+# $LOGS/NAME-CONNS.syscalls). strace stops the server on every syscall and
+# slows it down several times, so in a SYSCALLS=1 run only the sys/call
+# column means anything: calls/s, latency and CPU columns are not comparable
+# with a normal run. The slowdown also changes batching (a slower server
+# finds more ready events per epoll_wait / io_uring_enter), which lowers
+# sys/call for servers that batch. It hits servers with many syscalls much
+# harder (c-epoll-raw at 100 conns: ~20k calls/s under strace, ~2 sys/call)
+# than io_uring ones (c-uring-raw hardly slowed).
+# Either way sys/call of a batching server is noisy whenever loadgen, not
+# the server, is the limit (lg_cpu near 100): the count of waits depends on
+# how many completions each one finds; c-uring-raw at 100 conns gave
+# anywhere from 0.03 to 0.4 across runs, traced or not. Compare sizes, not
+# digits, and repeat runs.
+# SYSCALLS=perf counts the same window with `perf stat -e
+# raw_syscalls:sys_enter -p SERVER_PID` instead (an in-kernel counter: no
+# stops, small overhead, so the other columns stay roughly valid and the
+# batching is the real one); it needs perf and tracepoint access.
+# io_uring servers: without SQPOLL, expect at most one io_uring_enter per
+# loop iteration (submit + wait in one call), i.e. sys/call <= 1 and lower
+# with more connections (bigger batches). Under --sqpoll (c-uring-sqpoll-*)
+# submission needs no syscall at all (the kernel SQ thread, which strace and
+# perf -p do not count as syscalls, polls the SQ), so sys/call should be
+# near 0 under load. What c_uring_echo still does is one io_uring_enter
+# (GETEVENTS) to wait whenever the CQ is empty, which happens a lot while
+# loadgen is the limit (first runs here: ~0.1-0.3 sys/call with --sqpoll,
+# against ~0.1-0.4 without and ~2 for c-epoll-raw); only an application that
+# spins on the CQ gets to ~0, which makes no sense with the SQ thread on the
+# server's own core. The SQ thread's CPU shows up in srv_cpu, and on this
+# 2-core setup it competes with the server thread for SERVER_CPU.
 #
 # Adding a server is one add_server line (see below): a name, a start command
 # and the loadgen arguments. Both are eval'ed with $PORT (the port chosen),
@@ -47,6 +85,7 @@ CLIENT_CPU=${CLIENT_CPU:-1}
 PORT_BASE=${PORT_BASE:-19000}
 BUILD=${BUILD:-build}
 RESULTS=${RESULTS:-}
+SYSCALLS=${SYSCALLS:-}
 case $BUILD in /*) BIN=$BUILD/bench ;; *) BIN=$ROOT/$BUILD/bench ;; esac
 LOGS=$BIN/rpc-logs
 
@@ -58,6 +97,12 @@ add_server c-epoll-raw     '$BIN/c_epoll_echo --port $PORT --duration $LIMIT' \
                            '--echo-frame $PAYLOAD --wrap'
 add_server c-epoll-thrift  '$BIN/c_epoll_echo --thrift --port $PORT --duration $LIMIT' \
                            '--thrift-call echo --args-struct $PAYLOAD'
+add_server c-uring-raw     '$BIN/c_uring_echo --port $PORT --duration $LIMIT' \
+                           '--echo-frame $PAYLOAD --wrap'
+add_server c-uring-thrift  '$BIN/c_uring_echo --thrift --port $PORT --duration $LIMIT' \
+                           '--thrift-call echo --args-struct $PAYLOAD'
+add_server c-uring-sqpoll-raw '$BIN/c_uring_echo --sqpoll --port $PORT --duration $LIMIT' \
+                           '--echo-frame $PAYLOAD --wrap'
 add_server cpp-nonblocking '$BIN/cpp_echo_server --port $PORT --duration $LIMIT' \
                            '--thrift-call echo --args-struct $PAYLOAD'
 add_server luv-raw         'lua5.4 $ROOT/bench/peers/luv_echo.lua $PORT $LIMIT' \
@@ -136,6 +181,68 @@ start_server() {
     return 1
 }
 
+# ---------------------------------------------------------------- syscall counting
+case $SYSCALLS in
+'' | 0) SYSCALLS= ;;
+1 | strace)
+    SYSCALLS=strace
+    if ! command -v strace >/dev/null 2>&1; then
+        echo "rpc_peers: SYSCALLS=1: installing strace" >&2
+        apt-get install -y strace >/dev/null 2>&1
+    fi
+    command -v strace >/dev/null 2>&1 || { echo "rpc_peers: SYSCALLS=1 needs strace" >&2; exit 1; }
+    ;;
+perf)
+    command -v perf >/dev/null 2>&1 || { echo "rpc_peers: SYSCALLS=perf needs perf" >&2; exit 1; }
+    ;;
+*) echo "rpc_peers: SYSCALLS must be 1 (strace) or perf" >&2; exit 1 ;;
+esac
+# trace_start PID FILE: attach the syscall counter to PID (all threads),
+# output in FILE; sets TPID ('' if it could not attach)
+trace_start() {
+    local pid=$1 out=$2
+    rm -f "$out" "$out.err"
+    if [ "$SYSCALLS" = strace ]; then
+        taskset -c "$SERVER_CPU" strace -c -f -p "$pid" -o "$out" 2>"$out.err" &
+    else
+        taskset -c "$SERVER_CPU" perf stat -x, -e raw_syscalls:sys_enter -p "$pid" \
+            -o "$out" 2>"$out.err" &
+    fi
+    TPID=$!
+    PIDS+=("$TPID")
+    if [ "$SYSCALLS" = strace ]; then # strace says "attached"
+        for _ in $(seq 30); do
+            grep -q attached "$out.err" 2>/dev/null && return 0
+            kill -0 "$TPID" 2>/dev/null || break
+            sleep 0.1
+        done
+    else # perf says nothing: give it 0.2 s to open its counters
+        sleep 0.2
+        kill -0 "$TPID" 2>/dev/null && return 0
+    fi
+    echo "rpc_peers: could not attach $SYSCALLS to $pid:" "$(head -2 "$out.err" 2>/dev/null)" >&2
+    stop_pid "$TPID"
+    TPID=
+    return 1
+}
+# trace_stop FILE: detach (SIGINT makes both print their summary), set
+# NSYS to the number of syscalls counted ('' if unknown)
+trace_stop() {
+    local out=$1
+    NSYS=
+    [ -n "$TPID" ] || return 0
+    kill -INT "$TPID" 2>/dev/null
+    for _ in $(seq 50); do kill -0 "$TPID" 2>/dev/null || break; sleep 0.1; done
+    stop_pid "$TPID"
+    TPID=
+    if [ "$SYSCALLS" = strace ]; then
+        NSYS=$(awk '$NF == "total" && $4 ~ /^[0-9]+$/ { print $4 }' "$out" 2>/dev/null)
+    else
+        NSYS=$(awk -F, '$3 == "raw_syscalls:sys_enter" && $1 ~ /^[0-9]+$/ { print $1 }' \
+            "$out" 2>/dev/null)
+    fi
+}
+
 # ---------------------------------------------------------------- run
 ulimit -n "$(ulimit -Hn)" 2>/dev/null
 mkdir -p "$LOGS"
@@ -148,7 +255,7 @@ fi
 LIMIT=$(awk "BEGIN { print int($DURATION + $WARMUP + 20) }")
 LG_TIMEOUT=$(awk "BEGIN { print int($DURATION + $WARMUP + 10) }")
 
-declare -A CPS P50 P99 P999 ERR SCPU LGCPU OTHER
+declare -A CPS P50 P99 P999 ERR SCPU LGCPU OTHER SYSC
 proc_ticks() { # utime + stime of a live PID, in clock ticks (0 if gone)
     local st
     st=$(cat "/proc/$1/stat" 2>/dev/null) || { echo 0; return; }
@@ -196,9 +303,10 @@ for entry in "${SERVERS[@]}"; do
     for c in $CONNS; do
         key="$name|$c"
         CPS[$key]=n/a; P50[$key]=-; P99[$key]=-; P999[$key]=-; ERR[$key]=-
-        SCPU[$key]=-; LGCPU[$key]=-; OTHER[$key]=-
+        SCPU[$key]=-; LGCPU[$key]=-; OTHER[$key]=-; SYSC[$key]=-
         slog="$LOGS/$name-$c.server.log"
         if ! start_server "$name" "$cmd" "$slog"; then
+            grep -q "io_uring unavailable" "$slog" 2>/dev/null && CPS[$key]=unavailable
             continue
         fi
         lgout="$LOGS/$name-$c.loadgen.out"
@@ -211,10 +319,13 @@ for entry in "${SERVERS[@]}"; do
         # CPU accounting over (about) the measured window: server ticks and
         # busy ticks of both cores, sampled after the warmup and at the end.
         sleep "$WARMUP"
+        TPID=; sysout="$LOGS/$name-$c.syscalls"
+        [ -z "$SYSCALLS" ] || trace_start "$SPID" "$sysout"
         s0=$(proc_ticks "$SPID"); read -r b0 t0 <<<"$(cpu_ticks)"
         wait "$LPID"
         lrc=$?
         s1=$(proc_ticks "$SPID"); read -r b1 t1 <<<"$(cpu_ticks)"
+        NSYS=; [ -z "$SYSCALLS" ] || trace_stop "$sysout"
         forget_pid "$LPID"
         stop_server_rc=0
         kill -0 "$SPID" 2>/dev/null || stop_server_rc=1
@@ -226,6 +337,9 @@ for entry in "${SERVERS[@]}"; do
             CPS[$key]=$(get calls_per_s); P50[$key]=$(get p50_us)
             P99[$key]=$(get p99_us); P999[$key]=$(get p999_us); ERR[$key]=$(get errors)
             LGCPU[$key]=$(get loadgen_cpu_pct)
+            if [ -n "$SYSCALLS" ] && [ -n "$NSYS" ] && [ "$(get calls)" -gt 0 ] 2>/dev/null; then
+                SYSC[$key]=$(awk "BEGIN { printf \"%.3f\", $NSYS / $(get calls) }")
+            fi
             # per-core wall ticks = (t1 - t0) / 2; other = busy - server - loadgen
             read -r SCPU[$key] OTHER[$key] <<<"$(awk "BEGIN { w = ($t1 - $t0) / 2;
                 if (w <= 0) { print \"- -\"; exit }
@@ -236,8 +350,10 @@ for entry in "${SERVERS[@]}"; do
 done
 
 table() {
-    printf '%-18s %6s %10s %8s %8s %8s %7s %7s %6s %6s %8s\n' server conns calls/s \
-        p50_us p99_us p999_us errors srv_cpu lg_cpu other vs_floor
+    local sc='' sh=''  # the sys/call column, only with SYSCALLS
+    [ -z "$SYSCALLS" ] || { sc=' %8s'; sh=sys/call; }
+    printf "%-18s %6s %10s %8s %8s %8s %7s %7s %6s %6s %8s$sc\n" server conns calls/s \
+        p50_us p99_us p999_us errors srv_cpu lg_cpu other vs_floor ${sh:+"$sh"}
     local name c key ratio floor
     for name in "${ROWS[@]}"; do
         for c in $CONNS; do
@@ -247,9 +363,10 @@ table() {
             if [[ "${CPS[$key]}" =~ ^[0-9]+$ && "$floor" =~ ^[0-9]+$ && "$floor" -gt 0 ]]; then
                 ratio=$(awk "BEGIN { printf \"%.2f\", ${CPS[$key]} / $floor }")
             fi
-            printf '%-18s %6s %10s %8s %8s %8s %7s %7s %6s %6s %8s\n' "$name" "$c" \
+            printf "%-18s %6s %10s %8s %8s %8s %7s %7s %6s %6s %8s$sc\n" "$name" "$c" \
                 "${CPS[$key]}" "${P50[$key]}" "${P99[$key]}" "${P999[$key]}" "${ERR[$key]}" \
-                "${SCPU[$key]}" "${LGCPU[$key]}" "${OTHER[$key]}" "$ratio"
+                "${SCPU[$key]}" "${LGCPU[$key]}" "${OTHER[$key]}" "$ratio" \
+                ${sh:+"${SYSC[$key]}"}
         done
     done
 }
@@ -257,4 +374,7 @@ table
 echo "(srv_cpu, lg_cpu: % of one core used by the server / loadgen in the measured window;" \
      "other: % of one core used by anything else on the two cores: above ~10 the row is noisy;" \
      "lg_cpu near 100: the generator may be the limit)" >&2
+[ "$SYSCALLS" != strace ] || echo "(SYSCALLS=1: servers ran under strace: only sys/call means" \
+     "anything, and strace slows syscall-heavy servers most, which changes their batching;" \
+     "SYSCALLS=perf avoids that)" >&2
 [ -z "$RESULTS" ] || table >"$RESULTS"
