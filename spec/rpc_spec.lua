@@ -282,6 +282,21 @@ describe("rpc", function()
       assert.equal(2, #c:many(2, "a"))
     end)
 
+    it("refuses a blocking call inside a loop callback, with a clear error", function()
+      local fired = false
+      loop:after(1, function()
+        fired = true
+        cl:add(1, 2) -- not in a coroutine: would nest the loop
+      end)
+      assert.has_error(function() run_until(loop, function() return fired end, 2000) end,
+        "petrel: blocking call inside a loop callback; run it in a coroutine (loop:spawn)")
+      -- inside a coroutine the same call is fine
+      local got
+      loop:after(1, function() loop:spawn(function() got = cl:add(1, 2) end) end)
+      assert.is_true(run_until(loop, function() return got ~= nil end, 2000))
+      assert.equal(3, got)
+    end)
+
     it("reports connection failures as nil, err", function()
       local dead = petrel.client { loop = loop, service = CALC.Calc, port = 1, connect_timeout = 500 }
       local r, e = dead:add(1, 2)

@@ -175,6 +175,18 @@ end
 -- One round: wait up to timeout_ms for completions, dispatch them, resume
 -- the coroutines they finished.
 function Loop:step(timeout_ms)
+  if self.stepping then
+    -- the batch arrays belong to the round being dispatched
+    error("petrel: blocking call inside a loop callback; run it in a coroutine (loop:spawn)", 2)
+  end
+  self.stepping = true
+  local ok, n, err = pcall(self._step, self, timeout_ms)
+  self.stepping = false
+  if not ok then error(n, 0) end
+  return n, err
+end
+
+function Loop:_step(timeout_ms)
   local n, types, ids, errs, args = self.c:poll(timeout_ms)
   if not n then return nil, types end
   local conns = self.conns

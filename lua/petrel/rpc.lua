@@ -680,7 +680,11 @@ function Client:_call_once(fn, name, ...)
   out:append(body)
   local w = loop:waiter()
   if fn.oneway then
-    local r = loop.c:send(conn.id)
+    local r, serr = loop.c:send(conn.id)
+    if not r then
+      conn:close()
+      return nil, serr
+    end
     if r == 0 then w:done(true) else conn.drain_waiter = w end
     local ok, e = loop:await(w, self.timeout)
     conn.drain_waiter = nil
