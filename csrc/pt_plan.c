@@ -157,6 +157,7 @@ static int finish_plan(pt_schema *s, pt_plan *p) {
   p->nfixed = 0;
   p->fixed_size = 0;
   p->nrequired = 0;
+  p->nchecked = 0;
   for (int i = 0; i < n; i++) {
     p->fields[i] = tmp[i];
     p->order[tmp[i].index] = i;
@@ -166,6 +167,7 @@ static int finish_plan(pt_schema *s, pt_plan *p) {
         p->fixed_size += 3 + pt_kind_width(tmp[i].type->kind);
     }
     if (tmp[i].req == PT_REQ_REQUIRED) p->nrequired++;
+    if (tmp[i].req == PT_REQ_REQUIRED || tmp[i].has_default) p->nchecked++;
   }
   free(tmp);
   /* Dense id -> slot table. */

@@ -98,6 +98,8 @@ struct pt_plan {
   int16_t min_id, max_id;
   int16_t *slot;         /* id - min_id -> fields[] index, -1: unknown */
   int nrequired;
+  int nchecked;          /* fields that are required or have a default:
+                            the decoder scans for missing ones only then */
   size_t fixed_size;     /* encoded bytes of the fixed-size fields that are
                             always written (required or defaulted) */
   int nfixed;            /* fields[0..nfixed) are fixed-size */

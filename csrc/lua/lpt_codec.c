@@ -973,7 +973,7 @@ static int dec_struct(Ctx *c, const pt_plan *p) {
   e->plan = p;
   e->field = -1;
   uint64_t seen[4] = {0, 0, 0, 0};
-  int track = p->nfields <= 256;
+  int track = p->nchecked && p->nfields <= 256;
   lpt_State *S = c->S;
   size_t umark = S->ulen;
   for (;;) {
@@ -1023,7 +1023,7 @@ static int dec_struct(Ctx *c, const pt_plan *p) {
     lua_rawset(L, tidx);
     S->ulen = umark;
   }
-  {
+  if (p->nchecked) {
     for (int i = 0; i < p->nfields; i++) {
       const pt_field *f = &p->fields[i];
       if (f->req != PT_REQ_REQUIRED && !f->has_default) continue;
