@@ -11,7 +11,12 @@ package.cpath = root .. "/" .. (os.getenv("PETREL_BUILD") or "build") .. "/"
 local petrel = require "petrel"
 
 local mode, port, secs = arg[1], tonumber(arg[2]), tonumber(arg[3] or "60")
-if os.getenv("PETREL_GC") == "gen" then collectgarbage("generational") end
+-- Lua 5.4's generational collector suits RPC's short-lived tables (a
+-- few percent more calls/s and a lower P99 here); PETREL_GC=inc keeps the
+-- default incremental one. LuaJIT has only the incremental collector.
+if os.getenv("PETREL_GC") ~= "inc" and _VERSION == "Lua 5.4" and not jit then
+  collectgarbage("generational")
+end
 assert(mode == "thrift" or mode == "raw", "usage: rpc_server.lua thrift|raw PORT SECONDS")
 local loop = petrel.default_loop()
 loop:after(secs * 1000, function() loop:stop() end)

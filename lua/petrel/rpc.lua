@@ -427,6 +427,10 @@ end
 -- forwards SIGTERM/SIGINT to them and returns when all have exited.
 function M.serve(opts)
   local workers = opts.workers or 1
+  -- opts.gc = "generational" switches Lua 5.4's collector (process-wide)
+  if opts.gc == "generational" and _VERSION == "Lua 5.4" and not jit then
+    collectgarbage("generational")
+  end
   if workers <= 1 then
     local srv, err = M.server(opts)
     if not srv then return nil, err end
