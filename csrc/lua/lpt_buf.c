@@ -5,6 +5,7 @@
  * short of readable bytes returns nil, err and leaves the buffer unchanged.
  */
 #include <stddef.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "lpt.h"
@@ -180,6 +181,29 @@ static int Lpt_slice(lua_State *L) {
   return 1;
 }
 
+/* buf:read_frame(max) -> the next length-prefixed frame (4-byte big-endian
+ * length, then that many bytes) as a string, consumed | nil (not all here
+ * yet) | false, err (length 0 or above max) */
+static int Lpt_read_frame(lua_State *L) {
+  pt_buf *b = lpt_checkbuf(L, 1);
+  size_t max = (size_t)lpt_checkint(L, 2, 0, INT64_MAX);
+  uint64_t len;
+  if (pt_buf_peek_be(b, 0, 4, &len) != 0) return 0;
+  if (len == 0 || len > max) {
+    char msg[96];
+    snprintf(msg, sizeof msg, "frame of %llu bytes (limit %llu)",
+             (unsigned long long)len, (unsigned long long)max);
+    lua_pushboolean(L, 0);
+    lua_pushstring(L, msg);
+    return 2;
+  }
+  if (pt_buf_len(b) - 4 < len) return 0;
+  pt_buf_skip(b, 4);
+  if (!push_front(L, b, (size_t)len)) return luaL_error(L, "out of memory");
+  pt_buf_skip(b, (size_t)len);
+  return 1;
+}
+
 /* buf:find(delim [, init]) -> start, end (1-based, plain) | nil */
 static int Lpt_find(lua_State *L) {
   pt_buf *b = lpt_checkbuf(L, 1);
@@ -345,6 +369,7 @@ static const luaL_Reg buf_methods[] = {
     {"commit", Lpt_commit},       {"read", Lpt_read},
     {"peek", Lpt_peek},           {"skip", Lpt_skip},
     {"slice", Lpt_slice},         {"find", Lpt_find},
+    {"read_frame", Lpt_read_frame},
     {"len", Lpt_len},             {"nodes", Lpt_nodes},
     {"clear", Lpt_clear},         {"close", Lpt_clear},
     {"read_u8", Lpt_read_u8},     {"peek_u8", Lpt_peek_u8},

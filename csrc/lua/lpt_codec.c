@@ -1272,9 +1272,8 @@ static void read_opts(Ctx *c, lua_State *L, int idx) {
   lua_pop(L, 1);
 }
 
-/* Encode the value at vidx into the state's scratch; returns its length. */
-static size_t encode_into_scratch(Ctx *c, lua_State *L, const pt_plan *p,
-                                  int vidx) {
+/* Start an encode: the state's scratch, empty, with no pending links. */
+static void scratch_begin(Ctx *c, lua_State *L) {
   lpt_State *S = c->S;
   links_reset(S);
   if (!S->wbuf) {
@@ -1284,8 +1283,37 @@ static size_t encode_into_scratch(Ctx *c, lua_State *L, const pt_plan *p,
   }
   c->w = S->wbuf;
   c->wend = S->wbuf + S->wcap;
+}
+
+/* Encode the value at vidx into the state's scratch; returns its length. */
+static size_t encode_into_scratch(Ctx *c, lua_State *L, const pt_plan *p,
+                                  int vidx) {
+  scratch_begin(c, L);
   enc_struct(c, p, vidx);
-  return (size_t)(c->w - S->wbuf);
+  return (size_t)(c->w - c->S->wbuf);
+}
+
+/* Append the scratch's n bytes to out, splicing in the linked strings. */
+static void scratch_flush(lua_State *L, lpt_State *S, pt_buf *out, size_t n) {
+  size_t at = 0;
+  for (size_t i = 0; i < S->nlinks; i++) {
+    lpt_Link *lk = &S->links[i];
+    int fail = pt_buf_append(out, S->wbuf + at, lk->off - at) != 0;
+    if (fail)
+      lpt_release_anchor(S, lk->tag);
+    else /* link releases the anchor itself when it fails */
+      fail = pt_buf_link(out, lk->p, lk->n, lpt_release_anchor, S, lk->tag) != 0;
+    if (fail) {
+      for (size_t j = i + 1; j < S->nlinks; j++)
+        lpt_release_anchor(S, S->links[j].tag);
+      S->nlinks = 0;
+      luaL_error(L, "out of memory");
+    }
+    at = lk->off;
+  }
+  S->nlinks = 0;
+  if (pt_buf_append(out, S->wbuf + at, n - at) != 0)
+    luaL_error(L, "out of memory");
 }
 
 /* T:encode(value [, buffer [, opts]]) -> string | buffer */
@@ -1298,29 +1326,105 @@ static int Lpt_type_encode(lua_State *L) {
   c.mode = out ? M_BUFFER : M_STRING;
   c.link_min = out ? out->nocopy_min : SIZE_MAX;
   size_t n = encode_into_scratch(&c, L, T->plan, 2);
-  lpt_State *S = c.S;
   if (!out) {
-    lua_pushlstring(L, (const char *)S->wbuf, n);
+    lua_pushlstring(L, (const char *)c.S->wbuf, n);
     return 1;
   }
-  size_t at = 0;
-  for (size_t i = 0; i < S->nlinks; i++) {
-    lpt_Link *lk = &S->links[i];
-    if (pt_buf_append(out, S->wbuf + at, lk->off - at) != 0 ||
-        pt_buf_link(out, lk->p, lk->n, lpt_release_anchor, S, lk->tag) != 0) {
-      /* link released its own anchor; drop the rest */
-      for (size_t j = i + 1; j < S->nlinks; j++)
-        lpt_release_anchor(S, S->links[j].tag);
-      S->nlinks = 0;
-      return luaL_error(L, "out of memory");
-    }
-    at = lk->off;
-  }
-  S->nlinks = 0;
-  if (pt_buf_append(out, S->wbuf + at, n - at) != 0)
-    return luaL_error(L, "out of memory");
+  scratch_flush(L, c.S, out, n);
   lua_pushvalue(L, 3);
   return 1;
+}
+
+/* T:encode_message(value, buffer, name, mtype, seqid [, framed]) -> buffer
+ * Appends one Thrift message: [frame length when framed], the strict
+ * binary envelope (version|mtype, name, seqid) and the struct, in one pass
+ * (large strings linked as with encode into a buffer). */
+static int Lpt_type_encode_message(lua_State *L) {
+  lpt_Type *T = check_type(L, 1);
+  pt_buf *out = lpt_checkbuf(L, 3);
+  size_t nlen;
+  const char *name = luaL_checklstring(L, 4, &nlen);
+  int mtype = (int)lpt_checkint(L, 5, 1, 4);
+  int64_t seq = lpt_checkint(L, 6, INT32_MIN, UINT32_MAX);
+  int framed = lua_toboolean(L, 7);
+  if (nlen > INT32_MAX) return luaL_argerror(L, 4, "name too long");
+  Ctx c;
+  ctx_open(&c, L, 1, T->plan);
+  c.mode = M_BUFFER;
+  c.link_min = out->nocopy_min;
+  scratch_begin(&c, L);
+  w_need(&c, 16 + nlen);
+  if (framed) w_32(&c, 0); /* patched below */
+  w_32(&c, 0x80010000u | (uint32_t)mtype);
+  w_32(&c, (uint32_t)nlen);
+  memcpy(c.w, name, nlen);
+  c.w += nlen;
+  w_32(&c, (uint32_t)seq);
+  enc_struct(&c, T->plan, 2);
+  lpt_State *S = c.S;
+  size_t n = (size_t)(c.w - S->wbuf);
+  if (framed) {
+    size_t total = n - 4;
+    for (size_t i = 0; i < S->nlinks; i++) total += S->links[i].n;
+    if (total > INT32_MAX) {
+      links_reset(S);
+      return luaL_error(L, "message too large for a frame");
+    }
+    pt_st32(S->wbuf, (uint32_t)total);
+  }
+  scratch_flush(L, S, out, n);
+  lua_pushvalue(L, 3);
+  return 1;
+}
+
+/* core.msg_header(s [, pos [, max_name]]) -> name, mtype, seqid, next_pos
+ *   | nil (incomplete) | false, err (malformed)
+ * Strict (0x8001 version word) and non-strict (name first) envelopes. */
+static int Lpt_msg_header(lua_State *L) {
+  size_t len;
+  const unsigned char *s = (const unsigned char *)luaL_checklstring(L, 1, &len);
+  int64_t pos = lua_isnoneornil(L, 2) ? 1 : lpt_checkint(L, 2, 1, INT64_MAX);
+  int64_t maxn = lua_isnoneornil(L, 3) ? 65536 : lpt_checkint(L, 3, 0, INT32_MAX);
+  if ((uint64_t)pos > len + 1) return 0;
+  const unsigned char *p = s + pos - 1, *end = s + len;
+  if (end - p < 4) return 0;
+  uint32_t v = pt_ld32(p);
+  int mtype;
+  uint32_t nlen;
+  const unsigned char *name;
+  int32_t seqid;
+  if (v & 0x80000000u) {
+    if ((v & 0xffff0000u) != 0x80010000u) {
+      lua_pushboolean(L, 0);
+      lua_pushliteral(L, "bad protocol version");
+      return 2;
+    }
+    mtype = (int)(v & 0xff);
+    if (end - p < 8) return 0;
+    nlen = pt_ld32(p + 4);
+    if (nlen > (uint64_t)maxn) goto badname;
+    if ((size_t)(end - p) < 12 + (size_t)nlen) return 0;
+    name = p + 8;
+    seqid = (int32_t)pt_ld32(p + 8 + nlen);
+    p += 12 + nlen;
+  } else {
+    nlen = v;
+    if (nlen > (uint64_t)maxn) goto badname;
+    if ((size_t)(end - p) < 9 + (size_t)nlen) return 0;
+    name = p + 4;
+    mtype = p[4 + nlen];
+    seqid = (int32_t)pt_ld32(p + 5 + nlen);
+    p += 9 + nlen;
+  }
+  lua_pushlstring(L, (const char *)name, nlen);
+  lua_pushinteger(L, mtype);
+  lua_pushinteger(L, seqid);
+  lua_pushinteger(L, (lua_Integer)(p - s) + 1);
+  return 4;
+badname:
+  lua_pushboolean(L, 0);
+  lua_pushliteral(L, "bad method name length");
+  return 2;
 }
 
 /* T:size(value) -> bytes the encoding takes (BLength) */
@@ -1842,6 +1946,7 @@ static int Lpt_simd(lua_State *L) {
 
 static const luaL_Reg type_methods[] = {
     {"encode", Lpt_type_encode}, {"decode", Lpt_type_decode},
+    {"encode_message", Lpt_type_encode_message},
     {"size", Lpt_type_size},     {"name", Lpt_type_name},
     {"fields", Lpt_type_fields}, {NULL, NULL}};
 
@@ -1856,6 +1961,7 @@ static const luaL_Reg codec_funcs[] = {{"compile", Lpt_compile},
                                        {"adopt_meta", Lpt_adopt_meta},
                                        {"array", Lpt_array},
                                        {"skip", Lpt_skip},
+                                       {"msg_header", Lpt_msg_header},
                                        {"simd", Lpt_simd},
                                        {NULL, NULL}};
 

@@ -9,12 +9,10 @@ local loopmod = require "petrel.loop"
 local M = {}
 
 local unpack = table.unpack or unpack
-local function petrel_buffer() return core.buffer() end
 
 -- message types
 local CALL, REPLY, EXCEPTION, ONEWAY = 1, 2, 3, 4
 M.CALL, M.REPLY, M.EXCEPTION, M.ONEWAY = CALL, REPLY, EXCEPTION, ONEWAY
-local VERSION_1 = 0x80010000
 
 -- TApplicationException
 local AX = schema.compile {
@@ -64,43 +62,9 @@ end
 
 -- ---- envelopes -------------------------------------------------------------
 
--- Write a strict message header into buffer b.
-local function write_header(b, name, mtype, seqid)
-  b:write_u32(VERSION_1 + mtype):write_u32(#name):write(name):write_i32(seqid)
-end
-
--- Parse a header at the front of string s (from position pos):
+-- Parse a message envelope in string s at pos (strict or non-strict):
 -- name, type, seqid, next_pos | nil (incomplete) | false, err (malformed).
-local function parse_header(s, pos, max)
-  local n = #s - pos + 1
-  if n < 4 then return nil end
-  local b1, b2, b3, b4 = s:byte(pos, pos + 3)
-  local v = ((b1 * 256 + b2) * 256 + b3) * 256 + b4
-  if b1 >= 0x80 then
-    if b1 ~= 0x80 or b2 ~= 0x01 then return false, "bad protocol version" end
-    local mtype = b4 % 8
-    if n < 8 then return nil end
-    local c1, c2, c3, c4 = s:byte(pos + 4, pos + 7)
-    local len = ((c1 * 256 + c2) * 256 + c3) * 256 + c4
-    if c1 >= 0x80 or len > max then return false, "bad method name length" end
-    if n < 12 + len then return nil end
-    local name = s:sub(pos + 8, pos + 7 + len)
-    local d1, d2, d3, d4 = s:byte(pos + 8 + len, pos + 11 + len)
-    local seqid = ((d1 * 256 + d2) * 256 + d3) * 256 + d4
-    if seqid >= 0x80000000 then seqid = seqid - 0x100000000 end
-    return name, mtype, seqid, pos + 12 + len
-  end
-  -- non-strict: string name, byte type, i32 seqid
-  local len = v
-  if len > 1024 then return false, "bad method name length" end
-  if n < 9 + len then return nil end
-  local name = s:sub(pos + 4, pos + 3 + len)
-  local mtype = s:byte(pos + 4 + len)
-  local d1, d2, d3, d4 = s:byte(pos + 5 + len, pos + 8 + len)
-  local seqid = ((d1 * 256 + d2) * 256 + d3) * 256 + d4
-  if seqid >= 0x80000000 then seqid = seqid - 0x100000000 end
-  return name, mtype, seqid, pos + 9 + len
-end
+local parse_header = core.msg_header
 M.parse_header = parse_header
 
 -- Framing of a connection's input: yields complete message strings.
@@ -131,14 +95,7 @@ local function new_reader(loop, id, mode, max_frame, body_end)
       end
     end
     if mode == "framed" then
-      if have < 4 then return nil end
-      local len = inb:peek_u32(0)
-      if len == 0 or len > max_frame then
-        return false, string.format("frame of %d bytes (limit %d)", len, max_frame)
-      end
-      if have < 4 + len then return nil end
-      inb:skip(4)
-      return inb:read(len)
+      return inb:read_frame(max_frame)
     end
     -- buffered (unframed): find where the message ends by skipping it.
     -- Re-try only when the input has grown enough, so a large message
@@ -196,7 +153,6 @@ function M.server(opts)
     conns = {},
     nconns = 0,
     inflight = 0,
-    body = core.buffer(),
     counters = { connections = 0, calls = 0, errors = 0, bytes_in = 0, oneway = 0 },
   }, Server)
   local host, port = opts.host or "127.0.0.1", opts.port or 0
@@ -267,12 +223,7 @@ local function send_reply(self, conn, name, mtype, seqid, T, value)
   local loop = self.loop
   local out = loop.c:output(conn.id)
   if not out then return end
-  local body = self.body -- reused: append moves its bytes out, leaving it empty
-  body:clear()
-  write_header(body, name, mtype, seqid)
-  T:encode(value, body)
-  if conn.framed then out:write_u32(#body) end
-  out:append(body)
+  T:encode_message(value, out, name, mtype, seqid, conn.framed)
   local r = loop.c:send_later(conn.id)
   if r == 2 and not conn.wtimer then
     -- over the output cap: a slow reader gets write_timeout ms to catch up
@@ -675,13 +626,10 @@ function Client:_call_once(fn, name, ...)
   local names = argnames(fn)
   local args = {}
   for i = 1, #names do args[names[i]] = (select(i, ...)) end
-  local body = petrel_buffer()
-  write_header(body, name, fn.oneway and ONEWAY or CALL, seqid)
-  fn.args:encode(args, body)
   local out = loop.c:output(conn.id)
   if not out then return nil, "closed" end
-  if self.transport == "framed" then out:write_u32(#body) end
-  out:append(body)
+  fn.args:encode_message(args, out, name, fn.oneway and ONEWAY or CALL, seqid,
+    self.transport == "framed")
   local w = loop:waiter()
   if fn.oneway then
     local r, serr = loop.c:send(conn.id)
