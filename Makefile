@@ -123,3 +123,9 @@ bench-idl: all
 bench-rpc: all
 	@bench/peers/build_rpc.sh >/dev/null
 	@bench/peers/rpc_peers.sh
+
+# Zero-copy transfers: splice / sendfile against the core's read/write
+# fallback and a Lua copy loop (tcp-to-unix, tcp-to-tcp, file-to-tcp).
+bench-zerocopy: all
+	@LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH_5_4="$(BUILD)/lua5.4/?.so;;" \
+	  lua5.4 bench/zerocopy.lua

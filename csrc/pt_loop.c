@@ -34,6 +34,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -52,6 +53,37 @@
 #define PT_LISTEN_BACKOFF_MS 100
 
 #define PT_CF_WANT_DRAINED 0x800u /* a send left bytes queued */
+
+#define PT_ZC_CHUNK (64u << 10)  /* copying fallbacks: bytes per step */
+#define PT_PIPE_SZ (1u << 20)    /* splice pipe size asked for */
+#define PT_SENDFILE_MAX 0x7ffff000u
+
+/* A file queued on a conn's output (pt_conn_sendfile). */
+typedef struct pt_fjob {
+  int fd;          /* our dup */
+  int copy;        /* pread/read + send instead of sendfile */
+  int noseek;      /* read(), the fd is not seekable */
+  off_t off;
+  size_t left;     /* file bytes not yet taken (SIZE_MAX-ish: to EOF) */
+  size_t pre;      /* output bytes that go before this file */
+  char *buf;       /* copy: staged chunk */
+  size_t bpos, blen;
+  struct pt_fjob *next;
+} pt_fjob;
+
+/* A splice job from one conn to another (pt_conn_splice). */
+typedef struct pt_spj {
+  pt_conn *from, *to;
+  int p[2];        /* the pipe; -1 in copy mode */
+  int copy;        /* read + send through buf */
+  int wait_out;    /* staged bytes wait for `to` */
+  size_t want;     /* 0: until EOF */
+  size_t moved;    /* bytes handed to `to` */
+  size_t staged;   /* bytes in the pipe / buf */
+  size_t cap;      /* pipe capacity or buf size */
+  char *buf;
+  size_t bpos;
+} pt_spj;
 
 /* readiness bits (back-end neutral) */
 #define PT_R_IN 1u
@@ -421,6 +453,12 @@ static int be_wait(pt_loop *l, int timeout, int max) {
 
 static void close_conn(pt_conn *c, int err, int notify);
 static int write_now(pt_conn *c);
+static void spj_end(pt_loop *l, pt_spj *j, int err);
+static void fjobs_free(pt_conn *c);
+
+static inline int has_out(const pt_conn *c) {
+  return pt_buf_len(c->out) || c->fjob;
+}
 
 /* Interest follows the flags; on failure the conn closes with the error. */
 static void rearm(pt_conn *c) {
@@ -431,9 +469,16 @@ static void rearm(pt_conn *c) {
   } else if (c->flags & PT_CF_CONNECTING) {
     want = PT_W_WRITE;
   } else {
-    if (!(c->flags & (PT_CF_RD_PAUSED | PT_CF_RD_EOF | PT_CF_CLOSING)))
+    if (c->spj_in) {
+      /* a splice source reads into its pipe, not c->in */
+      if (!c->spj_in->wait_out &&
+          !(c->flags & (PT_CF_RD_EOF | PT_CF_CLOSING)))
+        want |= PT_W_READ;
+    } else if (!(c->flags & (PT_CF_RD_PAUSED | PT_CF_RD_EOF | PT_CF_CLOSING))) {
       want |= PT_W_READ;
-    if (c->flags & PT_CF_WR_PENDING) want |= PT_W_WRITE;
+    }
+    if ((c->flags & PT_CF_WR_PENDING) || (c->spj_out && c->spj_out->wait_out))
+      want |= PT_W_WRITE;
   }
   if (be_arm(c->loop, c, want) != 0) close_conn(c, errno, 1);
 }
@@ -677,7 +722,7 @@ static void connect_done(pt_conn *c, int err) {
   l->st.connected++;
   /* interest changes from "writable" (connecting) to "readable" whether
    * or not queued output leaves at once */
-  if (pt_buf_len(c->out) && write_now(c) < 0) return;
+  if (has_out(c) && write_now(c) < 0) return;
   rearm(c);
 }
 
@@ -782,6 +827,9 @@ static void close_conn(pt_conn *c, int err, int notify) {
     free(c->unix_path);
     c->unix_path = NULL;
   }
+  fjobs_free(c);
+  if (c->spj_in) spj_end(l, c->spj_in, err ? err : EPIPE);
+  if (c->spj_out) spj_end(l, c->spj_out, err ? err : EPIPE);
   if (c->kind == PT_KIND_LISTENER) {
     l->st.listeners_open--;
   } else {
@@ -807,6 +855,19 @@ static void recycle(pt_loop *l) {
     l->dead = c->next_dead;
     conn_free(l, c);
   }
+}
+
+/* Half-close: stop reading, flush the replies of this batch at the start
+ * of the next round, then close. */
+static void read_eof(pt_loop *l, pt_conn *c) {
+  push_ev(l, PT_EV_CLOSED, 0, c->id, 0, c);
+  c->flags |= PT_CF_RD_EOF | PT_CF_CLOSING | PT_CF_NOTIFIED;
+  if (!(c->flags & PT_CF_DIRTY)) {
+    c->flags |= PT_CF_DIRTY;
+    c->next_dirty = l->dirty;
+    l->dirty = c;
+  }
+  rearm(c);
 }
 
 /* Read what the socket has (bounded): DATA, then CLOSED on EOF / error. */
@@ -864,16 +925,7 @@ static void do_read(pt_loop *l, pt_conn *c) {
     return;
   }
   if (eof) {
-    /* Half-close: stop reading, flush the replies of this batch at the
-     * start of the next round, then close. */
-    push_ev(l, PT_EV_CLOSED, 0, c->id, 0, c);
-    c->flags |= PT_CF_RD_EOF | PT_CF_CLOSING | PT_CF_NOTIFIED;
-    if (!(c->flags & PT_CF_DIRTY)) {
-      c->flags |= PT_CF_DIRTY;
-      c->next_dirty = l->dirty;
-      l->dirty = c;
-    }
-    rearm(c);
+    read_eof(l, c);
     return;
   }
   if (c->in_cap && pt_buf_len(in) >= c->in_cap &&
@@ -884,11 +936,12 @@ static void do_read(pt_loop *l, pt_conn *c) {
   }
 }
 
-/* sendmsg the output: 0 all written, 1 socket full, -1 error (errno). */
-static int do_write(pt_loop *l, pt_conn *c) {
+/* sendmsg up to limit bytes of the output: 0 all (of the limit) written,
+ * 1 socket full, -1 error (errno). */
+static int do_write(pt_loop *l, pt_conn *c, size_t limit) {
   pt_buf *out = c->out;
-  while (pt_buf_len(out)) {
-    int n = pt_buf_iov(out, l->iov, PT_IOV_MAX, SIZE_MAX);
+  while (pt_buf_len(out) && limit) {
+    int n = pt_buf_iov(out, l->iov, PT_IOV_MAX, limit);
     size_t total = 0;
     for (int i = 0; i < n; i++) total += l->iov[i].iov_len;
     struct msghdr msg;
@@ -904,16 +957,150 @@ static int do_write(pt_loop *l, pt_conn *c) {
     }
     pt_buf_skip(out, (size_t)r);
     l->st.bytes_out += (uint64_t)r;
+    if (limit != SIZE_MAX) limit -= (size_t)r;
     if ((size_t)r < total) return 1;
   }
   return 0;
+}
+
+/* ---- 4. file jobs (sendfile) ------------------------------------------ */
+
+static void fjob_free(pt_fjob *j) {
+  if (j->fd >= 0) close(j->fd);
+  free(j->buf);
+  free(j);
+}
+
+static void fjobs_free(pt_conn *c) {
+  pt_fjob *j;
+  while ((j = c->fjob)) {
+    c->fjob = j->next;
+    fjob_free(j);
+  }
+}
+
+/* Write the file: 0 done, 1 socket full, -1 error (errno). */
+static int fjob_step(pt_loop *l, pt_conn *c, pt_fjob *j) {
+  for (;;) {
+    if (j->bpos < j->blen) {
+      ssize_t r = send(c->fd, j->buf + j->bpos, j->blen - j->bpos,
+                       MSG_NOSIGNAL | MSG_DONTWAIT);
+      l->st.writev_calls++;
+      if (r < 0) {
+        if (errno == EINTR) continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) return 1;
+        return -1;
+      }
+      j->bpos += (size_t)r;
+      l->st.bytes_out += (uint64_t)r;
+      continue;
+    }
+    if (!j->left) return 0;
+    if (!j->copy) {
+      size_t n = j->left < PT_SENDFILE_MAX ? j->left : PT_SENDFILE_MAX;
+      ssize_t r = sendfile(c->fd, j->fd, &j->off, n);
+      l->st.writev_calls++;
+      if (r > 0) {
+        j->left -= (size_t)r;
+        l->st.bytes_out += (uint64_t)r;
+        continue;
+      }
+      if (r == 0) { /* end of file */
+        j->left = 0;
+        return 0;
+      }
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) return 1;
+      if (errno != EINVAL && errno != ENOSYS) return -1;
+      j->copy = 1; /* not for this pair of fds: copy */
+    }
+    if (!j->buf && !(j->buf = malloc(PT_ZC_CHUNK))) {
+      errno = ENOMEM;
+      return -1;
+    }
+    size_t n = j->left < PT_ZC_CHUNK ? j->left : PT_ZC_CHUNK;
+    ssize_t r = j->noseek ? read(j->fd, j->buf, n)
+                          : pread(j->fd, j->buf, n, j->off);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      if (errno == ESPIPE && !j->noseek) {
+        j->noseek = 1;
+        continue;
+      }
+      return -1;
+    }
+    if (r == 0) {
+      j->left = 0;
+      return 0;
+    }
+    j->off += r;
+    j->left -= (size_t)r;
+    j->bpos = 0;
+    j->blen = (size_t)r;
+  }
+}
+
+/* The output, then each file after the output bytes queued before it:
+ * 0 all written, 1 socket full, -1 error (errno). */
+static int out_step(pt_loop *l, pt_conn *c) {
+  pt_fjob *j;
+  while ((j = c->fjob)) {
+    if (j->pre) {
+      size_t before = pt_buf_len(c->out);
+      int r = do_write(l, c, j->pre);
+      size_t done = before - pt_buf_len(c->out);
+      j->pre = done < j->pre ? j->pre - done : 0;
+      if (r) return r;
+      if (!pt_buf_len(c->out)) j->pre = 0;
+    }
+    int r = fjob_step(l, c, j);
+    if (r) return r;
+    c->fjob = j->next;
+    fjob_free(j);
+  }
+  return do_write(l, c, SIZE_MAX);
+}
+
+int pt_conn_sendfile(pt_conn *c, int fd, off_t off, size_t len) {
+  if (c->kind != PT_KIND_STREAM || (c->flags & (PT_CF_CLOSED | PT_CF_USER_CLOSED))) {
+    errno = c->kind != PT_KIND_STREAM ? ENOTCONN : EPIPE;
+    return -1;
+  }
+  if (off < 0) {
+    errno = EINVAL;
+    return -1;
+  }
+  pt_fjob *j = calloc(1, sizeof *j);
+  if (!j) return -1;
+  j->fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  if (j->fd < 0) {
+    int e = errno;
+    free(j);
+    errno = e;
+    return -1;
+  }
+  j->off = off;
+  j->left = len;
+  j->copy = (c->loop->o.zc_off & PT_ZC_NO_SENDFILE) != 0;
+  size_t ahead = 0;
+  pt_fjob **tail = &c->fjob;
+  while (*tail) {
+    ahead += (*tail)->pre;
+    tail = &(*tail)->next;
+  }
+  size_t have = pt_buf_len(c->out);
+  j->pre = have > ahead ? have - ahead : 0;
+  *tail = j;
+  c->flags |= PT_CF_WANT_DRAINED; /* DRAINED follows in any case */
+  if (c->flags & (PT_CF_CONNECTING | PT_CF_WR_PENDING)) return 0;
+  return write_now(c) < 0 ? -1 : 0;
 }
 
 /* Write now and keep interest in step: PT_SEND_DONE/PENDING, or -1 with
  * the conn closed (CLOSED queued). */
 static int write_now(pt_conn *c) {
   pt_loop *l = c->loop;
-  int r = do_write(l, c);
+  int r = out_step(l, c);
   if (r < 0) {
     int e = errno;
     close_conn(c, e, 1);
@@ -952,7 +1139,7 @@ int pt_conn_send(pt_conn *c) {
     if (pt_buf_len(c->out)) c->flags |= PT_CF_WANT_DRAINED;
     return over_cap(c) ? PT_SEND_OVER : PT_SEND_PENDING;
   }
-  if (!pt_buf_len(c->out)) return PT_SEND_DONE;
+  if (!has_out(c)) return PT_SEND_DONE;
   int r = write_now(c);
   if (r == PT_SEND_PENDING && over_cap(c)) return PT_SEND_OVER;
   return r;
@@ -977,7 +1164,7 @@ int pt_conn_send_later(pt_conn *c) {
 static void closing_step(pt_conn *c) {
   pt_loop *l = c->loop;
   if ((c->flags & PT_CF_CLOSED) || !(c->flags & PT_CF_CLOSING)) return;
-  if (!pt_buf_len(c->out) && !(c->flags & PT_CF_WR_PENDING)) {
+  if (!has_out(c) && !(c->flags & PT_CF_WR_PENDING)) {
     close_conn(c, 0, 1);
     return;
   }
@@ -994,8 +1181,7 @@ void pt_loop_flush(pt_loop *l) {
     c->next_dirty = NULL;
     c->flags &= ~PT_CF_DIRTY;
     if (c->flags & PT_CF_CLOSED) continue;
-    if (!(c->flags & (PT_CF_CONNECTING | PT_CF_WR_PENDING)) &&
-        pt_buf_len(c->out)) {
+    if (!(c->flags & (PT_CF_CONNECTING | PT_CF_WR_PENDING)) && has_out(c)) {
       if (write_now(c) < 0) continue;
     }
     closing_step(c);
@@ -1035,8 +1221,7 @@ void pt_conn_close(pt_conn *c, int flush) {
     return;
   }
   c->flags |= PT_CF_CLOSING;
-  if (pt_buf_len(c->out) && !(c->flags & PT_CF_WR_PENDING) &&
-      write_now(c) < 0)
+  if (has_out(c) && !(c->flags & PT_CF_WR_PENDING) && write_now(c) < 0)
     return;
   rearm(c); /* stop reading */
   closing_step(c);
@@ -1071,6 +1256,220 @@ void pt_loop_wake(pt_loop *l) {
   }
 }
 
+/* ---- 4. splice jobs ------------------------------------------------------ */
+
+static void spj_free(pt_spj *j) {
+  if (j->p[0] >= 0) close(j->p[0]);
+  if (j->p[1] >= 0) close(j->p[1]);
+  free(j->buf);
+  free(j);
+}
+
+/* End the job: SPLICED, detach, the conns go back to their own I/O. */
+static void spj_end(pt_loop *l, pt_spj *j, int err) {
+  pt_conn *from = j->from, *to = j->to;
+  from->spj_in = NULL;
+  to->spj_out = NULL;
+  /* conn NULL: delivered even when the user closed a side (waiters) */
+  push_ev(l, PT_EV_SPLICED, err, from->id, j->moved, NULL);
+  spj_free(j);
+  rearm(from); /* no-ops on closed conns */
+  rearm(to);
+}
+
+/* Copy mode from now on: what the pipe holds moves into buf. */
+static int spj_to_copy(pt_spj *j) {
+  size_t cap = j->staged > PT_ZC_CHUNK ? j->staged : PT_ZC_CHUNK;
+  char *b = malloc(cap);
+  if (!b) return -1;
+  size_t got = 0;
+  while (got < j->staged) {
+    ssize_t r = read(j->p[0], b + got, j->staged - got);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) {
+      free(b);
+      if (r == 0) errno = EIO;
+      return -1;
+    }
+    got += (size_t)r;
+  }
+  close(j->p[0]);
+  close(j->p[1]);
+  j->p[0] = j->p[1] = -1;
+  j->buf = b;
+  j->bpos = 0;
+  j->cap = cap;
+  j->copy = 1;
+  return 0;
+}
+
+/* Move what can move now: staged bytes to `to` (after to's own output),
+ * then more from `from`; park on readability of `from` or writability of
+ * `to`, or end the job. */
+static void spj_step(pt_loop *l, pt_spj *j) {
+  pt_conn *from = j->from, *to = j->to, *bad = NULL;
+  int err = 0, eof = 0;
+  j->wait_out = 0;
+  for (;;) {
+    while (j->staged) {
+      if (has_out(to) && !(to->flags & PT_CF_WR_PENDING)) {
+        /* to's own queued output goes first; a failure closes `to`,
+         * which ends this job */
+        if (write_now(to) < 0) return;
+      }
+      if (has_out(to) || (to->flags & PT_CF_WR_PENDING)) {
+        j->wait_out = 1;
+        goto park;
+      }
+      ssize_t r;
+      if (j->copy)
+        r = send(to->fd, j->buf + j->bpos, j->staged,
+                 MSG_NOSIGNAL | MSG_DONTWAIT);
+      else
+        r = splice(j->p[0], NULL, to->fd, NULL, j->staged,
+                   SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+      l->st.writev_calls++;
+      if (r > 0) {
+        j->staged -= (size_t)r;
+        j->moved += (size_t)r;
+        if (j->copy) j->bpos += (size_t)r;
+        l->st.bytes_out += (uint64_t)r;
+        continue;
+      }
+      if (r < 0 && errno == EINTR) continue;
+      if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        j->wait_out = 1;
+        goto park;
+      }
+      if (r < 0 && errno == EINVAL && !j->copy) {
+        if (spj_to_copy(j) == 0) continue;
+      }
+      err = r < 0 ? errno : EIO;
+      bad = to;
+      goto end;
+    }
+    if (eof || (j->want && j->moved >= j->want)) goto end;
+    size_t n = j->want ? j->want - j->moved : j->cap;
+    if (n > j->cap) n = j->cap;
+    ssize_t r;
+    if (j->copy)
+      r = read(from->fd, j->buf, n);
+    else
+      r = splice(from->fd, NULL, j->p[1], NULL, n,
+                 SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+    l->st.readv_calls++;
+    if (r > 0) {
+      j->staged = (size_t)r;
+      j->bpos = 0;
+      l->st.bytes_in += (uint64_t)r;
+      continue;
+    }
+    if (r == 0) {
+      eof = 1;
+      continue;
+    }
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) goto park;
+    if (errno == EINVAL && !j->copy) {
+      if (spj_to_copy(j) == 0) continue;
+    }
+    err = errno;
+    bad = from;
+    goto end;
+  }
+park:
+  rearm(from);
+  rearm(to);
+  return;
+end:
+  spj_end(l, j, err);
+  if (bad) {
+    close_conn(bad, err, 1);
+  } else if (eof) {
+    read_eof(l, from);
+  }
+}
+
+int pt_conn_splice(pt_conn *from, pt_conn *to, size_t len) {
+  pt_loop *l = from->loop;
+  if (from->kind != PT_KIND_STREAM || to->kind != PT_KIND_STREAM ||
+      (from->flags & PT_CF_CONNECTING) || (to->flags & PT_CF_CONNECTING)) {
+    errno = ENOTCONN;
+    return -1;
+  }
+  if (from == to || to->loop != l) {
+    errno = EINVAL;
+    return -1;
+  }
+  if ((from->flags | to->flags) & (PT_CF_CLOSED | PT_CF_CLOSING)) {
+    errno = EPIPE;
+    return -1;
+  }
+  if (from->spj_in || to->spj_out) {
+    errno = EBUSY;
+    return -1;
+  }
+  pt_spj *j = calloc(1, sizeof *j);
+  if (!j) return -1;
+  j->p[0] = j->p[1] = -1;
+  j->from = from;
+  j->to = to;
+  j->want = len;
+  if (!(l->o.zc_off & PT_ZC_NO_SPLICE)) {
+    if (pipe2(j->p, O_NONBLOCK | O_CLOEXEC) != 0) {
+      int e = errno;
+      free(j);
+      errno = e;
+      return -1;
+    }
+    fcntl(j->p[1], F_SETPIPE_SZ, (int)PT_PIPE_SZ); /* best effort */
+    int sz = fcntl(j->p[1], F_GETPIPE_SZ);
+    j->cap = sz > 0 ? (size_t)sz : 65536u;
+  } else {
+    j->copy = 1;
+    j->cap = PT_ZC_CHUNK;
+    if (!(j->buf = malloc(j->cap))) {
+      free(j);
+      errno = ENOMEM;
+      return -1;
+    }
+  }
+  /* bytes `from` already read go first */
+  size_t have = pt_buf_len(from->in);
+  if (have) {
+    size_t k = len && len < have ? len : have;
+    if (k == have) {
+      pt_buf_move(to->out, from->in);
+    } else if (pt_buf_slice(from->in, k, to->out) != 0) {
+      spj_free(j);
+      errno = ENOMEM;
+      return -1;
+    }
+    j->moved = k;
+    if (!(to->flags & PT_CF_WR_PENDING) && write_now(to) < 0) {
+      int e = errno;
+      spj_free(j);
+      errno = e;
+      return -1;
+    }
+  }
+  from->flags &= ~PT_CF_RD_PAUSED;
+  from->spj_in = j;
+  to->spj_out = j;
+  spj_step(l, j);
+  return 0;
+}
+
+size_t pt_conn_pending(const pt_conn *c) {
+  size_t n = pt_buf_len(c->out);
+  for (const pt_fjob *j = c->fjob; j; j = j->next) {
+    size_t k = j->left + (j->blen - j->bpos);
+    n = k < SIZE_MAX - n ? n + k : SIZE_MAX;
+  }
+  if (c->spj_out) n += c->spj_out->staged;
+  return n;
+}
+
 static void handle_conn(pt_loop *l, pt_conn *c, uint32_t m) {
   if (c->flags & PT_CF_CLOSED) return; /* closed earlier in this batch */
   if (c->kind == PT_KIND_LISTENER) {
@@ -1083,13 +1482,22 @@ static void handle_conn(pt_loop *l, pt_conn *c, uint32_t m) {
     if (err || (m & PT_R_OUT)) connect_done(c, err);
     return;
   }
-  if ((m & (PT_R_IN | PT_R_HUP | PT_R_ERR)) &&
-      !(c->flags & (PT_CF_RD_PAUSED | PT_CF_RD_EOF | PT_CF_CLOSING)))
-    do_read(l, c);
+  if (m & (PT_R_IN | PT_R_HUP | PT_R_ERR)) {
+    if (c->spj_in) {
+      if (!c->spj_in->wait_out) spj_step(l, c->spj_in);
+    } else if (!(c->flags & (PT_CF_RD_PAUSED | PT_CF_RD_EOF | PT_CF_CLOSING))) {
+      do_read(l, c);
+    }
+  }
   if (c->flags & PT_CF_CLOSED) return;
   if ((m & (PT_R_OUT | PT_R_ERR | PT_R_HUP)) && (c->flags & PT_CF_WR_PENDING)) {
     if (write_now(c) < 0) return;
     closing_step(c);
+    if (c->flags & PT_CF_CLOSED) return;
+  }
+  if ((m & (PT_R_OUT | PT_R_ERR | PT_R_HUP)) && c->spj_out &&
+      c->spj_out->wait_out) {
+    spj_step(l, c->spj_out);
     if (c->flags & PT_CF_CLOSED) return;
   }
   if (m & PT_R_ERR) {
@@ -1100,7 +1508,7 @@ static void handle_conn(pt_loop *l, pt_conn *c, uint32_t m) {
      * conn leaves the poller (HUP cannot be masked) until consumed. */
     if (c->flags & (PT_CF_RD_EOF | PT_CF_CLOSING))
       close_conn(c, 0, 1);
-    else if (c->flags & PT_CF_RD_PAUSED)
+    else if ((c->flags & PT_CF_RD_PAUSED) || (c->spj_in && c->spj_in->wait_out))
       be_forget(l, c);
   }
 }
@@ -1196,6 +1604,10 @@ pt_loop *pt_loop_new(pt_pool *pool, const pt_loop_opts *opts) {
   if (!l->o.out_cap) l->o.out_cap = 64u << 20;
   if (l->o.close_timeout_ms <= 0) l->o.close_timeout_ms = 5000;
   if (l->o.max_events <= 0) l->o.max_events = 256;
+  const char *env = getenv("PETREL_NO_SENDFILE");
+  if (env && *env && strcmp(env, "0") != 0) l->o.zc_off |= PT_ZC_NO_SENDFILE;
+  env = getenv("PETREL_NO_SPLICE");
+  if (env && *env && strcmp(env, "0") != 0) l->o.zc_off |= PT_ZC_NO_SPLICE;
   if (!pool) {
     pool = pt_pool_new(0);
     if (!pool) {

@@ -32,6 +32,10 @@
  *              CLOSED follows.
  *   TIMER      id = timer id.
  *   WAKE       pt_loop_wake was called (coalesced: at most one per round).
+ *   SPLICED    id = the source conn of a pt_conn_splice job that ended,
+ *              arg = bytes moved, err = 0 (len moved, or EOF of the source)
+ *              or errno (a side failed or closed). ev.conn is NULL: the
+ *              completion is delivered even if the user closed a side.
  *
  * Lifetime: a closed conn stays addressable (pt_loop_conn returns it, its
  * input stays readable, ev.conn stays valid) until the start of a later
@@ -56,6 +60,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "pt_buf.h"
 
@@ -70,7 +75,8 @@ typedef struct pt_conn pt_conn;
   X(CLOSED, 4, "closed")            \
   X(CONNECTED, 5, "connected")      \
   X(TIMER, 6, "timer")              \
-  X(WAKE, 7, "wake")
+  X(WAKE, 7, "wake")                \
+  X(SPLICED, 8, "spliced")
 
 enum pt_event_type {
 #define PT_X(n, v, s) PT_EV_##n = v,
@@ -84,7 +90,8 @@ typedef struct pt_event {
   int32_t err;   /* errno or 0 */
   uint64_t id;   /* conn id, or timer id for TIMER, 0 for WAKE */
   uint64_t arg;  /* DATA: bytes read; ACCEPTED: listener id; else 0 */
-  pt_conn *conn; /* valid until the batch boundary; NULL for TIMER, WAKE */
+  pt_conn *conn; /* valid until the batch boundary; NULL for TIMER, WAKE,
+                  SPLICED */
 } pt_event;
 
 enum { PT_KIND_LISTENER = 1, PT_KIND_STREAM = 2 };
@@ -133,6 +140,9 @@ struct pt_conn {
   char *unix_path;  /* listener: socket file to unlink on close */
   pt_sockopts lopts; /* listener: options for accepted conns */
   pt_buf in_own, out_own;
+  struct pt_fjob *fjob;   /* file jobs (sendfile), FIFO */
+  struct pt_spj *spj_in;  /* splice job reading this conn */
+  struct pt_spj *spj_out; /* splice job writing this conn */
 };
 
 typedef struct pt_loop_opts {
@@ -146,7 +156,13 @@ typedef struct pt_loop_opts {
    * touched by the core after this call. */
   void (*on_release)(void *ctx, pt_conn *c);
   void *ctx;
+  /* PT_ZC_* bits: force the copying fallbacks (tests, benchmarks). The
+   * environment adds PETREL_NO_SENDFILE=1 / PETREL_NO_SPLICE=1. */
+  int zc_off;
 } pt_loop_opts;
+
+#define PT_ZC_NO_SENDFILE 1
+#define PT_ZC_NO_SPLICE 2
 
 typedef struct pt_loop_stats {
   uint64_t conns_open;     /* streams open now */
@@ -227,6 +243,36 @@ void pt_conn_set_caps(pt_conn *c, size_t in_cap, size_t out_cap);
  * ideally on the loop's pool); current bytes move over. NULL keeps one.
  * The storage must stay valid until opts.on_release for this conn. */
 void pt_conn_set_bufs(pt_conn *c, pt_buf *in, pt_buf *out);
+/* Zero-copy transfer.
+ *
+ * sendfile: queue len bytes of fd from offset off (SIZE_MAX: to the end of
+ * the file) behind the conn's current output: bytes already in c->out go
+ * first, bytes appended later go after. The core dups fd (the caller keeps
+ * and closes its own). Driven by writability like any pending output;
+ * sendfile(2), or pread/read + send in 64 KiB chunks where sendfile says
+ * EINVAL/ENOSYS. A DRAINED completion follows once the file and the output
+ * are written (always, even if everything left at once). A file shorter
+ * than the range ends the job early. Errors close the conn (CLOSED, errno).
+ * 0, or -1 with errno (EPIPE closed conn, ENOTCONN not a stream, ENOMEM,
+ * EBADF from dup).
+ *
+ * splice: move len bytes (0: until EOF) from `from` to `to` through a pipe
+ * (splice(2)), or read + write copies where splice says EINVAL. Bytes
+ * already in from->in go first (they move to to->out). While the job runs,
+ * `from` delivers no DATA, and `to` should not be sent on. `to`'s queued
+ * output is written before spliced bytes. A SPLICED completion ends the
+ * job (id = from). On EOF of `from` the job ends, then `from` reports
+ * CLOSED(0) and closes as on any EOF. A failed side closes with errno
+ * (CLOSED) and the job ends with that errno; a side that closes for any
+ * reason ends the job (EPIPE). 0, or -1 with errno (EBUSY: `from` already
+ * has a source job or `to` a target job; EINVAL from == to; EPIPE closed;
+ * ENOTCONN not a connected stream; EMFILE pipe2). */
+int pt_conn_sendfile(pt_conn *c, int fd, off_t off, size_t len);
+int pt_conn_splice(pt_conn *from, pt_conn *to, size_t len);
+/* Bytes still to write: output, file jobs, and bytes a splice job holds
+ * for this conn. */
+size_t pt_conn_pending(const pt_conn *c);
+
 /* Local port (TCP), or -1. */
 int pt_conn_port(const pt_conn *c);
 /* "127.0.0.1:80", "[::1]:80", "unix:/path" of the peer (peer != 0) or the

@@ -15,10 +15,12 @@
  * Misuse raises; I/O failures return nil, err.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -138,7 +140,8 @@ static const char *get_addr(lua_State *L, int *port) {
 }
 
 /* core.loop([{pool=, in_cap=, out_cap=, close_timeout=, max_events=,
- *             no_spin=}]) -> loop | nil, err */
+ *             no_spin=, no_sendfile=, no_splice=}]) -> loop | nil, err
+ * no_sendfile / no_splice force the copying fallbacks (tests, benches). */
 static int Lpt_loop(lua_State *L) {
   pt_pool *pool = NULL;
   pt_loop_opts o;
@@ -157,6 +160,8 @@ static int Lpt_loop(lua_State *L) {
     o.close_timeout_ms = opt_int(L, 1, "close_timeout", 0, 1, INT32_MAX);
     o.max_events = opt_int(L, 1, "max_events", 0, 1, MAX_BATCH);
     o.no_spin = opt_int(L, 1, "no_spin", 0, -1, 1) > 0;
+    if (opt_int(L, 1, "no_sendfile", 0, -1, 1) > 0) o.zc_off |= PT_ZC_NO_SENDFILE;
+    if (opt_int(L, 1, "no_splice", 0, -1, 1) > 0) o.zc_off |= PT_ZC_NO_SPLICE;
   }
   lpt_Loop *LL = lua_newuserdata(L, sizeof *LL);
   memset(LL, 0, sizeof *LL);
@@ -360,6 +365,90 @@ static int Lpt_caps(lua_State *L) {
   return 0;
 }
 
+/* loop:sendfile(id, path | fd [, offset = 0 [, len = to the end]])
+ * -> true | nil, err. Queues the file range behind the conn's output; a
+ * DRAINED completion follows once it is written. A path is opened (and
+ * closed) here; an fd stays the caller's. For a regular file a range past
+ * its end fails. */
+static int Lpt_sendfile(lua_State *L) {
+  lpt_Loop *LL = check_loop(L);
+  pt_conn *c = check_stream(L, LL, 2);
+  int t = lua_type(L, 3);
+  if (t != LUA_TSTRING && t != LUA_TNUMBER)
+    return luaL_argerror(L, 3, "path or fd expected");
+  int64_t off = lua_isnoneornil(L, 4) ? 0 : lpt_checkint(L, 4, 0, INT64_MAX);
+  int has_len = !lua_isnoneornil(L, 5);
+  size_t len = has_len ? (size_t)lpt_checkint(L, 5, 0, INT64_MAX) : SIZE_MAX;
+  int fd = -1, own = 0;
+  if (t == LUA_TNUMBER) fd = (int)lpt_checkint(L, 3, 0, INT32_MAX);
+  if (!c || (c->flags & PT_CF_CLOSED)) return io_fail(L, "connection closed");
+  if (t == LUA_TSTRING) {
+    const char *path = lua_tostring(L, 3);
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+      lua_pushnil(L);
+      lua_pushfstring(L, "%s: %s", path, strerror(errno));
+      return 2;
+    }
+    own = 1;
+  }
+  struct stat st;
+  const char *msg = NULL;
+  int e = 0;
+  if (fstat(fd, &st) != 0) {
+    e = errno;
+  } else if (S_ISREG(st.st_mode)) {
+    if (off > (int64_t)st.st_size) {
+      msg = "offset beyond end of file";
+    } else {
+      size_t rest = (size_t)(st.st_size - off);
+      if (!has_len)
+        len = rest;
+      else if (len > rest)
+        msg = "range beyond end of file";
+    }
+  }
+  if (!e && !msg && pt_conn_sendfile(c, fd, (off_t)off, len) != 0) e = errno;
+  if (own) close(fd);
+  if (msg) return io_fail(L, msg);
+  if (e) return io_fail(L, strerror(e));
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* loop:splice(from_id, to_id [, len = 0 (until EOF)]) -> true | nil, err.
+ * A SPLICED completion (id = from_id, arg = bytes moved, err) ends it. */
+static int Lpt_splice(lua_State *L) {
+  lpt_Loop *LL = check_loop(L);
+  pt_conn *from = check_stream(L, LL, 2);
+  pt_conn *to = check_stream(L, LL, 3);
+  size_t len = lua_isnoneornil(L, 4) ? 0 : (size_t)lpt_checkint(L, 4, 0, INT64_MAX);
+  if (!from || !to) return io_fail(L, "connection closed");
+  if (pt_conn_splice(from, to, len) != 0) return io_fail(L, strerror(errno));
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* loop:pending(id) -> bytes still to write (output, files, spliced bytes
+ * held for it) | nil, err */
+static int Lpt_pending(lua_State *L) {
+  lpt_Loop *LL = check_loop(L);
+  pt_conn *c = check_stream(L, LL, 2);
+  if (!c || (c->flags & PT_CF_CLOSED)) return io_fail(L, "connection closed");
+  size_t n = pt_conn_pending(c);
+  lua_pushinteger(L, n > (size_t)INT64_MAX ? INT64_MAX : (lua_Integer)n);
+  return 1;
+}
+
+/* loop:batch() -> types, ids, errs, args: the arrays the last poll filled
+ * (the same tables poll returns) */
+static int Lpt_batch(lua_State *L) {
+  check_loop(L);
+  lpt_getuv(L, 1);
+  for (int k = 0; k < 4; k++) lua_rawgeti(L, 2, UV_TYPES + k);
+  return 4;
+}
+
 /* loop:timer(ms) -> timer id */
 static int Lpt_timer(lua_State *L) {
   lpt_Loop *LL = check_loop(L);
@@ -557,6 +646,8 @@ static const luaL_Reg loop_methods[] = {
     {"now", Lpt_now},             {"info", Lpt_info},
     {"port", Lpt_port},           {"close_all", Lpt_close_all},
     {"stats", Lpt_stats},         {"free", Lpt_loop_close},
+    {"sendfile", Lpt_sendfile},   {"splice", Lpt_splice},
+    {"pending", Lpt_pending},     {"batch", Lpt_batch},
     {NULL, NULL}};
 
 static const luaL_Reg loop_meta[] = {

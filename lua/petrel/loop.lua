@@ -11,6 +11,7 @@ local core = require "petrel.core"
 local EV = core.loop_events
 local E_ACCEPTED, E_DATA, E_DRAINED = EV.accepted, EV.data, EV.drained
 local E_CLOSED, E_CONNECTED, E_TIMER = EV.closed, EV.connected, EV.timer
+local E_SPLICED = EV.spliced
 
 local unpack = table.unpack or unpack
 local co_running, co_yield, co_resume, co_create, co_status =
@@ -202,9 +203,17 @@ function Loop:_step(timeout_ms)
       local h = conns[id]
       conns[id] = nil
       if h and h.on_closed then h:on_closed(id, errs[i]) end
+      if self._zc_drain then self:_zc_drained(id, false, errs[i]) end
     elseif t == E_DRAINED then
       local h = conns[id]
       if h and h.on_drained then h:on_drained(id) end
+      if self._zc_drain then self:_zc_drained(id, true, 0) end
+    elseif t == E_SPLICED then
+      local f = self._zc_splice and self._zc_splice[id]
+      if f then
+        self._zc_splice[id] = nil
+        f(args[i], errs[i])
+      end
     elseif t == E_CONNECTED then
       local h = conns[id]
       if errs[i] ~= 0 then conns[id] = nil end
@@ -255,6 +264,107 @@ end
 
 function Loop:free()
   self.c:free()
+end
+
+-- Zero-copy transfers (petrel.core.loop sendfile / splice). Waiters for
+-- a sendfile's end are kept per connection in _zc_drain, those for a
+-- splice's end in _zc_splice; _step hands them DRAINED / CLOSED / SPLICED.
+
+-- A DRAINED counts once the file jobs queued so far are written too.
+function Loop:_zc_drained(id, drained, err)
+  local fs = self._zc_drain[id]
+  if fs and (not drained or (self.c:pending(id) or 0) == 0) then
+    self._zc_drain[id] = nil
+    for k = 1, #fs do fs[k](drained, err) end
+  end
+end
+
+local function zc_install(self)
+  if not self._zc_drain then self._zc_drain, self._zc_splice = {}, {} end
+end
+
+local function errtext(e)
+  if e and e ~= 0 then return core.strerror(e) end
+  return "connection closed"
+end
+
+-- Send a file (path or fd), or offset/len of it, on stream id with
+-- sendfile(2) after the bytes already queued; waits (coroutine-friendly)
+-- until the file and the output are written. true | nil, err ("timeout":
+-- the transfer goes on).
+function Loop:sendfile(id, path, offset, len, timeout_ms)
+  local ok, err = self.c:sendfile(id, path, offset, len)
+  if not ok then return nil, err end
+  zc_install(self)
+  local w = self:waiter()
+  local fs = self._zc_drain[id]
+  if not fs then fs = {}; self._zc_drain[id] = fs end
+  local function f(drained, e)
+    if drained then w:done(true) else w:done(nil, errtext(e)) end
+  end
+  fs[#fs + 1] = f
+  local r, e = self:await(w, timeout_ms)
+  if r == nil and e == "timeout" then
+    fs = self._zc_drain[id]
+    for k = fs and #fs or 0, 1, -1 do
+      if fs[k] == f then table.remove(fs, k) end
+    end
+    if fs and #fs == 0 then self._zc_drain[id] = nil end
+  end
+  return r, e
+end
+
+-- Move len bytes (nil/0: until EOF) from stream `from` to stream `to`
+-- with splice(2); waits for the end of the job. bytes moved | nil, err,
+-- bytes moved ("timeout": the job goes on; close a side to end it).
+function Loop:splice(from, to, len, timeout_ms)
+  local ok, err = self.c:splice(from, to, len)
+  if not ok then return nil, err end
+  zc_install(self)
+  local w = self:waiter()
+  self._zc_splice[from] = function(moved, e)
+    if e == 0 then w:done(moved) else w:done(nil, core.strerror(e), moved) end
+  end
+  local r, e, m = self:await(w, timeout_ms)
+  if r == nil and e == "timeout" then self._zc_splice[from] = nil end
+  return r, e, m
+end
+
+-- Splice both directions between two streams until either side ends,
+-- then close both (flushing). Waits; returns bytes client->upstream,
+-- bytes upstream->client | nil, err. Half-close is not propagated.
+function Loop:proxy(client, upstream, timeout_ms)
+  local ok, err = self.c:splice(client, upstream)
+  if not ok then return nil, err end
+  ok, err = self.c:splice(upstream, client)
+  if not ok then
+    self:close(client)
+    self:close(upstream)
+    return nil, err
+  end
+  zc_install(self)
+  local w = self:waiter()
+  local moved, left = {}, 2
+  local function ended(src)
+    return function(m)
+      moved[src] = m
+      left = left - 1
+      -- the first end closes both; that ends the other job
+      self:close(client, true)
+      self:close(upstream, true)
+      if left == 0 then w:done(moved[client], moved[upstream]) end
+    end
+  end
+  self._zc_splice[client] = ended(client)
+  self._zc_splice[upstream] = ended(upstream)
+  local up, down = self:await(w, timeout_ms)
+  if up == nil then
+    self._zc_splice[client], self._zc_splice[upstream] = nil, nil
+    self:close(client)
+    self:close(upstream)
+    return nil, down
+  end
+  return up, down
 end
 
 M.Loop = Loop
