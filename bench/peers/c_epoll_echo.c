@@ -40,14 +40,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "echo_common.h"
+
 #define MAX_FRAME (512u * 1024u * 1024u)
 #define READ_CHUNK 65536
 #define OUT_HIGH_WATER (8u * 1024u * 1024u) /* stop reading above this */
-
-typedef struct {
-    uint8_t *p;
-    size_t off, len, cap;
-} buf_t;
 
 typedef struct {
     int fd; /* -1 for the listener marker */
@@ -70,37 +67,6 @@ static void die(const char *m)
 {
     fprintf(stderr, "c_epoll_echo: %s: %s\n", m, strerror(errno));
     exit(1);
-}
-
-static uint32_t rd_be32(const uint8_t *p)
-{
-    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) |
-           ((uint32_t)p[2] << 8) | (uint32_t)p[3];
-}
-
-static void buf_reserve(buf_t *b, size_t extra)
-{
-    if (b->off && b->off == b->len)
-        b->off = b->len = 0;
-    if (b->len + extra <= b->cap)
-        return;
-    if (b->off) {
-        memmove(b->p, b->p + b->off, b->len - b->off);
-        b->len -= b->off;
-        b->off = 0;
-        if (b->len + extra <= b->cap)
-            return;
-    }
-    size_t nc = b->cap ? b->cap : 4096;
-    while (nc < b->len + extra)
-        nc *= 2;
-    uint8_t *np = realloc(b->p, nc);
-    if (!np) {
-        fprintf(stderr, "c_epoll_echo: out of memory\n");
-        exit(1);
-    }
-    b->p = np;
-    b->cap = nc;
 }
 
 static void conn_free(conn_t *c)
@@ -143,44 +109,6 @@ static int flush(conn_t *c)
     return 0;
 }
 
-/* Mode B: append the REPLY for one CALL frame. f = frame incl. header,
- * n = its total size. Returns 0 ok, -1 malformed. */
-static int thrift_reply(conn_t *c, const uint8_t *f, size_t n)
-{
-    const uint8_t *b = f + 4, *e = f + n;
-    if (e - b < 12)
-        return -1;
-    uint32_t v = rd_be32(b);
-    if ((v & 0xffff0000u) != 0x80010000u)
-        return -1;
-    int type = (int)(v & 0xff);
-    uint32_t nlen = rd_be32(b + 4);
-    if ((uint64_t)(e - b) < 12ull + nlen + 1)
-        return -1;
-    const uint8_t *args = b + 12 + nlen; /* args struct starts here */
-    if (e[-1] != 0x00)                   /* args STOP */
-        return -1;
-    if (type == 4) /* ONEWAY: no reply */
-        return 0;
-    if (type != 1)
-        return -1;
-    buf_reserve(&c->out, n);
-    uint8_t *o = c->out.p + c->out.len;
-    /* The reply has exactly the request's shape and size: same header
-     * fields except the type, and field 1 becomes field 0. */
-    memcpy(o, f, n);
-    o[4 + 3] = 2; /* REPLY */
-    if (*args == 0x0C) {
-        if (e - args < 4 || args[1] != 0x00 || args[2] != 0x01)
-            return -1;
-        o[(args - f) + 2] = 0x00; /* field id 1 -> 0 (success) */
-    } else if (*args != 0x00) { /* not "no args" either */
-        return -1;
-    }
-    c->out.len += n;
-    return 0;
-}
-
 /* Returns 0 ok, -1 close. */
 static int on_readable(conn_t *c)
 {
@@ -204,7 +132,7 @@ static int on_readable(conn_t *c)
             break;
         }
         if (thrift_mode) {
-            if (thrift_reply(c, p, need) < 0)
+            if (thrift_reply(&c->out, p, need) < 0)
                 return -1;
         } else {
             buf_reserve(&c->out, need);
