@@ -3,20 +3,8 @@
 local core = require "petrel.core"
 local EV = core.loop_events
 
--- Poll until handler(type, id, err, arg) returns true or ms pass.
-local function drive(loop, handler, ms)
-  local deadline = loop:now() + (ms or 5000)
-  while loop:now() < deadline do
-    local n, ty, id, er, arg = loop:poll(20)
-    assert(n, ty)
-    local stop = false
-    for i = 1, n do
-      if handler(ty[i], id[i], er[i], arg[i]) then stop = true end
-    end
-    if stop then return true end
-  end
-  return false
-end
+local poll_until = require "support.drive"
+local function drive(loop, handler, ms) return poll_until(loop, handler, ms or 5000) end
 
 local function pattern(n)
   local t, chunk = {}, {}

@@ -126,6 +126,9 @@ void lpt_open_buffer(lua_State *L); /* adds buffer functions to table -1 */
 void lpt_open_codec(lua_State *L);  /* same stack contract */
 void lpt_open_loop(lua_State *L);   /* same stack contract */
 void lpt_state_free(lpt_State *S);
-void lpt_setfuncs(lua_State *L, const luaL_Reg *l); /* with the 2 upvalues */
+/* Set the functions l into the table at index t, each closing over the
+ * binding state at mod + 1 and the buffer metatable at mod + 2 (mod: the
+ * module table's index, as in the lpt_open_* stack contract). */
+void lpt_setfuncs(lua_State *L, int t, int mod, const luaL_Reg *l);
 
 #endif

@@ -402,21 +402,12 @@ static const luaL_Reg buf_funcs[] = {{"buffer", Lpt_buffer},
 
 /* stack: module, state, buffer metatable */
 void lpt_open_buffer(lua_State *L) {
+  int mod = lua_gettop(L) - 2;
   lua_newtable(L); /* methods */
-  lua_pushvalue(L, -3);
-  lua_pushvalue(L, -3);
-  lpt_setfuncs(L, buf_methods);
-  lua_pop(L, 2);
-  lua_setfield(L, -2, "__index");
+  lpt_setfuncs(L, -1, mod, buf_methods);
+  lua_setfield(L, mod + 2, "__index");
   lua_pushliteral(L, LPT_BUFFER_MT);
-  lua_setfield(L, -2, "__name");
-  lua_pushvalue(L, -2);         /* module, state, mt, state */
-  lua_pushvalue(L, -2);         /* ..., state, mt */
-  lpt_setfuncs(L, buf_meta);    /* sets into table at -4: the mt */
-  lua_pop(L, 2);
-  lua_pushvalue(L, -3);         /* module */
-  lua_pushvalue(L, -3);
-  lua_pushvalue(L, -3);
-  lpt_setfuncs(L, buf_funcs);   /* into module */
-  lua_pop(L, 3);
+  lua_setfield(L, mod + 2, "__name");
+  lpt_setfuncs(L, mod + 2, mod, buf_meta);
+  lpt_setfuncs(L, mod, mod, buf_funcs);
 }

@@ -1976,10 +1976,7 @@ void lpt_open_codec(lua_State *L) {
 
   luaL_newmetatable(L, LPT_TYPE_MT);
   lua_newtable(L);
-  lua_pushvalue(L, mod + 1);
-  lua_pushvalue(L, mod + 2);
-  lpt_setfuncs(L, type_methods);
-  lua_pop(L, 2);
+  lpt_setfuncs(L, -1, mod, type_methods);
   lua_setfield(L, -2, "__index");
   lua_pushcfunction(L, Lpt_type_gc);
   lua_setfield(L, -2, "__gc");
@@ -1989,10 +1986,7 @@ void lpt_open_codec(lua_State *L) {
 
   luaL_newmetatable(L, LPT_ARRAY_MT);
   lua_newtable(L);
-  lua_pushvalue(L, mod + 1);
-  lua_pushvalue(L, mod + 2);
-  lpt_setfuncs(L, array_methods);
-  lua_pop(L, 2);
+  lpt_setfuncs(L, -1, mod, array_methods);
   lua_setfield(L, -2, "methods");
   static const luaL_Reg am[] = {{"__index", Lpt_array_index},
                                 {"__newindex", Lpt_array_newindex},
@@ -2001,10 +1995,7 @@ void lpt_open_codec(lua_State *L) {
                                 {"__eq", Lpt_array_eq},
                                 {"__gc", Lpt_array_gc},
                                 {NULL, NULL}};
-  lua_pushvalue(L, mod + 1);
-  lua_pushvalue(L, mod + 2);
-  lpt_setfuncs(L, am);
-  lua_pop(L, 2);
+  lpt_setfuncs(L, -1, mod, am);
   lua_pushliteral(L, "petrel.array");
   lua_setfield(L, -2, "__name");
   lua_pop(L, 1);
@@ -2021,9 +2012,5 @@ void lpt_open_codec(lua_State *L) {
   lua_pushlightuserdata(L, (void *)&unknown_key);
   lua_setfield(L, mod, "unknown");
 
-  lua_pushvalue(L, mod);
-  lua_pushvalue(L, mod + 1);
-  lua_pushvalue(L, mod + 2);
-  lpt_setfuncs(L, codec_funcs);
-  lua_pop(L, 3);
+  lpt_setfuncs(L, mod, mod, codec_funcs);
 }

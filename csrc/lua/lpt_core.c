@@ -244,13 +244,14 @@ static int Lpt_state_gc(lua_State *L) {
   return 0;
 }
 
-void lpt_setfuncs(lua_State *L, const luaL_Reg *l) {
-  /* expects: table, state, buffer metatable on the stack top */
+void lpt_setfuncs(lua_State *L, int t, int mod, const luaL_Reg *l) {
+  t = lua_absindex(L, t);
+  mod = lua_absindex(L, mod);
   for (; l->name; l++) {
-    lua_pushvalue(L, -2);
-    lua_pushvalue(L, -2);
+    lua_pushvalue(L, mod + 1);
+    lua_pushvalue(L, mod + 2);
     lua_pushcclosure(L, l->func, 2);
-    lua_setfield(L, -4, l->name);
+    lua_setfield(L, t, l->name);
   }
 }
 
@@ -388,7 +389,7 @@ __attribute__((visibility("default"))) int luaopen_petrel_core(lua_State *L) {
 
   /* stack: module, state */
   luaL_newmetatable(L, LPT_BUFFER_MT); /* module, state, buffer mt */
-  lpt_setfuncs(L, core_funcs);
+  lpt_setfuncs(L, -3, -3, core_funcs);
   lpt_open_buffer(L);
   lpt_open_codec(L);
   lpt_open_loop(L);

@@ -660,22 +660,14 @@ static const luaL_Reg loop_funcs[] = {
 
 /* stack: module, state, buffer metatable */
 void lpt_open_loop(lua_State *L) {
+  int mod = lua_gettop(L) - 2;
   luaL_newmetatable(L, LPT_LOOP_MT); /* module, state, bmt, mt */
   lua_newtable(L);                   /* methods */
-  lua_pushvalue(L, -4);
-  lua_pushvalue(L, -4);
-  lpt_setfuncs(L, loop_methods);
-  lua_pop(L, 2);
+  lpt_setfuncs(L, -1, mod, loop_methods);
   lua_setfield(L, -2, "__index");
-  lua_pushvalue(L, -3);
-  lua_pushvalue(L, -3);
-  lpt_setfuncs(L, loop_meta);
-  lua_pop(L, 3); /* module, state, bmt */
-  lua_pushvalue(L, -3);
-  lua_pushvalue(L, -3);
-  lua_pushvalue(L, -3);
-  lpt_setfuncs(L, loop_funcs);
-  lua_pop(L, 3);
+  lpt_setfuncs(L, -1, mod, loop_meta);
+  lua_pop(L, 1); /* module, state, bmt */
+  lpt_setfuncs(L, mod, mod, loop_funcs);
   /* core.loop_events = { accepted = 1, ..., [1] = "accepted", ... } */
   lua_newtable(L);
 #define PT_X(n, v, s)        \
