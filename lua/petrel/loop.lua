@@ -25,7 +25,11 @@ local M = {}
 -- petrel.loop([opts]) -> a new loop. opts go to the C loop (pool, in_cap,
 -- out_cap, close_timeout, max_events, no_spin).
 function M.new(opts)
-  local c, err = core.loop(opts)
+  -- connection buffers come from the state's default pool unless told
+  -- otherwise, so petrel.pool_stats() (and server:stats().pool) see them
+  local o = { pool = core.default_pool() }
+  for k, v in pairs(opts or {}) do o[k] = v end
+  local c, err = core.loop(o)
   if not c then return nil, err end
   return setmetatable({
     c = c,
