@@ -197,6 +197,47 @@ static inline void pt_st64(unsigned char *p, uint64_t v) {
 size_t pt_skip(const unsigned char *p, const unsigned char *end, int ttype,
                int max_depth);
 
+/* ---- incremental message scanner (unframed transports) --------------- */
+
+/* Finds where one Thrift Binary message (envelope, strict or not, then the
+ * body struct) ends while its bytes arrive in pieces. Every byte is looked
+ * at once, whatever the size of the pieces, so a peer dribbling a large
+ * message costs linear time; nothing is allocated. Declared sizes are
+ * checked against max_bytes as soon as they are read. */
+#define PT_SCAN_MAXDEPTH 128
+enum { PT_SCAN_MORE = 0, PT_SCAN_DONE = 1, PT_SCAN_BAD = -1 };
+
+typedef struct pt_scan_frame {
+  uint8_t kind;  /* PT_T_STRUCT, PT_T_LIST (also sets) or PT_T_MAP */
+  uint8_t et[2]; /* element type; map: key and value */
+  uint32_t left; /* values still to come (maps: keys and values) */
+} pt_scan_frame;
+
+typedef struct pt_scan {
+  uint64_t fed;       /* bytes of the message looked at so far */
+  uint64_t skip;      /* raw bytes to pass before the next token */
+  uint64_t max_bytes; /* a message longer than this is refused */
+  int max_depth;
+  int state;          /* what the pending token is */
+  int after;          /* what follows the current skip */
+  uint8_t want, have; /* pending token: bytes needed / gathered */
+  uint8_t tok[8];
+  uint8_t ftype;      /* field type between the type byte and the id */
+  int sp;             /* frames on the stack */
+  const char *err;    /* after PT_SCAN_BAD */
+  pt_scan_frame st[PT_SCAN_MAXDEPTH];
+} pt_scan;
+
+/* max_depth is capped at PT_SCAN_MAXDEPTH. */
+void pt_scan_init(pt_scan *s, uint64_t max_bytes, int max_depth);
+/* Start over (the next message). */
+void pt_scan_reset(pt_scan *s);
+/* Look at the next n bytes of the message. Returns PT_SCAN_MORE (all n
+ * used, the message goes on), PT_SCAN_DONE (the message ends after *used
+ * of them; s->fed is its whole length) or PT_SCAN_BAD (s->err says why;
+ * s->fed is the offset of the offending token). */
+int pt_scan_feed(pt_scan *s, const unsigned char *p, size_t n, size_t *used);
+
 /* ---- numeric kernels (AVX2 with a scalar twin) ------------------------ */
 
 /* Copy n big-endian values of width w (2, 4, 8) from src into native dst

@@ -297,6 +297,41 @@ describe("rpc", function()
       assert.equal(3, got)
     end)
 
+    it("buffered transport: a reply whose last bytes arrive late, in a small piece", function()
+      -- regression: the unframed reader once waited for the input to grow
+      -- by half again before looking, and stalled on a short last piece
+      local core = require "petrel.core"
+      local lid = assert(loop.c:listen("127.0.0.1", 0))
+      local sent = 0
+      loop:attach(lid, { on_accept = function(_, id)
+        loop:attach(id, { on_data = function()
+          local inb = loop.c:input(id)
+          local s = inb:peek()
+          local name, _, seqid = core.msg_header(s, 1)
+          if not name then return end
+          inb:skip(#s)
+          local b = petrel.buffer()
+          b:write_u32(0x80010002):write_u32(#name):write(name):write_i32(seqid)
+          b:write("\8\0\0"):write_i32(42):write("\0")
+          local reply = tostring(b)
+          -- everything but the last 3 bytes now, the rest 50 ms later
+          loop.c:output(id):write(reply:sub(1, -4))
+          loop.c:send(id)
+          loop:after(50, function()
+            loop.c:output(id):write(reply:sub(-3))
+            loop.c:send(id)
+            sent = sent + 1
+          end)
+        end, on_closed = function() end })
+      end })
+      local big = petrel.client { loop = loop, service = CALC.Calc, port = loop.c:port(lid),
+        transport = "buffered", timeout = 2000 }
+      for _ = 1, 3 do assert.equal(42, big:add(20, 22)) end
+      assert.equal(3, sent)
+      big:close()
+      loop:close(lid)
+    end)
+
     it("reports connection failures as nil, err", function()
       local dead = petrel.client { loop = loop, service = CALC.Calc, port = 1, connect_timeout = 500 }
       local r, e = dead:add(1, 2)

@@ -1937,6 +1937,53 @@ static int Lpt_skip(lua_State *L) {
   return 1;
 }
 
+/* core.scanner(max_bytes [, max_depth]) -> a message scanner for unframed
+ * transports: sc:feed(buf) looks at the bytes of buf it has not seen yet
+ * and returns the length of the message at the front of buf once all of
+ * it is there (then starts over for the next one), nil while it goes on,
+ * or false, err for bytes that cannot be a message. */
+#define LPT_SCANNER_MT "petrel.scanner"
+
+static int Lpt_scanner(lua_State *L) {
+  int64_t max = lpt_checkint(L, 1, 1, INT64_MAX);
+  int depth = (int)luaL_optinteger(L, 2, LPT_MAXDEPTH_DEFAULT);
+  pt_scan *s = lua_newuserdata(L, sizeof *s);
+  pt_scan_init(s, (uint64_t)max, depth);
+  luaL_setmetatable(L, LPT_SCANNER_MT);
+  return 1;
+}
+
+static int Lpt_scanner_feed(lua_State *L) {
+  pt_scan *s = luaL_checkudata(L, 1, LPT_SCANNER_MT);
+  pt_buf *b = lpt_checkbuf(L, 2);
+  if (pt_buf_len(b) < s->fed) pt_scan_reset(s); /* consumed elsewhere */
+  uint64_t off = 0; /* buffer offset of node n's first readable byte */
+  int r = s->err ? PT_SCAN_BAD : PT_SCAN_MORE;
+  for (pt_node *n = b->head; n && r == PT_SCAN_MORE; n = n->next) {
+    uint64_t nlen = (uint64_t)(n->wr - n->rd);
+    if (off + nlen > s->fed) {
+      size_t from = (size_t)(s->fed - off);
+      r = pt_scan_feed(s, (const unsigned char *)n->rd + from,
+                       (size_t)(nlen - from), NULL);
+    }
+    off += nlen;
+  }
+  if (r == PT_SCAN_MORE) return 0;
+  if (r == PT_SCAN_DONE) {
+    lua_pushinteger(L, (lua_Integer)s->fed);
+    pt_scan_reset(s);
+    return 1;
+  }
+  lua_pushboolean(L, 0);
+  lua_pushfstring(L, "%s at offset %d", s->err, (int)s->fed);
+  return 2;
+}
+
+static int Lpt_scanner_reset(lua_State *L) {
+  pt_scan_reset(luaL_checkudata(L, 1, LPT_SCANNER_MT));
+  return 0;
+}
+
 /* core.simd([force_scalar]) -> "avx2" | "scalar" */
 static int Lpt_simd(lua_State *L) {
   if (!lua_isnoneornil(L, 1)) pt_simd_force_scalar(lua_toboolean(L, 1));
@@ -1961,6 +2008,7 @@ static const luaL_Reg codec_funcs[] = {{"compile", Lpt_compile},
                                        {"adopt_meta", Lpt_adopt_meta},
                                        {"array", Lpt_array},
                                        {"skip", Lpt_skip},
+                                       {"scanner", Lpt_scanner},
                                        {"msg_header", Lpt_msg_header},
                                        {"simd", Lpt_simd},
                                        {NULL, NULL}};
@@ -2011,6 +2059,15 @@ void lpt_open_codec(lua_State *L) {
 
   lua_pushlightuserdata(L, (void *)&unknown_key);
   lua_setfield(L, mod, "unknown");
+
+  luaL_newmetatable(L, LPT_SCANNER_MT);
+  lua_newtable(L);
+  static const luaL_Reg sm[] = {{"feed", Lpt_scanner_feed},
+                                {"reset", Lpt_scanner_reset},
+                                {NULL, NULL}};
+  lpt_setfuncs(L, -1, mod, sm);
+  lua_setfield(L, -2, "__index");
+  lua_pop(L, 1);
 
   lpt_setfuncs(L, mod, mod, codec_funcs);
 }

@@ -70,9 +70,9 @@ M.parse_header = parse_header
 -- Framing of a connection's input: yields complete message strings.
 -- mode "framed" | "buffered" | "auto" (server side: decided from the first
 -- bytes). Returns a function next() -> msg | nil (need more) | false, err.
-local function new_reader(loop, id, mode, max_frame, body_end)
+local function new_reader(loop, id, mode, max_frame)
   local inb = loop.c:input(id)
-  local last_try = 0
+  local scan
   return function()
     local have = #inb
     if have == 0 then return nil end
@@ -97,31 +97,14 @@ local function new_reader(loop, id, mode, max_frame, body_end)
     if mode == "framed" then
       return inb:read_frame(max_frame)
     end
-    -- buffered (unframed): find where the message ends by skipping it.
-    -- Re-try only when the input has grown enough, so a large message
-    -- arriving in small reads costs linear time.
-    if have < last_try * 2 and have - last_try < 65536 then return nil end
-    local s = inb:peek()
-    local name, mtype, seqid, pos = parse_header(s, 1, max_frame)
-    if name == nil then last_try = have; return nil end
-    if name == false then return false, mtype end
-    local stop = body_end(s, pos, name, mtype)
-    if not stop then
-      if have > max_frame then
-        return false, string.format("message over %d bytes", max_frame)
-      end
-      last_try = have
-      return nil
-    end
-    last_try = 0
-    inb:skip(stop - 1)
-    return s:sub(1, stop - 1)
+    -- buffered (unframed): an incremental scanner finds where the message
+    -- ends, looking at each byte once however the bytes arrive.
+    if not scan then scan = core.scanner(max_frame) end
+    local n, err = scan:feed(inb)
+    if n == nil then return nil end
+    if n == false then return false, err end
+    return inb:read(n)
   end, function() return mode end
-end
-
--- End of a message body at pos: the struct ends where the skipper says.
-local function skip_body(s, pos)
-  return core.skip(s, pos, 12)
 end
 
 -- ---- server ----------------------------------------------------------------
@@ -177,7 +160,7 @@ end
 function Server:on_accept(id)
   if self.closing then self.loop.c:close(id); return end
   local conn = { id = id, server = self, busy = 0 }
-  conn.next, conn.mode = new_reader(self.loop, id, self.transport, self.max_frame, skip_body)
+  conn.next, conn.mode = new_reader(self.loop, id, self.transport, self.max_frame)
   self.conns[id] = conn
   self.nconns = self.nconns + 1
   self.counters.connections = self.counters.connections + 1
@@ -451,7 +434,7 @@ local function new_conn(cl)
   if not id then return nil, err end
   local conn = setmetatable({ id = id, client = cl, pending = {}, npending = 0,
     connected = false }, Conn)
-  conn.next = new_reader(loop, id, cl.transport, cl.max_frame, skip_body)
+  conn.next = new_reader(loop, id, cl.transport, cl.max_frame)
   loop:attach(id, conn)
   loop.c:caps(id, cl.max_frame + 4 + 65536, 0)
   local w = loop:waiter()
