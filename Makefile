@@ -18,7 +18,7 @@ CFLAGS_ALL = $(OPT) -g -fPIC -std=gnu11 -Wall -Wextra -Werror \
 LIBS    = -luring -lm
 
 CORE_SRC = $(wildcard csrc/*.c)
-CORE_HDR = $(wildcard csrc/*.h)
+CORE_HDR = $(wildcard csrc/*.h csrc/be/*.c)
 LUA_SRC  = $(wildcard csrc/lua/*.c)
 LUA_HDR  = $(wildcard csrc/lua/*.h)
 CTESTS   = $(patsubst spec/c/%.c,$(BUILD)/ctest/%,$(wildcard spec/c/test_*.c))
@@ -28,7 +28,14 @@ MODJIT = $(BUILD)/luajit/petrel/core.so
 
 .PHONY: all test demo asan valgrind bench bench-buffer deps ctest rock-test clean fuzz bench-codec bench-idl bench-rpc
 
-all: $(MOD54) $(MODJIT) $(CTESTS)
+TOOLS = $(BUILD)/tools/no_uring
+
+all: $(MOD54) $(MODJIT) $(CTESTS) $(TOOLS)
+
+# test helper: runs a command with io_uring_setup refused (seccomp)
+$(BUILD)/tools/no_uring: tools/no_uring.c
+	@mkdir -p $(@D)
+	$(CC) $(OPT) -Wall -Wextra -Werror -o $@ $<
 
 $(MOD54): $(CORE_SRC) $(CORE_HDR) $(LUA_SRC) $(LUA_HDR)
 	@mkdir -p $(@D)

@@ -3,7 +3,8 @@
  *
  * Layout
  *   1. ids, slots, the completion queue, timers (binary min-heap)
- *   2. back end: epoll (be_* — the seam an io_uring back end replaces)
+ *   2. back ends: epoll here (ep_*), io_uring in be/pt_uring.c (u_*),
+ *      behind the be_* dispatchers
  *   3. sockets: resolve, options, listen, connect, accept
  *   4. conn I/O: read, write, close, backpressure
  *   5. the round: pt_loop_poll
@@ -83,6 +84,7 @@ typedef struct pt_spj {
   size_t cap;      /* pipe capacity or buf size */
   char *buf;
   size_t bpos;
+  int wait_recv;   /* io_uring: the source's recv is still being cancelled */
 } pt_spj;
 
 /* readiness bits (back-end neutral) */
@@ -124,8 +126,12 @@ typedef struct ready {
   uint32_t m;
 } ready;
 
+struct pt_uring;
+
 struct pt_loop {
   pt_pool *pool;
+  struct pt_uring *ur; /* the io_uring back end, or NULL: epoll */
+  char be_note[256];
   int own_pool;
   pt_buf pool_pin; /* keeps the pool alive while the loop lives */
   pt_loop_opts o;
@@ -169,6 +175,10 @@ static int fail(pt_loop *l, int e, const char *fmt, ...) {
 }
 
 const char *pt_loop_error(const pt_loop *l) { return l->err; }
+const char *pt_loop_backend(const pt_loop *l) {
+  return l->ur ? "io_uring" : "epoll";
+}
+const char *pt_loop_backend_note(const pt_loop *l) { return l->be_note; }
 pt_pool *pt_loop_pool(const pt_loop *l) { return l->pool; }
 
 static int64_t mono_ms(void) {
@@ -381,10 +391,11 @@ static int wait_timeout(pt_loop *l, int timeout) {
 
 /* ---- 2. back end: epoll ------------------------------------------------
  * The seam: be_init, be_free, be_arm (interest on a conn), be_forget (conn
- * about to close), be_add_wake, be_wait (fills l->rd with back-end-neutral
- * readiness). An io_uring back end implements the same six. */
+ * about to close), be_add_wake, be_round (wait, then dispatch). Under
+ * io_uring, rearm() and write_now() hand conns to u_rearm / u_write, which
+ * turn interest into requests. */
 
-static int be_init(pt_loop *l) {
+static int ep_init(pt_loop *l) {
   l->epfd = epoll_create1(EPOLL_CLOEXEC);
   if (l->epfd < 0) return fail(l, errno, "epoll_create1");
   l->rdcap = l->o.max_events;
@@ -394,13 +405,13 @@ static int be_init(pt_loop *l) {
   return 0;
 }
 
-static void be_free(pt_loop *l) {
+static void ep_free(pt_loop *l) {
   if (l->epfd >= 0) close(l->epfd);
   free(l->eps);
   free(l->rd);
 }
 
-static int be_arm(pt_loop *l, pt_conn *c, uint32_t want) {
+static int ep_arm(pt_loop *l, pt_conn *c, uint32_t want) {
   if (c->registered && c->armed == want) return 0;
   struct epoll_event ev;
   ev.events = (want & PT_W_READ ? EPOLLIN : 0) | (want & PT_W_WRITE ? EPOLLOUT : 0);
@@ -413,13 +424,13 @@ static int be_arm(pt_loop *l, pt_conn *c, uint32_t want) {
   return 0;
 }
 
-static void be_forget(pt_loop *l, pt_conn *c) {
+static void ep_forget(pt_loop *l, pt_conn *c) {
   if (c->registered) epoll_ctl(l->epfd, EPOLL_CTL_DEL, c->fd, NULL);
   c->registered = 0;
   c->armed = 0;
 }
 
-static int be_add_wake(pt_loop *l) {
+static int ep_add_wake(pt_loop *l) {
   struct epoll_event ev;
   ev.events = EPOLLIN;
   ev.data.ptr = l; /* the loop itself marks the wake fd */
@@ -429,7 +440,7 @@ static int be_add_wake(pt_loop *l) {
 }
 
 /* Wait up to timeout ms; readiness into l->rd; count, 0 on EINTR, -1. */
-static int be_wait(pt_loop *l, int timeout, int max) {
+static int ep_wait(pt_loop *l, int timeout, int max) {
   if (max > l->rdcap) max = l->rdcap;
   int n = epoll_wait(l->epfd, l->eps, max, timeout);
   if (timeout == 0)
@@ -449,20 +460,82 @@ static int be_wait(pt_loop *l, int timeout, int max) {
   return n;
 }
 
-/* ---- 3. sockets -------------------------------------------------------- */
+/* ---- 2. back end: io_uring (be/pt_uring.c) ----------------------------- */
 
 static void close_conn(pt_conn *c, int err, int notify);
 static int write_now(pt_conn *c);
+static void rearm(pt_conn *c);
+static void read_eof(pt_loop *l, pt_conn *c);
+static void handle_conn(pt_loop *l, pt_conn *c, uint32_t m);
+static void handle_wake(pt_loop *l);
+static void closing_step(pt_conn *c);
+static pt_conn *conn_new(pt_loop *l, int fd, int kind, int family);
+static void set_opts(int fd, int family, const pt_sockopts *o);
+static void spj_step(pt_loop *l, pt_spj *j);
+static void spj_recv_done(pt_loop *l, pt_spj *j);
+
+#include "be/pt_uring.c"
+
+/* ---- 2. the seam ---------------------------------------------------------- */
+
+static void be_free(pt_loop *l) {
+  if (l->ur) u_free(l);
+  ep_free(l);
+}
+
+static int be_arm(pt_loop *l, pt_conn *c, uint32_t want) {
+  if (l->ur) {
+    u_rearm(c);
+    return 0;
+  }
+  return ep_arm(l, c, want);
+}
+
+static void be_forget(pt_loop *l, pt_conn *c) {
+  if (l->ur)
+    u_forget(l, c);
+  else
+    ep_forget(l, c);
+}
+
+static int be_add_wake(pt_loop *l) {
+  return l->ur ? u_add_wake(l) : ep_add_wake(l);
+}
+
+static int handle_ready(pt_loop *l, int n);
+static void run_timers(pt_loop *l);
+
+/* Wait up to timeout ms, dispatch what happened, run due timers. Returns
+ * the readiness events or completions seen, -1 if the poller failed. */
+static int be_round(pt_loop *l, int timeout, int max) {
+  if (l->ur) {
+    int n = u_wait(l, timeout);
+    if (n < 0) return -1;
+    run_timers(l);
+    return n;
+  }
+  int n = ep_wait(l, timeout, max);
+  if (n < 0) return -1;
+  return handle_ready(l, n);
+}
+
+/* ---- 3. sockets -------------------------------------------------------- */
+
 static void spj_end(pt_loop *l, pt_spj *j, int err);
 static void fjobs_free(pt_conn *c);
 
+/* output not yet written: queued, in a file job, or in flight (io_uring) */
 static inline int has_out(const pt_conn *c) {
-  return pt_buf_len(c->out) || c->fjob;
+  return pt_buf_len(c->out) || c->fjob || pt_buf_len(&c->tx);
 }
 
 /* Interest follows the flags; on failure the conn closes with the error. */
 static void rearm(pt_conn *c) {
   if (c->flags & PT_CF_CLOSED) return;
+  if (c->loop->ur) {
+    u_rearm(c);
+    return;
+  }
   uint32_t want = 0;
   if (c->kind == PT_KIND_LISTENER) {
     if (!(c->flags & PT_CF_LISTEN_OFF)) want = PT_W_READ;
@@ -568,6 +641,7 @@ static pt_conn *conn_new(pt_loop *l, int fd, int kind, int family) {
   if (family == AF_UNIX) c->flags |= PT_CF_UNIX;
   pt_buf_init(&c->in_own, l->pool);
   pt_buf_init(&c->out_own, l->pool);
+  pt_buf_init(&c->tx, l->pool);
   c->in = &c->in_own;
   c->out = &c->out_own;
   c->in_cap = l->o.in_cap;
@@ -845,14 +919,22 @@ static void conn_free(pt_loop *l, pt_conn *c) {
   slot_free(l, c->id);
   pt_buf_free(&c->in_own);
   pt_buf_free(&c->out_own);
+  pt_buf_free(&c->tx);
+  free(c->us);
   free(c);
   l->st.recycled++;
 }
 
-static void recycle(pt_loop *l) {
-  pt_conn *c;
-  while ((c = l->dead)) {
-    l->dead = c->next_dead;
+/* Free the dead conns; under io_uring only those the kernel is done with
+ * (force: all, at teardown once the ring is drained). */
+static void recycle(pt_loop *l, int force) {
+  pt_conn **pp = &l->dead, *c;
+  while ((c = *pp)) {
+    if (c->uops && !force) {
+      pp = &c->next_dead;
+      continue;
+    }
+    *pp = c->next_dead;
     conn_free(l, c);
   }
 }
@@ -1100,6 +1182,9 @@ int pt_conn_sendfile(pt_conn *c, int fd, off_t off, size_t len) {
  * the conn closed (CLOSED queued). */
 static int write_now(pt_conn *c) {
   pt_loop *l = c->loop;
+  /* io_uring: plain output goes through send requests; file and splice
+   * jobs keep the readiness-driven steps */
+  if (l->ur && !c->fjob && !c->spj_out) return u_write(c);
   int r = out_step(l, c);
   if (r < 0) {
     int e = errno;
@@ -1127,7 +1212,7 @@ static int write_now(pt_conn *c) {
 }
 
 static inline int over_cap(const pt_conn *c) {
-  return c->out_cap && pt_buf_len(c->out) > c->out_cap;
+  return c->out_cap && pt_buf_len(c->out) + pt_buf_len(&c->tx) > c->out_cap;
 }
 
 int pt_conn_send(pt_conn *c) {
@@ -1141,6 +1226,7 @@ int pt_conn_send(pt_conn *c) {
   }
   if (!has_out(c)) return PT_SEND_DONE;
   int r = write_now(c);
+  if (r == PT_SEND_PENDING) c->flags |= PT_CF_WANT_DRAINED;
   if (r == PT_SEND_PENDING && over_cap(c)) return PT_SEND_OVER;
   return r;
 }
@@ -1349,6 +1435,7 @@ static void spj_step(pt_loop *l, pt_spj *j) {
       goto end;
     }
     if (eof || (j->want && j->moved >= j->want)) goto end;
+    if (j->wait_recv) goto park; /* io_uring: the recv may still deliver */
     size_t n = j->want ? j->want - j->moved : j->cap;
     if (n > j->cap) n = j->cap;
     ssize_t r;
@@ -1456,8 +1543,40 @@ int pt_conn_splice(pt_conn *from, pt_conn *to, size_t len) {
   from->flags &= ~PT_CF_RD_PAUSED;
   from->spj_in = j;
   to->spj_out = j;
+  /* io_uring: bytes of a recv still in flight come before anything the
+   * job reads; it starts reading after the recv's last completion */
+  if (from->uflags & UF_RECV) {
+    j->wait_recv = 1;
+    rearm(from); /* cancels the recv */
+  }
   spj_step(l, j);
   return 0;
+}
+
+/* io_uring: the source's recv ended. What it delivered since the job began
+ * goes first, then the job reads the socket itself. */
+static void spj_recv_done(pt_loop *l, pt_spj *j) {
+  pt_conn *from = j->from, *to = j->to;
+  j->wait_recv = 0;
+  size_t have = pt_buf_len(from->in);
+  if (have) {
+    size_t left = j->want ? (j->want > j->moved ? j->want - j->moved : 0) : have;
+    size_t k = have < left ? have : left;
+    int r = k == have ? (pt_buf_move(to->out, from->in), 0)
+                      : pt_buf_slice(from->in, k, to->out);
+    if (r != 0) {
+      spj_end(l, j, ENOMEM);
+      return;
+    }
+    j->moved += k;
+  }
+  /* a failed write closes `to`, which ends the job */
+  if (has_out(to) && !(to->flags & PT_CF_WR_PENDING) && write_now(to) < 0) return;
+  if (from->flags & PT_CF_RD_EOF) { /* the recv saw the end: CLOSED is queued */
+    spj_end(l, j, 0);
+    return;
+  }
+  spj_step(l, j);
 }
 
 size_t pt_conn_pending(const pt_conn *c) {
@@ -1467,7 +1586,7 @@ size_t pt_conn_pending(const pt_conn *c) {
     n = k < SIZE_MAX - n ? n + k : SIZE_MAX;
   }
   if (c->spj_out) n += c->spj_out->staged;
-  return n;
+  return n + pt_buf_len(&c->tx);
 }
 
 static void handle_conn(pt_loop *l, pt_conn *c, uint32_t m) {
@@ -1484,9 +1603,10 @@ static void handle_conn(pt_loop *l, pt_conn *c, uint32_t m) {
   }
   if (m & (PT_R_IN | PT_R_HUP | PT_R_ERR)) {
     if (c->spj_in) {
-      if (!c->spj_in->wait_out) spj_step(l, c->spj_in);
-    } else if (!(c->flags & (PT_CF_RD_PAUSED | PT_CF_RD_EOF | PT_CF_CLOSING))) {
-      do_read(l, c);
+      if (!c->spj_in->wait_out && !c->spj_in->wait_recv) spj_step(l, c->spj_in);
+    } else if (!l->ur &&
+               !(c->flags & (PT_CF_RD_PAUSED | PT_CF_RD_EOF | PT_CF_CLOSING))) {
+      do_read(l, c); /* io_uring: the recv request reads */
     }
   }
   if (c->flags & PT_CF_CLOSED) return;
@@ -1508,8 +1628,9 @@ static void handle_conn(pt_loop *l, pt_conn *c, uint32_t m) {
      * conn leaves the poller (HUP cannot be masked) until consumed. */
     if (c->flags & (PT_CF_RD_EOF | PT_CF_CLOSING))
       close_conn(c, 0, 1);
-    else if ((c->flags & PT_CF_RD_PAUSED) || (c->spj_in && c->spj_in->wait_out))
-      be_forget(l, c);
+    else if (!l->ur &&
+             ((c->flags & PT_CF_RD_PAUSED) || (c->spj_in && c->spj_in->wait_out)))
+      be_forget(l, c); /* one-shot polls (io_uring) do not spin */
   }
 }
 
@@ -1571,19 +1692,15 @@ int pt_loop_poll(pt_loop *l, pt_event *out, int max, int timeout_ms) {
       return k;
     }
   }
-  recycle(l); /* batch boundary: nothing queued, nothing dirty */
+  recycle(l, 0); /* batch boundary: nothing queued, nothing dirty */
   run_timers(l);
   int spin = l->busy && !l->o.no_spin;
   int t = (l->qlen || spin || timeout_ms == 0) ? 0
                                                 : wait_timeout(l, timeout_ms);
-  int n = be_wait(l, t, max);
-  if (n < 0) return -1;
-  handle_ready(l, n);
+  if (be_round(l, t, max) < 0) return -1;
   if (!l->qlen && t == 0 && spin && timeout_ms != 0) {
     t = wait_timeout(l, timeout_ms);
-    n = be_wait(l, t, max);
-    if (n < 0) return -1;
-    handle_ready(l, n);
+    if (be_round(l, t, max) < 0) return -1;
   }
   int k = deliver(l, out, max);
   l->busy = k > 0;
@@ -1619,7 +1736,37 @@ pt_loop *pt_loop_new(pt_pool *pool, const pt_loop_opts *opts) {
   l->pool = pool;
   pt_buf_init(&l->pool_pin, pool);
   l->now = mono_ms();
-  if (be_init(l) != 0) goto bad;
+  int be = l->o.backend;
+  if (be == PT_BE_DEFAULT) {
+    env = getenv("PETREL_BACKEND");
+    be = !env || !*env || strcmp(env, "epoll") == 0 ? PT_BE_EPOLL
+         : strcmp(env, "uring") == 0 || strcmp(env, "io_uring") == 0
+             ? PT_BE_URING
+         : strcmp(env, "auto") == 0 ? PT_BE_AUTO
+                                    : -1;
+    if (be < 0) {
+      fail(l, EINVAL, "PETREL_BACKEND='%s' (epoll, uring or auto)", env);
+      goto bad;
+    }
+  }
+  env = getenv("PETREL_SQPOLL");
+  if (env && *env && strcmp(env, "0") != 0) l->o.sqpoll = 1;
+  l->epfd = -1;
+  if (be == PT_BE_URING || be == PT_BE_AUTO) {
+    if (u_init(l) == 0) {
+      snprintf(l->be_note, sizeof l->be_note, "%s", l->ur->note);
+    } else {
+      int e = errno;
+      u_free(l);
+      if (be == PT_BE_URING) {
+        errno = e;
+        goto bad;
+      }
+      /* auto: epoll, and say why */
+      snprintf(l->be_note, sizeof l->be_note, "%s", l->err);
+    }
+  }
+  if (!l->ur && ep_init(l) != 0) goto bad;
   l->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (l->wakefd < 0) {
     fail(l, errno, "eventfd");
@@ -1630,6 +1777,8 @@ pt_loop *pt_loop_new(pt_pool *pool, const pt_loop_opts *opts) {
   return l;
 bad : {
   int e = errno;
+  if (opts && opts->err && opts->errlen)
+    snprintf(opts->err, opts->errlen, "%s", l->err);
   pt_loop_free(l);
   errno = e;
   return NULL;
@@ -1640,7 +1789,8 @@ void pt_loop_free(pt_loop *l) {
   if (!l) return;
   pt_loop_close_all(l);
   l->dirty = NULL;
-  recycle(l);
+  if (l->ur) u_drain(l); /* the kernel lets go of every conn */
+  recycle(l, 1);
   be_free(l);
   if (l->wakefd >= 0) close(l->wakefd);
   if (l->spare_fd >= 0) close(l->spare_fd);

@@ -48,9 +48,16 @@
  * then blocks for timeout_ms (or until the next timer). stats.wait_zero and
  * stats.wait_block count the two kinds; opts.no_spin disables the habit.
  *
- * Back end seam: pt_loop.c keeps everything epoll-specific in a handful of
- * static be_* functions (init, free, arm interest, wait, collect readiness),
- * redis ae.c style, so an io_uring file can provide the same set.
+ * Back ends (opts.backend, chosen per loop): epoll, readiness-driven (readv
+ * into the input, sendmsg from the output), or io_uring (csrc/be/pt_uring.c),
+ * completion-driven: multishot accept, multishot recv into a provided
+ * buffer ring whose bytes are appended to the input, sendmsg (sendmsg_zc
+ * from opts.zc_min bytes) straight from the output's blocks, poll requests
+ * where a job needs readiness (sendfile, splice, connect), and the wait
+ * timeout given to the ring. Both deliver the same completions with the
+ * same contracts. Under io_uring pt_conn_send hands the output to the
+ * kernel and returns PT_SEND_PENDING (DRAINED follows), and a closed conn
+ * is recycled only once the kernel has finished every request on it.
  *
  * Errors: functions returning pointers give NULL, int functions -1, with
  * errno set and a message in pt_loop_error().
@@ -143,6 +150,22 @@ struct pt_conn {
   struct pt_fjob *fjob;   /* file jobs (sendfile), FIFO */
   struct pt_spj *spj_in;  /* splice job reading this conn */
   struct pt_spj *spj_out; /* splice job writing this conn */
+  /* io_uring back end */
+  uint32_t uflags;        /* requests in flight and their state */
+  uint32_t uops;          /* requests in flight naming this conn */
+  uint32_t upoll;         /* poll mask of the poll request in flight */
+  pt_buf tx;              /* bytes handed to the send in flight */
+  struct pt_usend *us;    /* its msghdr and iovecs */
+  uint64_t dq_round;      /* round and queue slot of this round's DATA */
+  int dq;
+};
+
+/* opts.backend */
+enum {
+  PT_BE_DEFAULT = 0, /* PETREL_BACKEND=epoll|uring|auto, else epoll */
+  PT_BE_EPOLL = 1,
+  PT_BE_URING = 2, /* io_uring or fail */
+  PT_BE_AUTO = 3   /* io_uring where the kernel allows it, else epoll */
 };
 
 typedef struct pt_loop_opts {
@@ -159,6 +182,17 @@ typedef struct pt_loop_opts {
   /* PT_ZC_* bits: force the copying fallbacks (tests, benchmarks). The
    * environment adds PETREL_NO_SENDFILE=1 / PETREL_NO_SPLICE=1. */
   int zc_off;
+  /* io_uring */
+  int backend;         /* PT_BE_* */
+  int sqpoll;          /* 1: IORING_SETUP_SQPOLL (PETREL_SQPOLL=1 also) */
+  size_t zc_min;       /* sends of this many bytes use sendmsg_zc; 0: 64 KiB,
+                          SIZE_MAX: never (PETREL_ZC_MIN overrides) */
+  unsigned ring_bufs;  /* provided buffers; 0: by kernel features */
+  unsigned ring_buf_size;
+  int ring_noinc;      /* 1: no incremental buffer consumption */
+  /* pt_loop_new writes why it failed (or why "auto" fell back) here */
+  char *err;
+  size_t errlen;
 } pt_loop_opts;
 
 #define PT_ZC_NO_SENDFILE 1
@@ -177,6 +211,13 @@ typedef struct pt_loop_stats {
   uint64_t rd_paused;      /* times reading stopped on in_cap */
   uint64_t accept_dropped; /* connections dropped on EMFILE/ENFILE */
   uint64_t recycled;       /* conns freed at batch boundaries */
+  /* io_uring */
+  uint64_t ring_sqes;      /* requests queued */
+  uint64_t ring_cqes;      /* completions reaped */
+  uint64_t ring_enters;    /* io_uring_enter calls made by the loop */
+  uint64_t ring_enobufs;   /* recvs that found the buffer ring empty */
+  uint64_t zc_sends;       /* sendmsg_zc requests */
+  uint64_t zc_copied;      /* of which the kernel copied anyway */
 } pt_loop_stats;
 
 /* Send results */
@@ -190,6 +231,11 @@ pt_loop *pt_loop_new(pt_pool *pool, const pt_loop_opts *opts);
 /* Closes every conn (no flush), recycles them, frees the loop. */
 void pt_loop_free(pt_loop *l);
 pt_pool *pt_loop_pool(const pt_loop *l);
+/* "epoll" or "io_uring" */
+const char *pt_loop_backend(const pt_loop *l);
+/* io_uring: the ring's features; epoll after "auto": why io_uring was not
+ * used; else "". */
+const char *pt_loop_backend_note(const pt_loop *l);
 const char *pt_loop_error(const pt_loop *l); /* last failure, for messages */
 
 /* Flush deferred sends, recycle closed conns (if no completion is queued),

@@ -21,27 +21,51 @@ count_busted() {
   echo "${s:-0} $(( ${f:-0} + ${e:-0} ))"
 }
 
-for lua in lua5.4 luajit; do
-  echo "== busted --lua=$lua"
-  LD_PRELOAD="${PETREL_PRELOAD:-}" busted --lua=$lua -o plainTerminal 2>&1 | tee "$log/$lua"
-  rc=${PIPESTATUS[0]}
+run_busted() { # run_busted LABEL LUA [specs...]: busted under LUA, counted
+  local label=$1 lua=$2
+  shift 2
+  echo "== busted --lua=$lua${label:+ ($label)}"
+  LD_PRELOAD="${PETREL_PRELOAD:-}" busted --lua="$lua" -o plainTerminal "$@" 2>&1 | tee "$log/$lua"
+  local rc=${PIPESTATUS[0]} s f
   read -r s f < <(count_busted "$log/$lua")
   if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi  # crashed before the summary
   if [ "$s" -eq 0 ] && [ "$f" -eq 0 ]; then f=1; echo "no test ran under $lua"; fi
   pass=$((pass + s)); fail=$((fail + f))
-done
+}
 
-echo "== C tests"
-for t in "$build"/ctest/test_*; do
-  [ -x "$t" ] || continue
-  "$t" 2>&1 | tee "$log/c"
-  rc=${PIPESTATUS[0]}
-  s=$(grep -Eo '^[0-9]+ passed' "$log/c" | tail -1 | grep -Eo '^[0-9]+')
-  f=$(grep -Eo '[0-9]+ failed' "$log/c" | tail -1 | grep -Eo '^[0-9]+')
-  s=${s:-0}; f=${f:-0}
-  if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi
-  pass=$((pass + s)); fail=$((fail + f))
-done
+run_c() { # run_c LABEL [GLOB]: the C tests (default: all)
+  echo "== C tests${1:+ ($1)}"
+  for t in "$build"/ctest/${2:-test_*}; do
+    [ -x "$t" ] || continue
+    "$t" 2>&1 | tee "$log/c"
+    local rc=${PIPESTATUS[0]} s f
+    s=$(grep -Eo '^[0-9]+ passed' "$log/c" | tail -1 | grep -Eo '^[0-9]+')
+    f=$(grep -Eo '[0-9]+ failed' "$log/c" | tail -1 | grep -Eo '^[0-9]+')
+    s=${s:-0}; f=${f:-0}
+    if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi
+    pass=$((pass + s)); fail=$((fail + f))
+  done
+}
+
+# Every spec on the default back end (epoll), then the network specs and
+# the loop's C tests again on io_uring (PETREL_BACKEND is the one switch).
+export PETREL_BACKEND=epoll
+for lua in lua5.4 luajit; do run_busted "" "$lua"; done
+run_c "epoll"
+
+NET_SPECS=(spec/loop_spec.lua spec/rpc_spec.lua spec/zerocopy_spec.lua)
+why=$(LD_PRELOAD="${PETREL_PRELOAD:-}" lua5.4 -e '
+  package.cpath = os.getenv("PETREL_BUILD") .. "/lua5.4/?.so;" .. package.cpath
+  local core = require "petrel.core"
+  local l, err = core.loop { backend = "uring" }
+  if l then l:free() else io.write(err) end' 2>&1)
+if [ -z "$why" ]; then
+  export PETREL_BACKEND=uring
+  for lua in lua5.4 luajit; do run_busted "io_uring" "$lua" "${NET_SPECS[@]}"; done
+  run_c "io_uring" "test_loop"
+else
+  echo "== SKIPPED: the io_uring runs (the kernel or sandbox refuses it): $why"
+fi
 
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

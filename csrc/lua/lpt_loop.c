@@ -162,7 +162,29 @@ static int Lpt_loop(lua_State *L) {
     o.no_spin = opt_int(L, 1, "no_spin", 0, -1, 1) > 0;
     if (opt_int(L, 1, "no_sendfile", 0, -1, 1) > 0) o.zc_off |= PT_ZC_NO_SENDFILE;
     if (opt_int(L, 1, "no_splice", 0, -1, 1) > 0) o.zc_off |= PT_ZC_NO_SPLICE;
+    lua_getfield(L, 1, "backend");
+    if (!lua_isnil(L, -1)) {
+      static const char *const names[] = {"epoll", "uring", "auto", "io_uring",
+                                          NULL};
+      static const int ids[] = {PT_BE_EPOLL, PT_BE_URING, PT_BE_AUTO,
+                                PT_BE_URING};
+      o.backend = ids[luaL_checkoption(L, -1, NULL, names)];
+    }
+    lua_pop(L, 1);
+    o.sqpoll = opt_int(L, 1, "sqpoll", 0, -1, 1) > 0;
+    lua_getfield(L, 1, "zc_min");
+    if (!lua_isnil(L, -1))
+      o.zc_min = lua_toboolean(L, -1) && lua_type(L, -1) != LUA_TBOOLEAN
+                     ? (size_t)lpt_checkint(L, -1, 1, INT64_MAX)
+                     : SIZE_MAX;
+    lua_pop(L, 1);
+    o.ring_bufs = (unsigned)opt_int(L, 1, "ring_bufs", 0, 1, 32768);
+    o.ring_buf_size = (unsigned)opt_int(L, 1, "ring_buf_size", 0, 256, 1 << 30);
+    o.ring_noinc = opt_int(L, 1, "ring_incremental", 0, -1, 1) < 0;
   }
+  char err[256] = "";
+  o.err = err;
+  o.errlen = sizeof err;
   lpt_Loop *LL = lua_newuserdata(L, sizeof *LL);
   memset(LL, 0, sizeof *LL);
   luaL_setmetatable(L, LPT_LOOP_MT);
@@ -175,8 +197,17 @@ static int Lpt_loop(lua_State *L) {
   o.on_release = on_release;
   o.ctx = LL;
   LL->loop = pt_loop_new(pool, &o);
-  if (!LL->loop) return io_fail(L, strerror(errno));
+  if (!LL->loop) return io_fail(L, err[0] ? err : strerror(errno));
   return 1;
+}
+
+/* loop:backend() -> "epoll" | "io_uring", note (the ring's features, or
+ * why "auto" fell back to epoll) */
+static int Lpt_backend(lua_State *L) {
+  lpt_Loop *LL = check_loop(L);
+  lua_pushstring(L, pt_loop_backend(LL->loop));
+  lua_pushstring(L, pt_loop_backend_note(LL->loop));
+  return 2;
 }
 
 static void loop_free(lua_State *L, lpt_Loop *LL, int hook) {
@@ -514,7 +545,8 @@ static int Lpt_close_all(lua_State *L) {
   X(conns_open) X(listeners_open) X(accepted) X(connected) X(closed)      \
   X(bytes_in) X(bytes_out) X(readv_calls) X(writev_calls) X(wait_zero)    \
   X(wait_block) X(wakeups) X(timers_active) X(timers_fired) X(events)     \
-  X(rd_paused) X(accept_dropped) X(recycled)
+  X(rd_paused) X(accept_dropped) X(recycled) X(ring_sqes) X(ring_cqes)  \
+  X(ring_enters) X(ring_enobufs) X(zc_sends) X(zc_copied)
 
 /* loop:stats() -> table of counters */
 static int Lpt_stats(lua_State *L) {
@@ -648,7 +680,7 @@ static const luaL_Reg loop_methods[] = {
     {"stats", Lpt_stats},         {"free", Lpt_loop_close},
     {"sendfile", Lpt_sendfile},   {"splice", Lpt_splice},
     {"pending", Lpt_pending},     {"batch", Lpt_batch},
-    {NULL, NULL}};
+    {"backend", Lpt_backend},     {NULL, NULL}};
 
 static const luaL_Reg loop_meta[] = {
     {"__gc", Lpt_loop_gc}, {"__close", Lpt_loop_close}, {NULL, NULL}};

@@ -258,6 +258,10 @@ function Loop:stop() self.stopping = true; self.c:wake() end
 
 function Loop:stats() return self.c:stats() end
 
+-- "epoll" or "io_uring", and a note: the ring's features, or why "auto"
+-- fell back to epoll
+function Loop:backend() return self.c:backend() end
+
 -- Register a handler table for a connection or listener id.
 function Loop:attach(id, h) self.conns[id] = h end
 

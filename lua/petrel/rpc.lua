@@ -212,8 +212,9 @@ local function send_reply(self, conn, name, mtype, seqid, T, value)
     -- over the output cap: a slow reader gets write_timeout ms to catch up
     conn.wtimer = loop:after(self.write_timeout, function()
       conn.wtimer = nil
-      local o = not conn.dropped and loop.c:output(conn.id)
-      if o and #o > self.out_cap then self:_drop(conn) end
+      -- pending: queued, and (io_uring) handed to a send the peer stalls
+      local p = not conn.dropped and loop.c:pending(conn.id)
+      if p and p > self.out_cap then self:_drop(conn) end
     end)
   end
 end
@@ -375,6 +376,10 @@ function M.serve(opts)
       for _ = 1, #core.signals() do srv:shutdown() end
       return srv.closing and srv.inflight == 0 and not srv.on_finished
     end)
+    -- the last replies leave while their connections close (a send may
+    -- still be queued, or in the kernel's hands under io_uring)
+    local deadline = loop:now() + (opts.drain_timeout or 5000)
+    while loop.c:stats().conns_open > 0 and loop:now() < deadline do loop:step(20) end
     return true
   end
   if not opts.port or opts.port == 0 then
