@@ -20,6 +20,7 @@ end
 assert(mode == "thrift" or mode == "raw", "usage: rpc_server.lua thrift|raw PORT SECONDS")
 local loop = petrel.default_loop()
 loop:after(secs * 1000, function() loop:stop() end)
+io.stderr:write("rpc_server: ", mode, " on ", table.concat({ loop:backend() }, " "), "\n")
 
 if mode == "thrift" then
   local W = require "petrel.workload"

@@ -1694,7 +1694,8 @@ int pt_loop_poll(pt_loop *l, pt_event *out, int max, int timeout_ms) {
   }
   recycle(l, 0); /* batch boundary: nothing queued, nothing dirty */
   run_timers(l);
-  int spin = l->busy && !l->o.no_spin;
+  /* io_uring submits and waits in one call: no zero-timeout round first */
+  int spin = l->busy && !l->o.no_spin && !l->ur;
   int t = (l->qlen || spin || timeout_ms == 0) ? 0
                                                 : wait_timeout(l, timeout_ms);
   if (be_round(l, t, max) < 0) return -1;

@@ -103,19 +103,30 @@ add_server c-uring-thrift  '$BIN/c_uring_echo --thrift --port $PORT --duration $
                            '--thrift-call echo --args-struct $PAYLOAD'
 add_server c-uring-sqpoll-raw '$BIN/c_uring_echo --sqpoll --port $PORT --duration $LIMIT' \
                            '--echo-frame $PAYLOAD --wrap'
+add_server c-uring-sqpoll-thrift '$BIN/c_uring_echo --sqpoll --thrift --port $PORT --duration $LIMIT' \
+                           '--thrift-call echo --args-struct $PAYLOAD'
 add_server cpp-nonblocking '$BIN/cpp_echo_server --port $PORT --duration $LIMIT' \
                            '--thrift-call echo --args-struct $PAYLOAD'
 add_server luv-raw         'lua5.4 $ROOT/bench/peers/luv_echo.lua $PORT $LIMIT' \
                            '--echo-frame $PAYLOAD --wrap'
 add_server luv-raw-jit     'luajit $ROOT/bench/peers/luv_echo.lua $PORT $LIMIT' \
                            '--echo-frame $PAYLOAD --wrap'
-add_server petrel-echo-5.4 'lua5.4 $ROOT/bench/rpc_server.lua thrift $PORT $LIMIT' \
+add_server petrel-echo-5.4 'env PETREL_BACKEND=epoll lua5.4 $ROOT/bench/rpc_server.lua thrift $PORT $LIMIT' \
                            '--thrift-call echo --args-struct $PAYLOAD'
-add_server petrel-echo-jit 'luajit $ROOT/bench/rpc_server.lua thrift $PORT $LIMIT' \
+add_server petrel-echo-jit 'env PETREL_BACKEND=epoll luajit $ROOT/bench/rpc_server.lua thrift $PORT $LIMIT' \
                            '--thrift-call echo --args-struct $PAYLOAD'
-add_server petrel-raw-5.4  'lua5.4 $ROOT/bench/rpc_server.lua raw $PORT $LIMIT' \
+add_server petrel-raw-5.4  'env PETREL_BACKEND=epoll lua5.4 $ROOT/bench/rpc_server.lua raw $PORT $LIMIT' \
                            '--echo-frame $PAYLOAD --wrap'
-add_server petrel-raw-jit  'luajit $ROOT/bench/rpc_server.lua raw $PORT $LIMIT' \
+add_server petrel-raw-jit  'env PETREL_BACKEND=epoll luajit $ROOT/bench/rpc_server.lua raw $PORT $LIMIT' \
+                           '--echo-frame $PAYLOAD --wrap'
+# the same petrel servers on the io_uring back end, and with SQPOLL
+add_server petrel-echo-5.4-uring 'env PETREL_BACKEND=uring lua5.4 $ROOT/bench/rpc_server.lua thrift $PORT $LIMIT' \
+                           '--thrift-call echo --args-struct $PAYLOAD'
+add_server petrel-echo-5.4-sqpoll 'env PETREL_BACKEND=uring PETREL_SQPOLL=1 lua5.4 $ROOT/bench/rpc_server.lua thrift $PORT $LIMIT' \
+                           '--thrift-call echo --args-struct $PAYLOAD'
+add_server petrel-raw-5.4-uring 'env PETREL_BACKEND=uring lua5.4 $ROOT/bench/rpc_server.lua raw $PORT $LIMIT' \
+                           '--echo-frame $PAYLOAD --wrap'
+add_server petrel-raw-5.4-sqpoll 'env PETREL_BACKEND=uring PETREL_SQPOLL=1 lua5.4 $ROOT/bench/rpc_server.lua raw $PORT $LIMIT' \
                            '--echo-frame $PAYLOAD --wrap'
 
 # ---------------------------------------------------------------- process care

@@ -60,6 +60,7 @@ enum { U_ACCEPT = 1, U_RECV, U_SEND, U_ZC, U_POLL, U_WAKE, U_CANCEL };
 #define UF_ACC_CXL 0x40u  /* accept cancel asked for */
 #define UF_SEND_CXL 0x80u /* send cancel asked for */
 #define UF_RECV1 0x100u   /* the recv is single-shot (near the input cap) */
+#define UF_NOZC 0x200u    /* the kernel copied a zc send: plain sends here */
 
 /* Within this many bytes of a conn's input cap, recvs are single-shot and
  * ask for exactly the room left, so reading stops at the cap as it does
@@ -76,6 +77,7 @@ enum { U_ACCEPT = 1, U_RECV, U_SEND, U_ZC, U_POLL, U_WAKE, U_CANCEL };
  * notification. */
 typedef struct pt_uzc {
   _Alignas(16) pt_conn *c; /* NULL once the first completion came */
+  uint64_t cid;            /* the conn, for the notification */
   pt_buf hold;
 } pt_uzc;
 
@@ -338,13 +340,14 @@ static int u_submit_tx(pt_loop *l, pt_conn *c) {
     errno = EBUSY;
     return -1;
   }
-  if (u->zc && total >= u->zc_min) {
+  if (u->zc && total >= u->zc_min && !(c->uflags & UF_NOZC)) {
     pt_uzc *z = calloc(1, sizeof *z);
     if (!z) {
       errno = ENOMEM;
       return -1;
     }
     z->c = c;
+    z->cid = c->id;
     pt_buf_init(&z->hold, l->pool);
     io_uring_prep_sendmsg_zc(sqe, c->fd, &c->us->msg, MSG_NOSIGNAL);
     sqe->ioprio |= IORING_SEND_ZC_REPORT_USAGE;
@@ -626,7 +629,13 @@ static void u_sent(pt_loop *l, pt_conn *c, int res, pt_buf *hold) {
 static void u_on_zc(pt_loop *l, pt_uzc *z, struct io_uring_cqe *cqe) {
   struct pt_uring *u = l->ur;
   if (cqe->flags & IORING_CQE_F_NOTIF) {
-    if ((uint32_t)cqe->res & IORING_NOTIF_USAGE_ZC_COPIED) l->st.zc_copied++;
+    if ((uint32_t)cqe->res & IORING_NOTIF_USAGE_ZC_COPIED) {
+      /* the route copies anyway (loopback, no NIC support): the pinning
+       * and the notification are pure cost there, so stop asking */
+      l->st.zc_copied++;
+      pt_conn *c = pt_loop_conn(l, z->cid);
+      if (c) c->uflags |= UF_NOZC;
+    }
     pt_buf_free(&z->hold);
     free(z);
     u->zc_inflight--;
