@@ -138,6 +138,9 @@ struct pt_loop {
   int epfd, wakefd, spare_fd;
   int wake_pending; /* atomic */
   int busy;         /* the last round produced completions */
+  pid_t pid;        /* the process that made the loop */
+  int forked;       /* being freed in a forked child: hands off the kernel
+                       objects it shares with the parent */
   int64_t now;
   /* back end */
   struct epoll_event *eps;
@@ -893,11 +896,13 @@ static void close_conn(pt_conn *c, int err, int notify) {
   c->flags |= PT_CF_CLOSED | PT_CF_NOTIFIED;
   c->flags &= ~(PT_CF_CONNECTING | PT_CF_WR_PENDING | PT_CF_CLOSING |
                 PT_CF_WANT_DRAINED);
-  be_forget(l, c);
+  /* a forked child's copy must not touch what it shares with the parent
+   * (epoll interest, ring requests, the socket file) */
+  if (!l->forked) be_forget(l, c);
   if (c->fd >= 0) close(c->fd);
   c->fd = -1;
   if (c->unix_path) {
-    unlink(c->unix_path);
+    if (!l->forked) unlink(c->unix_path);
     free(c->unix_path);
     c->unix_path = NULL;
   }
@@ -1737,6 +1742,7 @@ pt_loop *pt_loop_new(pt_pool *pool, const pt_loop_opts *opts) {
   l->pool = pool;
   pt_buf_init(&l->pool_pin, pool);
   l->now = mono_ms();
+  l->pid = getpid();
   int be = l->o.backend;
   if (be == PT_BE_DEFAULT) {
     env = getenv("PETREL_BACKEND");
@@ -1788,9 +1794,10 @@ bad : {
 
 void pt_loop_free(pt_loop *l) {
   if (!l) return;
+  l->forked = l->pid != getpid();
   pt_loop_close_all(l);
   l->dirty = NULL;
-  if (l->ur) u_drain(l); /* the kernel lets go of every conn */
+  if (l->ur && !l->forked) u_drain(l); /* the kernel lets go of every conn */
   recycle(l, 1);
   be_free(l);
   if (l->wakefd >= 0) close(l->wakefd);

@@ -256,8 +256,8 @@ static void u_free(pt_loop *l) {
   struct pt_uring *u = l->ur;
   if (!u) return;
   if (u->ring.ring_fd >= 0) {
-    u_drain(l);
-    io_uring_queue_exit(&u->ring);
+    if (!l->forked) u_drain(l);
+    io_uring_queue_exit(&u->ring); /* in a forked child: unmaps, closes */
   }
   if (u->br) munmap(u->br, (size_t)u->nbufs * sizeof(struct io_uring_buf));
   if (u->bufs) munmap(u->bufs, (size_t)u->nbufs * u->bsize);

@@ -10,6 +10,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -954,6 +955,56 @@ static void test_send_while_connecting(void) {
   pt_loop_free(l);
 }
 
+/* ---- a forked child freeing its copy leaves the parent's loop alone ------ */
+
+typedef struct fk {
+  uint64_t server;
+  size_t got;
+} fk;
+
+static int fk_fn(pt_loop *l, pt_event *e, void *ctx) {
+  (void)l;
+  fk *s = ctx;
+  if (e->type == PT_EV_ACCEPTED) s->server = e->id;
+  if (e->type == PT_EV_DATA && e->id == s->server) {
+    s->got += e->arg;
+    pt_buf_move(e->conn->out, e->conn->in);
+    pt_conn_send_later(e->conn);
+  }
+  return s->got >= 5;
+}
+
+static void test_fork_free(void) {
+  pt_loop *l = pt_loop_new(NULL, NULL);
+  pt_conn *lc = pt_listen(l, "127.0.0.1", 0, 16, NULL);
+  int port = pt_conn_port(lc);
+  pt_loop_poll(l, evs, NEV, 0); /* the listener's requests are in flight */
+  pid_t pid = fork();
+  if (pid == 0) { /* the child drops its copy of everything */
+    pt_loop_free(l);
+    _exit(0);
+  }
+  int st = -1;
+  waitpid(pid, &st, 0);
+  CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+  /* the parent still accepts, reads and writes */
+  int fd = plain_connect(port);
+  CHECK(write(fd, "hello", 5) == 5);
+  fk s;
+  memset(&s, 0, sizeof s);
+  CHECK(run(l, fk_fn, &s, 3000));
+  char back[8] = {0};
+  ssize_t n = 0;
+  for (int i = 0; i < 100 && n < 5; i++) {
+    pt_loop_poll(l, evs, NEV, 10);
+    ssize_t r = recv(fd, back + n, sizeof back - 1 - (size_t)n, MSG_DONTWAIT);
+    if (r > 0) n += r;
+  }
+  CHECK(n == 5 && memcmp(back, "hello", 5) == 0);
+  close(fd);
+  pt_loop_free(l);
+}
+
 int main(void) {
   pt_loop *probe = pt_loop_new(NULL, NULL); /* PETREL_BACKEND picks */
   if (!probe) {
@@ -983,5 +1034,6 @@ int main(void) {
   TEST(test_emfile);
   TEST(test_close_timeout);
   TEST(test_send_while_connecting);
+  TEST(test_fork_free);
   return ct_report();
 }
