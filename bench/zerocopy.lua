@@ -1,18 +1,31 @@
 -- bench/zerocopy.lua — zero-copy transfers (splice, sendfile) against
--- copying through user space: the core's own read/write fallback (the same
--- job with no_splice / no_sendfile) and a plain Lua copy loop through
--- petrel buffers. One process, one loop, 127.0.0.1 and unix sockets; the
--- receiving side discards. Times are CPU time (os.clock) per transfer,
--- best of several repetitions; ratio = copying time / zero-copy time.
--- Run: make bench-zerocopy, or
---   LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH_5_4="build/lua5.4/?.so;;" lua5.4 bench/zerocopy.lua
+-- copying through user space, measured on the relay alone.
+--
+-- This process is the relay: one petrel loop that moves n bytes from a
+-- source to a sink. The source (an endless byte stream over TCP) and the
+-- sink (reads and discards, over TCP or a unix socket) are separate
+-- processes (bench/peers/zc_peer.py, pinned to PEER_CPU, default 1), so the
+-- time counted is the relay's CPU time (user + system, os.clock) per
+-- transfer, best of REPS: what the relay spends moving the bytes.
+--   zero-copy  loop.c:splice (socket -> pipe -> socket) / loop.c:sendfile
+--   fallback   the same jobs with no_splice / no_sendfile: the core's
+--              read/write copies through a 64 KiB buffer
+--   Lua copy   reading into petrel buffers and writing them out (file:
+--              io.read chunks into the output)
+-- ratio = copying time / zero-copy time.
+-- Run: make bench-zerocopy (relay pinned to core 0), or
+--   LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH_5_4="build/lua5.4/?.so;;" \
+--     taskset -c 0 lua5.4 bench/zerocopy.lua
 local core = require "petrel.core"
 local EV = core.loop_events
 local clock = os.clock
 
 local REPS = tonumber(os.getenv("REPS") or "") or 5
+local PEER_CPU = os.getenv("PEER_CPU") or "1"
+local PY = "/usr/bin/python3"
 local SIZES = { 64 * 1024, 1024 * 1024, 16 * 1024 * 1024 }
 local MAX = SIZES[#SIZES]
+local KB, MB = 1024, 1024 * 1024
 
 local path = os.tmpname()
 do
@@ -23,7 +36,16 @@ do
   for _ = 1, MAX / #chunk do f:write(chunk) end
   f:close()
 end
-local socks = {}
+local socks, pids = {}, {}
+
+local function spawn(args)
+  local p = assert(io.popen(("taskset -c %s %s bench/peers/zc_peer.py %s >/dev/null 2>&1 & echo $!")
+    :format(PEER_CPU, PY, args)))
+  local pid = tonumber(p:read("*l"))
+  p:close()
+  pids[#pids + 1] = pid
+  return pid
+end
 
 local function poll(loop, handler, dbg)
   local deadline = loop:now() + 30000
@@ -38,7 +60,8 @@ local function poll(loop, handler, dbg)
   error("bench: transfer timed out" .. (dbg and (" " .. dbg()) or ""))
 end
 
-local function pair(loop, unix)
+-- Listen, start a peer that connects, return the accepted conn.
+local function peer_conn(loop, unix, args_fn)
   local host, port = "127.0.0.1", 0
   if unix then
     host = "unix:" .. os.tmpname() .. ".sock"
@@ -46,82 +69,91 @@ local function pair(loop, unix)
   end
   local lid = assert(loop:listen(host, port))
   if not unix then port = loop:port(lid) end
-  local cid = assert(loop:connect(host, port, 2000))
-  local sid, up
-  poll(loop, function(t, id)
-    if t == EV.accepted then sid = id end
-    if t == EV.connected and id == cid then up = true end
-    return sid and up
+  spawn(args_fn(unix and host:sub(6) or port))
+  local id
+  poll(loop, function(t, i)
+    if t == EV.accepted then id = i end
+    return id ~= nil
   end)
   loop:close(lid)
-  return cid, sid
+  return id
 end
 
 -- One setup per (kind, method): a loop and its conns, reused by the reps.
--- Returns transfer(n) that moves n bytes and returns when all arrived.
+-- Returns transfer(n), which returns once the relay has handed n bytes on.
 local function setup(kind, method)
-  -- fallback: only the measured job copies (the source feed of the
-  -- socket-to-socket cases stays sendfile in every column)
   local opts
   if method == "fallback" then
     opts = kind == "file-to-tcp" and { no_sendfile = true } or { no_splice = true }
   end
   local loop = assert(core.loop(opts))
-  local a1, b1 -- source pair (tcp), for socket-to-socket
-  if kind ~= "file-to-tcp" then a1, b1 = pair(loop, false) end
-  local a2, b2 = pair(loop, kind == "tcp-to-unix")
-  local sink = loop:input(b2)
-  local lua_copy = method == "lua copy"
+  local from
+  if kind ~= "file-to-tcp" then
+    from = peer_conn(loop, false, function(port) return "source 127.0.0.1 " .. port end)
+  end
+  local to = peer_conn(loop, kind == "tcp-to-unix", function(where)
+    if kind == "tcp-to-unix" then return "sink unix " .. where end
+    return "sink tcp 127.0.0.1 " .. where
+  end)
+  local lua_copy = method == "Lua copy"
+  -- splice jobs read the source themselves: between them, the conn reads
+  -- (into user space) no more than a byte
+  if from and not lua_copy then loop:caps(from, 1, 0) end
   local f = lua_copy and kind == "file-to-tcp" and assert(io.open(path, "rb"))
+  local out = loop:output(to)
 
   return function(n)
-    local got, job_done = 0, lua_copy or kind == "file-to-tcp"
+    local done
     if kind == "file-to-tcp" then
       if lua_copy then
-        -- read the file in 64 KiB chunks into the output buffer
         f:seek("set", 0)
-        local out, left = loop:output(a2), n
+        local left = n
         while left > 0 do
           local s = f:read(left < 65536 and left or 65536)
           out:write(s)
           left = left - #s
-          if #out >= 1 << 20 then loop:send(a2) end
+          if #out >= MB then loop:send(to) end
         end
-        loop:send(a2)
+        done = loop:send(to) == 0
       else
-        assert(loop:sendfile(a2, path, 0, n))
+        assert(loop:sendfile(to, path, 0, n))
       end
-    else
-      -- the source side is fed by sendfile in every method
-      assert(loop:sendfile(a1, path, 0, n))
-      if not lua_copy then assert(loop:splice(b1, a2, n)) end
+    elseif not lua_copy then
+      assert(loop:splice(from, to, n))
     end
-    poll(loop, function(t, id)
-      if t == EV.data then
-        if id == b2 then
-          got = got + #sink
-          sink:clear()
-          loop:consumed(b2)
-        elseif lua_copy and id == b1 then
-          loop:output(a2):append(loop:input(b1))
-          loop:consumed(b1)
-          loop:send(a2)
-        end
-      elseif t == EV.spliced then
-        job_done = true
+    local left = n
+    local function move() -- Lua copy: what the source sent, up to n
+      local inb = loop:input(from)
+      local k = math.min(#inb, left)
+      if k > 0 then
+        out:append(inb:slice(k))
+        left = left - k
+        loop:consumed(from)
+        if loop:send(to) == 0 and left == 0 then done = true end
       end
-      return got >= n and job_done
+    end
+    if lua_copy and from then move() end
+    if done then return end
+    poll(loop, function(t, id)
+      if t == EV.spliced then
+        done = true
+      elseif t == EV.drained and id == to then
+        done = left == 0 or kind == "file-to-tcp"
+      elseif t == EV.data and id == from and lua_copy then
+        move()
+      elseif t == EV.closed then
+        error("bench: a peer went away")
+      end
+      return done
     end, function()
-      return string.format("%s %s n=%d got=%d done=%s pend a1=%s a2=%s in b1=%s",
-        kind, method, n, got, tostring(job_done), tostring(a1 and loop:pending(a1)),
-        tostring(loop:pending(a2)), tostring(b1 and #loop:input(b1)))
+      return ("%s %s n=%d left=%d pending=%s"):format(kind, method, n, left,
+        tostring(loop:pending(to)))
     end)
-    assert(got == n, "short transfer")
   end, loop
 end
 
 local function best(transfer, n)
-  local inner = math.max(1, math.floor((8 << 20) / n))
+  local inner = math.max(1, math.floor((8 * MB) / n))
   transfer(n) -- warm up
   local b = math.huge
   for _ = 1, REPS do
@@ -134,8 +166,8 @@ local function best(transfer, n)
 end
 
 local function fmt_size(n)
-  if n >= 1 << 20 then return (n >> 20) .. " MiB" end
-  return (n >> 10) .. " KiB"
+  if n >= MB then return (n // MB) .. " MiB" end
+  return (n // KB) .. " KiB"
 end
 
 local function fmt_t(s)
@@ -145,26 +177,30 @@ end
 
 local function gbps(n, s) return string.format("%.2f", n / s / 1e9) end
 
-print(string.format("petrel zero-copy transfers (%s, best of %d, CPU time per transfer)", _VERSION, REPS))
+print(string.format("petrel zero-copy transfers (%s, relay CPU time per transfer, best of %d;"
+  .. " source and sink in another process on core %s)", _VERSION, REPS, PEER_CPU))
 print()
 print("| path | size | zero-copy | GB/s | core read/write fallback | GB/s | ratio | Lua buffer copy loop | GB/s | ratio |")
 print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-for _, kind in ipairs { "tcp-to-unix", "tcp-to-tcp", "file-to-tcp" } do
-  local zc_name = kind == "file-to-tcp" and "sendfile" or "splice"
-  local tr = {}
-  local loops = {}
-  for _, m in ipairs { "zero-copy", "fallback", "lua copy" } do
-    tr[m], loops[#loops + 1] = setup(kind, m)
+local ok, err = pcall(function()
+  for _, kind in ipairs { "tcp-to-unix", "tcp-to-tcp", "file-to-tcp" } do
+    local zc_name = kind == "file-to-tcp" and "sendfile" or "splice"
+    local tr, loops = {}, {}
+    for _, m in ipairs { "zero-copy", "fallback", "Lua copy" } do
+      tr[m], loops[#loops + 1] = setup(kind, m)
+    end
+    for _, n in ipairs(SIZES) do
+      local z = best(tr["zero-copy"], n)
+      local fb = best(tr["fallback"], n)
+      local lc = best(tr["Lua copy"], n)
+      print(string.format("| %s (%s) | %s | %s | %s | %s | %s | %.2fx | %s | %s | %.2fx |",
+        kind, zc_name, fmt_size(n), fmt_t(z), gbps(n, z), fmt_t(fb), gbps(n, fb),
+        fb / z, fmt_t(lc), gbps(n, lc), lc / z))
+    end
+    for _, l in ipairs(loops) do l:free() end
   end
-  for _, n in ipairs(SIZES) do
-    local z = best(tr["zero-copy"], n)
-    local fb = best(tr["fallback"], n)
-    local lc = best(tr["lua copy"], n)
-    print(string.format("| %s (%s) | %s | %s | %s | %s | %s | %.2fx | %s | %s | %.2fx |",
-      kind, zc_name, fmt_size(n), fmt_t(z), gbps(n, z), fmt_t(fb), gbps(n, fb),
-      fb / z, fmt_t(lc), gbps(n, lc), lc / z))
-  end
-  for _, l in ipairs(loops) do l:free() end
-end
+end)
+for _, pid in ipairs(pids) do os.execute("kill " .. pid .. " 2>/dev/null") end
 os.remove(path)
 for _, p in ipairs(socks) do os.remove(p) end
+if not ok then error(err, 0) end
