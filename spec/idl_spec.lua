@@ -182,7 +182,8 @@ describe("petrel.idl", function()
       assert.same({ ["kind.ann"] = "yes" }, k.annotations)
       assert.same({ B = { ["kind.value"] = "b" } }, k.value_annotations)
       assert.same({ A = "the first" }, k.value_docs)
-      assert.equal("Kinds of things.\nIndented second line.", k.doc)
+      -- cleaned as Apache does: the relative indentation is kept
+      assert.equal("Kinds of things.\n  Indented second line.", k.doc)
     end)
 
     it("evaluates consts of every form", function()
@@ -391,12 +392,108 @@ describe("petrel.idl", function()
     end)
   end)
 
+  describe("the compat corpus (constructs found in real-world IDL)", function()
+    local COMPAT = CORPUS .. "/compat"
+
+    it("resolves enum values in consts and defaults as Apache does", function()
+      local d = load(COMPAT .. "/enums.thrift").defs
+      assert.same({ LOW = 1, MID = 2, HIGH = 10 }, d.Level.values)
+      assert.equal(2, d.VIA_OTHER.value)      -- Other.MID as a Level: Level.MID
+      assert.equal(10, d.VIA_ALIAS.value)     -- through the typedef's name
+      assert.equal(10, d.BY_NUMBER.value)
+      assert.equal(50, d.AS_INT.value)        -- an i32: plain Other.MID
+      assert.same({ 1, 2, 10 }, d.LEVELS.value)
+      assert.same({ [10] = 51, [2] = 50 }, d.CROSS.value)
+      local s = d.Settings
+      assert.equal(10, field(s, "level").default)
+      assert.equal(1, field(s, "alias").default)
+      assert.same({ 2, 10 }, field(s, "history").default)
+      assert.equal(51, field(s, "raw").default)
+    end)
+
+    it("converts literals as Apache does", function()
+      local d = load(COMPAT .. "/literals.thrift").defs
+      assert.equal(7.0, d.SEVEN_D.value)
+      if math.type then
+        assert.equal("float", math.type(d.SEVEN_D.value))
+        assert.equal("float", math.type(d.DOUBLES.value[1]))
+      end
+      assert.same({ 7.0, 1.5 }, d.DOUBLES.value)
+      assert.equal(true, d.YES.value)
+      assert.equal(false, d.NO.value)
+      assert.same({ 3, 1, 2 }, d.UNIQUE.value)
+      assert.same({ { 1, 2 }, {} }, d.UNIQUE_LISTS.value)
+      assert.same({ a = 3, b = 2 }, d.LAST_WINS.value)
+      local e = d.Empties
+      assert.same({}, field(e, "bins").default)
+      assert.same({}, field(e, "nums").default)
+      assert.same({}, field(e, "counts").default)
+      assert.same({ "x", "y" }, field(e, "tags").default)
+      assert.equal(3.0, field(e, "ratio").default)
+      assert.equal(false, field(e, "flag").default) -- only positive is true
+      assert.same({}, d.NONE_SET.value)
+    end)
+
+    it("gives explicit ids <= 0 implicit ids, and takes uuid as a name", function()
+      local d = load(COMPAT .. "/fields.thrift").defs
+      assert.same({ { -1, "zero", "i32", "default" }, { -2, "implicit", "i32", "default" },
+        { -3, "negative", "i32", "default" }, { 3, "three", "i32", "default" },
+        { -4, "again", "i32", "default" } }, fields_of(d.NonPositive.fields))
+      assert.same({ { 1, "uuid", "string", "default" }, { 2, "id", "i64", "default" } },
+        fields_of(d.Named.fields))
+      assert.same({ uuid = 0, other = 1 }, d.Kind.values)
+      local fn = d.Names.functions.uuid
+      assert.equal("Named", fn.result)
+      assert.same({ { 1, "uuid", "string", "default" }, { -1, "flags", "i32", "default" } },
+        fields_of(fn.args))
+      assert.same({ { -1, "failed", "Failed", "default" } }, fields_of(fn.throws))
+    end)
+
+    it("keeps explicit ids <= 0 with allow_neg_keys (Apache's --allow-neg-keys)", function()
+      local r = assert(idl.parse("struct A { 0: i32 a, -5: i32 b, -2: i32 c, i32 d, 4: i32 e }",
+        { allow_neg_keys = true }))
+      assert.same({ { 0, "a", "i32", "default" }, { -5, "b", "i32", "default" },
+        { -2, "c", "i32", "default" }, { -3, "d", "i32", "default" },
+        { 4, "e", "i32", "default" } }, fields_of(r.defs.A.fields))
+      -- as with Apache, the corpus file then has -1 twice
+      local res, err = idl.load(COMPAT .. "/fields.thrift", { allow_neg_keys = true })
+      assert.is_nil(res)
+      assert.matches("fields.thrift:10:3: duplicate field id %-1 %('implicit' and 'again'%)", err)
+      res, err = idl.parse("struct A { -40000: i32 a }", { name = "neg.thrift", allow_neg_keys = true })
+      assert.is_nil(res)
+      assert.equal("neg.thrift:1:12: bad field id -40000: must be within -32768..32767", err)
+    end)
+
+    it("cleans doc comments as Apache does", function()
+      local d = load(COMPAT .. "/docs.thrift").defs
+      local s = d.Starred
+      assert.equal("Star-prefixed lines.\n\n  Indented code keeps its indentation.", s.doc)
+      assert.equal("One line.", field(s, "a").doc)
+      assert.equal("No stars here.\n  Relative indentation kept.", field(s, "b").doc)
+      assert.equal("First line.\n*  Ragged\n * star column.", field(s, "c").doc)
+      assert.equal("Trailing blanks\nare dropped.", field(s, "d").doc)
+      assert.is_nil(d.NoText.doc)
+    end)
+
+    it("accepts unqualified enum values and braced uuids (outside Apache 0.17)", function()
+      local d = load(CORPUS .. "/extensions/legacy.thrift").defs
+      assert.equal(2, field(d.Read, "level").default)
+      assert.same({ 1, 0 }, field(d.Read, "fallbacks").default)
+      assert.equal(1, d.Store.functions.get.args[2].default)
+      assert.equal(1, d.DEFAULT_LEVEL.value)
+      assert.equal("00112233-4455-6677-8899-aabbccddeeff", d.BRACED.value)
+      assert.equal("00000000-4444-cccc-ffff-0123456789ab", d.UPPER.value)
+    end)
+  end)
+
   describe("the corpus against the Apache compiler", function()
-    -- extensions/ holds uuid, slist and senum, which thrift 0.17 rejects
+    -- extensions/ holds uuid, slist, senum and unqualified enum values,
+    -- which thrift 0.17 rejects
     local files = {
       "main.thrift", "common/shared.thrift", "common/base_types.thrift",
       "incdir/extra.thrift", "odd/oneline.thrift", "odd/crlf.thrift",
-      "odd/tolerated.thrift",
+      "odd/tolerated.thrift", "compat/enums.thrift", "compat/literals.thrift",
+      "compat/fields.thrift", "compat/docs.thrift",
     }
     for _, f in ipairs(files) do
       it("thrift --gen py accepts " .. f, function()
@@ -489,6 +586,25 @@ describe("petrel.idl", function()
         "bad value for default of field 'x' in struct 'A': expected i32, got string literal" },
       { "\n\n   struct A { 1: i32 x = shared.X }", 3, 26,
         "unknown constant or enum value 'shared.X'" },
+      -- found checking real-world IDL against Apache's compiler
+      { "service S { void f() }\nservice T extends S { void f() }", 2, 28,
+        "function 'f' is already defined in service 'S', which 'T' extends" },
+      { "service S extends S {}", 1, 19, "service 'S' extends itself (through 'S')" },
+      { "service A extends B {}\nservice B extends A {}", 1, 19,
+        "service 'A' extends itself (through 'B')" },
+      { "enum E { A = 1 }\nconst E X = 9", 2, 13, "bad value for const 'X': 9 is not a value of enum E" },
+      { "enum E { A = 1 }\nstruct S { 1: list<E> l = [A, 3] }", 2, 31, "3 is not a value of enum E" },
+      { "enum E { A }\nconst E X = F.B", 2, 13, "unknown constant or enum value 'F.B'" },
+      { 'enum E { A }\nconst E X = "A"', 2, 13, "expected value of enum E, got string literal" },
+      { "const set<i32> S = {1: 2}", 1, 20, "expected set literal [...], got map" },
+      { "const map<i32,i32> M = [1]", 1, 24, "expected map literal {...}, got list" },
+      { "const bool B = 1.5", 1, 16, "expected bool (true, false or an integer), got number" },
+      { 'const uuid U = "{0011}"', 1, 16, "malformed uuid '{0011}'" },
+      { "cpp_namespace foo", 1, 1, "'cpp_namespace' is not supported (Apache dropped it): write 'namespace cpp'" },
+      { "const i32 X = Y.Z.W.V", 1, 15, "unknown constant or enum value 'Y.Z.W.V'" },
+      { "struct A { 1: i32 uuid }\nstruct uuid {}", 2, 8, "expected struct name, got keyword 'uuid'" },
+      { "const list<i32> A = [1]\nconst i32 B = A", 2, 15,
+        "bad value for const 'B': expected i32, got list (in the value of const 'A', line 1 of bad.thrift)" },
     }
 
     for n, c in ipairs(cases) do
@@ -580,6 +696,31 @@ describe("petrel.idl", function()
   end)
 
   describe("large values", function()
+    it("reads doubles as strtod does: inf or 0 past the exponent range, -0.0 kept", function()
+      local d = assert(idl.parse("const list<double> L = [1e999, -1.7e+3085816, 1e-99999999, "
+        .. "-2e-9999999, -0.0, 7]")).defs
+      local v = d.L.value
+      assert.equal(math.huge, v[1])
+      assert.equal(-math.huge, v[2])
+      assert.equal(0, v[3])
+      assert.equal(0, v[4])
+      assert.equal(-math.huge, 1 / v[4]) -- negative zero
+      assert.equal(-math.huge, 1 / v[5])
+      assert.equal(7, v[6])
+      if math.type then assert.equal("float", math.type(v[6])) end
+    end)
+
+    it("converts a const named twice by each of a long chain once per type", function()
+      -- 2^60 paths: converting each reference anew would never finish
+      local lines = { "struct P { 1: optional P a, 2: optional P b }", "const P C0 = {}" }
+      for i = 1, 60 do
+        lines[#lines + 1] = ('const P C%d = {"a": C%d, "b": C%d}'):format(i, i - 1, i - 1)
+      end
+      local d = assert(idl.parse(table.concat(lines, "\n"))).defs
+      assert.same({}, d.C60.value.a.b.a.a.b.b.a.b.a.a.b.b.a.b.a.a.b.b.a.b.a.a.b.b.a.b.a.a.b.b
+        .a.b.a.a.b.b.a.b.a.a.b.b.a.b.a.a.b.b.a.b.a.a.b.b.a.b.a.a.b.b)
+    end)
+
     it("keeps i64 extremes exact", function()
       local d = assert(idl.parse([[
 const i64 MAX = 9223372036854775807

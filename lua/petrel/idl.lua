@@ -6,7 +6,9 @@
 --   M.parse(text, opts) -> result | nil, "FILE:LINE:COL: message"
 --   M.load(path, opts)  -> result | nil, "FILE:LINE:COL: message"
 --   opts: name (file name in messages), path (for relative includes),
---         include_dirs (list of directories searched after the file's own).
+--         include_dirs (list of directories searched after the file's own),
+--         allow_neg_keys (keep explicit field ids <= 0 as written, as
+--         Apache's --allow-neg-keys; by default they get implicit ids).
 local M = {}
 
 local sfind, ssub, sbyte, sformat = string.find, string.sub, string.byte, string.format
@@ -69,6 +71,16 @@ local DEF_KW = set {
   "const", "typedef", "enum", "senum", "struct", "union", "exception", "service",
 }
 local HEADER_KW = set { "include", "cpp_include", "namespace" }
+-- keywords that Apache 0.17 does not reserve: usable as field, function,
+-- argument, enum value and annotation names
+local NAME_KW = set { "uuid" }
+-- pre-0.9 namespace declarations -> the scope to use with 'namespace'
+local OLD_NS = {
+  cpp_namespace = "cpp", java_package = "java", cocoa_prefix = "cocoa",
+  csharp_namespace = "csharp", delphi_namespace = "delphi", php_namespace = "php",
+  py_module = "py", perl_package = "perl", ruby_namespace = "rb",
+  smalltalk_category = "st", smalltalk_prefix = "st", xsd_namespace = "xsd",
+}
 -- single-character punctuation tokens
 local SYMS = {}
 for c in ("{}[]<>(),;:=*&"):gmatch(".") do SYMS[sbyte(c)] = c end
@@ -114,17 +126,48 @@ local function is_int(v)
   return type(v) == "cdata"
 end
 
+-- Decimal text of integer value v (no "LL" suffix on LuaJIT).
+local function int_text(v)
+  if type(v) == "cdata" then return (sgsub(tostring(v), "[UL]+$", "")) end
+  return sformat("%d", v)
+end
+
 -- Lexer ----------------------------------------------------------------------
 
--- Doc comment text: strip leading whitespace and '*' of each line, trailing
--- whitespace, and leading/trailing blank lines. nil if empty.
+-- Doc comment text, cleaned as Apache's compiler does (clean_up_doctext):
+-- the first line loses its leading blanks; if every other non-blank line
+-- starts with the same blanks and a '*', that prefix goes; then the common
+-- leading blanks of those lines; trailing blanks of every line. Leading and
+-- trailing blank lines are dropped. nil if no text is left.
 local function clean_doc(raw)
   local lines = {}
-  for line in (raw .. "\n"):gmatch("(.-)\r?\n") do
-    line = sgsub(sgsub(line, "^%s*%*?%s*", ""), "%s+$", "")
-    lines[#lines + 1] = line
+  for line in (sgsub(raw, "\r", "") .. "\n"):gmatch("(.-)\n") do lines[#lines + 1] = line end
+  lines[1] = sgsub(lines[1], "^[ \t]+", "")
+  local star, n = nil, #lines
+  for j = 2, n do
+    local p = sfind(lines[j], "[^ \t]")
+    if not p then
+      lines[j] = ""
+    elseif sbyte(lines[j], p) ~= 42 or (star and p ~= star) then
+      star = false
+      break
+    else
+      star = p
+    end
   end
-  local a, b = 1, #lines
+  if star then
+    for j = 2, n do lines[j] = ssub(lines[j], star + 1) end
+  end
+  local indent
+  for j = 2, n do
+    local p = sfind(lines[j], "[^ \t]")
+    if p and (not indent or p < indent) then indent = p end
+  end
+  for j = 1, n do
+    if j > 1 and indent then lines[j] = ssub(lines[j], indent) end
+    lines[j] = sgsub(lines[j], "[ \t]+$", "")
+  end
+  local a, b = 1, n
   while a <= b and lines[a] == "" do a = a + 1 end
   while b >= a and lines[b] == "" do b = b - 1 end
   if a > b then return nil end
@@ -177,7 +220,18 @@ local function lex_number(F, s, pos)
   end
   local _, ee = sfind(s, "^[eE][+-]?%d+", e2 + 1)
   if ee then e2, dbl = ee, true end
-  if dbl then return "dbl", tonumber(ssub(s, pos, e2)), e2 + 1 end
+  if dbl then
+    local text = ssub(s, pos, e2)
+    local d = tonumber(text)
+    if d == nil then -- LuaJIT rejects huge exponents; strtod gives inf or 0
+      local m, x = text:match("^([^eE]*)[eE]([+-]?%d+)$")
+      m, x = tonumber(m), tonumber(x)
+      if m == 0 then d = m
+      elseif x > 0 then d = m > 0 and math.huge or -math.huge
+      else d = m > 0 and 0.0 or -0.0 end
+    end
+    return "dbl", d, e2 + 1
+  end
   local v = make_int(digits, 10, isign == "-")
   if v == nil then fail(F, pos, "integer constant %s out of range", ssub(s, pos, e2)) end
   return "int", v, e2 + 1
@@ -261,7 +315,8 @@ local function describe(F, i)
   if t == "eof" then return "end of file"
   elseif t == "id" then return "identifier '" .. v .. "'"
   elseif t == "kw" then return "keyword '" .. v .. "'"
-  elseif t == "int" or t == "dbl" then return "number " .. tostring(v)
+  elseif t == "int" then return "number " .. int_text(v)
+  elseif t == "dbl" then return "number " .. tostring(v)
   elseif t == "str" then return "string literal"
   end
   return "'" .. t .. "'"
@@ -298,10 +353,17 @@ local function separator(F)
   if t == "," or t == ";" then F.i = F.i + 1 end
 end
 
--- Identifier (name, pos) or fail with "expected WHAT". Dots allowed if dotted.
-local function ident(F, what, dotted)
+-- True if token i can be a name: an identifier, or a keyword in NAME_KW.
+local function is_name(F, i)
+  local t = F.tt[i]
+  return t == "id" or (t == "kw" and NAME_KW[F.tv[i]] == true)
+end
+
+-- Identifier (name, pos) or fail with "expected WHAT". Dots allowed if dotted;
+-- NAME_KW keywords allowed unless strict.
+local function ident(F, what, dotted, strict)
   local i = F.i
-  if F.tt[i] ~= "id" then expected(F, what) end
+  if F.tt[i] ~= "id" and (strict or not is_name(F, i)) then expected(F, what) end
   local v = F.tv[i]
   if not dotted and sfind(v, ".", 1, true) then
     fail(F, F.tp[i], "%s '%s' may not contain '.'", what, v)
@@ -323,7 +385,7 @@ local function annotations(F)
   if not accept(F, "(") then return nil end
   local ann = {}
   while not accept(F, ")") do
-    if F.tt[F.i] ~= "id" then expected(F, "annotation name or ')'") end
+    if not is_name(F, F.i) then expected(F, "annotation name or ')'") end
     local key = ident(F, "annotation name", true)
     if accept(F, "=") then
       ann[key] = literal(F, "string literal as value of annotation '" .. key .. "'")
@@ -445,12 +507,18 @@ local function parse_field(F, state)
   if (t == "int" or t == "dbl" or t == "str" or t == "id") and F.tt[i0 + 1] == ":" then
     if t ~= "int" then fail(F, pos, "bad field id: expected an integer before ':'") end
     id = F.tv[i0]
-    if not is_int(id) or id < -32768 or id > 32767 then
-      fail(F, pos, "bad field id %s: must be within -32768..32767", tostring(id))
-    end
-    id = tonumber(id)
     F.i = i0 + 2
-    if id <= 0 and id <= state.next_id then state.next_id = id - 1 end
+    if id <= 0 and not F.neg_keys then
+      -- as Apache does without --allow-neg-keys: the next implicit id
+      id = state.next_id
+      state.next_id = id - 1
+    else
+      if id < -32768 or id > 32767 then
+        fail(F, pos, "bad field id %s: must be within -32768..32767", int_text(id))
+      end
+      id = tonumber(id)
+      if id <= 0 then state.next_id = id - 1 end
+    end
   elseif t == "int" then
     F.i = i0 + 1
     expected(F, "':' after field id")
@@ -463,7 +531,7 @@ local function parse_field(F, state)
   elseif accept_kw(F, "optional") then required = "optional" end
   local ty = parse_type(F, "field type")
   accept(F, "&")
-  if F.tt[F.i] ~= "id" then
+  if not is_name(F, F.i) then
     if ty.k == "ref" and (F.tt[F.i] == "," or F.tt[F.i] == ";" or F.tt[F.i] == "}"
         or F.tt[F.i] == ")" or F.tt[F.i] == "=") then
       expected(F, "field name after type '" .. ty.name .. "' (is the field type missing?)")
@@ -513,7 +581,7 @@ end
 
 -- Definition name after the keyword.
 local function def_name(F, what)
-  return ident(F, what .. " name")
+  return ident(F, what .. " name", false, true)
 end
 
 local parsers = {}
@@ -535,7 +603,7 @@ function parsers.enum(F, rec)
   local values, order, vann, vdoc = {}, {}, nil, nil
   local nextv = 0
   while not accept(F, "}") do
-    if F.tt[F.i] ~= "id" then expected(F, "enum value name or '}'") end
+    if not is_name(F, F.i) then expected(F, "enum value name or '}'") end
     local doc = F.td[F.i]
     local name, pos = ident(F, "enum value name")
     local v = nextv
@@ -543,12 +611,13 @@ function parsers.enum(F, rec)
       if F.tt[F.i] ~= "int" then expected(F, "integer value for enum value '" .. name .. "'") end
       v = F.tv[F.i]
       if not is_int(v) or v < -2147483648 or v > 2147483647 then
-        fail(F, F.tp[F.i], "enum value %s = %s out of i32 range", name, tostring(v))
+        fail(F, F.tp[F.i], "enum value %s = %s out of i32 range", name,
+          is_int(v) and int_text(v) or tostring(v))
       end
       v = tonumber(v)
       F.i = F.i + 1
     end
-    if v > 2147483647 then fail(F, pos, "enum value %s = %s out of i32 range", name, tostring(v)) end
+    if v > 2147483647 then fail(F, pos, "enum value %s = %s out of i32 range", name, int_text(v)) end
     if values[name] then fail(F, pos, "duplicate enum value '%s' in enum '%s'", name, rec.name) end
     values[name] = v
     order[#order + 1] = name
@@ -661,6 +730,8 @@ local function parse_program(F)
       local rec = { kind = v, doc = F.td[i], kpos = F.tp[i] }
       parsers[v](F, rec)
       F.recs[#F.recs + 1] = rec
+    elseif t == "id" and OLD_NS[v] then
+      fail(F, F.tp[i], "'%s' is not supported (Apache dropped it): write 'namespace %s'", v, OLD_NS[v])
     else
       expected(F, "definition (struct, union, exception, enum, typedef, const or service)")
     end
@@ -713,14 +784,16 @@ end
 -- F2, t2 where t2 is base/container AST, or F2, rec for a struct-like/enum.
 local function true_type(F, t)
   local F0, t0 = F, t
-  for _ = 1, 100 do
+  local seen = {}
+  while true do
     if t.k ~= "ref" then return F, t, nil end
     local G, R = lookup(F, t.name)
     if not R then fail(F, t.pos, "unknown type '%s'", t.name) end
     if R.kind ~= "typedef" then return G, nil, R end
+    if seen[R] then fail(F0, t0.pos, "typedef cycle involving '%s'", t0.name) end
+    seen[R] = true
     F, t = G, R.type
   end
-  fail(F0, t0.pos, "typedef cycle involving '%s'", t0.name)
 end
 
 local resolve_ident
@@ -734,6 +807,25 @@ end
 local VKIND = { int = "integer", dbl = "number", str = "string literal",
                 id = "identifier", list = "list", map = "map" }
 
+-- Canonical text of a converted value, to find equal set elements and map
+-- keys (tables compare by identity in Lua; so do LuaJIT's int64 cdata).
+local function value_key(v)
+  local tv = type(v)
+  if tv == "table" then
+    local keys = {}
+    for key, x in pairs(v) do keys[#keys + 1] = value_key(key) .. "=" .. value_key(x) end
+    table.sort(keys)
+    return "{" .. concat(keys, ",") .. "}"
+  elseif tv == "string" then
+    return sformat("%q", v)
+  elseif tv == "cdata" or (tv == "number" and is_int(v)) then
+    return int_text(v)
+  end
+  return tostring(v)
+end
+
+local const_as
+
 -- Lua value of value AST v (written in file VF) for type AST t (in file TF).
 -- ctx describes the owner for messages ("const 'X'").
 local function convert(TF, t, VF, v, ctx)
@@ -743,20 +835,45 @@ local function convert(TF, t, VF, v, ctx)
       what or type_label(t), v.k == "id" and ("'" .. v.name .. "'") or VKIND[v.k])
   end
   local val, vk = v.v, v.k
+  local enum = R and R.kind == "enum" and R
   if vk == "id" then
-    val = resolve_ident(VF, v.name, v.pos)
-    vk = type(val)
-  end
-  if R then
-    if R.kind == "enum" then
-      if vk == "int" or (vk ~= "table" and vk ~= "string" and vk ~= "boolean" and is_int(val)) then
-        if not is_int(val) or val < -2147483648 or val > 2147483647 then bad("enum value") end
-        return tonumber(val)
-      end
-      bad("value of enum " .. R.name)
+    -- like Apache, X.NAME for an enum type is NAME of that enum, whatever X
+    local last = v.name:match("%.([^.]+)$")
+    if enum and last and enum.values[last] ~= nil then return enum.values[last] end
+    -- a bare NAME of the enum, unless a const (older Apache accepted it)
+    if enum and not last and enum.values[v.name] ~= nil
+        and not (VF.scope[v.name] and VF.scope[v.name].kind == "const") then
+      return enum.values[v.name]
     end
-    -- struct / union / exception literal
-    if vk == "table" then return val end
+    local CF, rec, ival = resolve_ident(VF, v.name, v.pos)
+    -- a const: its value converted for this type (Apache copies the value);
+    -- a misfit is reported here, where the const is named
+    if rec then
+      local ok, r = pcall(const_as, CF, rec, TF, t, ctx)
+      if ok then return r end
+      if getmetatable(r) == Fail and not r.cycle then
+        if not r.via then
+          r.via = true
+          r.msg = sformat("%s (in the value of const '%s', line %d of %s)", r.msg, rec.name,
+            (line_col(r.F.text, r.pos)), r.F.name)
+        end
+        r.F, r.pos = VF, v.pos
+      end
+      error(r, 0)
+    end
+    val, vk = ival, "int"
+  end
+  if enum then
+    if vk ~= "int" then bad("value of enum " .. enum.name) end
+    if not enum.byval then
+      enum.byval = {}
+      for _, x in pairs(enum.values) do enum.byval[x] = true end
+    end
+    if not enum.byval[tonumber(val)] then
+      fail(VF, v.pos, "bad value for %s: %s is not a value of enum %s", ctx, int_text(val), enum.name)
+    end
+    return tonumber(val)
+  elseif R then -- struct / union / exception literal
     if vk ~= "map" then bad("map literal for " .. R.kind .. " " .. R.name) end
     local out = {}
     for j, key in ipairs(v.keys) do
@@ -778,79 +895,104 @@ local function convert(TF, t, VF, v, ctx)
     local name = bt.name
     local range = INT_RANGE[name]
     if range or name == "i64" then
-      if vk == "int" or (vk ~= "string" and vk ~= "table" and vk ~= "boolean" and is_int(val)) then
-        if range and (type(val) ~= "number" or val < range[1] or val > range[2]) then
-          fail(VF, v.pos, "bad value for %s: %s out of %s range", ctx, tostring(val), name)
-        end
-        return val
+      if vk ~= "int" then bad(name) end
+      if range and (type(val) ~= "number" or val < range[1] or val > range[2]) then
+        fail(VF, v.pos, "bad value for %s: %s out of %s range", ctx, int_text(val), name)
       end
-      bad(name)
+      return val
     elseif name == "double" then
-      if vk == "int" or vk == "dbl" or vk == "number" or vk == "cdata" then
-        return tonumber(val) + 0.0
-      end
-      bad("double")
+      if vk ~= "int" and vk ~= "dbl" then bad("double") end
+      return tonumber(val) * 1.0 -- a float; keeps -0.0
     elseif name == "bool" then
-      if vk == "boolean" then return val end
-      if vk == "int" then return val ~= 0 end
-      bad("bool (true, false, 0 or 1)")
-    else -- string, binary, uuid
-      if vk == "str" or vk == "string" then
-        if name == "uuid" and not sfind(val, "^%x%x%x%x%x%x%x%x%-%x%x%x%x%-%x%x%x%x%-%x%x%x%x%-%x%x%x%x%x%x%x%x%x%x%x%x$") then
-          fail(VF, v.pos, "bad value for %s: malformed uuid '%s'", ctx, val)
-        end
-        return val
+      -- as Apache's generators: true if the integer is positive
+      if vk ~= "int" then bad("bool (true, false or an integer)") end
+      return val > 0
+    end
+    -- string, binary, uuid
+    if vk ~= "str" then bad(name) end
+    if name == "uuid" then
+      -- 36-char text form, lowercase; "{...}" accepted as newer Apache does
+      local u = val:match("^{(.*)}$") or val
+      if not sfind(u, "^%x%x%x%x%x%x%x%x%-%x%x%x%x%-%x%x%x%x%-%x%x%x%x%-%x%x%x%x%x%x%x%x%x%x%x%x$") then
+        fail(VF, v.pos, "bad value for %s: malformed uuid '%s'", ctx, val)
       end
-      bad(name)
+      return u:lower()
     end
+    return val
   elseif k == "list" or k == "set" then
-    if vk == "table" then return val end
+    -- an empty map literal is an empty list (Apache accepts it)
+    if vk == "map" and #v.keys == 0 then return {} end
     if vk ~= "list" then bad(k .. " literal [...]") end
-    local out = {}
-    for j, item in ipairs(v.items) do
-      out[j] = convert(F2, bt.elem, VF, item, ctx)
-    end
-    return out
-  else -- map
-    if vk == "table" then return val end
-    if vk ~= "map" then bad("map literal {...}") end
-    local out = {}
-    for j, key in ipairs(v.keys) do
-      local kv = convert(F2, bt.key, VF, key, ctx)
-      out[kv] = convert(F2, bt.val, VF, v.vals[j], ctx)
+    local out, seen = {}, k == "set" and {} or nil
+    for _, item in ipairs(v.items) do
+      local x = convert(F2, bt.elem, VF, item, ctx)
+      if seen then -- a set keeps the first of equal elements
+        local key = value_key(x)
+        if not seen[key] then seen[key] = true; out[#out + 1] = x end
+      else
+        out[#out + 1] = x
+      end
     end
     return out
   end
+  -- map; an empty list literal is an empty map (Apache accepts it)
+  if vk == "list" and #v.items == 0 then return {} end
+  if vk ~= "map" then bad("map literal {...}") end
+  local out, keys = {}, {}
+  for j, key in ipairs(v.keys) do
+    local kv = convert(F2, bt.key, VF, key, ctx)
+    local ck = value_key(kv) -- equal keys: the last value wins
+    if keys[ck] == nil then keys[ck] = kv else kv = keys[ck] end
+    out[kv] = convert(F2, bt.val, VF, v.vals[j], ctx)
+  end
+  return out
+end
+
+-- Value of const rec (in F) converted for type AST t of file TF; once per
+-- target type (a chain of consts naming each other twice stays linear).
+function const_as(F, rec, TF, t, ctx)
+  if rec.busy then
+    error(setmetatable({ F = F, pos = rec.pos, cycle = true,
+      msg = sformat("const '%s' refers to itself", rec.name) }, Fail), 0)
+  end
+  local key = type_string(TF, t)
+  rec.as = rec.as or {}
+  if rec.as[key] == nil then
+    rec.busy = true
+    rec.as[key] = convert(TF, t, F, rec.value, ctx)
+    rec.busy = false
+  end
+  return rec.as[key]
 end
 
 -- Value of const rec (in F), converting it on first use.
 local function const_value(F, rec)
-  if rec.done then return rec.result end
-  if rec.busy then fail(F, rec.pos, "const '%s' refers to itself", rec.name) end
-  rec.busy = true
-  rec.result = convert(F, rec.type, F, rec.value, "const '" .. rec.name .. "'")
-  rec.busy, rec.done = false, true
+  if not rec.done then
+    rec.result = const_as(F, rec, F, rec.type, "const '" .. rec.name .. "'")
+    rec.done = true
+  end
   return rec.result
 end
 
--- Resolve identifier name (in F) to a const or enum value.
+-- Resolve identifier name (in F): file and rec of a const, or nil, nil and
+-- the value of an enum value (Enum.NAME, alias.Enum.NAME).
 function resolve_ident(F, name, pos)
   local parts, n = {}, 0
   for p in name:gmatch("[^.]+") do n = n + 1; parts[n] = p end
-  local G, R
+  local R
   if n == 1 then
-    G, R = F, F.scope[name]
-    if R and R.kind == "const" then return const_value(G, R) end
+    R = F.scope[name]
+    if R and R.kind == "const" then return F, R end
   elseif n == 2 then
     local inc = F.incs[parts[1]]
     R = inc and inc.scope[parts[2]]
-    if R and R.kind == "const" then return const_value(inc, R) end
+    if R and R.kind == "const" then return inc, R end
     R = F.scope[parts[1]]
-    if R and R.kind == "enum" and R.values[parts[2]] then return R.values[parts[2]] end
+    if R and R.kind == "enum" and R.values[parts[2]] then return nil, nil, R.values[parts[2]] end
   elseif n == 3 then
     local inc = F.incs[parts[1]]
     R = inc and inc.scope[parts[2]]
-    if R and R.kind == "enum" and R.values[parts[3]] then return R.values[parts[3]] end
+    if R and R.kind == "enum" and R.values[parts[3]] then return nil, nil, R.values[parts[3]] end
   end
   fail(F, pos, "unknown constant or enum value '%s'", name)
 end
@@ -926,6 +1068,25 @@ local function out_service(F, rec)
     def.functions[fn.name] = f
     def.order[#def.order + 1] = fn.name
     fn.out = f
+  end
+  -- as Apache: no cycle of extends, no function redefined from an ancestor
+  local seen, G, P = { [rec] = true }, F, rec
+  while P.extends do
+    local G2, R2 = lookup(G, P.extends)
+    if not R2 or R2.kind ~= "service" then break end
+    if seen[R2] then
+      fail(F, rec.extends_pos, "service '%s' extends itself (through '%s')", rec.name, P.name)
+    end
+    seen[R2] = true
+    for _, fn in ipairs(rec.functions) do
+      for _, pf in ipairs(R2.functions) do
+        if pf.name == fn.name then
+          fail(F, fn.name_pos, "function '%s' is already defined in service '%s', which '%s' extends",
+            fn.name, G2.prefix .. R2.name, rec.name)
+        end
+      end
+    end
+    G, P = G2, R2
   end
   return def
 end
@@ -1087,6 +1248,7 @@ end
 -- Lex, parse, load includes and resolve file F.
 function process_file(S, F)
   S.current = F
+  F.neg_keys = S.neg_keys
   lex(F)
   parse_program(F)
   if F.key then
@@ -1122,6 +1284,7 @@ local function parse_top(S, text, opts)
               dir = path and dirname(path) or ".", key = path and file_key(path),
               prefix = "" }
   S.include_dirs = opts.include_dirs or {}
+  S.neg_keys = opts.allow_neg_keys and true or false
   process_file(S, F)
   local res = { types = {}, consts = {}, services = {}, defs = S.defs,
                 namespaces = F.namespaces, includes = {}, file = path }
