@@ -26,7 +26,7 @@ CTESTS   = $(patsubst spec/c/%.c,$(BUILD)/ctest/%,$(wildcard spec/c/test_*.c))
 MOD54 = $(BUILD)/lua5.4/petrel/core.so
 MODJIT = $(BUILD)/luajit/petrel/core.so
 
-.PHONY: all test demo asan valgrind bench bench-buffer deps ctest rock-test clean fuzz bench-codec bench-idl bench-rpc
+.PHONY: all test demo asan valgrind bench bench-buffer deps ctest rock-test clean fuzz bench-codec bench-idl bench-rpc bench-uring bench-zerocopy
 
 TOOLS = $(BUILD)/tools/no_uring
 
@@ -99,18 +99,45 @@ bench-buffer: all
 	@LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH="$(BUILD)/luajit/?.so;;" \
 	  taskset -c 1 luajit bench/buffer.lua
 
-# Decoder fuzzer: libFuzzer + ASan + UBSan, bounded (FUZZ_SECONDS, default
-# 60), corpus seeded from ../shared/bench/data/*.bin.
+# Fuzzers: libFuzzer + ASan + UBSan, each bounded by FUZZ_SECONDS (default
+# 60). FUZZ_TARGET picks them (default both, one after the other):
+#   decode  the codec over Lua tables, several schemas and decode options
+#           (fuzz/fuzz_decode.lua); corpus seeded from ../shared/bench/data
+#           and from encodings of random values of those schemas
+#   scan    the message scanner fed in random pieces against one-shot
+#           feeding and pt_skip; corpus: those bodies in envelopes
+# A crash, leak or sanitizer report fails the target (its input is saved
+# as build-fuzz/crash-*); the full log is build-fuzz/<target>.log.
 FUZZ_SECONDS ?= 60
 FUZZ_DATA ?= ../shared/bench/data
-fuzz: deps
-	@mkdir -p build-fuzz/corpus
-	clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
-	  -I$(LUA54_INC) -o build-fuzz/fuzz_decode fuzz/fuzz_decode.c $(CORE_SRC) $(LUA_SRC) \
+FUZZ_TARGET ?= decode scan
+FUZZ_CFLAGS = -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
+
+build-fuzz/fuzz_decode: fuzz/fuzz_decode.c $(CORE_SRC) $(CORE_HDR) $(LUA_SRC) $(LUA_HDR)
+	@mkdir -p $(@D)
+	clang $(FUZZ_CFLAGS) -I$(LUA54_INC) -o $@ fuzz/fuzz_decode.c $(CORE_SRC) $(LUA_SRC) \
 	  -llua5.4 -luring -lm
-	@for f in $(FUZZ_DATA)/*.bin; do head -c 65536 $$f > build-fuzz/corpus/$$(basename $$f); done
-	build-fuzz/fuzz_decode -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -rss_limit_mb=4096 \
-	  -print_final_stats=1 -artifact_prefix=build-fuzz/ build-fuzz/corpus 2>&1 | tail -25
+
+build-fuzz/fuzz_scan: fuzz/fuzz_scan.c csrc/pt_plan.c csrc/pt_simd.c $(CORE_HDR)
+	@mkdir -p $(@D)
+	clang $(FUZZ_CFLAGS) -o $@ fuzz/fuzz_scan.c csrc/pt_plan.c csrc/pt_simd.c
+
+fuzz: deps $(MOD54) $(patsubst %,build-fuzz/fuzz_%,$(FUZZ_TARGET))
+	@mkdir -p build-fuzz/corpus-decode build-fuzz/corpus-scan
+	@PETREL_BUILD=$(BUILD) lua5.4 fuzz/fuzz_decode.lua seeds build-fuzz/corpus-decode
+	@for f in $(FUZZ_DATA)/*.bin; do b=$$(basename $$f .bin); \
+	  head -c 65536 $$f > build-fuzz/corpus-decode/$$b.bin; \
+	  { printf '\0\0\0\0\200\1\0\1\0\0\0\4echo\0\0\0\7'; head -c 65000 $$f; } \
+	    > build-fuzz/corpus-scan/$$b-strict.bin; \
+	  { printf '\1\7\1\1\0\0\0\2hi\1\0\0\0\11'; head -c 65000 $$f; } \
+	    > build-fuzz/corpus-scan/$$b-plain.bin; done
+	@for t in $(FUZZ_TARGET); do echo "== fuzz $$t ($(FUZZ_SECONDS) s)"; \
+	  build-fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -rss_limit_mb=4096 \
+	    -print_final_stats=1 -artifact_prefix=build-fuzz/ build-fuzz/corpus-$$t \
+	    > build-fuzz/$$t.log 2>&1; rc=$$?; \
+	  grep -E '^#[0-9]+' build-fuzz/$$t.log | tail -1; \
+	  if [ $$rc -ne 0 ]; then tail -60 build-fuzz/$$t.log; echo "fuzz $$t: FAILED"; exit $$rc; fi; \
+	  grep -E '^stat::' build-fuzz/$$t.log; done
 
 FLOOR54 = $(BUILD)/lua5.4/petrel_floor.so
 $(FLOOR54): bench/floor.c
@@ -131,8 +158,25 @@ bench-rpc: all
 	@bench/peers/build_rpc.sh >/dev/null
 	@bench/peers/rpc_peers.sh
 
+# io_uring against epoll, C pair and petrel, 1 KiB and 64 KiB messages, 10,
+# 100 and 1000 connections, system calls per call counted by perf.
+URING_ROWS = c-epoll-raw c-uring-raw c-uring-sqpoll-raw c-epoll-thrift c-uring-thrift \
+  c-uring-sqpoll-thrift petrel-raw-5.4 petrel-raw-5.4-uring petrel-raw-5.4-sqpoll \
+  petrel-echo-5.4 petrel-echo-5.4-uring petrel-echo-5.4-sqpoll
+bench-uring: all
+	@bench/peers/build_rpc.sh >/dev/null
+	@LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH_5_4="$(BUILD)/lua5.4/?.so;;" \
+	  lua5.4 bench/payloads.lua $(BUILD)/bench
+	@echo "== 1 KiB messages"
+	@CONNS="10 100 1000" SYSCALLS=perf ONLY="$(URING_ROWS)" RESULTS=$(BUILD)/bench/uring-1k.txt \
+	  bench/peers/rpc_peers.sh
+	@echo "== 64 KiB messages"
+	@CONNS="10 100 1000" SYSCALLS=perf ONLY="$(URING_ROWS)" RESULTS=$(BUILD)/bench/uring-64k.txt \
+	  PAYLOAD=$(CURDIR)/$(BUILD)/bench/req64k.bin bench/peers/rpc_peers.sh
+	@lua5.4 bench/uring_summary.lua 1KiB=$(BUILD)/bench/uring-1k.txt 64KiB=$(BUILD)/bench/uring-64k.txt
+
 # Zero-copy transfers: splice / sendfile against the core's read/write
 # fallback and a Lua copy loop (tcp-to-unix, tcp-to-tcp, file-to-tcp).
 bench-zerocopy: all
 	@LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH_5_4="$(BUILD)/lua5.4/?.so;;" \
-	  lua5.4 bench/zerocopy.lua
+	  taskset -c 0 lua5.4 bench/zerocopy.lua

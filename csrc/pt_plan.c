@@ -489,11 +489,13 @@ int pt_scan_feed(pt_scan *s, const unsigned char *p, size_t n, size_t *used) {
       continue;
     }
     size_t k = (size_t)(s->want - s->have);
-    if (k > n - i) k = n - i;
+    /* judged on the whole token, so the answer and s->fed (the token's
+     * offset) do not depend on where the pieces split it */
     if (s->fed + k > s->max_bytes) {
       r = sc_bad(s, "message too large");
       break;
     }
+    if (k > n - i) k = n - i;
     memcpy(s->tok + s->have, p + i, k);
     s->have = (uint8_t)(s->have + k);
     i += k;

@@ -193,7 +193,8 @@ static inline void pt_st64(unsigned char *p, uint64_t v) {
 /* Skip one value of wire type ttype in [p, end). Returns the bytes it
  * occupies, 0 if it is cut short or malformed (bad type, negative size,
  * nesting deeper than max_depth). Checks every length against the bytes
- * present, allocates nothing. */
+ * present, allocates nothing; recurses up to max_depth deep, so callers
+ * bound it. */
 size_t pt_skip(const unsigned char *p, const unsigned char *end, int ttype,
                int max_depth);
 
@@ -235,7 +236,9 @@ void pt_scan_reset(pt_scan *s);
 /* Look at the next n bytes of the message. Returns PT_SCAN_MORE (all n
  * used, the message goes on), PT_SCAN_DONE (the message ends after *used
  * of them; s->fed is its whole length) or PT_SCAN_BAD (s->err says why;
- * s->fed is the offset of the offending token). */
+ * s->fed is where: just past the offending token, or at its start when it
+ * would pass max_bytes). The answer, s->fed and s->err do not depend on
+ * how the bytes were split into pieces. */
 int pt_scan_feed(pt_scan *s, const unsigned char *p, size_t n, size_t *used);
 
 /* ---- numeric kernels (AVX2 with a scalar twin) ------------------------ */

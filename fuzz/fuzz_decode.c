@@ -1,9 +1,24 @@
-/* fuzz_decode.c — libFuzzer harness for the Thrift decoder (make fuzz).
- * Embeds Lua 5.4 with petrel.core linked in, compiles the workload schema
- * and a schema using every type, and decodes each input with every struct
- * type (plain and typed arrays), plus the raw skipper. A decode may return
- * nil, err; it must never raise, crash or trip a sanitizer. When it
- * succeeds, re-encoding the value must succeed and decode again. */
+/* fuzz_decode.c — libFuzzer harness for the Thrift decoder (make fuzz,
+ * run from the top directory). Embeds Lua 5.4 with petrel.core linked in;
+ * fuzz/fuzz_decode.lua holds the schemas and the checks. Each input is
+ * decoded with every struct type of several schemas: the workload, every
+ * scalar and container type, nested containers, maps with struct keys and
+ * values, sets, uuid, enums, unions, exceptions, (mutually) recursive
+ * structs, defaults (containers too), per-field typed arrays, a wide
+ * struct; with the default options and one option set picked by the
+ * input's last byte (typed arrays, unknown = true, enum_names, small
+ * max_depth, all combined), at positions 1 and 3, from a string and from a
+ * buffer; plus the raw skipper on every wire type.
+ *
+ * A decode must never raise, crash or trip a sanitizer. On failure it
+ * returns nil, "Type...: problem at offset N" with N inside the input. On
+ * success: the next position is inside the input and the skipper agrees
+ * on it; re-encoding with the same options succeeds (a union decoded with
+ * several fields set is the one value encode refuses) and decodes again
+ * to its full length; where the output is canonical (no map keys in
+ * pairs order) the second encoding equals the first. Memory allocated
+ * while one input is decoded must stay within MEM_PER_BYTE times its size
+ * (plus MEM_SLACK): every Lua allocation is counted. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,46 +31,57 @@ int luaopen_petrel_core(lua_State *L);
 
 static lua_State *L;
 
-static const char *setup =
-    "package.path = 'lua/?.lua;lua/?/init.lua;' .. package.path\n"
-    "local petrel = require 'petrel'\n"
-    "local W = require 'petrel.workload'\n"
-    "local A = petrel.schema {\n"
-    "  E = petrel.enum { A = 1, B = 2 },\n"
-    "  In = petrel.struct { {1, 'n', 'i32'}, {2, 's', 'string', 'optional'} },\n"
-    "  N = petrel.struct { {1, 'v', 'i64'}, {2, 'kids', 'list<N>', 'optional'} },\n"
-    "  U = petrel.union { {1, 'i', 'i32'}, {2, 's', 'string'} },\n"
-    "  All = petrel.struct { {1,'b','bool'}, {2,'y','byte'}, {3,'h','i16'},\n"
-    "    {4,'i','i32'}, {5,'l','i64'}, {6,'d','double'}, {7,'s','string'},\n"
-    "    {8,'bin','binary'}, {9,'u','uuid'}, {10,'e','E'}, {11,'in','In'},\n"
-    "    {12,'ls','list<string>'}, {13,'st','set<i64>'},\n"
-    "    {14,'m','map<string,list<In>>'}, {15,'md','map<double,bool>'},\n"
-    "    {16,'n','N'}, {17,'un','U'}, {18,'r','i32','required'},\n"
-    "    {19,'dv','i16', default = 5}, {20,'ld','list<double>'} },\n"
-    "}\n"
-    "local types = { W.Request, W.MyTest, W.Blob, W.Vectors, W.Base, A.All, A.N }\n"
-    "local opts = { { typed = true, enum_names = true }, { max_depth = 8 } }\n"
-    "return function(s)\n"
-    "  for _, T in ipairs(types) do\n"
-    "    local v, err = T:decode(s)\n"
-    "    if v then\n"
-    "      local ok, bytes = pcall(T.encode, T, v)\n"
-    "      if ok then assert(T:decode(bytes), 'reencoded value does not decode') end\n"
-    "    else assert(type(err) == 'string') end\n"
-    "    for _, o in ipairs(opts) do T:decode(s, 1, o) end\n"
-    "    if #s > 2 then T:decode(s, 3) end\n"
-    "  end\n"
-    "  for t = 0, 17 do petrel.core.skip(s, 1, t) end\n"
-    "end\n";
+/* Counting allocator: live bytes, the peak since the last mark, and a
+ * hard cap so an allocation bomb shows as a failure, not an OOM kill. */
+#define MEM_CAP ((size_t)2 << 30)
+#define MEM_PER_BYTE 160
+#define MEM_SLACK ((size_t)64 << 10)
+static size_t mem_live, mem_peak;
+
+static void *count_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
+  (void)ud;
+  if (!ptr) osize = 0;
+  if (nsize == 0) {
+    free(ptr);
+    mem_live -= osize;
+    return NULL;
+  }
+  if (nsize > osize && mem_live + (nsize - osize) > MEM_CAP) return NULL;
+  void *p = realloc(ptr, nsize);
+  if (!p) return NULL;
+  mem_live = mem_live - osize + nsize;
+  if (mem_live > mem_peak) mem_peak = mem_live;
+  return p;
+}
+
+/* mem_mark() resets the peak; mem_growth() -> peak bytes above the mark */
+static size_t mem_base;
+static int l_mem_mark(lua_State *L1) {
+  mem_base = mem_peak = mem_live;
+  (void)L1;
+  return 0;
+}
+static int l_mem_growth(lua_State *L1) {
+  lua_pushinteger(L1, (lua_Integer)(mem_peak - mem_base));
+  return 1;
+}
 
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
   (void)argc;
   (void)argv;
-  L = luaL_newstate();
+  L = lua_newstate(count_alloc, NULL);
   luaL_openlibs(L);
   luaL_requiref(L, "petrel.core", luaopen_petrel_core, 0);
   lua_pop(L, 1);
-  if (luaL_loadstring(L, setup) || lua_pcall(L, 0, 1, 0)) {
+  if (luaL_loadfile(L, "fuzz/fuzz_decode.lua") != LUA_OK) {
+    fprintf(stderr, "fuzz setup: %s\n", lua_tostring(L, -1));
+    abort();
+  }
+  lua_pushcfunction(L, l_mem_mark);
+  lua_pushcfunction(L, l_mem_growth);
+  lua_pushinteger(L, MEM_PER_BYTE);
+  lua_pushinteger(L, (lua_Integer)MEM_SLACK);
+  if (lua_pcall(L, 4, 1, 0) != LUA_OK) {
     fprintf(stderr, "fuzz setup: %s\n", lua_tostring(L, -1));
     abort();
   }
@@ -67,7 +93,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   lua_getfield(L, LUA_REGISTRYINDEX, "petrel.fuzz");
   lua_pushlstring(L, (const char *)data, size);
   if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
-    fprintf(stderr, "decoder raised: %s\n", lua_tostring(L, -1));
+    fprintf(stderr, "fuzz_decode: %s\n", lua_tostring(L, -1));
     abort();
   }
   lua_gc(L, LUA_GCSTEP, 0);

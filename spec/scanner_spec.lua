@@ -135,6 +135,21 @@ describe("message scanner", function()
     assert.matches("message too large", err)
   end)
 
+  it("gives the same error and offset however the bytes are split (fuzz regression)", function()
+    -- max_bytes falls inside the 4-byte name length at offset 4: refused
+    -- there, not wherever the piece that crosses max_bytes happens to end
+    local msg = strict("echo", bodies.small)
+    for _, size in ipairs({ 1, 2, 3, 5, #msg }) do
+      local answers = feed_pieces(msg, function() return size end, 6)
+      local last
+      for _, a in ipairs(answers) do
+        if a[1] ~= nil then last = a; break end
+      end
+      assert.is_false(last[1], "pieces of " .. size)
+      assert.equal("message too large at offset 4", last[2], "pieces of " .. size)
+    end
+  end)
+
   it("every proper prefix of a valid message is incomplete, never malformed", function()
     local msg = strict("echo", bodies.small)
     for cut = 0, #msg - 1 do

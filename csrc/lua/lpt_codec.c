@@ -12,7 +12,8 @@
  * Encoding writes into one contiguous scratch area of the Lua state (a
  * single pass; large strings become no-copy links when the target is a
  * buffer). Type errors raise with the full path. Decoding checks every
- * length against the bytes present before allocating and returns
+ * length against the bytes present before allocating, preallocates
+ * tables from a budget the size of the input, caps nesting and returns
  * nil, "path: problem at offset N" on bad input.
  */
 #include <math.h>
@@ -28,6 +29,17 @@
 #define LPT_ARRAY_MT "petrel.array"
 #define LPT_MAXDEPTH_DEFAULT 64
 #define LPT_MAXDEPTH_LIMIT 200
+#define LPT_SKIP_MAXDEPTH 1000 /* core.skip: pt_skip recurses this deep */
+
+/* What one Lua table or string can hold: decoding more is an error, not a
+ * raise from inside the VM. */
+#if LPT_LUAJIT
+#define LPT_MAX_ELEMS (1 << 27)   /* LJ_MAX_ASIZE - 1 */
+#define LPT_MAX_ENTRIES (1 << 26) /* 1 << LJ_MAX_HBITS */
+#define LPT_MAX_STRING 0x7fffff00 /* LJ_MAX_STR */
+#else
+#define LPT_MAX_ENTRIES (1 << 30) /* 1 << MAXHBITS */
+#endif
 
 /* context table slots */
 #define CX_KEYS 1
@@ -131,7 +143,8 @@ typedef struct Ctx {
   /* decode */
   const unsigned char *base, *p, *end;
   int typed, enum_names, keep_unknown;
-  char err[256];
+  size_t presize;     /* table slots decode may still preallocate */
+  char err[400];
   /* encode */
   unsigned char *w, *wend;
   size_t counted;     /* size mode: bytes measured and dropped */
@@ -193,8 +206,21 @@ static int dec_error(Ctx *c, const char *fmt, ...) {
   luaL_buffinit(L, &b);
   path_format(c, &b);
   luaL_pushresult(&b);
-  snprintf(c->err, sizeof c->err, "%s: %s at offset %lld", lua_tostring(L, -1),
-           msg, (long long)(c->p - c->base));
+  size_t pl;
+  const char *path = lua_tolstring(L, -1, &pl);
+  char tail[240];
+  int tl = snprintf(tail, sizeof tail, ": %s at offset %lld", msg,
+                    (long long)(c->p - c->base));
+  if (tl < 0 || (size_t)tl >= sizeof tail) tl = (int)sizeof tail - 1;
+  /* a deep path loses its middle; the problem and the offset stay */
+  size_t room = sizeof c->err - 1 - (size_t)tl;
+  if (pl <= room) {
+    snprintf(c->err, sizeof c->err, "%s%s", path, tail);
+  } else {
+    int head = (int)(room / 3), keep = (int)(room - (size_t)head - 3);
+    snprintf(c->err, sizeof c->err, "%.*s...%s%s", head, path,
+             path + pl - (size_t)keep, tail);
+  }
   lua_pop(L, 1);
   return -1;
 }
@@ -839,6 +865,18 @@ static inline int need(Ctx *c, size_t n) {
   return 0;
 }
 
+/* Slots to preallocate for a table that will get n: all of them while the
+ * budget lasts, then what is left. The budget is the input's size, so
+ * hostile input cannot make decode preallocate much more than it could
+ * fill (counts that fail later, wide structs with few fields sent, lists
+ * of lists each claiming the rest of the input); past it tables grow as
+ * values arrive. */
+static inline int presize(Ctx *c, size_t n) {
+  if (n > c->presize) n = c->presize;
+  c->presize -= n;
+  return (int)n;
+}
+
 static void push_uuid(lua_State *L, const unsigned char *u) {
   static const char hx[] = "0123456789abcdef";
   char out[36];
@@ -919,6 +957,11 @@ static int dec_scalar(Ctx *c, const pt_type *t) {
       if ((size_t)n > (size_t)(c->end - p - 4))
         return dec_error(c, "string length %d exceeds the %zu bytes left",
                          (int)n, (size_t)(c->end - p - 4));
+#if LPT_LUAJIT
+      if (n > LPT_MAX_STRING)
+        return dec_error(c, "string length %d is more than a Lua string holds",
+                         (int)n);
+#endif
       lua_pushlstring(L, (const char *)p + 4, (size_t)n);
       c->p += 4 + (size_t)n;
       return 0;
@@ -966,7 +1009,7 @@ static void push_copy(lua_State *L, int idx, int depth) {
 static int dec_struct(Ctx *c, const pt_plan *p) {
   lua_State *L = c->L;
   luaL_checkstack(L, 8, "petrel: nesting too deep");
-  lua_createtable(L, 0, p->nfields);
+  lua_createtable(L, 0, presize(c, (size_t)p->nfields));
   int tidx = lua_gettop(L);
   path_ent *e = &c->path[c->depth];
   e->kind = 0;
@@ -1018,6 +1061,10 @@ static int dec_struct(Ctx *c, const pt_plan *p) {
   }
   e->field = -1;
   if (S->ulen > umark) {
+#if LPT_LUAJIT
+    if (S->ulen - umark > LPT_MAX_STRING)
+      return dec_error(c, "unknown fields are more than a Lua string holds");
+#endif
     lua_pushlightuserdata(L, (void *)&unknown_key);
     lua_pushlstring(L, (const char *)S->ubuf + umark, S->ulen - umark);
     lua_rawset(L, tidx);
@@ -1086,11 +1133,22 @@ static int dec_list(Ctx *c, const pt_type *t) {
   if ((size_t)n > (size_t)(c->end - c->p) / mw)
     return dec_error(c, "%d elements cannot fit in the %zu bytes left", (int)n,
                      (size_t)(c->end - c->p));
+  /* every list is a level, as on encode (numeric ones too) */
+  if (dec_frame(c, 1, NULL)) return -1;
   if ((c->typed || t->typed) && ar_kind_of(et->kind) >= 0 &&
-      et->kind != PT_K_ENUM)
-    return dec_typed(c, et, (size_t)n);
+      et->kind != PT_K_ENUM) {
+    dec_typed(c, et, (size_t)n);
+    c->depth--;
+    return 0;
+  }
   luaL_checkstack(L, 6, "petrel: nesting too deep");
-  lua_createtable(L, n, 0);
+#if LPT_LUAJIT
+  if (n > LPT_MAX_ELEMS) {
+    c->depth--;
+    return dec_error(c, "%d elements are more than a Lua table holds", (int)n);
+  }
+#endif
+  lua_createtable(L, presize(c, (size_t)n), 0);
   int tidx = lua_gettop(L);
   const unsigned char *p = c->p;
   switch (et->kind) {
@@ -1137,14 +1195,12 @@ static int dec_list(Ctx *c, const pt_type *t) {
       break;
     }
     default: {
-      if (dec_frame(c, 1, NULL)) return -1;
       path_ent *e = &c->path[c->depth];
       for (int32_t i = 0; i < n; i++) {
         e->index = i + 1;
         if (dec_value(c, et)) return -1;
         lua_rawseti(L, tidx, i + 1);
       }
-      c->depth--;
       break;
     }
     case PT_K_I32:
@@ -1165,6 +1221,7 @@ static int dec_list(Ctx *c, const pt_type *t) {
       c->p += 8 * (size_t)n;
       break;
   }
+  c->depth--;
   lua_pushvalue(L, t->kind == PT_K_SET ? c->set_mt : c->list_mt);
   lua_setmetatable(L, tidx);
   return 0;
@@ -1185,8 +1242,10 @@ static int dec_map(Ctx *c, const pt_type *t) {
   if ((size_t)n > (size_t)(c->end - c->p) / mw)
     return dec_error(c, "%d entries cannot fit in the %zu bytes left", (int)n,
                      (size_t)(c->end - c->p));
+  if (n > LPT_MAX_ENTRIES)
+    return dec_error(c, "%d entries are more than a Lua table holds", (int)n);
   luaL_checkstack(L, 6, "petrel: nesting too deep");
-  lua_createtable(L, 0, n);
+  lua_createtable(L, 0, presize(c, (size_t)n));
   int tidx = lua_gettop(L);
   if (dec_frame(c, 2, NULL)) return -1;
   path_ent *e = &c->path[c->depth];
@@ -1457,9 +1516,11 @@ static int Lpt_type_decode(lua_State *L) {
   const unsigned char *s = input_bytes(L, 2, &len);
   int64_t pos = lua_isnoneornil(L, 3) ? 1 : lpt_checkint(L, 3, 1, INT64_MAX);
   if ((uint64_t)pos > (uint64_t)len + 1) {
+    char msg[200];
+    snprintf(msg, sizeof msg, "%s: position %lld is past the end",
+             T->plan->name, (long long)pos);
     lua_pushnil(L);
-    lua_pushfstring(L, "%s: position %d is past the end", T->plan->name,
-                    (int)pos);
+    lua_pushstring(L, msg);
     return 2;
   }
   Ctx c;
@@ -1470,6 +1531,7 @@ static int Lpt_type_decode(lua_State *L) {
   c.base = s;
   c.p = s + pos - 1;
   c.end = s + len;
+  c.presize = (len - (size_t)(pos - 1)) + 256;
   if (dec_struct(&c, T->plan) != 0) {
     lua_settop(L, top);
     lua_pushnil(L);
@@ -1882,6 +1944,7 @@ static int Lpt_array_len(lua_State *L) {
 
 static int Lpt_array_totable(lua_State *L) {
   lpt_Array *a = check_array(L, 1);
+  if (a->n > INT32_MAX) return luaL_error(L, "array too large for a table");
   lua_createtable(L, (int)a->n, 0);
   for (size_t i = 0; i < a->n; i++) {
     array_push(L, a, i);
@@ -1923,13 +1986,15 @@ static int Lpt_array_eq(lua_State *L) {
 
 /* ---- misc -------------------------------------------------------------- */
 
-/* core.skip(string, pos, ttype [, max_depth]) -> next_pos | nil */
+/* core.skip(string, pos, ttype [, max_depth]) -> next_pos | nil
+ * (max_depth at most LPT_SKIP_MAXDEPTH: pt_skip recurses) */
 static int Lpt_skip(lua_State *L) {
   size_t len;
   const unsigned char *s = input_bytes(L, 1, &len);
   int64_t pos = lpt_checkint(L, 2, 1, INT64_MAX);
   int t = (int)lpt_checkint(L, 3, 0, 255);
-  int depth = (int)luaL_optinteger(L, 4, LPT_MAXDEPTH_DEFAULT);
+  lua_Integer d = luaL_optinteger(L, 4, LPT_MAXDEPTH_DEFAULT);
+  int depth = d < 0 ? 0 : d > LPT_SKIP_MAXDEPTH ? LPT_SKIP_MAXDEPTH : (int)d;
   if ((uint64_t)pos > len + 1) return 0;
   size_t k = pt_skip(s + pos - 1, s + len, t, depth);
   if (!k) return 0;
@@ -1974,8 +2039,11 @@ static int Lpt_scanner_feed(lua_State *L) {
     pt_scan_reset(s);
     return 1;
   }
+  char msg[160];
+  snprintf(msg, sizeof msg, "%s at offset %llu", s->err,
+           (unsigned long long)s->fed);
   lua_pushboolean(L, 0);
-  lua_pushfstring(L, "%s at offset %d", s->err, (int)s->fed);
+  lua_pushstring(L, msg);
   return 2;
 }
 
