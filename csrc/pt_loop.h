@@ -187,6 +187,7 @@ typedef struct pt_loop_opts {
   int sqpoll;          /* 1: IORING_SETUP_SQPOLL (PETREL_SQPOLL=1 also) */
   size_t zc_min;       /* sends of this many bytes use sendmsg_zc; 0: 64 KiB,
                           SIZE_MAX: never (PETREL_ZC_MIN overrides) */
+  int zc_force;        /* 1: also on loopback, where the kernel copies */
   unsigned ring_bufs;  /* provided buffers; 0: by kernel features */
   unsigned ring_buf_size;
   int ring_noinc;      /* 1: no incremental buffer consumption */
@@ -216,6 +217,7 @@ typedef struct pt_loop_stats {
   uint64_t ring_cqes;      /* completions reaped */
   uint64_t ring_enters;    /* io_uring_enter calls made by the loop */
   uint64_t ring_enobufs;   /* recvs that found the buffer ring empty */
+  uint64_t ring_linked;    /* receives linked into the input, not copied */
   uint64_t zc_sends;       /* sendmsg_zc requests */
   uint64_t zc_copied;      /* of which the kernel copied anyway */
 } pt_loop_stats;

@@ -5,9 +5,12 @@
  *
  * Requests (user_data = pointer | tag; conns and zc records are 16-aligned)
  *   U_ACCEPT  multishot accept on a listener
- *   U_RECV    multishot recv into the provided buffer ring (group 0); each
- *             completion's bytes are appended to conn->in and the buffer
- *             goes back to the ring at once. With IOU_PBUF_RING_INC (Linux
+ *   U_RECV    multishot recv into the provided buffer ring (group 0). A
+ *             small completion's bytes are copied to conn->in; a large one
+ *             (U_LINK_MIN) is linked into conn->in without a copy while
+ *             less than half the ring is out, and its buffer goes back to
+ *             the ring once the kernel is done with it and every byte
+ *             linked from it is consumed. With IOU_PBUF_RING_INC (Linux
  *             6.12) buffers are large and consumed piecewise by the kernel,
  *             so small messages of many conns share one buffer.
  *   U_SEND    sendmsg of conn->tx (the output moved there, no copy), one in
@@ -60,7 +63,8 @@ enum { U_ACCEPT = 1, U_RECV, U_SEND, U_ZC, U_POLL, U_WAKE, U_CANCEL };
 #define UF_ACC_CXL 0x40u  /* accept cancel asked for */
 #define UF_SEND_CXL 0x80u /* send cancel asked for */
 #define UF_RECV1 0x100u   /* the recv is single-shot (near the input cap) */
-#define UF_NOZC 0x200u    /* the kernel copied a zc send: plain sends here */
+#define UF_NOZC 0x200u    /* plain sends only: the route copies anyway */
+#define UF_ZCCHK 0x400u   /* the route was looked at */
 
 /* Within this many bytes of a conn's input cap, recvs are single-shot and
  * ask for exactly the room left, so reading stops at the cap as it does
@@ -72,6 +76,7 @@ enum { U_ACCEPT = 1, U_RECV, U_SEND, U_ZC, U_POLL, U_WAKE, U_CANCEL };
 #define U_SQ_ENTRIES 1024
 #define U_CQ_ENTRIES 16384
 #define U_BGID 0
+#define U_LINK_MIN (8u << 10) /* recvs this large are linked, not copied */
 
 /* A zero-copy send: the bytes the kernel may still read until its
  * notification. */
@@ -93,6 +98,11 @@ struct pt_uring {
   unsigned char *bufs;
   unsigned nbufs, bsize;
   uint32_t *boff; /* incremental mode: bytes of each buffer used so far */
+  uint32_t *brefs; /* links into each buffer not yet consumed */
+  uint8_t *bkern;  /* the kernel is filling the buffer */
+  unsigned nout;   /* buffers out of the ring (filling or linked) */
+  size_t nlinked;  /* links not yet consumed, all buffers */
+  int dead;        /* the loop is gone; memory stays for the links */
   int inc;        /* IOU_PBUF_RING_INC */
   int zc;         /* sendmsg_zc usable */
   int defer;      /* DEFER_TASKRUN: completions need an enter */
@@ -229,7 +239,9 @@ static int u_init(pt_loop *l) {
     return u_note_fail(l, errno, "mmap");
   }
   u->boff = calloc(u->nbufs, sizeof *u->boff);
-  if (!u->boff) return u_note_fail(l, ENOMEM, "state");
+  u->brefs = calloc(u->nbufs, sizeof *u->brefs);
+  u->bkern = calloc(u->nbufs, sizeof *u->bkern);
+  if (!u->boff || !u->brefs || !u->bkern) return u_note_fail(l, ENOMEM, "state");
   for (unsigned i = 0; i < u->nbufs; i++)
     io_uring_buf_ring_add(u->br, u->bufs + (size_t)i * u->bsize, u->bsize,
                           (unsigned short)i, io_uring_buf_ring_mask(u->nbufs),
@@ -252,18 +264,29 @@ static int u_init(pt_loop *l) {
 /* Every request is cancelled and reaped before the memory goes. */
 static void u_drain(pt_loop *l);
 
+static void u_memory_free(struct pt_uring *u) {
+  if (u->br) munmap(u->br, (size_t)u->nbufs * sizeof(struct io_uring_buf));
+  if (u->bufs) munmap(u->bufs, (size_t)u->nbufs * u->bsize);
+  free(u->boff);
+  free(u->brefs);
+  free(u->bkern);
+  free(u);
+}
+
 static void u_free(pt_loop *l) {
   struct pt_uring *u = l->ur;
   if (!u) return;
   if (u->ring.ring_fd >= 0) {
     if (!l->forked) u_drain(l);
     io_uring_queue_exit(&u->ring); /* in a forked child: unmaps, closes */
+    u->ring.ring_fd = -1;
   }
-  if (u->br) munmap(u->br, (size_t)u->nbufs * sizeof(struct io_uring_buf));
-  if (u->bufs) munmap(u->bufs, (size_t)u->nbufs * u->bsize);
-  free(u->boff);
-  free(u);
   l->ur = NULL;
+  if (u->nlinked) { /* buffers that outlive the loop still point here */
+    u->dead = 1;
+    return;
+  }
+  u_memory_free(u);
 }
 
 static int u_add_wake(pt_loop *l) {
@@ -322,6 +345,33 @@ static void u_arm_poll(pt_loop *l, pt_conn *c, uint32_t mask) {
   c->uops++;
 }
 
+/* May a send of c use sendmsg_zc? Not where the kernel would copy anyway:
+ * unix sockets (not supported) and loopback (always copied, and with tiny
+ * socket buffers it stalls TCP there), unless opts.zc_force; later, not on
+ * a conn whose zc sends the kernel reported as copied. */
+static int u_zc_ok(pt_loop *l, pt_conn *c) {
+  if (c->uflags & UF_NOZC) return 0;
+  if (!(c->uflags & UF_ZCCHK)) {
+    c->uflags |= UF_ZCCHK;
+    if (l->o.zc_force) return 1;
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    int local = c->family == AF_UNIX;
+    if (!local && getpeername(c->fd, (struct sockaddr *)&ss, &len) == 0) {
+      if (ss.ss_family == AF_INET) {
+        const struct sockaddr_in *a = (const void *)&ss;
+        local = (ntohl(a->sin_addr.s_addr) >> 24) == 127;
+      } else if (ss.ss_family == AF_INET6) {
+        const struct sockaddr_in6 *a = (const void *)&ss;
+        local = IN6_IS_ADDR_LOOPBACK(&a->sin6_addr) ||
+                (IN6_IS_ADDR_V4MAPPED(&a->sin6_addr) && a->sin6_addr.s6_addr[12] == 127);
+      }
+    }
+    if (local) c->uflags |= UF_NOZC;
+  }
+  return !(c->uflags & UF_NOZC);
+}
+
 /* Send what conn->tx holds (up to PT_UIOV nodes). */
 static int u_submit_tx(pt_loop *l, pt_conn *c) {
   struct pt_uring *u = l->ur;
@@ -340,7 +390,7 @@ static int u_submit_tx(pt_loop *l, pt_conn *c) {
     errno = EBUSY;
     return -1;
   }
-  if (u->zc && total >= u->zc_min && !(c->uflags & UF_NOZC)) {
+  if (u->zc && total >= u->zc_min && u_zc_ok(l, c)) {
     pt_uzc *z = calloc(1, sizeof *z);
     if (!z) {
       errno = ENOMEM;
@@ -480,12 +530,26 @@ static void u_push_data(pt_loop *l, pt_conn *c, size_t n) {
   c->dq = l->qlen - 1;
 }
 
-static void u_give_back(struct pt_uring *u, unsigned bid) {
+/* The buffer goes back to the ring (the kernel is done, no link left). */
+static void u_buf_put(struct pt_uring *u, unsigned bid) {
   u->boff[bid] = 0;
+  u->nout--;
+  if (u->dead) return;
   io_uring_buf_ring_add(u->br, u->bufs + (size_t)bid * u->bsize, u->bsize,
                         (unsigned short)bid, io_uring_buf_ring_mask(u->nbufs),
                         0);
   io_uring_buf_ring_advance(u->br, 1);
+}
+
+/* A pt_release_fn: bytes linked from buffer tag were consumed. May run
+ * after the loop is gone (a buffer the script kept); the last one frees
+ * the memory then. */
+static void u_buf_release(void *ctx, intptr_t tag) {
+  struct pt_uring *u = ctx;
+  unsigned bid = (unsigned)tag;
+  u->nlinked--;
+  if (--u->brefs[bid] == 0 && !u->bkern[bid]) u_buf_put(u, bid);
+  if (u->dead && u->nlinked == 0) u_memory_free(u);
 }
 
 static void u_on_accept(pt_loop *l, pt_conn *lc, struct io_uring_cqe *cqe) {
@@ -544,19 +608,32 @@ static void u_on_recv(pt_loop *l, pt_conn *c, struct io_uring_cqe *cqe) {
     if (bid >= u->nbufs) return; /* cannot happen */
     const unsigned char *p = u->bufs + (size_t)bid * u->bsize +
                              (u->inc ? u->boff[bid] : 0);
+    if (!u->bkern[bid]) { /* the kernel took it from the ring */
+      u->bkern[bid] = 1;
+      u->nout++;
+    }
     int ok = 1;
     if (!(c->flags & PT_CF_CLOSED)) {
-      ok = pt_buf_append(c->in, p, (size_t)res) == 0;
+      if ((unsigned)res >= U_LINK_MIN && u->nout * 2 <= u->nbufs) {
+        u->brefs[bid]++;
+        u->nlinked++;
+        ok = pt_buf_link(c->in, p, (size_t)res, u_buf_release, u, bid) == 0;
+        l->st.ring_linked++;
+      } else {
+        ok = pt_buf_append(c->in, p, (size_t)res) == 0;
+      }
       if (ok) {
         l->st.bytes_in += (uint64_t)res;
         l->st.readv_calls++;
         u_push_data(l, c, (size_t)res);
       }
     }
-    if (u->inc && (cqe->flags & IORING_CQE_F_BUF_MORE))
+    if (u->inc && (cqe->flags & IORING_CQE_F_BUF_MORE)) {
       u->boff[bid] += (uint32_t)res;
-    else
-      u_give_back(u, bid);
+    } else {
+      u->bkern[bid] = 0;
+      if (!u->brefs[bid]) u_buf_put(u, bid);
+    }
     if (c->flags & PT_CF_CLOSED) return;
     if (!ok) {
       close_conn(c, ENOMEM, 1);
@@ -644,12 +721,12 @@ static void u_on_zc(pt_loop *l, pt_uzc *z, struct io_uring_cqe *cqe) {
   pt_conn *c = z->c;
   z->c = NULL;
   if (c && c->us) c->us->zc = NULL;
-  if (cqe->res == -EOPNOTSUPP || cqe->res == -EINVAL) u->zc = 0;
   int notif = (cqe->flags & IORING_CQE_F_MORE) != 0;
   if (c) {
     if ((cqe->res == -EOPNOTSUPP || cqe->res == -EINVAL) &&
         !(c->flags & PT_CF_CLOSED)) {
       /* not for this socket: the same bytes again, copied */
+      c->uflags |= UF_NOZC;
       c->uflags &= ~(UF_SEND | UF_SEND_CXL);
       c->uops--;
       if (u_submit_tx(l, c) != 0) close_conn(c, errno, 1);

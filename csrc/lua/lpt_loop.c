@@ -181,6 +181,7 @@ static int Lpt_loop(lua_State *L) {
     o.ring_bufs = (unsigned)opt_int(L, 1, "ring_bufs", 0, 1, 32768);
     o.ring_buf_size = (unsigned)opt_int(L, 1, "ring_buf_size", 0, 256, 1 << 30);
     o.ring_noinc = opt_int(L, 1, "ring_incremental", 0, -1, 1) < 0;
+    o.zc_force = opt_int(L, 1, "zc_force", 0, -1, 1) > 0;
   }
   char err[256] = "";
   o.err = err;
@@ -546,7 +547,7 @@ static int Lpt_close_all(lua_State *L) {
   X(bytes_in) X(bytes_out) X(readv_calls) X(writev_calls) X(wait_zero)    \
   X(wait_block) X(wakeups) X(timers_active) X(timers_fired) X(events)     \
   X(rd_paused) X(accept_dropped) X(recycled) X(ring_sqes) X(ring_cqes)  \
-  X(ring_enters) X(ring_enobufs) X(zc_sends) X(zc_copied)
+  X(ring_enters) X(ring_enobufs) X(ring_linked) X(zc_sends) X(zc_copied)
 
 /* loop:stats() -> table of counters */
 static int Lpt_stats(lua_State *L) {
