@@ -23,25 +23,38 @@ local function slurp(path)
   return s
 end
 
--- Best time per call over 3 runs of a calibrated count (CPU time).
-local function measure(f)
+-- Jobs of one workload are timed in interleaved rounds (CPU time, best
+-- round per job), so petrel and the floor see the same machine: on these
+-- shared cores, noise comes in bursts that a job-after-job order would
+-- give to one of them only.
+local ROUNDS = tonumber(os.getenv("PETREL_ROUNDS") or "5")
+
+local function calibrate(f)
   local n = 1
   while true do
     local t0 = os.clock()
     for _ = 1, n do f() end
     local dt = os.clock() - t0
-    if dt >= TARGET / 3 or n >= 1e7 then break end
+    if dt >= TARGET / ROUNDS or n >= 1e7 then return n end
     n = n * 2
   end
-  local best = math.huge
-  for _ = 1, 3 do
-    collectgarbage("collect")
-    local t0 = os.clock()
-    for _ = 1, n do f() end
-    local dt = (os.clock() - t0) / n
-    if dt < best then best = dt end
+end
+
+local function measure_all(jobs)
+  for _, j in ipairs(jobs) do
+    j.n = calibrate(j.f)
+    j.best = math.huge
   end
-  return best * 1e9
+  for _ = 1, ROUNDS do
+    for _, j in ipairs(jobs) do
+      collectgarbage("collect")
+      local t0 = os.clock()
+      local f = j.f
+      for _ = 1, j.n do f() end
+      local dt = (os.clock() - t0) / j.n
+      if dt < j.best then j.best = dt end
+    end
+  end
 end
 
 local function rows_for_this_runtime()
@@ -49,36 +62,38 @@ local function rows_for_this_runtime()
   local W = require "petrel.workload"
   local rt = jit and "jit" or "5.4"
   local out = {}
-  local function row(peer, w, op, ns, bytes)
-    out[#out + 1] = string.format("%s %s %s %.1f %d", peer, w, op, ns, bytes)
-    io.stderr:write(out[#out], "\n")
-  end
   local floor = not jit and require "petrel_floor"
   for _, w in ipairs(WORKLOADS) do
     local name, T = w[1], W[w[2]]
     local bytes = slurp(DATA .. "/" .. name .. ".bin")
     local v = assert(T:decode(bytes))
     assert(T:encode(v) == bytes, name .. ": re-encode differs")
-    row("petrel-" .. rt, name, "decode", measure(function() T:decode(bytes) end), #bytes)
-    row("petrel-" .. rt, name, "encode", measure(function() T:encode(v) end), #bytes)
+    local jobs = {}
+    local function job(peer, op, f) jobs[#jobs + 1] = { peer = peer, op = op, f = f } end
+    job("petrel-" .. rt, "decode", function() T:decode(bytes) end)
+    job("petrel-" .. rt, "encode", function() T:encode(v) end)
     local buf = petrel.buffer()
-    row("petrel-" .. rt .. "-buf", name, "encode",
-      measure(function() T:encode(v, buf); buf:clear() end), #bytes)
+    job("petrel-" .. rt .. "-buf", "encode", function() T:encode(v, buf); buf:clear() end)
     -- the alternative strategy: BLength first (a sizing pass), then write
-    row("petrel-" .. rt .. "-blength", name, "encode",
-      measure(function() T:size(v); T:encode(v, buf); buf:clear() end), #bytes)
+    job("petrel-" .. rt .. "-blength", "encode",
+      function() T:size(v); T:encode(v, buf); buf:clear() end)
     if name == "mytest" or name == "vectors" then
       local o = { typed = true }
       local vt = T:decode(bytes, 1, o)
-      row("petrel-" .. rt .. "-typed", name, "decode", measure(function() T:decode(bytes, 1, o) end), #bytes)
-      row("petrel-" .. rt .. "-typed", name, "encode", measure(function() T:encode(vt) end), #bytes)
+      job("petrel-" .. rt .. "-typed", "decode", function() T:decode(bytes, 1, o) end)
+      job("petrel-" .. rt .. "-typed", "encode", function() T:encode(vt) end)
     end
     if floor then
-      row("floor", name, "decode", measure(function() floor.decode(bytes) end), #bytes)
-      row("floor", name, "encode", measure(function() floor.walk(v) end), #bytes)
+      job("floor", "decode", function() floor.decode(bytes) end)
+      job("floor", "encode", function() floor.walk(v) end)
       if name == "blob" then
-        row("memcpy", name, "decode", measure(function() floor.memcpy(1048576) end), #bytes)
+        job("memcpy", "decode", function() floor.memcpy(1048576) end)
       end
+    end
+    measure_all(jobs)
+    for _, j in ipairs(jobs) do
+      out[#out + 1] = string.format("%s %s %s %.1f %d", j.peer, name, j.op, j.best * 1e9, #bytes)
+      io.stderr:write(out[#out], "\n")
     end
   end
   return out
@@ -144,7 +159,7 @@ local PEERS = {
 
 print("## Thrift Binary codec (bench/codec.lua, one run, pinned to one core)")
 print()
-print("Time per message (CPU time, best of 3); MB/s of the Thrift bytes (of the JSON text for cjson).")
+print("Time per message (CPU time; petrel and the floor: best of " .. ROUNDS .. " interleaved rounds); MB/s of the Thrift bytes (of the JSON text for cjson).")
 print("Floor: decode = schema-less C decoder building the same tables; encode = C walk reading every value.")
 for _, w in ipairs(WORKLOADS) do
   local name = w[1]
