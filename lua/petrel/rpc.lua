@@ -137,6 +137,8 @@ function M.server(opts)
     nconns = 0,
     inflight = 0,
     counters = { connections = 0, calls = 0, errors = 0, bytes_in = 0, oneway = 0 },
+    jobs = {},       -- recycled call jobs
+    result_tab = {}, -- the result struct of every reply
   }, Server)
   local host, port = opts.host or "127.0.0.1", opts.port or 0
   if opts.unix then host, port = "unix:" .. opts.unix, nil end
@@ -219,6 +221,53 @@ local function send_reply(self, conn, name, mtype, seqid, T, value)
   end
 end
 
+-- A call's coroutine: run the handler, reply (or not, for oneway).
+local function run_call(self, conn, job)
+  local ok, res, res2 = pcall(job.h, unpack(job, 1, job.n))
+  local fn, name, mtype, seqid = job.fn, job.name, job.mtype, job.seqid
+  for i = 1, job.n do job[i] = nil end
+  job.h, job.fn, job.name = nil, nil, nil
+  local pool = self.jobs
+  if #pool < 64 then pool[#pool + 1] = job end
+  conn.busy = conn.busy - 1
+  self.inflight = self.inflight - 1
+  if fn.oneway or mtype == ONEWAY then
+    self.counters.oneway = self.counters.oneway + 1
+    if not ok then self.counters.errors = self.counters.errors + 1 end
+    return self:_maybe_finish()
+  end
+  if ok and res == nil and type(res2) == "table" and getmetatable(res2) == ErrMT then
+    ok, res = false, res2 -- return nil, petrel.throw(...)
+  end
+  if ok then
+    -- the result struct is written at once (encode does not yield): one
+    -- table per server serves every reply
+    local r = self.result_tab
+    r.success = res
+    local ok2, e2 = pcall(send_reply, self, conn, name, REPLY, seqid, fn.result, r)
+    r.success = nil
+    if not ok2 then
+      self.counters.errors = self.counters.errors + 1
+      send_reply(self, conn, name, EXCEPTION, seqid, TAppEx,
+        { message = "cannot encode the result: " .. tostring(e2), type = M.INTERNAL_ERROR })
+    end
+  elseif type(res) == "table" and getmetatable(res) == ErrMT and res.kind == "exception" then
+    local ok2, e2 = pcall(send_reply, self, conn, name, REPLY, seqid, fn.result,
+      { [res.name] = res.value })
+    if not ok2 then
+      self.counters.errors = self.counters.errors + 1
+      send_reply(self, conn, name, EXCEPTION, seqid, TAppEx,
+        { message = "undeclared exception: " .. tostring(e2), type = M.INTERNAL_ERROR })
+    end
+  else
+    self.counters.errors = self.counters.errors + 1
+    local t = type(res) == "table" and getmetatable(res) == ErrMT and res.type or M.INTERNAL_ERROR
+    local m = type(res) == "table" and getmetatable(res) == ErrMT and res.message or tostring(res)
+    send_reply(self, conn, name, EXCEPTION, seqid, TAppEx, { message = m, type = t })
+  end
+  self:_maybe_finish()
+end
+
 function Server:_call(conn, msg)
   local name, mtype, seqid, pos = parse_header(msg, 1, self.max_frame)
   if not name then
@@ -252,48 +301,18 @@ function Server:_call(conn, msg)
     return send_reply(self, conn, name, EXCEPTION, seqid, TAppEx,
       { message = "no handler for '" .. name .. "'", type = M.UNKNOWN_METHOD })
   end
-  -- arguments in declaration order
+  -- a pooled job carries the call to its coroutine: arguments in
+  -- declaration order, then what the reply needs (no closure per call)
   local names = argnames(fn)
   local nargs = #names
-  local argv = {}
-  for i = 1, nargs do argv[i] = args[names[i]] end
+  local pool = self.jobs
+  local job = pool[#pool]
+  if job then pool[#pool] = nil else job = {} end
+  for i = 1, nargs do job[i] = args[names[i]] end
+  job.n, job.h, job.fn, job.name, job.mtype, job.seqid = nargs, h, fn, name, mtype, seqid
   conn.busy = conn.busy + 1
   self.inflight = self.inflight + 1
-  self.loop:spawn(function()
-    local ok, res, res2 = pcall(h, unpack(argv, 1, nargs))
-    conn.busy = conn.busy - 1
-    self.inflight = self.inflight - 1
-    if fn.oneway or mtype == ONEWAY then
-      self.counters.oneway = self.counters.oneway + 1
-      if not ok then self.counters.errors = self.counters.errors + 1 end
-      return self:_maybe_finish()
-    end
-    if ok and res == nil and type(res2) == "table" and getmetatable(res2) == ErrMT then
-      ok, res = false, res2 -- return nil, petrel.throw(...)
-    end
-    if ok then
-      local ok2, e2 = pcall(send_reply, self, conn, name, REPLY, seqid, fn.result, { success = res })
-      if not ok2 then
-        self.counters.errors = self.counters.errors + 1
-        send_reply(self, conn, name, EXCEPTION, seqid, TAppEx,
-          { message = "cannot encode the result: " .. tostring(e2), type = M.INTERNAL_ERROR })
-      end
-    elseif type(res) == "table" and getmetatable(res) == ErrMT and res.kind == "exception" then
-      local ok2, e2 = pcall(send_reply, self, conn, name, REPLY, seqid, fn.result,
-        { [res.name] = res.value })
-      if not ok2 then
-        self.counters.errors = self.counters.errors + 1
-        send_reply(self, conn, name, EXCEPTION, seqid, TAppEx,
-          { message = "undeclared exception: " .. tostring(e2), type = M.INTERNAL_ERROR })
-      end
-    else
-      self.counters.errors = self.counters.errors + 1
-      local t = type(res) == "table" and getmetatable(res) == ErrMT and res.type or M.INTERNAL_ERROR
-      local m = type(res) == "table" and getmetatable(res) == ErrMT and res.message or tostring(res)
-      send_reply(self, conn, name, EXCEPTION, seqid, TAppEx, { message = m, type = t })
-    end
-    self:_maybe_finish()
-  end)
+  self.loop:spawn(run_call, self, conn, job)
 end
 
 function Server:on_data(id, n)
