@@ -179,6 +179,9 @@ static inline void block_unref(pt_block *b) {
   if (--b->refs == 0) block_put(b);
 }
 
+pt_block *pt_block_get(pt_pool *p, size_t n) { return block_get(p, n); }
+void pt_block_release(pt_block *b) { block_unref(b); }
+
 static pt_node *node_new(pt_pool *p, pt_block *blk, char *rd, char *wr) {
   pt_node *n = p->free_nodes;
   if (n) {

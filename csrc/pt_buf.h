@@ -102,6 +102,12 @@ void pt_pool_set_idle_cap(pt_pool *p, size_t cap); /* trims at once */
 void pt_pool_trim(pt_pool *p); /* free every idle block */
 void pt_pool_stats_get(const pt_pool *p, pt_pool_stats *out);
 
+/* A block of at least n bytes for other owners than buffers (typed
+ * arrays): from the pool's free list when it has one (no page faults, the
+ * memory is warm), else malloc'd; release gives it back. NULL on ENOMEM. */
+pt_block *pt_block_get(pt_pool *p, size_t n);
+void pt_block_release(pt_block *b);
+
 /* Buffers. A pt_buf lives in caller memory; init attaches it to a pool. */
 void pt_buf_init(pt_buf *b, pt_pool *p);
 void pt_buf_free(pt_buf *b);  /* releases everything, detaches the pool */

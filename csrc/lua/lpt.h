@@ -76,6 +76,8 @@ typedef struct lpt_State {
   size_t nlinks, links_cap;
   unsigned char *ubuf;    /* unknown fields kept by the decoder */
   size_t ucap, ulen;
+  size_t ext_since;       /* LuaJIT: typed-array bytes malloc'd since the
+                             last collection it was made to run */
 #if LPT_LUAJIT
   int i64_ctor, u64_ctor; /* registry refs of ffi.typeof("int64_t") ... */
   int ctid_off;           /* bytes before a cdata payload to its ctype id */
