@@ -476,6 +476,7 @@ static pt_conn *conn_new(pt_loop *l, int fd, int kind, int family);
 static void set_opts(int fd, int family, const pt_sockopts *o);
 static void spj_step(pt_loop *l, pt_spj *j);
 static void spj_recv_done(pt_loop *l, pt_spj *j);
+static int out_drained(pt_conn *c);
 
 #include "be/pt_uring.c"
 
@@ -1205,13 +1206,19 @@ static int write_now(pt_conn *c) {
     }
     return PT_SEND_PENDING;
   }
+  return out_drained(c);
+}
+
+/* Everything queued is written: writability interest goes, DRAINED if a
+ * send said pending. PT_SEND_DONE. */
+static int out_drained(pt_conn *c) {
   if (c->flags & PT_CF_WR_PENDING) {
     c->flags &= ~PT_CF_WR_PENDING;
     rearm(c);
   }
   if ((c->flags & PT_CF_WANT_DRAINED) && !(c->flags & PT_CF_CLOSING)) {
     c->flags &= ~PT_CF_WANT_DRAINED;
-    push_ev(l, PT_EV_DRAINED, 0, c->id, 0, c);
+    push_ev(c->loop, PT_EV_DRAINED, 0, c->id, 0, c);
   }
   return PT_SEND_DONE;
 }

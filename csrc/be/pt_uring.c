@@ -433,15 +433,7 @@ static int u_write(pt_conn *c) {
     c->flags |= PT_CF_WR_PENDING;
     return PT_SEND_PENDING;
   }
-  if (c->flags & PT_CF_WR_PENDING) {
-    c->flags &= ~PT_CF_WR_PENDING;
-    rearm(c);
-  }
-  if ((c->flags & PT_CF_WANT_DRAINED) && !(c->flags & PT_CF_CLOSING)) {
-    c->flags &= ~PT_CF_WANT_DRAINED;
-    push_ev(l, PT_EV_DRAINED, 0, c->id, 0, c);
-  }
-  return PT_SEND_DONE;
+  return out_drained(c);
 }
 
 /* Requests follow the flags (rearm() under io_uring). */
