@@ -474,6 +474,9 @@ static void handle_wake(pt_loop *l);
 static void closing_step(pt_conn *c);
 static pt_conn *conn_new(pt_loop *l, int fd, int kind, int family);
 static void set_opts(int fd, int family, const pt_sockopts *o);
+static void accepted(pt_loop *l, pt_conn *lc, int fd, int family);
+static int drop_pending(pt_loop *l, pt_conn *lc);
+static void listen_backoff(pt_loop *l, pt_conn *lc);
 static void spj_step(pt_loop *l, pt_spj *j);
 static void spj_recv_done(pt_loop *l, pt_spj *j);
 static int out_drained(pt_conn *c);
@@ -837,6 +840,42 @@ pt_conn *pt_connect(pt_loop *l, const char *host, int port, int timeout_ms,
   return c;
 }
 
+/* fd came from accepting on lc: its conn and ACCEPTED (dropped on ENOMEM). */
+static void accepted(pt_loop *l, pt_conn *lc, int fd, int family) {
+  pt_conn *c = conn_new(l, fd, PT_KIND_STREAM, family);
+  if (!c) {
+    close(fd);
+    l->st.accept_dropped++;
+    return;
+  }
+  set_opts(fd, family, &lc->lopts);
+  l->st.accepted++;
+  push_ev(l, PT_EV_ACCEPTED, 0, c->id, lc->id, c);
+  rearm(c);
+}
+
+/* Out of fds: take one pending connection with the spare fd and drop it.
+ * 1 if one was dropped and the spare is back. */
+static int drop_pending(pt_loop *l, pt_conn *lc) {
+  if (l->spare_fd < 0) return 0;
+  close(l->spare_fd);
+  l->spare_fd = -1;
+  int d = accept(lc->fd, NULL, NULL);
+  if (d >= 0) {
+    close(d);
+    l->st.accept_dropped++;
+  }
+  l->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  return d >= 0 && l->spare_fd >= 0;
+}
+
+/* Stop accepting on lc for PT_LISTEN_BACKOFF_MS. */
+static void listen_backoff(pt_loop *l, pt_conn *lc) {
+  lc->flags |= PT_CF_LISTEN_OFF;
+  rearm(lc);
+  if (!lc->timer) lc->timer = timer_add(l, PT_LISTEN_BACKOFF_MS, TK_LISTEN, lc);
+}
+
 static void do_accept(pt_loop *l, pt_conn *lc) {
   for (int i = 0; i < PT_ACCEPT_BUDGET; i++) {
     struct sockaddr_storage ss;
@@ -848,38 +887,15 @@ static void do_accept(pt_loop *l, pt_conn *lc) {
       if (e == EINTR || e == ECONNABORTED || e == EPROTO) continue;
       if (e == EAGAIN || e == EWOULDBLOCK) return;
       if (e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM) {
-        /* Out of fds: take the pending connection with the spare fd and
-         * drop it, so a level-triggered listener does not spin. */
-        if (l->spare_fd >= 0) {
-          close(l->spare_fd);
-          l->spare_fd = -1;
-          int d = accept(lc->fd, NULL, NULL);
-          if (d >= 0) {
-            close(d);
-            l->st.accept_dropped++;
-          }
-          l->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-          if (d >= 0 && l->spare_fd >= 0) continue;
-        }
-        /* No spare: stop listening for a while. */
-        lc->flags |= PT_CF_LISTEN_OFF;
-        rearm(lc);
-        if (!lc->timer)
-          lc->timer = timer_add(l, PT_LISTEN_BACKOFF_MS, TK_LISTEN, lc);
+        /* Out of fds: drop the pending connection, so a level-triggered
+         * listener does not spin; no spare: stop listening for a while. */
+        if (drop_pending(l, lc)) continue;
+        listen_backoff(l, lc);
         return;
       }
       return; /* other errors: try again on the next readiness */
     }
-    pt_conn *c = conn_new(l, fd, PT_KIND_STREAM, ss.ss_family);
-    if (!c) {
-      close(fd);
-      l->st.accept_dropped++;
-      continue;
-    }
-    set_opts(fd, ss.ss_family, &lc->lopts);
-    l->st.accepted++;
-    push_ev(l, PT_EV_ACCEPTED, 0, c->id, lc->id, c);
-    rearm(c);
+    accepted(l, lc, fd, ss.ss_family);
   }
 }
 

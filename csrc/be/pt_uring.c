@@ -556,33 +556,12 @@ static void u_on_accept(pt_loop *l, pt_conn *lc, struct io_uring_cqe *cqe) {
     return;
   }
   if (fd >= 0) {
-    pt_conn *c = conn_new(l, fd, PT_KIND_STREAM, lc->family);
-    if (!c) {
-      close(fd);
-      l->st.accept_dropped++;
-    } else {
-      set_opts(fd, lc->family, &lc->lopts);
-      l->st.accepted++;
-      push_ev(l, PT_EV_ACCEPTED, 0, c->id, lc->id, c);
-      rearm(c);
-    }
+    accepted(l, lc, fd, lc->family);
   } else if (fd == -EMFILE || fd == -ENFILE || fd == -ENOBUFS ||
              fd == -ENOMEM) {
-    /* out of fds: drop one pending connection with the spare fd, then
-     * pause accepting for a while */
-    if (l->spare_fd >= 0) {
-      close(l->spare_fd);
-      l->spare_fd = -1;
-      int d = accept(lc->fd, NULL, NULL);
-      if (d >= 0) {
-        close(d);
-        l->st.accept_dropped++;
-      }
-      l->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-    }
-    lc->flags |= PT_CF_LISTEN_OFF;
-    if (!lc->timer)
-      lc->timer = timer_add(l, PT_LISTEN_BACKOFF_MS, TK_LISTEN, lc);
+    /* out of fds: drop one pending connection, then pause accepting */
+    drop_pending(l, lc);
+    listen_backoff(l, lc);
   }
   if (!more) rearm(lc);
 }
