@@ -5,12 +5,7 @@ local W = require "petrel.workload"
 local is_jit = jit ~= nil
 local DATA = "../shared/bench/data/"
 
-local function slurp(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("*a")
-  f:close()
-  return s
-end
+local slurp = require "support.slurp"
 
 local function i64(s) -- exact 64-bit literal on both runtimes
   if is_jit then return loadstring("return " .. s .. "LL")() end

@@ -11,12 +11,7 @@ local cjson = require "cjson"
 local WORKLOAD = "../shared/bench/workload.thrift"
 local PY = "/usr/bin/python3 tools/pyinterop.py"
 
-local function slurp(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("*a")
-  f:close()
-  return s
-end
+local slurp = require "support.slurp"
 
 local function tohex(s)
   return (s:gsub(".", function(c) return string.format("%02x", c:byte()) end))

@@ -7,12 +7,7 @@ local W = require "petrel.workload"
 local DATA = "../shared/bench/data/"
 local CALC = assert(petrel.load("spec/thrift/calc.thrift"))
 
-local function slurp(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("*a")
-  f:close()
-  return s
-end
+local slurp = require "support.slurp"
 
 -- Start a shell command in the background: pid, output file.
 local function bg(cmd)

@@ -5,12 +5,7 @@ local core = require "petrel.core"
 
 local DATA = "../shared/bench/data/"
 
-local function slurp(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("*a")
-  f:close()
-  return s
-end
+local slurp = require "support.slurp"
 
 local function be32(n)
   local f = math.floor
