@@ -102,14 +102,14 @@ bench-buffer: all
 # Fuzzers: libFuzzer + ASan + UBSan, each bounded by FUZZ_SECONDS (default
 # 60). FUZZ_TARGET picks them (default both, one after the other):
 #   decode  the codec over Lua tables, several schemas and decode options
-#           (fuzz/fuzz_decode.lua); corpus seeded from ../shared/bench/data
+#           (fuzz/fuzz_decode.lua); corpus seeded from bench/data
 #           and from encodings of random values of those schemas
 #   scan    the message scanner fed in random pieces against one-shot
 #           feeding and pt_skip; corpus: those bodies in envelopes
 # A crash, leak or sanitizer report fails the target (its input is saved
 # as build-fuzz/crash-*); the full log is build-fuzz/<target>.log.
 FUZZ_SECONDS ?= 60
-FUZZ_DATA ?= ../shared/bench/data
+FUZZ_DATA ?= bench/data
 FUZZ_TARGET ?= decode scan
 FUZZ_CFLAGS = -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
 

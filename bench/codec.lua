@@ -9,7 +9,7 @@
 --
 -- Every row is "peer workload op ns_per_op bytes"; the table is built from
 -- the rows of this one run, so ratios compare like with like.
-local DATA = os.getenv("PETREL_DATA") or "../shared/bench/data"
+local DATA = os.getenv("PETREL_DATA") or "bench/data"
 local WORKLOADS = {
   { "small", "Request" }, { "medium", "Request" }, { "large", "Request" },
   { "mytest", "MyTest" }, { "blob", "Blob" }, { "vectors", "Vectors" },

@@ -8,7 +8,7 @@ package.cpath = root .. "/" .. (os.getenv("PETREL_BUILD") or "build") .. "/"
   .. (jit and "luajit" or "lua5.4") .. "/?.so;" .. package.cpath
 local W = require "petrel.workload"
 local out = assert(arg[1], "usage: payloads.lua OUTDIR")
-local f = assert(io.open(root .. "/../shared/bench/data/medium.bin", "rb"))
+local f = assert(io.open(root .. "/bench/data/medium.bin", "rb"))
 local req = assert(W.Request:decode(f:read("*a")))
 f:close()
 local base = req.items

@@ -1,5 +1,5 @@
 -- examples/demo.lua — the main demo (make demo): an Echo server for
--- ../shared/bench/workload.thrift (its schema written as Lua tables in
+-- bench/workload.thrift (its schema written as Lua tables in
 -- lua/petrel/workload.lua), a client calling every method, the replies,
 -- and a short throughput / latency summary. Server and client share one
 -- event loop in this process; the client's calls simply run the loop
@@ -7,7 +7,7 @@
 local petrel = require "petrel"
 local W = require "petrel.workload"
 
-local DATA = os.getenv("PETREL_DATA") or "../shared/bench/data"
+local DATA = os.getenv("PETREL_DATA") or "bench/data"
 local function slurp(name)
   local f = assert(io.open(DATA .. "/" .. name .. ".bin", "rb"))
   local s = f:read("*a")

@@ -3,7 +3,7 @@ local petrel = require "petrel"
 local W = require "petrel.workload"
 
 local is_jit = jit ~= nil
-local DATA = "../shared/bench/data/"
+local DATA = "bench/data/"
 
 local slurp = require "support.slurp"
 
@@ -77,7 +77,7 @@ local function sample()
 end
 
 describe("codec", function()
-  describe("canonical messages of ../shared/bench/data", function()
+  describe("canonical messages of bench/data", function()
     for _, w in ipairs(WORKLOADS) do
       local name, tname = w[1], w[2]
       it(name .. ".bin decodes and re-encodes byte-identically", function()
@@ -598,7 +598,7 @@ end)
 
 describe("petrel.load", function()
   it("loads workload.thrift and round-trips the canonical messages", function()
-    local ns = assert(petrel.load("../shared/bench/workload.thrift"))
+    local ns = assert(petrel.load("bench/workload.thrift"))
     for _, w in ipairs(WORKLOADS) do
       local bytes = slurp(DATA .. w[1] .. ".bin")
       local v = assert(ns[w[2]]:decode(bytes))

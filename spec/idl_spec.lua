@@ -2,7 +2,7 @@
 -- Needs only lua/petrel/idl.lua (not the C module). Run from the repo root.
 local idl = require "petrel.idl"
 
-local WORKLOAD = "../shared/bench/workload.thrift"
+local WORKLOAD = "bench/workload.thrift"
 local CORPUS = "spec/idl"
 local INCDIR = CORPUS .. "/incdir"
 local THRIFT = "/usr/bin/thrift"

@@ -8,7 +8,7 @@ local W = require "petrel.workload"
 local canon = require "support.canon"
 local cjson = require "cjson"
 
-local WORKLOAD = "../shared/bench/workload.thrift"
+local WORKLOAD = "bench/workload.thrift"
 local PY = "/usr/bin/python3 tools/pyinterop.py"
 
 local slurp = require "support.slurp"
@@ -83,7 +83,7 @@ describe("interop with Apache Thrift Python", function()
   it("decodes the canonical messages to the same values as Python", function()
     for _, w in ipairs({ { "small", "Request" }, { "medium", "Request" }, { "mytest", "MyTest" },
       { "blob", "Blob" } }) do
-      local bytes = slurp("../shared/bench/data/" .. w[1] .. ".bin")
+      local bytes = slurp("bench/data/" .. w[1] .. ".bin")
       local v = W[w[2]]:decode(bytes)
       local got = py(WORKLOAD, w[2], "decode", '["' .. tohex(bytes) .. '"]')
       assert.is_true(canon.equal(canon.normal(W._defs, w[2], v),

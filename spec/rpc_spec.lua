@@ -4,7 +4,7 @@
 local petrel = require "petrel"
 local W = require "petrel.workload"
 
-local DATA = "../shared/bench/data/"
+local DATA = "bench/data/"
 local CALC = assert(petrel.load("spec/thrift/calc.thrift"))
 
 local slurp = require "support.slurp"

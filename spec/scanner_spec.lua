@@ -3,7 +3,7 @@
 local petrel = require "petrel"
 local core = require "petrel.core"
 
-local DATA = "../shared/bench/data/"
+local DATA = "bench/data/"
 
 local slurp = require "support.slurp"
 

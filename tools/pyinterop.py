@@ -80,7 +80,7 @@ Python Thrift limits noted: structs are unhashable in generated code; this
 tool gives every generated struct a __hash__ (of its canonical text) so
 set<struct> and map<struct, _> decode.  Exceptions are generated frozen.
 
---selftest  decodes every /work/shared/bench/data/*.bin (workload.thrift) with
+--selftest  decodes every bench/data/*.bin (workload.thrift) with
   all three readers, checks they agree, re-encodes from the canonical JSON and
   checks the bytes are identical; then round-trips hand-written values of
   spec/thrift/alltypes.thrift (every type) and checks known byte strings.
@@ -557,8 +557,9 @@ def run(args):
 
 # --------------------------------------------------------------- selftest
 
-BENCH_THRIFT = "/work/shared/bench/workload.thrift"
-BENCH_DATA = "/work/shared/bench/data"
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+BENCH_THRIFT = os.path.join(REPO, "bench", "workload.thrift")
+BENCH_DATA = os.path.join(REPO, "bench", "data")
 BENCH_STRUCTS = {"small": "Request", "medium": "Request", "large": "Request",
                  "mytest": "MyTest", "blob": "Blob", "vectors": "Vectors"}
 ALLTYPES = os.path.join(ROOT, "spec", "thrift", "alltypes.thrift")

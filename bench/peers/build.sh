@@ -1,14 +1,14 @@
 #!/bin/sh
 # Build the peer benchmarks (idempotent; regenerates only what is stale).
 #   bench/peers/build.sh            -> build/peers/cpp_codec, build/peers/gen-py
-# Env: BUILD (default build), WORKLOAD (default /work/shared/bench/workload.thrift),
+# Env: BUILD (default build), WORKLOAD (default bench/workload.thrift),
 #      CXX (default g++), THRIFT (default thrift).
 # Generated code is never committed: it lives under $BUILD/peers/.
 set -eu
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$ROOT"
 BUILD=${BUILD:-build}
-WORKLOAD=${WORKLOAD:-/work/shared/bench/workload.thrift}
+WORKLOAD=${WORKLOAD:-$ROOT/bench/workload.thrift}
 CXX=${CXX:-g++}
 THRIFT=${THRIFT:-thrift}
 OUT=$BUILD/peers

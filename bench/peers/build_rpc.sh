@@ -7,7 +7,7 @@
 #                                 C++ TNonblockingServer; code generated into
 #                                 build/peers/rpc-gen-cpp)
 # Idempotent: rebuilds only what is stale.
-# Env: BUILD (default build), WORKLOAD (default /work/shared/bench/workload.thrift),
+# Env: BUILD (default build), WORKLOAD (default bench/workload.thrift),
 #      CC (gcc), CXX (g++), THRIFT (thrift).
 # Needs: gcc, g++, thrift-compiler, libthrift-dev, libevent-dev (TNonblockingServer.h
 # includes <event.h>), libboost-dev. If the C++ side cannot be built the script
@@ -16,7 +16,7 @@ set -eu
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$ROOT"
 BUILD=${BUILD:-build}
-WORKLOAD=${WORKLOAD:-/work/shared/bench/workload.thrift}
+WORKLOAD=${WORKLOAD:-$ROOT/bench/workload.thrift}
 CC=${CC:-gcc}
 CXX=${CXX:-g++}
 THRIFT=${THRIFT:-thrift}

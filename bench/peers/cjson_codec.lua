@@ -20,7 +20,7 @@ local prefix = jit and "cjson-jit" or "cjson-" .. _VERSION:match("%d+%.%d+")
 local clock = os.clock
 local target = tonumber(os.getenv("PEER_TARGET_SEC") or "") or 0.4
 
-local data = arg[1] or "/work/shared/bench/data"
+local data = arg[1] or ((arg[0]:match("^(.*)/bench/peers/[^/]*$") or ".") .. "/bench/data")
 local names = {}
 for i = 2, #arg do names[#names + 1] = arg[i] end
 if #names == 0 then names = { "small", "medium", "large", "mytest", "blob", "vectors" } end

@@ -1,5 +1,5 @@
 // cpp_echo_server: Apache Thrift C++ (0.17) TNonblockingServer serving the
-// Echo service of /work/shared/bench/workload.thrift, as the "stock Thrift"
+// Echo service of bench/workload.thrift, as the "stock Thrift"
 // peer for bench/rpc.
 //
 //   cpp_echo_server [--port P] [--host 127.0.0.1] [--duration SECONDS]

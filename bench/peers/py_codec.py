@@ -35,8 +35,8 @@ STRUCTS = {"small": "Request", "medium": "Request", "large": "Request",
 
 def main():
     args = sys.argv[1:]
-    data = "/work/shared/bench/data"
-    thrift_file = "/work/shared/bench/workload.thrift"
+    data = os.path.join(ROOT, "bench", "data")
+    thrift_file = os.path.join(ROOT, "bench", "workload.thrift")
     gen = os.path.join(ROOT, os.environ.get("BUILD", "build"), "peers", "gen-py")
     names = []
     while args:

@@ -16,7 +16,7 @@
 #   CONNS="1 10 100 1000"  connection counts
 #   DURATION=3 WARMUP=1    seconds per run (measured / unmeasured)
 #   MODE=pingpong DEPTH=1  loadgen --mode / --depth (pipeline: DEPTH in flight)
-#   PAYLOAD=/work/shared/bench/data/small.bin   args struct / frame body
+#   PAYLOAD=bench/data/small.bin   args struct / frame body
 #   ONLY="name ..."        run only these servers (FLOOR is always kept)
 #   FLOOR=c-epoll-raw      the server the ratio column divides by
 #   SERVER_CPU=0 CLIENT_CPU=1  taskset cores
@@ -77,7 +77,7 @@ DURATION=${DURATION:-3}
 WARMUP=${WARMUP:-1}
 MODE=${MODE:-pingpong}
 DEPTH=${DEPTH:-1}
-PAYLOAD=${PAYLOAD:-$ROOT/../shared/bench/data/small.bin}
+PAYLOAD=${PAYLOAD:-$ROOT/bench/data/small.bin}
 ONLY=${ONLY:-}
 FLOOR=${FLOOR:-c-epoll-raw}
 SERVER_CPU=${SERVER_CPU:-0}

@@ -1,4 +1,4 @@
--- The benchmark workload of ../shared/bench/workload.thrift written as
+-- The benchmark workload of bench/workload.thrift written as
 -- petrel schema tables (used by the demo, the specs and the benches).
 local petrel = require "petrel"
 
