@@ -557,9 +557,8 @@ def run(args):
 
 # --------------------------------------------------------------- selftest
 
-REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
-BENCH_THRIFT = os.path.join(REPO, "bench", "workload.thrift")
-BENCH_DATA = os.path.join(REPO, "bench", "data")
+BENCH_THRIFT = os.path.join(ROOT, "bench", "workload.thrift")
+BENCH_DATA = os.path.join(ROOT, "bench", "data")
 BENCH_STRUCTS = {"small": "Request", "medium": "Request", "large": "Request",
                  "mytest": "MyTest", "blob": "Blob", "vectors": "Vectors"}
 ALLTYPES = os.path.join(ROOT, "spec", "thrift", "alltypes.thrift")

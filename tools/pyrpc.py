@@ -28,9 +28,9 @@ from thrift.server import TServer  # noqa: E402
 from thrift.transport import TSocket, TTransport  # noqa: E402
 
 ROOT = pyinterop.ROOT
-WORKLOAD = os.path.normpath(os.path.join(ROOT, "..", "shared", "bench", "workload.thrift"))
+WORKLOAD = os.path.join(ROOT, "bench", "workload.thrift")
 CALC = os.path.join(ROOT, "spec", "thrift", "calc.thrift")
-DATA = os.path.normpath(os.path.join(ROOT, "..", "shared", "bench", "data"))
+DATA = os.path.join(ROOT, "bench", "data")
 
 
 def service_module(which):
