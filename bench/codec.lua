@@ -59,7 +59,7 @@ end
 
 local function rows_for_this_runtime()
   local petrel = require "petrel"
-  local W = require "petrel.workload"
+  local W = require "bench.workload"
   local rt = jit and "jit" or "5.4"
   local out = {}
   local floor = not jit and require "petrel_floor"

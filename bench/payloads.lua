@@ -6,7 +6,7 @@ local root = (arg[0]:match("^(.*)/bench/[^/]*$") or ".")
 package.path = root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua;" .. package.path
 package.cpath = root .. "/" .. (os.getenv("PETREL_BUILD") or "build") .. "/"
   .. (jit and "luajit" or "lua5.4") .. "/?.so;" .. package.cpath
-local W = require "petrel.workload"
+local W = require "bench.workload"
 local out = assert(arg[1], "usage: payloads.lua OUTDIR")
 local f = assert(io.open(root .. "/bench/data/medium.bin", "rb"))
 local req = assert(W.Request:decode(f:read("*a")))

@@ -23,7 +23,7 @@ loop:after(secs * 1000, function() loop:stop() end)
 io.stderr:write("rpc_server: ", mode, " on ", table.concat({ loop:backend() }, " "), "\n")
 
 if mode == "thrift" then
-  local W = require "petrel.workload"
+  local W = require "bench.workload"
   assert(petrel.server { service = W.Echo, port = port, handler = {
     echo = function(req) return req end,
     fire = function() end,

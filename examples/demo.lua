@@ -1,11 +1,11 @@
 -- examples/demo.lua — the main demo (make demo): an Echo server for
 -- bench/workload.thrift (its schema written as Lua tables in
--- lua/petrel/workload.lua), a client calling every method, the replies,
+-- bench/workload.lua), a client calling every method, the replies,
 -- and a short throughput / latency summary. Server and client share one
 -- event loop in this process; the client's calls simply run the loop
 -- until their reply arrives, as they would in a script or the REPL.
 local petrel = require "petrel"
-local W = require "petrel.workload"
+local W = require "bench.workload"
 
 local DATA = os.getenv("PETREL_DATA") or "bench/data"
 local function slurp(name)

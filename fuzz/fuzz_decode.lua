@@ -12,7 +12,7 @@ end
 
 local petrel = require "petrel"
 local core = require "petrel.core"
-local W = require "petrel.workload"
+local W = require "bench.workload"
 
 local wide = {}
 for i = 1, 40 do wide[i] = { i, "f" .. i, i % 2 == 0 and "i32" or "string", "optional" } end

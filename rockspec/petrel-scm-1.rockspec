@@ -27,7 +27,6 @@ build = {
     ["petrel"] = "lua/petrel/init.lua",
     ["petrel.schema"] = "lua/petrel/schema.lua",
     ["petrel.idl"] = "lua/petrel/idl.lua",
-    ["petrel.workload"] = "lua/petrel/workload.lua",
     ["petrel.loop"] = "lua/petrel/loop.lua",
     ["petrel.rpc"] = "lua/petrel/rpc.lua",
     ["petrel.ffi"] = "lua/petrel/ffi.lua",

@@ -1,6 +1,6 @@
 -- The schema compiler and the Thrift Binary codec, on Lua 5.4 and LuaJIT.
 local petrel = require "petrel"
-local W = require "petrel.workload"
+local W = require "bench.workload"
 
 local is_jit = jit ~= nil
 local DATA = "bench/data/"

@@ -3,4 +3,4 @@
 local build = os.getenv("PETREL_BUILD") or "build"
 local rt = jit and "luajit" or "lua5.4"
 package.cpath = build .. "/" .. rt .. "/?.so;" .. package.cpath
-package.path = "lua/?.lua;lua/?/init.lua;spec/?.lua;" .. package.path
+package.path = "lua/?.lua;lua/?/init.lua;spec/?.lua;./?.lua;" .. package.path

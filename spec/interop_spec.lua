@@ -4,7 +4,7 @@
 -- encodes decode to equal values in petrel. Python's missing module is a
 -- failure, not a skip.
 local petrel = require "petrel"
-local W = require "petrel.workload"
+local W = require "bench.workload"
 local canon = require "support.canon"
 local cjson = require "cjson"
 

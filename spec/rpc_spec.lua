@@ -2,7 +2,7 @@
 -- Python library (tools/pyrpc.py under /usr/bin/python3), hostile peers.
 -- Everything talks to 127.0.0.1 only and is bounded in time.
 local petrel = require "petrel"
-local W = require "petrel.workload"
+local W = require "bench.workload"
 
 local DATA = "bench/data/"
 local CALC = assert(petrel.load("spec/thrift/calc.thrift"))

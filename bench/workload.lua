@@ -1,5 +1,6 @@
--- The benchmark workload of bench/workload.thrift written as
--- petrel schema tables (used by the demo, the specs and the benches).
+-- The benchmark workload of bench/workload.thrift written as petrel schema
+-- tables: a fixture of the demo, the specs, the benches and the fuzzer, not
+-- part of the installed library. From the repository root: require "bench.workload".
 local petrel = require "petrel"
 
 return petrel.schema {
