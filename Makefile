@@ -59,10 +59,16 @@ test: deps
 ctest: $(CTESTS)
 	@for t in $(CTESTS); do $$t || exit 1; done
 
+# the demo on both runtimes, one after the other
 demo: deps
 	@$(MAKE) --no-print-directory all
-	LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH_5_4="$(BUILD)/lua5.4/?.so;;" \
-	  lua5.4 examples/demo.lua
+	@echo "== examples/demo.lua on Lua 5.4"
+	@LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH_5_4="$(BUILD)/lua5.4/?.so;;" \
+	  lua5.4 examples/demo.lua < /dev/null
+	@echo
+	@echo "== examples/demo.lua on LuaJIT"
+	@LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH="$(BUILD)/luajit/?.so;;" \
+	  luajit examples/demo.lua < /dev/null
 
 # ASan + UBSan: the interpreters are not instrumented, so the runtime is
 # preloaded. Leaks are checked on the C tests (valgrind and LSan there).

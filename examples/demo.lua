@@ -1,9 +1,11 @@
--- examples/demo.lua — the main demo (make demo): an Echo server for
--- bench/workload.thrift (its schema written as Lua tables in
--- bench/workload.lua), a client calling every method, the replies,
--- and a short throughput / latency summary. Server and client share one
--- event loop in this process; the client's calls simply run the loop
--- until their reply arrives, as they would in a script or the REPL.
+-- examples/demo.lua — the main demo (make demo runs it on Lua 5.4 and on
+-- LuaJIT): the Thrift codec on a canonical message of bench/workload.thrift
+-- (its schema written as Lua tables in bench/workload.lua), then an Echo
+-- server, a client calling every method, the replies pretty-printed, and a
+-- short throughput / latency summary. Server and client share one event
+-- loop in this process; the client's calls simply run the loop until their
+-- reply arrives, as they would in a script or the REPL.
+-- Run from the repository root.
 local petrel = require "petrel"
 local W = require "bench.workload"
 
@@ -15,11 +17,21 @@ local function slurp(name)
   return s
 end
 local function say(fmt, ...) print(string.format(fmt, ...)) end
+local function section(title) print("\n== " .. title) end
 
 say("petrel demo on %s (SIMD: %s)", jit and jit.version or _VERSION, petrel.simd())
 -- PETREL_BACKEND=uring (or auto) runs the same demo on io_uring
 say("event loop back end: %s  %s", petrel.default_loop():backend())
 
+section("codec: bench/data/small.bin, a Request of " .. #slurp("small") .. " bytes")
+local bytes = slurp("small")
+print(petrel.hex(bytes, { max = 48 }))
+local small = W.Request:decode(bytes)
+print(petrel.dump(small, { items = 6 }))
+say("re-encoded: %d bytes, byte-identical: %s; size(): %d",
+  #W.Request:encode(small), tostring(W.Request:encode(small) == bytes), W.Request:size(small))
+
+section("RPC: an Echo server and a client on one loop")
 local fired = 0
 local server = assert(petrel.server {
   service = W.Echo, port = 0,
@@ -35,26 +47,23 @@ say("Echo server listening on 127.0.0.1:%d", server.port)
 
 local client = petrel.client { service = W.Echo, port = server.port }
 
-local small = W.Request:decode(slurp("small"))
 local r = assert(client:echo(small))
-local nattrs = 0
-for _ in pairs(r.attrs) do nattrs = nattrs + 1 end
-say("echo(small Request): user_id=%s query=%q items=%d attrs=%d flags=%d",
-  tostring(r.user_id), r.query, #r.items, nattrs, #r.flags)
+say("echo(small Request) -> a Request; its items[1] and base:")
+print(petrel.dump({ ["items[1]"] = r.items[1], base = r.base }))
 assert(client:fire(small))
 say("fire(small Request): oneway, flushed")
 local m = assert(client:big(W.MyTest:decode(slurp("mytest"))))
-say("big(MyTest): %d i64 values back, first %s, last %s", #m.Nums, tostring(m.Nums[1]), tostring(m.Nums[#m.Nums]))
+say("big(MyTest): %d i64 values back: %s", #m.Nums, petrel.dump(m.Nums, { items = 3 }))
 local b = assert(client:blob(W.Blob:decode(slurp("blob"))))
 say("blob(Blob): %q, %d bytes of data back", b.name, #b.data)
 local v = assert(client:vectors(W.Vectors:decode(slurp("vectors"), 1, { typed = true })))
-say("vectors(Vectors): %d i32, %d i64, %d doubles back", #v.i32s, #v.i64s, #v.f64s)
+say("vectors(Vectors), sent as typed arrays, back as lists: %s", petrel.dump(v, { items = 2 }))
 -- a call the server does not know
 local Other = petrel.schema { Echo = petrel.service { nope = { result = "i32" } } }
 local _, err = petrel.client { service = Other.Echo, port = server.port }:nope()
 say("nope(): %s", tostring(err))
 
--- throughput and latency of echo(small Request), ping-pong on one connection
+section("echo(small Request), ping-pong on one connection")
 local N, lat = 3000, {}
 local clock = petrel.clock
 local t0 = clock()

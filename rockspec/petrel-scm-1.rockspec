@@ -27,6 +27,7 @@ build = {
     ["petrel"] = "lua/petrel/init.lua",
     ["petrel.schema"] = "lua/petrel/schema.lua",
     ["petrel.idl"] = "lua/petrel/idl.lua",
+    ["petrel.dump"] = "lua/petrel/dump.lua",
     ["petrel.loop"] = "lua/petrel/loop.lua",
     ["petrel.rpc"] = "lua/petrel/rpc.lua",
     ["petrel.ffi"] = "lua/petrel/ffi.lua",

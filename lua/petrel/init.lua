@@ -41,6 +41,11 @@ local petrel = {
 }
 
 -- ---- event loop and RPC (loaded on first use) --------------------------------
+-- readable text of values and bytes (petrel/dump.lua)
+local dump = require "petrel.dump"
+petrel.dump = dump.dump
+petrel.hex = dump.hex
+
 local function rpc() return require "petrel.rpc" end
 local function loopmod() return require "petrel.loop" end
 
