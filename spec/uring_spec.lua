@@ -61,7 +61,7 @@ describe("io_uring back end", function()
     e:free()
     assert.has_error(function() core.loop { backend = "kqueue" } end)
     if not probe then
-      pending("io_uring is not available here: " .. tostring(why))
+      pending("SKIP: io_uring is not available here: " .. tostring(why))
       return
     end
     local u = assert(core.loop { backend = "uring" })
@@ -92,7 +92,7 @@ describe("io_uring back end", function()
     p:close()
     os.remove(script)
     if out:match("no_uring: seccomp") then
-      pending("seccomp filters are refused here: " .. out)
+      pending("SKIP: seccomp filters are refused here: " .. out)
       return
     end
     assert.matches("auto\tepoll\tio_uring unavailable: io_uring_setup: Operation not permitted", out, 1, true)
@@ -101,7 +101,7 @@ describe("io_uring back end", function()
 
   if not probe then
     it("runs its own paths", function()
-      pending("io_uring is not available here: " .. tostring(why))
+      pending("SKIP: io_uring is not available here: " .. tostring(why))
     end)
     return
   end
@@ -136,7 +136,7 @@ describe("io_uring back end", function()
     local _, note = loop:backend()
     if not note:match("sendmsg_zc") then
       loop:free()
-      pending("no sendmsg_zc in this kernel")
+      pending("SKIP: no sendmsg_zc in this kernel")
       return
     end
     assert.is_true(echo_many(loop, 4, 1024 * 1024))

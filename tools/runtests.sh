@@ -1,51 +1,86 @@
 #!/usr/bin/env bash
-# Run every test: busted on Lua 5.4, busted on LuaJIT, the C tests.
-# Usage: tools/runtests.sh BUILD_DIR. Prints "N passed, N failed" last and
-# exits non-zero on any failure. PETREL_PRELOAD is LD_PRELOADed (asan).
+# Run every test: the canonical data check, busted on Lua 5.4 and on LuaJIT,
+# the C tests; then the network specs and the loop's C tests again on
+# io_uring. Usage: tools/runtests.sh BUILD_DIR (PETREL_PRELOAD is
+# LD_PRELOADed, for asan).
+#
+# The last line counts TESTS (busted tests, C test cases and the data
+# checks; not the conditions checked inside them) and names what was
+# skipped and why:
+#   N passed, N failed, N pending, N skipped[ (skipped: what: why; ...)]
+# A test skips when the machine lacks what it needs (busted: pending("SKIP:
+# why"); C: SKIP("why")); a whole run that cannot happen (io_uring refused)
+# counts every test it would have run as skipped. Exits non-zero on any
+# failure.
 set -uo pipefail
 build=${1:-build}
 cd "$(dirname "$0")/.."
 export PETREL_BUILD="$build"
 # the RPC specs hold 2,000+ connections: raise the fd limit where allowed
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || ulimit -n 8192 2>/dev/null || true
-pass=0; fail=0
+pass=0; fail=0; pend=0; skip=0
+declare -A skip_n=()   # why -> how many tests skipped for it
+skip_why=()            # the reasons, in order of first appearance
 log=$(mktemp -d)
 trap 'rm -rf "$log"' EXIT
 
-# busted's plainTerminal summary: "N successes / N failures / N errors / N pending"
-count_busted() {
-  local out=$1 s f e
-  s=$(grep -Eo '[0-9]+ success(es)?' "$out" | tail -1 | grep -Eo '^[0-9]+')
-  f=$(grep -Eo '[0-9]+ failures?' "$out" | tail -1 | grep -Eo '^[0-9]+')
-  e=$(grep -Eo '[0-9]+ errors?' "$out" | tail -1 | grep -Eo '^[0-9]+')
-  echo "${s:-0} $(( ${f:-0} + ${e:-0} ))"
+note_skip() { # note_skip WHY [N]
+  [ -n "${skip_n[$1]:-}" ] || skip_why+=("$1")
+  skip_n[$1]=$(( ${skip_n[$1]:-0} + ${2:-1} ))
 }
 
 run_busted() { # run_busted LABEL LUA [specs...]: busted under LUA, counted
-  local label=$1 lua=$2
+  local label=$1 lua=$2 out
   shift 2
+  out="$log/busted-$lua"
   echo "== busted --lua=$lua${label:+ ($label)}"
-  LD_PRELOAD="${PETREL_PRELOAD:-}" busted --lua="$lua" -o plainTerminal "$@" 2>&1 | tee "$log/$lua"
-  local rc=${PIPESTATUS[0]} s f
-  read -r s f < <(count_busted "$log/$lua")
-  if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi  # crashed before the summary
-  if [ "$s" -eq 0 ] && [ "$f" -eq 0 ]; then f=1; echo "no test ran under $lua"; fi
-  pass=$((pass + s)); fail=$((fail + f))
+  LD_PRELOAD="${PETREL_PRELOAD:-}" busted --lua="$lua" -o spec/support/count_output.lua "$@" \
+    < /dev/null 2>&1 | tee "$out"
+  local rc=${PIPESTATUS[0]} line s=0 f=0 e=0 p=0 k=0
+  line=$(grep -a '^petrel-count:' "$out" | tail -1)
+  if [ -n "$line" ]; then
+    s=$(sed -E 's/.*passed=([0-9]+).*/\1/' <<<"$line")
+    f=$(sed -E 's/.*failed=([0-9]+).*/\1/' <<<"$line")
+    e=$(sed -E 's/.*errors=([0-9]+).*/\1/' <<<"$line")
+    p=$(sed -E 's/.*pending=([0-9]+).*/\1/' <<<"$line")
+    k=$(sed -E 's/.*skipped=([0-9]+).*/\1/' <<<"$line")
+  fi
+  f=$((f + e))
+  if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; echo "busted under $lua crashed (status $rc)"; fi
+  if [ $((s + f + p + k)) -eq 0 ]; then f=1; echo "no test ran under $lua"; fi
+  while IFS=$'\t' read -r l _; do note_skip "${l#petrel-skip: }"; done \
+    < <(grep -a '^petrel-skip:' "$out")
+  pass=$((pass + s)); fail=$((fail + f)); pend=$((pend + p)); skip=$((skip + k))
+}
+
+# count_cases LABEL FILE RC: adds a "N passed, N failed, N skipped" line
+# (the C tests' and tools/check-data.sh's last line) to the totals
+count_cases() {
+  local label=$1 out=$2 rc=$3 line s=0 f=0 k=0
+  line=$(grep -aE '^[0-9]+ passed, [0-9]+ failed, [0-9]+ skipped' "$out" | tail -1)
+  if [ -n "$line" ]; then
+    read -r s f k < <(sed -E 's/^([0-9]+) passed, ([0-9]+) failed, ([0-9]+) skipped.*/\1 \2 \3/' <<<"$line")
+  fi
+  if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; echo "$label: exited with status $rc"; fi
+  if [ $((s + f + k)) -eq 0 ]; then f=1; echo "$label: no test ran"; fi
+  while IFS= read -r l; do note_skip "${l#SKIP }"; done < <(grep -a '^SKIP ' "$out")
+  pass=$((pass + s)); fail=$((fail + f)); skip=$((skip + k))
+  last_cases=$((s + f + k))
 }
 
 run_c() { # run_c LABEL [GLOB]: the C tests (default: all)
   echo "== C tests${1:+ ($1)}"
   for t in "$build"/ctest/${2:-test_*}; do
     [ -x "$t" ] || continue
-    "$t" 2>&1 | tee "$log/c"
-    local rc=${PIPESTATUS[0]} s f
-    s=$(grep -Eo '^[0-9]+ passed' "$log/c" | tail -1 | grep -Eo '^[0-9]+')
-    f=$(grep -Eo '[0-9]+ failed' "$log/c" | tail -1 | grep -Eo '^[0-9]+')
-    s=${s:-0}; f=${f:-0}
-    if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi
-    pass=$((pass + s)); fail=$((fail + f))
+    LD_PRELOAD="" "$t" < /dev/null 2>&1 | tee "$log/c"
+    count_cases "$(basename "$t")${1:+ ($1)}" "$log/c" "${PIPESTATUS[0]}"
+    eval "cases_$(basename "$t")=$last_cases"
   done
 }
+
+echo "== data (bench/data against SHA256SUMS; regenerated with Apache Thrift's Python library)"
+tools/check-data.sh < /dev/null 2>&1 | tee "$log/data"
+count_cases "check-data" "$log/data" "${PIPESTATUS[0]}"
 
 # Every spec on the default back end (epoll), then the network specs and
 # the loop's C tests again on io_uring (PETREL_BACKEND is the one switch).
@@ -64,8 +99,23 @@ if [ -z "$why" ]; then
   for lua in lua5.4 luajit; do run_busted "io_uring" "$lua" "${NET_SPECS[@]}"; done
   run_c "io_uring" "test_loop"
 else
-  echo "== SKIPPED: the io_uring runs (the kernel or sandbox refuses it): $why"
+  # count what those runs would have run: the network specs on both
+  # runtimes and the loop's C test cases
+  n=${cases_test_loop:-0}
+  for lua in lua5.4 luajit; do
+    k=$(busted --lua="$lua" --list "${NET_SPECS[@]}" 2>/dev/null | grep -c ': ')
+    n=$((n + k))
+  done
+  echo "== SKIPPED: the io_uring runs ($n tests): $why"
+  skip=$((skip + n))
+  note_skip "the io_uring runs: $why" "$n"
 fi
 
-echo "$pass passed, $fail failed"
+summary="$pass passed, $fail failed, $pend pending, $skip skipped"
+if [ ${#skip_why[@]} -gt 0 ]; then
+  list=""
+  for w in "${skip_why[@]}"; do list="$list${list:+; }${skip_n[$w]} x $w"; done
+  summary="$summary (skipped: $list)"
+fi
+echo "$summary"
 [ "$fail" -eq 0 ]

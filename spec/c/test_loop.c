@@ -203,7 +203,7 @@ static void test_ipv6(void) {
   int ok = fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0;
   if (fd >= 0) close(fd);
   if (!ok) {
-    printf("SKIP test_ipv6: ::1 unavailable (%s)\n", strerror(errno));
+    SKIP("::1 unavailable (%s)", strerror(errno));
     return;
   }
   echo_roundtrip("::1", 100000, 0, "tcp6");
