@@ -116,6 +116,9 @@ describe("petrel.dump", function()
     assert.has_error(function() dump({}, { width = "wide" }) end,
       "petrel.dump: option width must be a non-negative number")
     assert.has_error(function() dump({}, { depth = -1 }) end)
+    -- T:decode returns the value and the next position: dump(T:decode(s)) is a mistake
+    assert.has_error(function() dump({}, 12) end, "petrel.dump: options table expected, got number"
+      .. " (a call returning several values, like decode, goes in parentheses)")
   end)
 end)
 

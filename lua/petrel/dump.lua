@@ -232,6 +232,10 @@ function render(v, level, col, o, seen)
 end
 
 local function options(opts)
+  if opts ~= nil and type(opts) ~= "table" then
+    error("petrel.dump: options table expected, got " .. type(opts)
+      .. " (a call returning several values, like decode, goes in parentheses)", 3)
+  end
   local o = {}
   for k, d in pairs(DEFAULTS) do
     local x = opts and opts[k]
