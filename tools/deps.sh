@@ -2,7 +2,7 @@
 # Install the Debian packages petrel builds, tests and benches with, if any
 # is missing. Safe to run repeatedly; needs root (or sudo) only to install.
 set -euo pipefail
-pkgs=(build-essential lua5.4 liblua5.4-dev luajit2 libluajit2-5.1-dev lua-busted
+pkgs=(build-essential git lua5.4 liblua5.4-dev luajit2 libluajit2-5.1-dev lua-busted
       luarocks liburing-dev python3-thrift libthrift-dev libboost-dev
       thrift-compiler lua-cjson lua-luv lua-lpeg valgrind libevent-dev clang
       libclang-rt-14-dev)
