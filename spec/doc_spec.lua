@@ -138,8 +138,18 @@ function M.check(block)
   for l in stdout:gmatch("(.-)\n") do got[#got + 1] = l end
   if stdout:sub(-1) ~= "\n" and #stdout > 0 then got[#got + 1] = stdout:match("([^\n]*)$") end
   if not M.matches(want, got) then
-    return string.format("%s:%d: the output differs from its --> comments\nwant:\n  %s\ngot:\n  %s\n%s",
-      block.file, block.line, table.concat(want, "\n  "), table.concat(got, "\n  "), stderr)
+    local first = ""
+    for i = 1, math.max(#want, #got) do
+      local w, g = want[i], got[i] and norm(got[i])
+      if w == "..." or (w and w:match(" %.%.%.$")) then break end
+      if w ~= g then
+        first = string.format(" (output line %d: --> %s, printed %s)", i,
+          w and ("'" .. w .. "'") or "nothing", g and ("'" .. g .. "'") or "nothing")
+        break
+      end
+    end
+    return string.format("%s:%d: the output differs from its --> comments%s\nwant:\n  %s\ngot:\n  %s\n%s",
+      block.file, block.line, first, table.concat(want, "\n  "), table.concat(got, "\n  "), stderr)
   end
   return nil
 end
