@@ -20,7 +20,7 @@
 --   --quiet, -q         print failures and the summary only
 --   CHECK ...           run only these checks
 -- Prints "ok NAME" or "FAIL NAME: why" per check and a summary
--- "thrift_test_client: N/M passed (...)"; exits 0 when all passed, 1 when
+-- "thrift_test_client: N/M passed (A/22 of Apache's checks, ...)"; exits 0 when all passed, 1 when
 -- one failed, 2 on bad usage.
 local common = dofile((debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or ".")
   .. "/thrift_test_common.lua")
@@ -327,18 +327,23 @@ for _, n in ipairs(names) do
   want[n] = true
 end
 
-local passed, ran, apache, more = 0, 0, 0, 0
+local passed, ran = 0, 0
+local apache, apache_ok, more, more_ok = 0, 0, 0, 0
 for _, c in ipairs(CHECKS) do
   if (#names == 0 or want[c.name]) and (c.apache or not opts["apache-only"]) then
     ran = ran + 1
     if c.apache then apache = apache + 1 else more = more + 1 end
     local t0 = loop:now()
-    local s = session()
-    local okc, e = pcall(c.fn, s)
-    s.client:close()
-    if s.client2 then s.client2:close() end
+    local okc, s = pcall(session)
+    local e = s
+    if okc then
+      okc, e = pcall(c.fn, s)
+      s.client:close()
+      if s.client2 then s.client2:close() end
+    end
     if okc then
       passed = passed + 1
+      if c.apache then apache_ok = apache_ok + 1 else more_ok = more_ok + 1 end
       if not opts.quiet then print(string.format("ok %s (%.3f s)", c.name, (loop:now() - t0) / 1000)) end
     else
       local why = getmetatable(e) == Fail and e.msg or ("error: " .. tostring(e))
@@ -349,8 +354,8 @@ for _, c in ipairs(CHECKS) do
 end
 local where = opts["domain-socket"] and ("unix:" .. opts["domain-socket"])
   or string.format("%s:%d", opts.host or "127.0.0.1", opts.port or 9090)
-print(string.format("thrift_test_client: %d/%d passed (%d of Apache's checks, %d more; " ..
-  "protocol %s, transport %s, %s, %s, %s)", passed, ran, apache, more, proto_name, transport,
-  where, jit and jit.version or _VERSION, (loop:backend())))
+print(string.format("thrift_test_client: %d/%d passed (%d/%d of Apache's checks, %d/%d more; " ..
+  "protocol %s, transport %s, %s, %s, %s)", passed, ran, apache_ok, apache, more_ok, more,
+  proto_name, transport, where, jit and jit.version or _VERSION, (loop:backend())))
 loop:free()
 os.exit(ran > 0 and passed == ran and 0 or 1)

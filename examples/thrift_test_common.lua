@@ -69,9 +69,13 @@ end
 -- SecondService (services: name -> { service =, handler = }), keeping
 -- ThriftTest as the default for callers that name no service, as Apache's
 -- TMultiplexedProcessor.registerDefault does.
+-- A header row detects the transport too: a THeader frame carries its own
+-- length whatever transport the client wraps it in (Apache's
+-- THeaderTransport reads it so under any transport factory).
 function M.server_opts(p, services)
   local o = {}
   if p.multiplexed then o.services = services end
+  if p.header then o.transport = "auto" end
   return o
 end
 

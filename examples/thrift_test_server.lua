@@ -12,7 +12,8 @@
 --   --host ADDR         address to listen on (default 127.0.0.1)
 --   --domain-socket P   listen on a unix socket instead
 --   --transport T       buffered | framed | auto (default auto: petrel detects
---                       framed or unframed per connection)
+--                       framed or unframed per connection; header rows
+--                       always detect, as a THeader frame has its own length)
 --   --protocol P        one of Apache's protocol names (binary, accel, compact,
 --                       accelc, json, header, multi, multia, multic, multiac,
 --                       multih, multij; default binary). The server detects
@@ -143,7 +144,7 @@ local server_opts = {
     local where = opts["domain-socket"] and ("unix:" .. opts["domain-socket"])
       or string.format("%s:%d", opts.host or "127.0.0.1", srv.port)
     print(string.format("thrift_test_server: ready on %s (protocol %s, transport %s, %s, %s, pid %d)",
-      where, proto_name, transport, jit and jit.version or _VERSION,
+      where, proto_name, srv.transport or transport, jit and jit.version or _VERSION,
       (srv.loop:backend()), petrel.core.getpid()))
     io.stdout:flush()
   end,

@@ -138,13 +138,15 @@ function M.python_client(where, proto, transport, o)
   return out, tonumber(passed), tonumber(total)
 end
 
--- petrel's client against `where`: output, passed, total, Apache's checks.
+-- petrel's client against `where`: output, passed, total, and of Apache's
+-- checks: passed, total.
 function M.lua_client(where, proto, transport, o)
   o = o or {}
   local out = M.run(string.format("timeout 300 %s examples/thrift_test_client.lua -q %s --protocol %s --transport %s --timeout %s %s",
     M.LUA, endpoint(where), proto, transport, o.timeout or 10, o.extra or ""))
-  local passed, total, apache = out:match("thrift_test_client: (%d+)/(%d+) passed %((%d+) of Apache's")
-  return out, tonumber(passed), tonumber(total), tonumber(apache)
+  local passed, total, apassed, atotal =
+    out:match("thrift_test_client: (%d+)/(%d+) passed %((%d+)/(%d+) of Apache's")
+  return out, tonumber(passed), tonumber(total), tonumber(apassed), tonumber(atotal)
 end
 
 return M
