@@ -27,25 +27,14 @@ local common = dofile((debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or ".
 common.setup_paths()
 local petrel = require "petrel"
 
-local function usage(err)
-  io.stderr:write("thrift_test_client: ", err, "\n",
-    "usage: thrift_test_client.lua [--host ADDR] [--port N | --domain-socket PATH]\n",
-    "  [--transport buffered|framed] [--protocol NAME] [--timeout S] [--apache-only] [-q] [CHECK ...]\n")
-  os.exit(2)
-end
-
-local opts, names = common.parse_args(arg, {
-  host = "string", port = "number", ["domain-socket"] = "string", transport = "string",
-  protocol = "string", timeout = "number", ["apache-only"] = "flag", backend = "string",
-  quiet = "flag", verbose = "flag",
-}, { ["-q"] = "quiet", ["-v"] = "verbose" })
-if not opts then usage(names) end
-local proto_name = opts.protocol or "binary"
-local ok, err = common.choice("protocol", proto_name, common.PROTOCOLS)
-if not ok then usage(err) end
-local transport = opts.transport or "buffered"
-ok, err = common.choice("transport", transport, common.TRANSPORTS)
-if not ok then usage(err) end
+local opts, names, usage = common.cli("thrift_test_client",
+  "[--host ADDR] [--port N | --domain-socket PATH] [--transport buffered|framed]\n" ..
+  "  [--protocol NAME] [--timeout S] [--apache-only] [--backend B] [-q] [CHECK ...]", {
+    host = "string", port = "number", ["domain-socket"] = "string", transport = "string",
+    protocol = "string", timeout = "number", ["apache-only"] = "flag", backend = "string",
+    quiet = "flag", verbose = "flag",
+  }, { ["-q"] = "quiet", ["-v"] = "verbose" }, common.TRANSPORTS, "buffered")
+local proto_name, transport = opts.protocol, opts.transport
 local proto = common.protocol(proto_name)
 
 local ns = assert(petrel.load(common.IDL))

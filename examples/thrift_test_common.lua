@@ -130,4 +130,28 @@ function M.choice(what, value, list)
     table.concat(names, ", "))
 end
 
+-- A script's command line (the global arg), checked: opts (protocol and
+-- transport filled in), positional arguments, and a function that prints
+-- the error and the usage and exits 2.
+function M.cli(name, usage, spec, aliases, transports, default_transport)
+  local function die(err)
+    io.stderr:write(name, ": ", err, "\nusage: ", name, ".lua ", usage, "\n")
+    os.exit(2)
+  end
+  spec.ssl, spec.zlib, spec.http = spec.ssl or "flag", spec.zlib or "flag", spec.http or "string"
+  local opts, pos = M.parse_args(arg, spec, aliases)
+  if not opts then die(pos) end
+  for _, o in ipairs({ "ssl", "zlib", "http" }) do
+    -- Apache's cross tests have these; petrel does not (yet)
+    if opts[o] then die("--" .. o .. ": petrel has no " .. o:upper() .. " transport") end
+  end
+  opts.protocol = opts.protocol or "binary"
+  local ok, err = M.choice("protocol", opts.protocol, M.PROTOCOLS)
+  if not ok then die(err) end
+  opts.transport = opts.transport or default_transport
+  ok, err = M.choice("transport", opts.transport, transports)
+  if not ok then die(err) end
+  return opts, pos, die
+end
+
 return M

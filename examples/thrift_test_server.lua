@@ -31,34 +31,24 @@ local common = dofile((debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or ".
 common.setup_paths()
 local petrel = require "petrel"
 
-local function usage(err)
-  io.stderr:write("thrift_test_server: ", err, "\n",
-    "usage: thrift_test_server.lua [--port N | --domain-socket PATH] [--host ADDR]\n",
-    "  [--transport buffered|framed|auto] [--protocol NAME] [--workers N] [--backend B] [-v|-q]\n")
-  os.exit(2)
-end
-
-local opts, pos = common.parse_args(arg, {
-  port = "number", host = "string", ["domain-socket"] = "string", transport = "string",
-  protocol = "string", workers = "number", ["server-type"] = "string", backend = "string",
-  verbose = "flag", quiet = "flag",
-  -- Apache's servers take these too; petrel's limits are max_frame and
-  -- the codec's own checks
-  ["string-limit"] = "number", ["container-limit"] = "number",
-}, { ["-n"] = "workers", ["-v"] = "verbose", ["-q"] = "quiet" })
-if not opts then usage(pos) end
+local opts, pos, usage = common.cli("thrift_test_server",
+  "[--port N | --domain-socket PATH] [--host ADDR] [--transport buffered|framed|auto]\n" ..
+  "  [--protocol NAME] [--workers N] [--backend B] [-v|-q]", {
+    port = "number", host = "string", ["domain-socket"] = "string", transport = "string",
+    protocol = "string", workers = "number", ["server-type"] = "string", backend = "string",
+    verbose = "flag", quiet = "flag",
+    -- Apache's servers take these too; petrel's limits are max_frame and
+    -- the codec's own checks
+    ["string-limit"] = "number", ["container-limit"] = "number",
+  }, { ["-n"] = "workers", ["-v"] = "verbose", ["-q"] = "quiet" },
+  { "buffered", "framed", "auto" }, "auto")
 if #pos > 0 then usage("unexpected argument " .. pos[1]) end
-local proto_name = opts.protocol or "binary"
-local ok, err = common.choice("protocol", proto_name, common.PROTOCOLS)
-if not ok then usage(err) end
-local transport = opts.transport or "auto"
-ok, err = common.choice("transport", transport, { "buffered", "framed", "auto" })
-if not ok then usage(err) end
 if opts["server-type"] then
-  ok, err = common.choice("server type", opts["server-type"],
+  local ok, err = common.choice("server type", opts["server-type"],
     { "simple", "threaded", "thread-pool", "nonblocking" })
   if not ok then usage(err) end
 end
+local proto_name, transport = opts.protocol, opts.transport
 local proto = common.protocol(proto_name)
 
 local ns = assert(petrel.load(common.IDL))

@@ -21,8 +21,9 @@ local function on_backend(text)
   end
 end
 
--- Run fn(srv) with a server, then stop it; failures carry the server's log.
-local function with_server(srv, why, fn)
+-- Run fn(srv) with a server (srv, why: what a starter returned), then stop
+-- it; failures carry the server's output.
+local function with_server(fn, srv, why)
   assert(srv, why)
   local ok, err = pcall(fn, srv)
   local log = X.stop(srv)
@@ -40,68 +41,72 @@ describe("cross tests (" .. X.LUA .. ", " .. BACKEND .. ")", function()
     for _, p in ipairs(PROTOCOLS) do assert.is_table(X.common.protocol(p)) end
   end)
 
-  describe("petrel server, Apache's Python test client", function()
+  -- one test per ready protocol and transport
+  local function each_combination(fn)
     for _, proto in ipairs(PROTOCOLS) do
       for _, tr in ipairs(TRANSPORTS) do
-        it(proto .. " over " .. tr .. ": every check passes", function()
-          with_server(X.petrel_server(proto, tr), nil, function(srv)
-            on_backend(srv.line)
-            local out, passed, total = X.python_client(srv, proto, tr, { strict = true })
-            all_passed(out, passed, total, X.APACHE_CHECKS)
-          end)
-        end)
+        it(proto .. " over " .. tr .. ": every check passes", function() fn(proto, tr) end)
       end
     end
+  end
+
+  describe("petrel server, Apache's Python test client", function()
+    each_combination(function(proto, tr)
+      with_server(function(srv)
+        on_backend(srv.line)
+        local out, passed, total = X.python_client(srv, proto, tr, { strict = true })
+        all_passed(out, passed, total, X.APACHE_CHECKS)
+      end, X.petrel_server(proto, tr))
+    end)
   end)
 
   describe("petrel client, Apache's Python test server", function()
-    for _, proto in ipairs(PROTOCOLS) do
-      for _, tr in ipairs(TRANSPORTS) do
-        it(proto .. " over " .. tr .. ": every check passes", function()
-          with_server(X.python_server(proto, tr, { strict = true }), nil, function(srv)
-            local out, passed, total, _, apache = X.lua_client(srv, proto, tr)
-            on_backend(out)
-            assert.equal(X.APACHE_CHECKS, apache, out)
-            all_passed(out, passed, total, X.LUA_CHECKS)
-          end)
-        end)
-      end
-    end
+    each_combination(function(proto, tr)
+      with_server(function(srv)
+        local out, passed, total, _, apache = X.lua_client(srv, proto, tr)
+        on_backend(out)
+        assert.equal(X.APACHE_CHECKS, apache, out)
+        all_passed(out, passed, total, X.LUA_CHECKS)
+      end, X.python_server(proto, tr, { strict = true }))
+    end)
   end)
 
   describe("petrel client, petrel server", function()
-    for _, proto in ipairs(PROTOCOLS) do
-      for _, tr in ipairs(TRANSPORTS) do
-        it(proto .. " over " .. tr .. ": every check passes", function()
-          with_server(X.petrel_server(proto, tr), nil, function(srv)
-            local out, passed, total = X.lua_client(srv, proto, tr)
-            all_passed(out, passed, total, X.LUA_CHECKS)
-          end)
-        end)
-      end
-    end
+    each_combination(function(proto, tr)
+      with_server(function(srv)
+        local out, passed, total = X.lua_client(srv, proto, tr)
+        all_passed(out, passed, total, X.LUA_CHECKS)
+      end, X.petrel_server(proto, tr))
+    end)
   end)
 
   it("serves the checks over a unix socket", function()
     local path = os.tmpname()
     os.remove(path) -- a unique name; the server creates the socket
-    with_server(X.petrel_server(PROTOCOLS[1], "buffered", { unix = path }), nil, function(srv)
+    with_server(function(srv)
       assert.equal(path, srv.unix)
       local out, passed, total = X.python_client(srv, PROTOCOLS[1], "buffered", { strict = true })
       all_passed(out, passed, total, X.APACHE_CHECKS)
       out, passed, total = X.lua_client(srv, PROTOCOLS[1], "buffered")
       all_passed(out, passed, total, X.LUA_CHECKS)
-    end)
+    end, X.petrel_server(PROTOCOLS[1], "buffered", { unix = path }))
     os.remove(path)
   end)
 
   it("fails checks that fail: a client speaking another protocol gets errors, not passes", function()
     -- the harness itself: a Compact client against a Binary-only Python
     -- server must not pass (so a pass above means something)
-    with_server(X.python_server("binary", "framed"), nil, function(srv)
+    with_server(function(srv)
       local out, passed, total = X.python_client(srv, "compact", "framed", { timeout = 3 })
       assert.equal(X.APACHE_CHECKS, total, out)
       assert.is_true(passed < total / 2, out)
-    end)
+    end, X.python_server("binary", "framed"))
+    -- and petrel's client speaking Binary to a Compact server
+    with_server(function(srv)
+      local out, passed, total, _, apache = X.lua_client(srv, "binary", "framed", { timeout = 3 })
+      assert.equal(X.LUA_CHECKS, total, out)
+      assert.equal(X.APACHE_CHECKS, apache, out)
+      assert.is_true(passed < total / 2, out)
+    end, X.python_server("compact", "framed"))
   end)
 end)

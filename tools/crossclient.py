@@ -28,7 +28,6 @@ Prints one line per check ("ok NAME" or "FAIL NAME: why") and a summary
 failed, 2 on bad usage. --genpydir and --libpydir are accepted and ignored
 (the code is generated from spec/thrift/thrift_test.thrift).
 """
-import optparse
 import os
 import sys
 import time
@@ -353,26 +352,10 @@ def run(opts, names):
 
 
 def main(argv):
-    p = optparse.OptionParser(usage="%prog [options] [CHECK ...]")
-    p.add_option("--host", default="localhost")
-    p.add_option("--port", type="int", default=9090)
-    p.add_option("--domain-socket", dest="domain_socket", default=None)
-    p.add_option("--transport", dest="trans", default="buffered")
-    p.add_option("--protocol", dest="proto", default="binary")
-    p.add_option("--zlib", action="store_true", default=False)
-    p.add_option("--ssl", action="store_true", default=False)
+    p = crosscommon.option_parser("%prog [options] [CHECK ...]", "localhost")
     p.add_option("--http", dest="http_path", default=None)
-    p.add_option("--strict", action="store_true", default=False)
     p.add_option("--timeout", type="float", default=10.0)
-    p.add_option("--genpydir")
-    p.add_option("--libpydir")
-    p.add_option("-v", "--verbose", action="store_const", const=2, dest="verbose", default=1)
-    p.add_option("-q", "--quiet", action="store_const", const=0, dest="verbose")
-    opts, names = p.parse_args(argv)
-    crosscommon.check_choice(p, "--protocol", opts.proto, crosscommon.PROTOCOLS)
-    crosscommon.check_choice(p, "--transport", opts.trans, crosscommon.TRANSPORTS)
-    if opts.ssl or opts.http_path:
-        p.error("--ssl and --http are not part of this harness")
+    opts, names = crosscommon.parse(p, argv)
     known = set(n for n, _ in CHECKS)
     for n in names:
         if n not in known:

@@ -9,6 +9,7 @@ Run the tools with /usr/bin/python3 (the interpreter python3-thrift is
 installed for).
 """
 import importlib
+import optparse
 import os
 import sys
 
@@ -87,3 +88,31 @@ def protocol_factory(base, server=False, strict=False):
 def check_choice(parser, what, value, choices):
     if value not in choices:
         parser.error("unknown %s %r (one of: %s)" % (what, value, ", ".join(sorted(choices))))
+
+
+def option_parser(usage, host):
+    """The options Apache's cross-test clients and servers share."""
+    p = optparse.OptionParser(usage=usage)
+    p.add_option("--host", default=host)
+    p.add_option("--port", type="int", default=9090)
+    p.add_option("--domain-socket", dest="domain_socket", default=None)
+    p.add_option("--transport", dest="trans", default="buffered")
+    p.add_option("--protocol", dest="proto", default="binary")
+    p.add_option("--zlib", action="store_true", default=False)
+    p.add_option("--ssl", action="store_true", default=False)
+    p.add_option("--strict", action="store_true", default=False)
+    p.add_option("--genpydir")   # accepted, unused: the code comes from IDL
+    p.add_option("--libpydir")
+    p.add_option("-v", "--verbose", action="store_const", const=2, dest="verbose", default=1)
+    p.add_option("-q", "--quiet", action="store_const", const=0, dest="verbose")
+    return p
+
+
+def parse(parser, argv):
+    """Parse and check the shared options: (opts, positional arguments)."""
+    opts, args = parser.parse_args(argv)
+    check_choice(parser, "--protocol", opts.proto, PROTOCOLS)
+    check_choice(parser, "--transport", opts.trans, TRANSPORTS)
+    if opts.ssl or getattr(opts, "http_path", None):
+        parser.error("--ssl and --http are not part of this harness")
+    return opts, args

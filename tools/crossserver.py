@@ -33,7 +33,6 @@ Prints "crossserver: ready on HOST:PORT (...)" (or "on unix:PATH") once
 listening.
 """
 import logging
-import optparse
 import os
 import socket
 import sys
@@ -129,25 +128,9 @@ class ReadySocket(TSocket.TServerSocket):
 
 
 def main(argv):
-    p = optparse.OptionParser(usage="%prog [options] [SERVER_TYPE]")
-    p.add_option("--host", default="127.0.0.1")
-    p.add_option("--port", type="int", default=9090)
-    p.add_option("--domain-socket", dest="domain_socket", default=None)
-    p.add_option("--transport", dest="trans", default="buffered")
-    p.add_option("--protocol", dest="proto", default="binary")
-    p.add_option("--zlib", action="store_true", default=False)
-    p.add_option("--ssl", action="store_true", default=False)
-    p.add_option("--strict", action="store_true", default=False)
+    p = crosscommon.option_parser("%prog [options] [SERVER_TYPE]", "127.0.0.1")
     p.add_option("--duration", type="float", default=None)
-    p.add_option("--genpydir")
-    p.add_option("--libpydir")
-    p.add_option("-v", "--verbose", action="store_const", const=2, dest="verbose", default=1)
-    p.add_option("-q", "--quiet", action="store_const", const=0, dest="verbose")
-    opts, args = p.parse_args(argv)
-    crosscommon.check_choice(p, "--protocol", opts.proto, crosscommon.PROTOCOLS)
-    crosscommon.check_choice(p, "--transport", opts.trans, crosscommon.TRANSPORTS)
-    if opts.ssl:
-        p.error("--ssl is not part of this harness")
+    opts, args = crosscommon.parse(p, argv)
     if len(args) > 1:
         p.error("one server type at most")
     server_type = args[0] if args else "TSimpleServer"
