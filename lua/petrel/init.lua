@@ -47,7 +47,7 @@ local function loopmod() return require "petrel.loop" end
 function petrel.loop(opts) return loopmod().new(opts) end
 function petrel.default_loop() return loopmod().default() end
 function petrel.server(opts) return rpc().server(opts) end
-function petrel.client(opts) return rpc().client(opts) end
+function petrel.client(opts) return require("petrel.client").client(opts) end
 function petrel.serve(opts) return rpc().serve(opts) end
 function petrel.throw(field, value) return rpc().throw(field, value) end
 -- run the default loop until stop() (or until fn() is true)
