@@ -32,6 +32,7 @@ build = {
     ["petrel.rpc"] = "lua/petrel/rpc.lua",
     ["petrel.client"] = "lua/petrel/client.lua",
     ["petrel.supervisor"] = "lua/petrel/supervisor.lua",
+    ["petrel.options"] = "lua/petrel/options.lua",
     ["petrel.ffi"] = "lua/petrel/ffi.lua",
     ["petrel.core"] = {
       sources = {

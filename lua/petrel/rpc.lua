@@ -5,6 +5,7 @@
 local core = require "petrel.core"
 local schema = require "petrel.schema"
 local loopmod = require "petrel.loop"
+local options = require "petrel.options"
 
 local M = {}
 
@@ -24,6 +25,9 @@ local AX = schema.compile {
 local TAppEx = AX.TApplicationException
 M.UNKNOWN, M.UNKNOWN_METHOD, M.INVALID_MESSAGE_TYPE, M.WRONG_METHOD_NAME = 0, 1, 2, 3
 M.BAD_SEQUENCE_ID, M.MISSING_RESULT, M.INTERNAL_ERROR, M.PROTOCOL_ERROR = 4, 5, 6, 7
+local APP_NAMES = { [0] = "UNKNOWN", "UNKNOWN_METHOD", "INVALID_MESSAGE_TYPE",
+  "WRONG_METHOD_NAME", "BAD_SEQUENCE_ID", "MISSING_RESULT", "INTERNAL_ERROR",
+  "PROTOCOL_ERROR", "INVALID_TRANSFORM", "INVALID_PROTOCOL", "UNSUPPORTED_CLIENT_TYPE" }
 
 -- Errors given to callers: transport errors are strings; Thrift errors are
 -- tables with kind = "application" (TApplicationException: type, message)
@@ -32,7 +36,8 @@ local ErrMT = {}
 ErrMT.__index = ErrMT
 ErrMT.__tostring = function(e)
   if e.kind == "application" then
-    return string.format("TApplicationException(%d): %s", e.type or 0, e.message or "")
+    return string.format("TApplicationException %s (%d): %s",
+      APP_NAMES[e.type or 0] or "?", e.type or 0, e.message or "")
   end
   return string.format("%s (%s)", e.type or "exception", e.name or "?")
 end
@@ -42,8 +47,78 @@ end
 M.app_error = app_error
 
 -- Raise a declared exception from a handler: error(petrel.throw("oops", v)).
-function M.throw(field, value)
-  return setmetatable({ kind = "exception", name = field, value = value }, ErrMT)
+-- name: the throws-field name ("oops") or the exception's type name
+-- ("Xception"); anything the method does not declare is a handler error.
+function M.throw(name, value)
+  if type(name) ~= "string" then
+    error("petrel.throw: exception name expected (the throws-field or the type name), got "
+      .. type(name), 2)
+  end
+  return setmetatable({ kind = "exception", name = name, value = value }, ErrMT)
+end
+
+-- The throws entry of fn that `name` means: its field name, or its type's
+-- name (qualified or not). nil if fn declares no such exception.
+local function find_throw(fn, name)
+  local throws = fn.throws
+  for i = 1, #throws do
+    if throws[i].name == name then return throws[i] end
+  end
+  for i = 1, #throws do
+    local t = throws[i].type
+    if t == name or t:match("[^.]+$") == name then return throws[i] end
+  end
+end
+
+-- What fn declares, for messages: "err (Xception), other (Other)".
+local function declared(fn)
+  local t = {}
+  for i, x in ipairs(fn.throws) do t[i] = x.name .. " (" .. x.type .. ")" end
+  return #t > 0 and ("declared: " .. table.concat(t, ", ")) or "it declares no exceptions"
+end
+
+-- Readable text for an error value of any type: strings as they are,
+-- tables through __tostring or as a short literal, others by tostring.
+local function render(v, depth)
+  local t = type(v)
+  if t == "string" then return v end
+  if t ~= "table" then return tostring(v) end
+  local mt = getmetatable(v)
+  if mt and mt.__tostring then return tostring(v) end
+  depth = depth or 0
+  if depth >= 2 then return "{...}" end
+  local keys = {}
+  for k in pairs(v) do keys[#keys + 1] = k end
+  table.sort(keys, function(a, b)
+    if type(a) == type(b) and (type(a) == "number" or type(a) == "string") then return a < b end
+    return type(a) < type(b)
+  end)
+  local parts = {}
+  for i, k in ipairs(keys) do
+    if i > 12 then parts[#parts + 1] = "..."; break end
+    local x = v[k]
+    local vs = type(x) == "string" and string.format("%q", x) or render(x, depth + 1)
+    if type(k) == "string" and k:match("^[%a_][%w_]*$") then
+      parts[#parts + 1] = k .. " = " .. vs
+    else
+      parts[#parts + 1] = "[" .. (type(k) == "string" and string.format("%q", k) or tostring(k))
+        .. "] = " .. vs
+    end
+  end
+  return "{" .. table.concat(parts, ", ") .. "}"
+end
+M.render = render
+
+-- msg without the "file:line: " that error() put before it.
+local function strip_position(msg)
+  local rest = msg:match("^[^%s:][^:\n]*:%d+: (.*)$")
+  return rest or msg
+end
+
+-- The default logger: one line on stderr (looked up at each call, so a
+-- redirected io.stderr is used).
+local function stderr_logger(line)
+  io.stderr:write("petrel: ", line, "\n")
 end
 
 local DEFAULT_MAX_FRAME = 16 * 1024 * 1024
@@ -112,18 +187,63 @@ end
 local Server = {}
 Server.__index = Server
 
+-- The options petrel.server takes, and their checks (petrel.serve takes
+-- these and SERVE_OPTIONS).
+local SERVER_OPTIONS = {
+  service = options.service, handler = options.table, loop = options.loop,
+  host = options.string, port = options.port, unix = options.string,
+  transport = options.oneof("auto", "framed", "buffered"),
+  max_frame = options.int(1), idle_timeout = options.ms, out_cap = options.int(1),
+  write_timeout = options.ms, backlog = options.int(0), reuseport = options.bool,
+  keepalive = options.bool, nodelay = options.bool, sndbuf = options.int(1),
+  rcvbuf = options.int(1), logger = options.func_or_false, debug = options.bool,
+}
+M.SERVER_OPTIONS = SERVER_OPTIONS
+
+-- The handler table against the service: a name the service lacks (a typo)
+-- or a value that is not a function raises; the functions without a
+-- handler are returned (sorted).
+local function check_handler(who, svc, handler, level)
+  for k, v in pairs(handler) do
+    if not svc.functions[k] then
+      local names = {}
+      for name in pairs(svc.functions) do names[#names + 1] = name end
+      table.sort(names)
+      error(string.format("%s: handler '%s' is not a function of service %s (it has: %s)",
+        who, tostring(k), svc.name, table.concat(names, ", ")), level + 1)
+    end
+    if type(v) ~= "function" then
+      error(string.format("%s: handler '%s' must be a function, got %s", who, k, type(v)),
+        level + 1)
+    end
+  end
+  local missing = {}
+  for name in pairs(svc.functions) do
+    if handler[name] == nil then missing[#missing + 1] = name end
+  end
+  table.sort(missing)
+  return missing
+end
+
+M._check_handler = check_handler
+
 -- petrel.server{ service = ns.Echo, handler = { echo = function(req) ... end },
 --   host = "127.0.0.1", port = 9090 | unix = "/path", loop = ...,
 --   transport = "auto" | "framed" | "buffered", max_frame = bytes,
 --   idle_timeout = ms, out_cap = bytes (default 64 MiB), write_timeout = ms
 --   (a peer whose unread replies stay over out_cap this long is dropped;
 --   default 10000), backlog = n, reuseport = bool, keepalive, nodelay,
---   sndbuf, rcvbuf }
-function M.server(opts)
-  assert(type(opts) == "table", "petrel.server: options table expected")
-  assert(type(opts.service) == "table" and opts.service.functions,
-    "petrel.server: service (a compiled schema service) expected")
-  assert(type(opts.handler) == "table", "petrel.server: handler table expected")
+--   sndbuf, rcvbuf, logger = function(line, info) | false (handler errors;
+--   default: a line on stderr), debug = bool (peers get file:line too) }
+-- Options are checked here: unknown keys and bad values raise.
+function M.server(opts, level)
+  level = (level or 1) + 1
+  options.check("petrel.server", SERVER_OPTIONS, opts, level)
+  if not opts.service then error("petrel.server: option 'service' (a compiled service) is required", level) end
+  if not opts.handler then error("petrel.server: option 'handler' (a table of functions) is required", level) end
+  local missing = check_handler("petrel.server", opts.service, opts.handler, level)
+  local logger = opts.logger
+  if logger == nil then logger = stderr_logger end
   local self = setmetatable({
     loop = opts.loop or loopmod.default(),
     service = opts.service,
@@ -139,7 +259,14 @@ function M.server(opts)
     counters = { connections = 0, calls = 0, errors = 0, bytes_in = 0, oneway = 0 },
     jobs = {},       -- recycled call jobs
     result_tab = {}, -- the result struct of every reply
+    logger = logger or nil,
+    debug = opts.debug or false,
+    missing = missing, -- functions without a handler (calls get UNKNOWN_METHOD)
   }, Server)
+  if #missing > 0 then
+    self:_log(string.format("%s: no handler for %s (calls to them get UNKNOWN_METHOD)",
+      self.service.name, table.concat(missing, ", ")), { kind = "missing", missing = missing })
+  end
   local host, port = opts.host or "127.0.0.1", opts.port or 0
   if opts.unix then host, port = "unix:" .. opts.unix, nil end
   local lid, err = self.loop.c:listen(host, port, { backlog = opts.backlog,
@@ -161,7 +288,7 @@ end
 
 function Server:on_accept(id)
   if self.closing then self.loop.c:close(id); return end
-  local conn = { id = id, server = self, busy = 0 }
+  local conn = { id = id, server = self, busy = 0, peer = self.loop.c:info(id) }
   conn.next, conn.mode = new_reader(self.loop, id, self.transport, self.max_frame)
   self.conns[id] = conn
   self.nconns = self.nconns + 1
@@ -221,6 +348,28 @@ local function send_reply(self, conn, name, mtype, seqid, T, value)
   end
 end
 
+-- Log through the server's logger (one line; info carries the parts).
+function Server:_log(line, info)
+  local logger = self.logger
+  if not logger then return end
+  line = line:gsub("\n", "\\n")
+  local ok, err = pcall(logger, line, info)
+  if not ok then stderr_logger("logger failed: " .. tostring(err) .. "; it was given: " .. line) end
+end
+
+-- A failed call: logged with method, peer and message; full is what the
+-- log says (with the handler's file:line), peer_msg what the peer is told.
+function Server:_call_error(conn, fn, name, kind, full, raw)
+  self.counters.errors = self.counters.errors + 1
+  local peer = conn.peer or "unknown peer"
+  local oneway = fn.oneway
+  self:_log(string.format("%s.%s%s from %s: %s", self.service.name, name,
+    oneway and " (oneway)" or "", peer, full), { kind = kind, service = self.service.name,
+    method = name, peer = peer, message = full, error = raw, oneway = oneway })
+end
+
+local function is_err(v) return type(v) == "table" and getmetatable(v) == ErrMT end
+
 -- A call's coroutine: run the handler, reply (or not, for oneway).
 local function run_call(self, conn, job)
   local ok, res, res2 = pcall(job.h, unpack(job, 1, job.n))
@@ -231,15 +380,15 @@ local function run_call(self, conn, job)
   if #pool < 64 then pool[#pool + 1] = job end
   conn.busy = conn.busy - 1
   self.inflight = self.inflight - 1
-  if fn.oneway or mtype == ONEWAY then
-    self.counters.oneway = self.counters.oneway + 1
-    if not ok then self.counters.errors = self.counters.errors + 1 end
-    return self:_maybe_finish()
-  end
-  if ok and res == nil and type(res2) == "table" and getmetatable(res2) == ErrMT then
+  if ok and res == nil and is_err(res2) then
     ok, res = false, res2 -- return nil, petrel.throw(...)
   end
+  local oneway = fn.oneway or mtype == ONEWAY
   if ok then
+    if oneway then
+      self.counters.oneway = self.counters.oneway + 1
+      return self:_maybe_finish()
+    end
     -- the result struct is written at once (encode does not yield): one
     -- table per server serves every reply
     local r = self.result_tab
@@ -247,23 +396,41 @@ local function run_call(self, conn, job)
     local ok2, e2 = pcall(send_reply, self, conn, name, REPLY, seqid, fn.result, r)
     r.success = nil
     if not ok2 then
-      self.counters.errors = self.counters.errors + 1
-      send_reply(self, conn, name, EXCEPTION, seqid, TAppEx,
-        { message = "cannot encode the result: " .. tostring(e2), type = M.INTERNAL_ERROR })
+      local m = "cannot encode the result: " .. tostring(e2)
+      self:_call_error(conn, fn, name, "encode", m, e2)
+      send_reply(self, conn, name, EXCEPTION, seqid, TAppEx, { message = m, type = M.INTERNAL_ERROR })
     end
-  elseif type(res) == "table" and getmetatable(res) == ErrMT and res.kind == "exception" then
-    local ok2, e2 = pcall(send_reply, self, conn, name, REPLY, seqid, fn.result,
-      { [res.name] = res.value })
-    if not ok2 then
-      self.counters.errors = self.counters.errors + 1
-      send_reply(self, conn, name, EXCEPTION, seqid, TAppEx,
-        { message = "undeclared exception: " .. tostring(e2), type = M.INTERNAL_ERROR })
+    return self:_maybe_finish()
+  end
+  if oneway then self.counters.oneway = self.counters.oneway + 1 end
+  local t, full, peer_msg = M.INTERNAL_ERROR, nil, nil
+  if is_err(res) and res.kind == "exception" then
+    local th = find_throw(fn, res.name)
+    if th and not oneway then
+      local r = self.result_tab
+      r[th.name] = res.value
+      local ok2, e2 = pcall(send_reply, self, conn, name, REPLY, seqid, fn.result, r)
+      r[th.name] = nil
+      if ok2 then return self:_maybe_finish() end
+      full = string.format("cannot encode exception %s (%s): %s", th.name, th.type, tostring(e2))
+      self:_call_error(conn, fn, name, "encode", full, res)
+    else
+      full = string.format("undeclared exception '%s' thrown by %s (%s)", res.name, name,
+        declared(fn))
+      self:_call_error(conn, fn, name, "undeclared", full, res)
     end
-  else
+    peer_msg = full
+  elseif is_err(res) and res.kind == "application" then
+    -- a TApplicationException the handler chose to raise: sent as it is
     self.counters.errors = self.counters.errors + 1
-    local t = type(res) == "table" and getmetatable(res) == ErrMT and res.type or M.INTERNAL_ERROR
-    local m = type(res) == "table" and getmetatable(res) == ErrMT and res.message or tostring(res)
-    send_reply(self, conn, name, EXCEPTION, seqid, TAppEx, { message = m, type = t })
+    t, peer_msg = res.type or M.INTERNAL_ERROR, res.message or ""
+  else
+    full = render(res)
+    self:_call_error(conn, fn, name, "handler", full, res)
+    peer_msg = (self.debug or type(res) ~= "string") and full or strip_position(full)
+  end
+  if not oneway then
+    send_reply(self, conn, name, EXCEPTION, seqid, TAppEx, { message = peer_msg, type = t })
   end
   self:_maybe_finish()
 end

@@ -4,8 +4,18 @@
 local core = require "petrel.core"
 local loopmod = require "petrel.loop"
 local rpc = require "petrel.rpc"
+local options = require "petrel.options"
 
 local M = {}
+
+-- petrel.serve's own options; the rest are petrel.server's.
+local SERVE_ONLY = {
+  workers = options.int(1), gc = options.oneof("generational", "incremental"),
+  on_ready = options.func, drain_timeout = options.ms,
+}
+local SERVE_OPTIONS = {}
+for k, v in pairs(rpc.SERVER_OPTIONS) do SERVE_OPTIONS[k] = v end
+for k, v in pairs(SERVE_ONLY) do SERVE_OPTIONS[k] = v end
 
 -- petrel.serve{ <server options>, workers = N }: serve until SIGTERM or
 -- SIGINT, then stop accepting, let in-flight calls finish and return.
@@ -13,13 +23,21 @@ local M = {}
 -- its own listening socket on the same port (SO_REUSEPORT); the parent
 -- forwards SIGTERM/SIGINT to them and returns when all have exited.
 function M.serve(opts)
+  options.check("petrel.serve", SERVE_OPTIONS, opts, 2)
+  local sopts = {}
+  for k, v in pairs(opts) do
+    if not SERVE_ONLY[k] then sopts[k] = v end
+  end
+  if type(opts.service) == "table" and type(opts.handler) == "table" then
+    rpc._check_handler("petrel.serve", opts.service, opts.handler, 2) -- before forking
+  end
   local workers = opts.workers or 1
   -- opts.gc = "generational" switches Lua 5.4's collector (process-wide)
   if opts.gc == "generational" and _VERSION == "Lua 5.4" and not jit then
     collectgarbage("generational")
   end
   if workers <= 1 then
-    local srv, err = rpc.server(opts)
+    local srv, err = rpc.server(sopts)
     if not srv then return nil, err end
     local loop = srv.loop
     loop.c:trap("TERM", "INT")
