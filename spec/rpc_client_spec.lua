@@ -238,6 +238,25 @@ describe("rpc client (" .. be.name .. ")", function()
     assert.equal(0, srv:stats().errors)
   end)
 
+  it("multiplex: concurrent oneway calls all finish", function()
+    local notes = 0
+    local srv = assert(petrel.server { loop = loop, port = 0, service = CALC.Calc, logger = false,
+      handler = { note = function() notes = notes + 1 end } })
+    local c = petrel.client { loop = loop, service = CALC.Calc, port = srv.port, multiplex = true,
+      timeout = 10000 }
+    local ok, done, big = 0, 0, string.rep("x", 1000000) -- sends that wait for the socket
+    for _ = 1, 20 do
+      loop:spawn(function()
+        if c:note(big) == true then ok = ok + 1 end
+        done = done + 1
+      end)
+    end
+    assert.is_true(run_until(loop, function() return done == 20 end, 20000))
+    assert.equal(20, ok)
+    assert.is_true(run_until(loop, function() return notes == 20 end, 10000))
+    assert.equal(1, srv:stats().connections)
+  end)
+
   it("max_conns: 200 concurrent calls share at most max_conns connections and all succeed", function()
     local srv = assert(petrel.server { loop = loop, port = 0, service = CALC.Calc, logger = false, handler = {
       add = function(a, b) loop:sleep(2); return a + b end } })

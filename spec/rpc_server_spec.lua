@@ -133,8 +133,9 @@ describe("rpc server (" .. be.name .. ")", function()
 
   it("the default logger writes one line to stderr", function()
     local real, tmp = io.stderr, assert(io.tmpfile())
-    local s2 = assert(petrel.server { loop = loop, port = 0, service = X.T,
-      handler = { plain = function(how) return act(how) end } })
+    local s2 = assert(petrel.server { loop = loop, port = 0, service = X.T, handler = {
+      plain = function(how) return act(how) end, v = function() end, n = function() return 1 end,
+      o = function() end } })
     local k = petrel.client { loop = loop, service = X.T, port = s2.port }
     io.stderr = tmp
     local ok, r, e = pcall(k.plain, k, "string")

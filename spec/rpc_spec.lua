@@ -41,7 +41,8 @@ local function run_until(loop, pred, ms)
 end
 
 local function fd_count()
-  local p = io.popen("ls /proc/self/fd 2>/dev/null | wc -l")
+  -- this process's fds (/proc/self in the shell would be ls's own)
+  local p = io.popen("ls /proc/" .. require("petrel.core").getpid() .. "/fd 2>/dev/null | wc -l")
   local n = tonumber(p:read("*l"))
   p:close()
   return n
@@ -165,10 +166,12 @@ describe("rpc", function()
   end)
 
   describe("petrel server and client", function()
-    local srv, cl
+    local srv, cl, logs
     before_each(function()
+      logs = {}
       srv = assert(petrel.server { loop = loop, port = 0, service = CALC.Calc,
-        handler = calc_handler, idle_timeout = 300 })
+        handler = calc_handler, idle_timeout = 300,
+        logger = function(line) logs[#logs + 1] = line end })
       cl = petrel.client { loop = loop, service = CALC.Calc, port = srv.port, timeout = 2000 }
     end)
 
@@ -196,13 +199,15 @@ describe("rpc", function()
       srv.handler.add = add
       assert.is_nil(r)
       assert.equal(6, e.type) -- INTERNAL_ERROR
-      assert.matches("kaput", e.message)
+      assert.equal("kaput", e.message)
+      assert.equal(1, #logs)
+      assert.matches("^Calc%.add from 127%.0%.0%.1:%d+: spec/rpc_spec%.lua:%d+: kaput$", logs[1])
       assert.equal(3, w:add(1, 2)) -- the server keeps serving
     end)
 
     it("runs handlers in coroutines that may call other services", function()
       local inner = petrel.client { loop = loop, service = CALC.Calc, port = srv.port }
-      local front = assert(petrel.server { loop = loop, port = 0, service = CALC.Calc, handler = {
+      local front = assert(petrel.server { loop = loop, port = 0, service = CALC.Calc, logger = false, handler = {
         add = function(a, b)
           loop:sleep(10)
           return inner:add(a, b) * 10
@@ -212,7 +217,7 @@ describe("rpc", function()
     end)
 
     it("multiplexes many calls on one connection, matched by seqid", function()
-      local slow = assert(petrel.server { loop = loop, port = 0, service = CALC.Calc, handler = {
+      local slow = assert(petrel.server { loop = loop, port = 0, service = CALC.Calc, logger = false, handler = {
         add = function(a, b)
           loop:sleep((10 - a) * 5) -- later calls finish first
           return a + b
@@ -231,7 +236,7 @@ describe("rpc", function()
     end)
 
     it("times out slow calls and recovers", function()
-      local slow = assert(petrel.server { loop = loop, port = 0, service = CALC.Calc, handler = {
+      local slow = assert(petrel.server { loop = loop, port = 0, service = CALC.Calc, logger = false, handler = {
         add = function(a, b) loop:sleep(300); return a + b end } })
       local c = petrel.client { loop = loop, service = CALC.Calc, port = slow.port, timeout = 50 }
       local r, e = c:add(1, 1)
@@ -253,7 +258,7 @@ describe("rpc", function()
 
     it("drops a peer that does not read its replies after write_timeout", function()
       local fat = assert(petrel.server { loop = loop, port = 0, service = CALC.Calc,
-        out_cap = 4096, write_timeout = 100, handler = {
+        out_cap = 4096, write_timeout = 100, logger = false, handler = {
           many = function(n, p) return calc_handler.many(n, p) end } })
       -- a raw client that sends many calls and never reads
       local id = assert(loop.c:connect("127.0.0.1", fat.port, 1000))
@@ -346,7 +351,7 @@ describe("rpc", function()
     end)
 
     it("shuts down gracefully: in-flight calls finish", function()
-      local slow = assert(petrel.server { loop = loop, port = 0, service = CALC.Calc, handler = {
+      local slow = assert(petrel.server { loop = loop, port = 0, service = CALC.Calc, logger = false, handler = {
         add = function(a, b) loop:sleep(100); return a + b end } })
       local c = petrel.client { loop = loop, service = CALC.Calc, port = slow.port }
       local got
@@ -447,7 +452,7 @@ describe("rpc", function()
         handler = setmetatable({ add = function(a, b)
           if a == 666 then error("handler raised") end
           return a + b
-        end }, { __index = calc_handler }), idle_timeout = 200 })
+        end }, { __index = calc_handler }), idle_timeout = 200, logger = false })
       local good = petrel.client { loop = loop, service = CALC.Calc, port = srv.port }
       local args = CALC.Calc.functions.add.args:encode({ a = 1, b = 2 })
       local samples = {}

@@ -100,10 +100,10 @@ function Conn:_fail_all(err)
     w:done(nil, err)
   end
   self.npending = 0
-  local w = self.drain_waiter
-  if w then
-    self.drain_waiter = nil
-    w:done(nil, err)
+  local ws = self.drain_waiters
+  if ws then
+    self.drain_waiters = nil
+    for i = 1, #ws do ws[i]:done(nil, err) end
   end
 end
 
@@ -125,10 +125,13 @@ function Conn:close(err)
   self.st:_forget(self)
 end
 
+-- The output is flushed: oneway calls waiting for it are done.
 function Conn:on_drained()
-  local w = self.drain_waiter
-  self.drain_waiter = nil
-  if w then w:done(true) end
+  local ws = self.drain_waiters
+  if ws then
+    self.drain_waiters = nil
+    for i = 1, #ws do ws[i]:done(true) end
+  end
 end
 
 -- Replies, matched to their calls by seqid; a reply to a call that timed
@@ -387,9 +390,14 @@ function Client:_send(fn, name, seqid, msg)
   end
   if fn.oneway then
     -- done once its bytes are flushed
-    if r == 0 then w:done(true) else conn.drain_waiter = w end
+    if r == 0 then
+      w:done(true)
+    else
+      local ws = conn.drain_waiters
+      if not ws then ws = {}; conn.drain_waiters = ws end
+      ws[#ws + 1] = w
+    end
     local ok, e = loop:await(w, remaining(loop, deadline))
-    conn.drain_waiter = nil
     self.inflight = self.inflight - 1
     if ok then
       if not self.multiplex then self:_release(conn) end
@@ -397,7 +405,8 @@ function Client:_send(fn, name, seqid, msg)
     end
     if e == "timeout" then
       e = "write to " .. self.peer .. ": timeout after " .. timeout .. " ms"
-      conn:close(e)
+      -- a pooled connection with unsent bytes cannot carry the next call
+      if not self.multiplex then conn:close(e) end
       return nil, e
     end
     return nil, e, reused
