@@ -11,20 +11,8 @@ local backends = require "support.backends"
 
 local CALC = assert(petrel.load("spec/thrift/calc.thrift"))
 
-local function fd_count()
-  local n = 0
-  local p = io.popen("ls /proc/" .. core.getpid() .. "/fd 2>/dev/null")
-  for _ in p:lines() do n = n + 1 end
-  p:close()
-  return n
-end
-
--- Run the loop until pred() or ms pass; returns pred()'s value.
-local function run_until(loop, pred, ms)
-  local deadline = loop:now() + (ms or 10000)
-  while not pred() and loop:now() < deadline do loop:step(10) end
-  return pred()
-end
+local net = require "support.net"
+local run_until, fd_count, dead_port = net.run_until, net.fd_count, net.dead_port
 
 -- Run fn(i) for i = 1..n in coroutines of loop, at most `width` at once;
 -- returns when all have finished (or after ms).
@@ -86,12 +74,15 @@ local function raw_server(loop, mode)
   return st
 end
 
--- A free TCP port: bound by petrel, then released (connecting is refused).
-local function dead_port(loop)
-  local lid = assert(loop.c:listen("127.0.0.1", 0))
-  local port = loop.c:port(lid)
-  loop.c:close(lid)
-  return port
+-- A Calc server whose add waits while gate.open is false: srv, gate.
+local function gated_server(loop)
+  local gate = { open = false }
+  local srv = assert(petrel.server { loop = loop, port = 0, service = CALC.Calc, logger = false,
+    handler = { add = function(a, b)
+      while not gate.open do loop:sleep(5) end
+      return a + b
+    end } })
+  return srv, gate
 end
 
 local calc_handler = {
@@ -211,13 +202,8 @@ describe("rpc client (" .. be.name .. ")", function()
   end)
 
   it("multiplex: a timed-out call ends only itself; its late reply is dropped by seqid", function()
-    local gate = false
-    local srv = assert(petrel.server { loop = loop, port = 0, service = CALC.Calc, logger = false, handler = {
-      add = function(a, b)
-        -- every call waits for the gate, which opens once the first has timed out
-        while not gate do loop:sleep(5) end
-        return a + b
-      end } })
+    -- every call waits for the gate, which opens once the first has timed out
+    local srv, gate = gated_server(loop)
     local c = petrel.client { loop = loop, service = CALC.Calc, port = srv.port,
       multiplex = true, timeout = 1500 }
     local res, errs = {}, {}
@@ -227,7 +213,7 @@ describe("rpc client (" .. be.name .. ")", function()
     assert.is_true(run_until(loop, function() return errs[0] ~= nil end, 10000))
     assert.is_nil(res[0])
     assert.matches("timeout", errs[0])
-    gate = true -- the late reply to call 0 arrives now, with the others'
+    gate.open = true -- the late reply to call 0 arrives now, with the others'
     assert.is_true(run_until(loop, function()
       return res[1] ~= nil and res[2] ~= nil and res[3] ~= nil
     end, 10000),
@@ -280,12 +266,7 @@ describe("rpc client (" .. be.name .. ")", function()
   end)
 
   it("max_conns: a full backlog fails at once, a queued call times out, a closed connection frees its slot", function()
-    local gate = false
-    local srv = assert(petrel.server { loop = loop, port = 0, service = CALC.Calc, logger = false, handler = {
-      add = function(a, b)
-        while not gate do loop:sleep(5) end
-        return a + b
-      end } })
+    local srv, gate = gated_server(loop)
     local c = petrel.client { loop = loop, service = CALC.Calc, port = srv.port,
       max_conns = 1, backlog = 1, timeout = 5000 }
     local r = {}
@@ -302,18 +283,18 @@ describe("rpc client (" .. be.name .. ")", function()
     assert.equal("wait for a connection to 127.0.0.1:" .. srv.port
       .. ": timeout after 400 ms (max_conns 1)", r[2][2])
     assert.is_nil(r[1])
-    gate = true
+    gate.open = true
     assert.is_true(run_until(loop, function() return r[1] ~= nil end, 5000))
     assert.equal(2, r[1][1])
     -- a call times out: its connection closes, and the queued call gets the slot
-    gate = false
+    gate.open = false
     loop:spawn(function() r[3] = { c:add(5, 5) } end)   -- 400 ms
     assert.is_true(run_until(loop, function() return srv.inflight == 1 end, 5000))
     petrel.configure(c, { timeout = 10000 })
     loop:spawn(function() r[4] = { c:add(6, 6) } end)   -- queued, 10 s
     assert.is_true(run_until(loop, function() return r[3] ~= nil end, 5000))
     assert.matches("^read from 127.0.0.1:%d+: timeout after 400 ms$", r[3][2])
-    gate = true
+    gate.open = true
     assert.is_true(run_until(loop, function() return r[4] ~= nil end, 8000))
     assert.equal(12, r[4][1])
     assert.equal(1, petrel.stats(c).open)
@@ -435,31 +416,19 @@ describe("rpc client (" .. be.name .. ")", function()
 
   it("checks options at creation, naming the option", function()
     local base = { loop = loop, service = CALC.Calc, port = 9 }
-    local function with(k, v)
-      local o = {}
-      for kk, vv in pairs(base) do o[kk] = vv end
-      o[k] = v
-      return o
-    end
-    local rows = {
-      { with("transport", "bufered"), "option 'transport'.*\"bufered\"" },
-      { with("timeout", "fast"), "option 'timeout'.*\"fast\"" },
-      { with("timeout", -5), "option 'timeout'" },
-      { with("transprot", "framed"), "unknown option 'transprot'" },
-      { with("pool_size", 1.5), "option 'pool_size'" },
-      { with("max_conns", 0), "option 'max_conns'" },
-      { with("backlog", -1), "option 'backlog'" },
-      { with("multiplex", "yes"), "option 'multiplex'" },
-      { with("port", "http"), "option 'port'" },
-      { with("service", {}), "option 'service'" },
+    net.bad_options(petrel.client, "petrel.client", base, {
+      { "transport", "bufered", "option 'transport'.*\"bufered\"" },
+      { "timeout", "fast", "option 'timeout'.*\"fast\"" },
+      { "timeout", -5, "option 'timeout'" },
+      { "transprot", "framed", "unknown option 'transprot' %(did you mean 'transport'%?%)" },
+      { "pool_size", 1.5, "option 'pool_size'" },
+      { "max_conns", 0, "option 'max_conns'" },
+      { "backlog", -1, "option 'backlog'" },
+      { "multiplex", "yes", "option 'multiplex'" },
+      { "port", "http", "option 'port'" },
+      { "service", {}, "option 'service'" },
       { { loop = loop, service = CALC.Calc }, "'port' or 'unix' is required" },
-    }
-    for _, row in ipairs(rows) do
-      local ok, err = pcall(petrel.client, row[1])
-      assert.is_false(ok, row[2])
-      assert.matches("^petrel.client: ", tostring(err))
-      assert.matches(row[2], tostring(err), nil, nil, tostring(err))
-    end
+    })
     local c = petrel.client(base)
     local ok, err = pcall(petrel.configure, c, { timeout = "soon" })
     assert.is_false(ok)

@@ -18,11 +18,8 @@ local X = assert(petrel.load([[
   }
 ]], { text = true, name = "throws.thrift" }))
 
-local function run_until(loop, pred, ms)
-  local deadline = loop:now() + (ms or 10000)
-  while not pred() and loop:now() < deadline do loop:step(10) end
-  return pred()
-end
+local net = require "support.net"
+local run_until = net.run_until
 
 -- what each `how` makes a handler do
 local function act(how)
@@ -205,35 +202,21 @@ describe("rpc server (" .. be.name .. ")", function()
   it("checks options at creation, naming the option", function()
     local base = { loop = loop, port = 0, service = CALC.Calc, handler = { add = function() end },
       logger = false }
-    local function with(k, v)
-      local o = {}
-      for kk, vv in pairs(base) do o[kk] = vv end
-      o[k] = v
-      return o
-    end
-    local rows = {
-      { with("transport", "bufered"), "option 'transport'.*\"bufered\"" },
-      { with("idle_timeout", "fast"), "option 'idle_timeout'" },
-      { with("max_frame", 0), "option 'max_frame'" },
-      { with("prot", 1), "unknown option 'prot'" },
-      { with("logger", "stderr"), "option 'logger'" },
-      { with("debug", "yes"), "option 'debug'" },
-      { with("port", -1), "option 'port'" },
-      { with("handler", "x"), "option 'handler'" },
-      { with("service", CALC), "option 'service'" },
-    }
-    for _, row in ipairs(rows) do
-      local ok, err = pcall(petrel.server, row[1])
-      assert.is_false(ok, row[2])
-      assert.matches("^petrel.server: ", tostring(err))
-      assert.matches(row[2], tostring(err))
-    end
-    local ok, err = pcall(petrel.serve, with("workers", "many"))
-    assert.is_false(ok)
-    assert.matches("^petrel.serve: option 'workers'", tostring(err))
-    ok, err = pcall(petrel.serve, with("bogus", 1))
-    assert.is_false(ok)
-    assert.matches("unknown option 'bogus'", tostring(err))
+    net.bad_options(petrel.server, "petrel.server", base, {
+      { "transport", "bufered", "option 'transport'.*\"bufered\"" },
+      { "idle_timeout", "fast", "option 'idle_timeout'" },
+      { "max_frame", 0, "option 'max_frame'" },
+      { "prot", 1, "unknown option 'prot'" },
+      { "logger", "stderr", "option 'logger'" },
+      { "debug", "yes", "option 'debug'" },
+      { "port", -1, "option 'port'" },
+      { "handler", "x", "option 'handler'" },
+      { "service", CALC, "option 'service'" },
+    })
+    net.bad_options(petrel.serve, "petrel.serve", base, {
+      { "workers", "many", "option 'workers'" },
+      { "bogus", 1, "unknown option 'bogus'" },
+    })
   end)
 end)
 end

@@ -33,20 +33,8 @@ local function read_file(path)
   return s
 end
 
--- Run the loop until pred() or deadline (ms); returns pred()'s value.
-local function run_until(loop, pred, ms)
-  local deadline = loop:now() + (ms or 10000)
-  while not pred() and loop:now() < deadline do loop:step(20) end
-  return pred()
-end
-
-local function fd_count()
-  -- this process's fds (/proc/self in the shell would be ls's own)
-  local p = io.popen("ls /proc/" .. require("petrel.core").getpid() .. "/fd 2>/dev/null | wc -l")
-  local n = tonumber(p:read("*l"))
-  p:close()
-  return n
-end
+local net = require "support.net"
+local run_until, fd_count = net.run_until, net.fd_count
 
 local echo_handler = {
   echo = function(req) return req end,

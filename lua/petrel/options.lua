@@ -4,18 +4,21 @@
 -- check; a check returns true, or the text of what it expected.
 local M = {}
 
--- A value as messages show it.
+-- A value as messages show it: numbers and booleans as they are, strings
+-- quoted after their type, other types by name.
 local function show(v)
   local t = type(v)
-  if t == "string" then return string.format("%q", v) end
-  if t == "number" or t == "boolean" then return tostring(v) end
+  if t == "string" then return string.format("string %q", v) end
+  if t == "number" or t == "boolean" or t == "nil" or t == "cdata" then return tostring(v) end
   return t
 end
 M.show = show
 
+-- An integer-valued number (either runtime; floats with no fraction too).
 local function integral(v)
   return type(v) == "number" and v == math.floor(v) and v - v == 0
 end
+M.integral = integral
 
 -- ---- checks ------------------------------------------------------------------
 

@@ -1,7 +1,8 @@
 -- petrel.rpc: Thrift RPC over the petrel loop — messages (strict and
 -- non-strict binary envelopes), framed and unframed ("buffered")
--- transports, servers with coroutine handlers, clients with a connection
--- pool or one multiplexed connection. Interoperates with Apache Thrift.
+-- transports, and servers with coroutine handlers. Clients are in
+-- petrel.client, petrel.serve's worker processes in petrel.supervisor.
+-- Interoperates with Apache Thrift.
 local core = require "petrel.core"
 local schema = require "petrel.schema"
 local loopmod = require "petrel.loop"

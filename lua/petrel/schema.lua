@@ -2,6 +2,7 @@
 -- field plans (petrel.core.compile). The normalized format is documented
 -- in docs/schema.md; the IDL loader produces the same tables.
 local core = require "petrel.core"
+local options = require "petrel.options"
 
 local M = {}
 
@@ -20,20 +21,7 @@ local function errorf(_, fmt, ...)
   error(string.format(fmt, ...), 0)
 end
 
--- A value as error messages show it: numbers and booleans as they are,
--- strings quoted with their type, other types by name.
-local function show(v)
-  local t = type(v)
-  if t == "string" then return string.format("string %q", v) end
-  if t == "number" or t == "boolean" or t == "nil" or t == "cdata" then return tostring(v) end
-  return t
-end
-M.show = show
-
--- An integer-valued number (either runtime; floats with no fraction too).
-local function integral(v)
-  return type(v) == "number" and v == math.floor(v) and v - v == 0
-end
+local show, integral = options.show, options.integral
 
 local INT_RANGE = {
   i8 = { -128, 127 }, i16 = { -32768, 32767 }, i32 = { -2147483648, 2147483647 },
