@@ -128,6 +128,22 @@ describe("rpc server (" .. be.name .. ")", function()
     assert.matches("Xception", logged[3].line)
   end)
 
+  it("names a unix-socket peer by the socket's path", function()
+    local path = os.tmpname()
+    os.remove(path)
+    local lines = {}
+    local s2 = assert(petrel.server { loop = loop, unix = path, service = X.T,
+      logger = function(line, info) lines[#lines + 1] = info.peer end, handler = {
+        plain = function(how) return act(how) end, v = function() end,
+        n = function() return 1 end, o = function() end } })
+    local k = petrel.client { loop = loop, service = X.T, unix = path }
+    local r = k:plain("string")
+    assert.is_nil(r)
+    assert.same({ "unix:" .. path }, lines)
+    s2:shutdown()
+    os.remove(path)
+  end)
+
   it("the default logger writes one line to stderr", function()
     local real, tmp = io.stderr, assert(io.tmpfile())
     local s2 = assert(petrel.server { loop = loop, port = 0, service = X.T, handler = {

@@ -263,6 +263,7 @@ function M.server(opts, level)
     logger = logger or nil,
     debug = opts.debug or false,
     missing = missing, -- functions without a handler (calls get UNKNOWN_METHOD)
+    unix = opts.unix,
   }, Server)
   if #missing > 0 then
     self:_log(string.format("%s: no handler for %s (calls to them get UNKNOWN_METHOD)",
@@ -289,7 +290,10 @@ end
 
 function Server:on_accept(id)
   if self.closing then self.loop.c:close(id); return end
-  local conn = { id = id, server = self, busy = 0, peer = self.loop.c:info(id) }
+  -- the peer's address, for logs (unix peers are unnamed: the path)
+  local peer = self.loop.c:info(id)
+  if not peer or peer == "unix:" then peer = self.unix and ("unix:" .. self.unix) or "?" end
+  local conn = { id = id, server = self, busy = 0, peer = peer }
   conn.next, conn.mode = new_reader(self.loop, id, self.transport, self.max_frame)
   self.conns[id] = conn
   self.nconns = self.nconns + 1
