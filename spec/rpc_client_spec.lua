@@ -205,10 +205,10 @@ describe("rpc client (" .. be.name .. ")", function()
     -- every call waits for the gate, which opens once the first has timed out
     local srv, gate = gated_server(loop)
     local c = petrel.client { loop = loop, service = CALC.Calc, port = srv.port,
-      multiplex = true, timeout = 1500 }
+      multiplex = true, timeout = 2000 }
     local res, errs = {}, {}
     loop:spawn(function() res[0], errs[0] = c:add(1000, 0) end)
-    loop:sleep(750) -- the others start half a timeout later
+    loop:sleep(1000) -- the others start half a timeout later
     for i = 1, 3 do loop:spawn(function() res[i], errs[i] = c:add(i, 100) end) end
     assert.is_true(run_until(loop, function() return errs[0] ~= nil end, 10000))
     assert.is_nil(res[0])
