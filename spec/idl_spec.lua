@@ -538,7 +538,7 @@ describe("petrel.idl", function()
       { "struct A {\n  1: x,\n}", 2, 7,
         "expected field name after type 'x' (is the field type missing?), got ','" },
       { "struct string { 1: i32 x }", 1, 8, "expected struct name, got keyword 'string'" },
-      { "struct A { 1: i32 list }", 1, 19, "expected field name, got keyword 'list'" },
+      { "struct A { 1: i32 xsd_all }", 1, 19, "expected field name, got keyword 'xsd_all'" },
       { "struct A { 1: void x }", 1, 15, "expected field type, got keyword 'void'" },
       { "struct A { 1.5: i32 x }", 1, 12, "bad field id" },
       { "struct A { 40000: i32 x }", 1, 12, "bad field id 40000" },

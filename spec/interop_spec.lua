@@ -103,6 +103,7 @@ describe("interop with Apache Thrift Python", function()
   -- IDL files loaded at run time: every struct of the file, both ways.
   local IDL_FILES = {
     { "spec/thrift/alltypes.thrift" },
+    { "spec/thrift/thrift_test.thrift" },
     { WORKLOAD },
     { "spec/idl/main.thrift", { "spec/idl/incdir" } },
     { "spec/idl/common/shared.thrift" },

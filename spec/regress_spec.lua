@@ -228,7 +228,7 @@ describe("regressions", function()
     end
 
     it("drops a 2,000-byte frame when max_frame is 1000, without answering", function()
-      local srv = assert(petrel.server { loop = loop, port = 0, service = CALC.Calc, max_frame = 1000,
+      local srv = assert(petrel.server { loop = loop, port = 0, service = CALC.Calc, max_frame = 1000, logger = false,
         idle_timeout = 60000, handler = { echo = function(it) return it end } })
       -- within the limit: answered
       local small = raw(srv.port, echo_call(100, 1))
@@ -240,7 +240,7 @@ describe("regressions", function()
     end)
 
     it("drops a frame header claiming 2 GiB at once, not at the idle timeout", function()
-      local srv = assert(petrel.server { loop = loop, port = 0, service = CALC.Calc,
+      local srv = assert(petrel.server { loop = loop, port = 0, service = CALC.Calc, logger = false,
         idle_timeout = 60000, handler = { echo = function(it) return it end } })
       local h = raw(srv.port, "\127\255\255\255" .. "\128\1\0\1")
       assert.is_true(wait(function() return h.closed end, 10000), "the connection stayed open")

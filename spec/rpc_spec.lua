@@ -33,19 +33,8 @@ local function read_file(path)
   return s
 end
 
--- Run the loop until pred() or deadline (ms); returns pred()'s value.
-local function run_until(loop, pred, ms)
-  local deadline = loop:now() + (ms or 10000)
-  while not pred() and loop:now() < deadline do loop:step(20) end
-  return pred()
-end
-
-local function fd_count()
-  local p = io.popen("ls /proc/self/fd 2>/dev/null | wc -l")
-  local n = tonumber(p:read("*l"))
-  p:close()
-  return n
-end
+local net = require "support.net"
+local run_until, fd_count = net.run_until, net.fd_count
 
 local echo_handler = {
   echo = function(req) return req end,
@@ -165,10 +154,12 @@ describe("rpc", function()
   end)
 
   describe("petrel server and client", function()
-    local srv, cl
+    local srv, cl, logs
     before_each(function()
+      logs = {}
       srv = assert(petrel.server { loop = loop, port = 0, service = CALC.Calc,
-        handler = calc_handler, idle_timeout = 300 })
+        handler = calc_handler, idle_timeout = 300,
+        logger = function(line) logs[#logs + 1] = line end })
       cl = petrel.client { loop = loop, service = CALC.Calc, port = srv.port, timeout = 2000 }
     end)
 
@@ -196,13 +187,15 @@ describe("rpc", function()
       srv.handler.add = add
       assert.is_nil(r)
       assert.equal(6, e.type) -- INTERNAL_ERROR
-      assert.matches("kaput", e.message)
+      assert.equal("kaput", e.message)
+      assert.equal(1, #logs)
+      assert.matches("^Calc%.add from 127%.0%.0%.1:%d+: spec/rpc_spec%.lua:%d+: kaput$", logs[1])
       assert.equal(3, w:add(1, 2)) -- the server keeps serving
     end)
 
     it("runs handlers in coroutines that may call other services", function()
       local inner = petrel.client { loop = loop, service = CALC.Calc, port = srv.port }
-      local front = assert(petrel.server { loop = loop, port = 0, service = CALC.Calc, handler = {
+      local front = assert(petrel.server { loop = loop, port = 0, service = CALC.Calc, logger = false, handler = {
         add = function(a, b)
           loop:sleep(10)
           return inner:add(a, b) * 10
@@ -212,7 +205,7 @@ describe("rpc", function()
     end)
 
     it("multiplexes many calls on one connection, matched by seqid", function()
-      local slow = assert(petrel.server { loop = loop, port = 0, service = CALC.Calc, handler = {
+      local slow = assert(petrel.server { loop = loop, port = 0, service = CALC.Calc, logger = false, handler = {
         add = function(a, b)
           loop:sleep((10 - a) * 5) -- later calls finish first
           return a + b
@@ -231,28 +224,29 @@ describe("rpc", function()
     end)
 
     it("times out slow calls and recovers", function()
-      local slow = assert(petrel.server { loop = loop, port = 0, service = CALC.Calc, handler = {
+      local slow = assert(petrel.server { loop = loop, port = 0, service = CALC.Calc, logger = false, handler = {
         add = function(a, b) loop:sleep(300); return a + b end } })
       local c = petrel.client { loop = loop, service = CALC.Calc, port = slow.port, timeout = 50 }
       local r, e = c:add(1, 1)
       assert.is_nil(r)
-      assert.equal("timeout", e)
-      c.timeout = 2000
+      assert.equal("read from 127.0.0.1:" .. slow.port .. ": timeout after 50 ms", e)
+      petrel.configure(c, { timeout = 2000 })
       assert.equal(4, c:add(2, 2))
     end)
 
     it("closes pooled connections after the keepalive timeout", function()
       local k = petrel.client { loop = loop, service = CALC.Calc, port = srv.port, keepalive_timeout = 50 }
       assert.equal(2, k:add(1, 1))
-      assert.equal(1, #k.idle)
+      assert.equal(1, petrel.stats(k).idle)
       loop:sleep(120)
-      assert.equal(0, #k.idle)
+      assert.equal(0, petrel.stats(k).idle)
+      assert.equal(0, petrel.stats(k).open)
       assert.equal(4, k:add(2, 2))
     end)
 
     it("drops a peer that does not read its replies after write_timeout", function()
       local fat = assert(petrel.server { loop = loop, port = 0, service = CALC.Calc,
-        out_cap = 4096, write_timeout = 100, handler = {
+        out_cap = 4096, write_timeout = 100, logger = false, handler = {
           many = function(n, p) return calc_handler.many(n, p) end } })
       -- a raw client that sends many calls and never reads
       local id = assert(loop.c:connect("127.0.0.1", fat.port, 1000))
@@ -345,7 +339,7 @@ describe("rpc", function()
     end)
 
     it("shuts down gracefully: in-flight calls finish", function()
-      local slow = assert(petrel.server { loop = loop, port = 0, service = CALC.Calc, handler = {
+      local slow = assert(petrel.server { loop = loop, port = 0, service = CALC.Calc, logger = false, handler = {
         add = function(a, b) loop:sleep(100); return a + b end } })
       local c = petrel.client { loop = loop, service = CALC.Calc, port = slow.port }
       local got
@@ -446,7 +440,7 @@ describe("rpc", function()
         handler = setmetatable({ add = function(a, b)
           if a == 666 then error("handler raised") end
           return a + b
-        end }, { __index = calc_handler }), idle_timeout = 200 })
+        end }, { __index = calc_handler }), idle_timeout = 200, logger = false })
       local good = petrel.client { loop = loop, service = CALC.Calc, port = srv.port }
       local args = CALC.Calc.functions.add.args:encode({ a = 1, b = 2 })
       local samples = {}

@@ -74,6 +74,17 @@ local HEADER_KW = set { "include", "cpp_include", "namespace" }
 -- keywords that Apache 0.17 does not reserve: usable as field, function,
 -- argument, enum value and annotation names
 local NAME_KW = set { "uuid" }
+-- keywords usable as field (and argument, throws) names, as in Apache's
+-- grammar since 0.18 (THRIFT-5626, FieldName): every keyword but the xsd_*
+-- ones that may follow a field name, senum and slist; cpp_type too (Apache
+-- keeps it out until THRIFT-5627; here it is a name unless a string
+-- literal follows it)
+local FIELD_NAME_KW = set {
+  "namespace", "cpp_include", "include", "void", "bool", "byte", "i8", "i16",
+  "i32", "i64", "double", "string", "binary", "uuid", "map", "list", "set",
+  "oneway", "async", "typedef", "struct", "union", "exception", "extends",
+  "throws", "service", "enum", "const", "required", "optional", "cpp_type",
+}
 -- pre-0.9 namespace declarations -> the scope to use with 'namespace'
 local OLD_NS = {
   cpp_namespace = "cpp", java_package = "java", cocoa_prefix = "cocoa",
@@ -397,9 +408,12 @@ local function annotations(F)
   return ann
 end
 
--- Optional `cpp_type "literal"` (tolerated, ignored).
+-- Optional `cpp_type "literal"` (tolerated, ignored). cpp_type without a
+-- literal after it is left alone: it is a field name.
 local function cpp_type(F)
-  if accept_kw(F, "cpp_type") then literal(F, "string literal after cpp_type") end
+  if F.tt[F.i] == "kw" and F.tv[F.i] == "cpp_type" and F.tt[F.i + 1] == "str" then
+    F.i = F.i + 2
+  end
 end
 
 -- Type ----------------------------------------------------------------------
@@ -531,14 +545,20 @@ local function parse_field(F, state)
   elseif accept_kw(F, "optional") then required = "optional" end
   local ty = parse_type(F, "field type")
   accept(F, "&")
-  if not is_name(F, F.i) then
-    if ty.k == "ref" and (F.tt[F.i] == "," or F.tt[F.i] == ";" or F.tt[F.i] == "}"
-        or F.tt[F.i] == ")" or F.tt[F.i] == "=") then
-      expected(F, "field name after type '" .. ty.name .. "' (is the field type missing?)")
+  local name
+  if F.tt[F.i] == "kw" and FIELD_NAME_KW[F.tv[F.i]] then
+    name = F.tv[F.i]
+    F.i = F.i + 1
+  else
+    if not is_name(F, F.i) then
+      if ty.k == "ref" and (F.tt[F.i] == "," or F.tt[F.i] == ";" or F.tt[F.i] == "}"
+          or F.tt[F.i] == ")" or F.tt[F.i] == "=") then
+        expected(F, "field name after type '" .. ty.name .. "' (is the field type missing?)")
+      end
+      expected(F, "field name")
     end
-    expected(F, "field name")
+    name = ident(F, "field name")
   end
-  local name = ident(F, "field name")
   local value
   if accept(F, "=") then value = parse_value(F) end
   accept_kw(F, "xsd_optional")

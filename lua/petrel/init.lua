@@ -52,9 +52,35 @@ local function loopmod() return require "petrel.loop" end
 function petrel.loop(opts) return loopmod().new(opts) end
 function petrel.default_loop() return loopmod().default() end
 function petrel.server(opts) return rpc().server(opts) end
-function petrel.client(opts) return rpc().client(opts) end
+function petrel.client(opts) return require("petrel.client").client(opts) end
 function petrel.serve(opts) return rpc().serve(opts) end
-function petrel.throw(field, value) return rpc().throw(field, value) end
+function petrel.throw(name, value) return rpc().throw(name, value) end
+
+-- Clients: a client's own keys are its service's functions only, so its
+-- operations are here (c:close() and c:call() also work when the service
+-- has no function of that name).
+local function client() return require "petrel.client" end
+function petrel.close(c) return client().close(c) end
+function petrel.call(c, name, ...) return client().call(c, name, ...) end
+function petrel.configure(c, opts) return client().configure(c, opts) end
+-- petrel.stats(client) -> { open, idle, waiting, inflight, ... };
+-- petrel.stats(server) is server:stats()
+function petrel.stats(x)
+  if client().is_client(x) then return client().stats(x) end
+  if type(x) == "table" and type(x.stats) == "function" then return x:stats() end
+  error("petrel.stats: a client or a server expected", 2)
+end
+
+-- petrel.assert(v, err, ...): like assert, but only nil fails, so a call
+-- returning false (a bool result) passes: petrel.assert(c:is_ready()).
+-- Raises tostring(err) (Thrift errors are tables).
+function petrel.assert(v, ...)
+  if v == nil then
+    local err = ...
+    error(err ~= nil and tostring(err) or "assertion failed!", 2)
+  end
+  return v, ...
+end
 -- run the default loop until stop() (or until fn() is true)
 function petrel.run(fn) return loopmod().default():run(fn) end
 function petrel.sleep(ms) return loopmod().default():sleep(ms) end

@@ -1,10 +1,12 @@
 -- petrel.rpc: Thrift RPC over the petrel loop — messages (strict and
 -- non-strict binary envelopes), framed and unframed ("buffered")
--- transports, servers with coroutine handlers, clients with a connection
--- pool or one multiplexed connection. Interoperates with Apache Thrift.
+-- transports, and servers with coroutine handlers. Clients are in
+-- petrel.client, petrel.serve's worker processes in petrel.supervisor.
+-- Interoperates with Apache Thrift.
 local core = require "petrel.core"
 local schema = require "petrel.schema"
 local loopmod = require "petrel.loop"
+local options = require "petrel.options"
 
 local M = {}
 
@@ -24,6 +26,9 @@ local AX = schema.compile {
 local TAppEx = AX.TApplicationException
 M.UNKNOWN, M.UNKNOWN_METHOD, M.INVALID_MESSAGE_TYPE, M.WRONG_METHOD_NAME = 0, 1, 2, 3
 M.BAD_SEQUENCE_ID, M.MISSING_RESULT, M.INTERNAL_ERROR, M.PROTOCOL_ERROR = 4, 5, 6, 7
+local APP_NAMES = { [0] = "UNKNOWN", "UNKNOWN_METHOD", "INVALID_MESSAGE_TYPE",
+  "WRONG_METHOD_NAME", "BAD_SEQUENCE_ID", "MISSING_RESULT", "INTERNAL_ERROR",
+  "PROTOCOL_ERROR", "INVALID_TRANSFORM", "INVALID_PROTOCOL", "UNSUPPORTED_CLIENT_TYPE" }
 
 -- Errors given to callers: transport errors are strings; Thrift errors are
 -- tables with kind = "application" (TApplicationException: type, message)
@@ -32,7 +37,8 @@ local ErrMT = {}
 ErrMT.__index = ErrMT
 ErrMT.__tostring = function(e)
   if e.kind == "application" then
-    return string.format("TApplicationException(%d): %s", e.type or 0, e.message or "")
+    return string.format("TApplicationException %s (%d): %s",
+      APP_NAMES[e.type or 0] or "?", e.type or 0, e.message or "")
   end
   return string.format("%s (%s)", e.type or "exception", e.name or "?")
 end
@@ -42,8 +48,78 @@ end
 M.app_error = app_error
 
 -- Raise a declared exception from a handler: error(petrel.throw("oops", v)).
-function M.throw(field, value)
-  return setmetatable({ kind = "exception", name = field, value = value }, ErrMT)
+-- name: the throws-field name ("oops") or the exception's type name
+-- ("Xception"); anything the method does not declare is a handler error.
+function M.throw(name, value)
+  if type(name) ~= "string" then
+    error("petrel.throw: exception name expected (the throws-field or the type name), got "
+      .. type(name), 2)
+  end
+  return setmetatable({ kind = "exception", name = name, value = value }, ErrMT)
+end
+
+-- The throws entry of fn that `name` means: its field name, or its type's
+-- name (qualified or not). nil if fn declares no such exception.
+local function find_throw(fn, name)
+  local throws = fn.throws
+  for i = 1, #throws do
+    if throws[i].name == name then return throws[i] end
+  end
+  for i = 1, #throws do
+    local t = throws[i].type
+    if t == name or t:match("[^.]+$") == name then return throws[i] end
+  end
+end
+
+-- What fn declares, for messages: "err (Xception), other (Other)".
+local function declared(fn)
+  local t = {}
+  for i, x in ipairs(fn.throws) do t[i] = x.name .. " (" .. x.type .. ")" end
+  return #t > 0 and ("declared: " .. table.concat(t, ", ")) or "it declares no exceptions"
+end
+
+-- Readable text for an error value of any type: strings as they are,
+-- tables through __tostring or as a short literal, others by tostring.
+local function render(v, depth)
+  local t = type(v)
+  if t == "string" then return v end
+  if t ~= "table" then return tostring(v) end
+  local mt = getmetatable(v)
+  if mt and mt.__tostring then return tostring(v) end
+  depth = depth or 0
+  if depth >= 2 then return "{...}" end
+  local keys = {}
+  for k in pairs(v) do keys[#keys + 1] = k end
+  table.sort(keys, function(a, b)
+    if type(a) == type(b) and (type(a) == "number" or type(a) == "string") then return a < b end
+    return type(a) < type(b)
+  end)
+  local parts = {}
+  for i, k in ipairs(keys) do
+    if i > 12 then parts[#parts + 1] = "..."; break end
+    local x = v[k]
+    local vs = type(x) == "string" and string.format("%q", x) or render(x, depth + 1)
+    if type(k) == "string" and k:match("^[%a_][%w_]*$") then
+      parts[#parts + 1] = k .. " = " .. vs
+    else
+      parts[#parts + 1] = "[" .. (type(k) == "string" and string.format("%q", k) or tostring(k))
+        .. "] = " .. vs
+    end
+  end
+  return "{" .. table.concat(parts, ", ") .. "}"
+end
+M.render = render
+
+-- msg without the "file:line: " that error() put before it.
+local function strip_position(msg)
+  local rest = msg:match("^[^%s:][^:\n]*:%d+: (.*)$")
+  return rest or msg
+end
+
+-- The default logger: one line on stderr (looked up at each call, so a
+-- redirected io.stderr is used).
+local function stderr_logger(line)
+  io.stderr:write("petrel: ", line, "\n")
 end
 
 local DEFAULT_MAX_FRAME = 16 * 1024 * 1024
@@ -112,18 +188,63 @@ end
 local Server = {}
 Server.__index = Server
 
+-- The options petrel.server takes, and their checks (petrel.serve takes
+-- these and SERVE_OPTIONS).
+local SERVER_OPTIONS = {
+  service = options.service, handler = options.table, loop = options.loop,
+  host = options.string, port = options.port, unix = options.string,
+  transport = options.oneof("auto", "framed", "buffered"),
+  max_frame = options.int(1), idle_timeout = options.ms, out_cap = options.int(1),
+  write_timeout = options.ms, backlog = options.int(0), reuseport = options.bool,
+  keepalive = options.bool, nodelay = options.bool, sndbuf = options.int(1),
+  rcvbuf = options.int(1), logger = options.func_or_false, debug = options.bool,
+}
+M.SERVER_OPTIONS = SERVER_OPTIONS
+
+-- The handler table against the service: a name the service lacks (a typo)
+-- or a value that is not a function raises; the functions without a
+-- handler are returned (sorted).
+local function check_handler(who, svc, handler, level)
+  for k, v in pairs(handler) do
+    if not svc.functions[k] then
+      local names = {}
+      for name in pairs(svc.functions) do names[#names + 1] = name end
+      table.sort(names)
+      error(string.format("%s: handler '%s' is not a function of service %s (it has: %s)",
+        who, tostring(k), svc.name, table.concat(names, ", ")), level + 1)
+    end
+    if type(v) ~= "function" then
+      error(string.format("%s: handler '%s' must be a function, got %s", who, k, type(v)),
+        level + 1)
+    end
+  end
+  local missing = {}
+  for name in pairs(svc.functions) do
+    if handler[name] == nil then missing[#missing + 1] = name end
+  end
+  table.sort(missing)
+  return missing
+end
+
+M._check_handler = check_handler
+
 -- petrel.server{ service = ns.Echo, handler = { echo = function(req) ... end },
 --   host = "127.0.0.1", port = 9090 | unix = "/path", loop = ...,
 --   transport = "auto" | "framed" | "buffered", max_frame = bytes,
 --   idle_timeout = ms, out_cap = bytes (default 64 MiB), write_timeout = ms
 --   (a peer whose unread replies stay over out_cap this long is dropped;
 --   default 10000), backlog = n, reuseport = bool, keepalive, nodelay,
---   sndbuf, rcvbuf }
-function M.server(opts)
-  assert(type(opts) == "table", "petrel.server: options table expected")
-  assert(type(opts.service) == "table" and opts.service.functions,
-    "petrel.server: service (a compiled schema service) expected")
-  assert(type(opts.handler) == "table", "petrel.server: handler table expected")
+--   sndbuf, rcvbuf, logger = function(line, info) | false (handler errors;
+--   default: a line on stderr), debug = bool (peers get file:line too) }
+-- Options are checked here: unknown keys and bad values raise.
+function M.server(opts, level)
+  level = (level or 1) + 1
+  options.check("petrel.server", SERVER_OPTIONS, opts, level)
+  if not opts.service then error("petrel.server: option 'service' (a compiled service) is required", level) end
+  if not opts.handler then error("petrel.server: option 'handler' (a table of functions) is required", level) end
+  local missing = check_handler("petrel.server", opts.service, opts.handler, level)
+  local logger = opts.logger
+  if logger == nil then logger = stderr_logger end
   local self = setmetatable({
     loop = opts.loop or loopmod.default(),
     service = opts.service,
@@ -139,7 +260,15 @@ function M.server(opts)
     counters = { connections = 0, calls = 0, errors = 0, bytes_in = 0, oneway = 0 },
     jobs = {},       -- recycled call jobs
     result_tab = {}, -- the result struct of every reply
+    logger = logger or nil,
+    debug = opts.debug or false,
+    missing = missing, -- functions without a handler (calls get UNKNOWN_METHOD)
+    unix = opts.unix,
   }, Server)
+  if #missing > 0 then
+    self:_log(string.format("%s: no handler for %s (calls to them get UNKNOWN_METHOD)",
+      self.service.name, table.concat(missing, ", ")), { kind = "missing", missing = missing })
+  end
   local host, port = opts.host or "127.0.0.1", opts.port or 0
   if opts.unix then host, port = "unix:" .. opts.unix, nil end
   local lid, err = self.loop.c:listen(host, port, { backlog = opts.backlog,
@@ -161,7 +290,10 @@ end
 
 function Server:on_accept(id)
   if self.closing then self.loop.c:close(id); return end
-  local conn = { id = id, server = self, busy = 0 }
+  -- the peer's address, for logs (unix peers are unnamed: the path)
+  local peer = self.loop.c:info(id)
+  if not peer or peer == "unix:" then peer = self.unix and ("unix:" .. self.unix) or "?" end
+  local conn = { id = id, server = self, busy = 0, peer = peer }
   conn.next, conn.mode = new_reader(self.loop, id, self.transport, self.max_frame)
   self.conns[id] = conn
   self.nconns = self.nconns + 1
@@ -221,6 +353,28 @@ local function send_reply(self, conn, name, mtype, seqid, T, value)
   end
 end
 
+-- Log through the server's logger (one line; info carries the parts).
+function Server:_log(line, info)
+  local logger = self.logger
+  if not logger then return end
+  line = line:gsub("\n", "\\n")
+  local ok, err = pcall(logger, line, info)
+  if not ok then stderr_logger("logger failed: " .. tostring(err) .. "; it was given: " .. line) end
+end
+
+-- A failed call: logged with method, peer and message; full is what the
+-- log says (with the handler's file:line), peer_msg what the peer is told.
+function Server:_call_error(conn, fn, name, kind, full, raw)
+  self.counters.errors = self.counters.errors + 1
+  local peer = conn.peer or "unknown peer"
+  local oneway = fn.oneway
+  self:_log(string.format("%s.%s%s from %s: %s", self.service.name, name,
+    oneway and " (oneway)" or "", peer, full), { kind = kind, service = self.service.name,
+    method = name, peer = peer, message = full, error = raw, oneway = oneway })
+end
+
+local function is_err(v) return type(v) == "table" and getmetatable(v) == ErrMT end
+
 -- A call's coroutine: run the handler, reply (or not, for oneway).
 local function run_call(self, conn, job)
   local ok, res, res2 = pcall(job.h, unpack(job, 1, job.n))
@@ -231,15 +385,15 @@ local function run_call(self, conn, job)
   if #pool < 64 then pool[#pool + 1] = job end
   conn.busy = conn.busy - 1
   self.inflight = self.inflight - 1
-  if fn.oneway or mtype == ONEWAY then
-    self.counters.oneway = self.counters.oneway + 1
-    if not ok then self.counters.errors = self.counters.errors + 1 end
-    return self:_maybe_finish()
-  end
-  if ok and res == nil and type(res2) == "table" and getmetatable(res2) == ErrMT then
+  if ok and res == nil and is_err(res2) then
     ok, res = false, res2 -- return nil, petrel.throw(...)
   end
+  local oneway = fn.oneway or mtype == ONEWAY
   if ok then
+    if oneway then
+      self.counters.oneway = self.counters.oneway + 1
+      return self:_maybe_finish()
+    end
     -- the result struct is written at once (encode does not yield): one
     -- table per server serves every reply
     local r = self.result_tab
@@ -247,23 +401,41 @@ local function run_call(self, conn, job)
     local ok2, e2 = pcall(send_reply, self, conn, name, REPLY, seqid, fn.result, r)
     r.success = nil
     if not ok2 then
-      self.counters.errors = self.counters.errors + 1
-      send_reply(self, conn, name, EXCEPTION, seqid, TAppEx,
-        { message = "cannot encode the result: " .. tostring(e2), type = M.INTERNAL_ERROR })
+      local m = "cannot encode the result: " .. tostring(e2)
+      self:_call_error(conn, fn, name, "encode", m, e2)
+      send_reply(self, conn, name, EXCEPTION, seqid, TAppEx, { message = m, type = M.INTERNAL_ERROR })
     end
-  elseif type(res) == "table" and getmetatable(res) == ErrMT and res.kind == "exception" then
-    local ok2, e2 = pcall(send_reply, self, conn, name, REPLY, seqid, fn.result,
-      { [res.name] = res.value })
-    if not ok2 then
-      self.counters.errors = self.counters.errors + 1
-      send_reply(self, conn, name, EXCEPTION, seqid, TAppEx,
-        { message = "undeclared exception: " .. tostring(e2), type = M.INTERNAL_ERROR })
+    return self:_maybe_finish()
+  end
+  if oneway then self.counters.oneway = self.counters.oneway + 1 end
+  local t, full, peer_msg = M.INTERNAL_ERROR, nil, nil
+  if is_err(res) and res.kind == "exception" then
+    local th = find_throw(fn, res.name)
+    if th and not oneway then
+      local r = self.result_tab
+      r[th.name] = res.value
+      local ok2, e2 = pcall(send_reply, self, conn, name, REPLY, seqid, fn.result, r)
+      r[th.name] = nil
+      if ok2 then return self:_maybe_finish() end
+      full = string.format("cannot encode exception %s (%s): %s", th.name, th.type, tostring(e2))
+      self:_call_error(conn, fn, name, "encode", full, res)
+    else
+      full = string.format("undeclared exception '%s' thrown by %s (%s)", res.name, name,
+        declared(fn))
+      self:_call_error(conn, fn, name, "undeclared", full, res)
     end
-  else
+    peer_msg = full
+  elseif is_err(res) and res.kind == "application" then
+    -- a TApplicationException the handler chose to raise: sent as it is
     self.counters.errors = self.counters.errors + 1
-    local t = type(res) == "table" and getmetatable(res) == ErrMT and res.type or M.INTERNAL_ERROR
-    local m = type(res) == "table" and getmetatable(res) == ErrMT and res.message or tostring(res)
-    send_reply(self, conn, name, EXCEPTION, seqid, TAppEx, { message = m, type = t })
+    t, peer_msg = res.type or M.INTERNAL_ERROR, res.message or ""
+  else
+    full = render(res)
+    self:_call_error(conn, fn, name, "handler", full, res)
+    peer_msg = (self.debug or type(res) ~= "string") and full or strip_position(full)
+  end
+  if not oneway then
+    send_reply(self, conn, name, EXCEPTION, seqid, TAppEx, { message = peer_msg, type = t })
   end
   self:_maybe_finish()
 end
@@ -374,333 +546,13 @@ function Server:serve()
   return self.loop:run(function() return self.closing and self.inflight == 0 and not self.on_finished end)
 end
 
--- petrel.serve{ <server options>, workers = N }: serve until SIGTERM or
--- SIGINT, then stop accepting, let in-flight calls finish and return.
--- With workers > 1 the process forks N workers, each with its own loop and
--- its own listening socket on the same port (SO_REUSEPORT); the parent
--- forwards SIGTERM/SIGINT to them and returns when all have exited.
-function M.serve(opts)
-  local workers = opts.workers or 1
-  -- opts.gc = "generational" switches Lua 5.4's collector (process-wide)
-  if opts.gc == "generational" and _VERSION == "Lua 5.4" and not jit then
-    collectgarbage("generational")
-  end
-  if workers <= 1 then
-    local srv, err = M.server(opts)
-    if not srv then return nil, err end
-    local loop = srv.loop
-    loop.c:trap("TERM", "INT")
-    if opts.on_ready then opts.on_ready(srv) end
-    loop:run(function()
-      for _ = 1, #core.signals() do srv:shutdown() end
-      return srv.closing and srv.inflight == 0 and not srv.on_finished
-    end)
-    -- the last replies leave while their connections close (a send may
-    -- still be queued, or in the kernel's hands under io_uring)
-    local deadline = loop:now() + (opts.drain_timeout or 5000)
-    while loop.c:stats().conns_open > 0 and loop:now() < deadline do loop:step(20) end
-    return true
-  end
-  if not opts.port or opts.port == 0 then
-    return nil, "petrel.serve: workers need a fixed port"
-  end
-  local pids = {}
-  for _ = 1, workers do
-    local pid, err = core.fork()
-    if not pid then return nil, err end
-    if pid == 0 then
-      loopmod.reset_default()
-      local o = {}
-      for k, v in pairs(opts) do o[k] = v end
-      o.workers, o.reuseport, o.loop = 1, true, loopmod.default()
-      local ok, res, e = pcall(M.serve, o)
-      if not ok or not res then io.stderr:write("petrel worker: ", tostring(e or res), "\n") end
-      core._exit(ok and res and 0 or 1)
-    end
-    pids[#pids + 1] = pid
-  end
-  local loop = assert(loopmod.new())
-  loop.c:trap("TERM", "INT", "CHLD")
-  local alive = #pids
-  while alive > 0 do
-    loop:step(500)
-    for _, sig in ipairs(core.signals()) do
-      if sig == "TERM" or sig == "INT" then
-        for _, p in ipairs(pids) do core.kill(p, "TERM") end
-      end
-    end
-    while true do
-      local p = core.wait(-1, true)
-      if not p or p == 0 then break end
-      alive = alive - 1
-    end
-  end
-  loop:free()
-  return true
-end
+-- ---- clients and worker processes (their own modules) ----------------------
 
--- ---- client ----------------------------------------------------------------
+-- Shared with petrel.client.
+M._ErrMT, M._TAppEx, M._argnames, M._new_reader = ErrMT, TAppEx, argnames, new_reader
+M.DEFAULT_MAX_FRAME = DEFAULT_MAX_FRAME
 
-local Client = {}
-
--- A client connection: sends calls, matches replies by seqid.
-local Conn = {}
-Conn.__index = Conn
-
-local function new_conn(cl)
-  local loop = cl.loop
-  local id, err
-  if cl.unix then
-    id, err = loop.c:connect("unix:" .. cl.unix, nil, cl.connect_timeout, cl.sockopts)
-  else
-    id, err = loop.c:connect(cl.host, cl.port, cl.connect_timeout, cl.sockopts)
-  end
-  if not id then return nil, err end
-  local conn = setmetatable({ id = id, client = cl, pending = {}, npending = 0,
-    connected = false }, Conn)
-  conn.next = new_reader(loop, id, cl.transport, cl.max_frame)
-  loop:attach(id, conn)
-  loop.c:caps(id, cl.max_frame + 4 + 65536, 0)
-  local w = loop:waiter()
-  conn.connect_waiter = w
-  local ok, e = loop:await(w, cl.connect_timeout)
-  if not ok then
-    loop:close(id)
-    return nil, e
-  end
-  return conn
-end
-
-function Conn:on_connected(id, err)
-  self.connected = (err == 0)
-  local w = self.connect_waiter
-  self.connect_waiter = nil
-  if w then
-    if err == 0 then w:done(true) else w:done(nil, core.strerror(err)) end
-  end
-end
-
-function Conn:_fail_all(err)
-  self.broken = err or "closed"
-  for seq, w in pairs(self.pending) do
-    self.pending[seq] = nil
-    w:done(nil, self.broken)
-  end
-  self.npending = 0
-end
-
-function Conn:on_closed(id, err)
-  self:_fail_all(err and err ~= 0 and core.strerror(err) or "closed")
-end
-
-function Conn:on_data(id)
-  local cl = self.client
-  while true do
-    local msg, err = self.next()
-    if msg == nil then break end
-    if msg == false then
-      self:_fail_all("protocol error: " .. tostring(err))
-      cl.loop:close(self.id)
-      return
-    end
-    local name, mtype, seqid, pos = parse_header(msg, 1, cl.max_frame)
-    local w = name and self.pending[seqid]
-    if not w then
-      self:_fail_all("reply with unknown sequence id " .. tostring(seqid))
-      cl.loop:close(self.id)
-      return
-    end
-    self.pending[seqid] = nil
-    self.npending = self.npending - 1
-    w:done(msg, mtype, pos, name)
-  end
-  cl.loop.c:consumed(self.id)
-end
-
-function Conn:close()
-  self:_fail_all("closed")
-  self.client.loop:close(self.id)
-end
-
-local ClientMT = {}
-ClientMT.__index = function(self, k)
-  local m = Client[k]
-  if m then return m end
-  local fn = rawget(self, "service").functions[k]
-  if fn then
-    local f = function(me, ...) return me:call(k, ...) end
-    rawset(self, k, f)
-    return f
-  end
-end
-
--- petrel.client{ service = ns.Echo, host =, port = | unix =, loop =,
---   transport = "framed" | "buffered", timeout = ms (per call),
---   connect_timeout = ms, pool_size = n, keepalive_timeout = ms (idle pooled
---   connections close after it, default 60000), multiplex = bool, max_frame = n }
-function M.client(opts)
-  assert(type(opts) == "table" and type(opts.service) == "table" and opts.service.functions,
-    "petrel.client: { service = compiled service, host =, port = } expected")
-  return setmetatable({
-    service = opts.service,
-    loop = opts.loop or loopmod.default(),
-    host = opts.host or "127.0.0.1",
-    port = opts.port,
-    unix = opts.unix,
-    transport = opts.transport or "framed",
-    timeout = opts.timeout or 5000,
-    connect_timeout = opts.connect_timeout or 3000,
-    pool_size = opts.pool_size or 8,
-    keepalive = opts.keepalive_timeout or 60000,
-    multiplex = opts.multiplex,
-    max_frame = opts.max_frame or DEFAULT_MAX_FRAME,
-    sockopts = { nodelay = opts.nodelay, keepalive = opts.keepalive,
-      sndbuf = opts.sndbuf, rcvbuf = opts.rcvbuf },
-    idle = {},
-    seq = 0,
-  }, ClientMT)
-end
-
-function Client:_get_conn()
-  if self.multiplex then
-    local c = self.mux
-    if c and not c.broken then return c end
-    if self.mux_waiters then -- another call is connecting: share its conn
-      local w = self.loop:waiter()
-      table.insert(self.mux_waiters, w)
-      return self.loop:await(w)
-    end
-    self.mux_waiters = {}
-    local err
-    c, err = new_conn(self)
-    self.mux = c
-    local ws = self.mux_waiters
-    self.mux_waiters = nil
-    for _, w in ipairs(ws) do w:done(c, err) end
-    return c, err
-  end
-  local idle = self.idle
-  while #idle > 0 do
-    local c = table.remove(idle)
-    if c.ka_timer then self.loop:cancel(c.ka_timer); c.ka_timer = nil end
-    if not c.broken then return c, nil, true end
-  end
-  return new_conn(self)
-end
-
--- Back to the pool (at most pool_size idle connections, each closed after
--- keepalive ms unused), or closed.
-function Client:_put_conn(c)
-  if self.multiplex or c.broken then return end
-  if #self.idle < self.pool_size then
-    self.idle[#self.idle + 1] = c
-    if self.keepalive then
-      c.ka_timer = self.loop:after(self.keepalive, function()
-        c.ka_timer = nil
-        for i, x in ipairs(self.idle) do
-          if x == c then table.remove(self.idle, i); break end
-        end
-        c:close()
-      end)
-    end
-  else
-    c:close()
-  end
-end
-
--- client:call(name, args...) -> result | nil, err. err is a string for
--- transport failures ("timeout", "closed", ...), a table for Thrift ones
--- (kind = "application" or "exception"; see petrel.throw).
-function Client:call(name, ...)
-  local fn = self.service.functions[name]
-  if not fn then error("petrel.client: no function '" .. tostring(name) .. "'", 2) end
-  local res, err, stale = self:_call_once(fn, name, ...)
-  if stale then
-    -- a pooled connection the server had closed while it sat idle (its
-    -- close was not seen yet): nothing was answered, try a fresh one once
-    res, err = self:_call_once(fn, name, ...)
-  end
-  return res, err
-end
-
-function Client:_call_once(fn, name, ...)
-  local conn, err, reused = self:_get_conn()
-  if not conn then return nil, err end
-  local loop = self.loop
-  self.seq = (self.seq % 0x7fffffff) + 1
-  local seqid = self.seq
-  -- arguments in declaration order
-  local names = argnames(fn)
-  local args = {}
-  for i = 1, #names do args[names[i]] = (select(i, ...)) end
-  local out = loop.c:output(conn.id)
-  if not out then return nil, "closed" end
-  fn.args:encode_message(args, out, name, fn.oneway and ONEWAY or CALL, seqid,
-    self.transport == "framed")
-  local w = loop:waiter()
-  if fn.oneway then
-    local r, serr = loop.c:send(conn.id)
-    if not r then
-      conn:close()
-      return nil, serr
-    end
-    if r == 0 then w:done(true) else conn.drain_waiter = w end
-    local ok, e = loop:await(w, self.timeout)
-    conn.drain_waiter = nil
-    if ok then self:_put_conn(conn) else conn:close() end
-    return ok, e
-  end
-  conn.pending[seqid] = w
-  conn.npending = conn.npending + 1
-  local r, serr = loop.c:send(conn.id)
-  if not r then
-    conn.pending[seqid] = nil
-    conn:close()
-    return nil, serr
-  end
-  local msg, mtype, pos = loop:await(w, self.timeout)
-  if not msg then
-    if mtype == "timeout" then
-      conn.pending[seqid] = nil
-      conn:close() -- a late reply must not meet the next call
-    end
-    return nil, mtype, reused and mtype ~= "timeout"
-  end
-  self:_put_conn(conn)
-  if mtype == EXCEPTION then
-    local ex = TAppEx:decode(msg, pos)
-    if not ex then return nil, app_error(M.PROTOCOL_ERROR, "undecodable exception") end
-    return nil, app_error(ex.type, ex.message)
-  end
-  if mtype ~= REPLY then
-    return nil, app_error(M.INVALID_MESSAGE_TYPE, "unexpected message type " .. tostring(mtype))
-  end
-  local res, derr = fn.result:decode(msg, pos)
-  if not res then return nil, app_error(M.PROTOCOL_ERROR, derr) end
-  if res.success ~= nil then return res.success end
-  for _, t in ipairs(fn.throws) do
-    if res[t.name] ~= nil then
-      return nil, setmetatable({ kind = "exception", name = t.name, type = t.type,
-        value = res[t.name] }, ErrMT)
-    end
-  end
-  if fn.result_type == "void" then return true end
-  return nil, app_error(M.MISSING_RESULT, name .. " failed: unknown result")
-end
-
-function Conn:on_drained()
-  local w = self.drain_waiter
-  self.drain_waiter = nil
-  if w then w:done(true) end
-end
-
-function Client:close()
-  for _, c in ipairs(self.idle) do
-    if c.ka_timer then self.loop:cancel(c.ka_timer) end
-    c:close()
-  end
-  self.idle = {}
-  if self.mux then self.mux:close(); self.mux = nil end
-end
+function M.client(opts) return require("petrel.client").client(opts) end
+function M.serve(opts) return require("petrel.supervisor").serve(opts) end
 
 return M

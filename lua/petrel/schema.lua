@@ -2,6 +2,7 @@
 -- field plans (petrel.core.compile). The normalized format is documented
 -- in docs/schema.md; the IDL loader produces the same tables.
 local core = require "petrel.core"
+local options = require "petrel.options"
 
 local M = {}
 
@@ -18,6 +19,20 @@ local PLAN_KIND = { struct = 0, union = 1, exception = 2 }
 -- Schema errors carry their own path ("MyTest.Nums: ..."), no position.
 local function errorf(_, fmt, ...)
   error(string.format(fmt, ...), 0)
+end
+
+local show, integral = options.show, options.integral
+
+local INT_RANGE = {
+  i8 = { -128, 127 }, i16 = { -32768, 32767 }, i32 = { -2147483648, 2147483647 },
+}
+
+-- The value of enum entry `name`, checked: an integer in the i32 range.
+local function enum_value(where, name, v)
+  if not integral(v) or v < INT_RANGE.i32[1] or v > INT_RANGE.i32[2] then
+    errorf(3, "%s%s: value must be an integer in the i32 range, got %s", where, name, show(v))
+  end
+  return v
 end
 
 -- ---- builders (shorthand -> normalized) --------------------------------
@@ -83,7 +98,7 @@ function M.enum(values)
   local src = values.values or values
   for k, v in pairs(src) do
     if type(k) == "string" then
-      vals[k] = v
+      vals[k] = enum_value("petrel.enum: ", k, v)
       order[#order + 1] = k
     end
   end
@@ -120,6 +135,12 @@ function M.service(t)
       local f = { args = {}, throws = {}, result = fn.result or "void",
         oneway = fn.oneway and true or false, annotations = fn.annotations,
         doc = fn.doc }
+      if f.oneway and f.result ~= "void" then
+        errorf(2, "petrel.service: oneway function %s must return void", name)
+      end
+      if f.oneway and fn.throws and #fn.throws > 0 then
+        errorf(2, "petrel.service: oneway function %s cannot declare throws", name)
+      end
       for i, a in ipairs(fn.args or {}) do
         f.args[i] = norm_field(a, "service function " .. name .. " arg #" .. i)
       end
@@ -246,6 +267,7 @@ function M.compile(defs, opts)
       plans[#plans + 1] = { name = name, def = d }
       plan_index[name] = #plans
     elseif d.kind == "enum" then
+      for k, v in pairs(d.values) do enum_value(name .. ".", k, v) end
       local names_by_value = {}
       for k, v in pairs(d.values) do
         if names_by_value[v] == nil then names_by_value[v] = k end
@@ -368,12 +390,109 @@ function M.compile(defs, opts)
           entry.result_plan = add_plan(where .. "_result", 0, rf)
         elseif fn.result and fn.result ~= "void" then
           errorf(2, "%s: oneway functions return void", where)
+        elseif fn.throws and #fn.throws > 0 then
+          errorf(2, "%s: oneway functions cannot declare throws", where)
         end
         svc.functions[fname] = entry
         svc.order[#svc.order + 1] = fname
       end
     end
   end
+  -- defaults must fit their fields' types (as the IDL loader checks its
+  -- constants); enum names become values
+  local enum_name = {}
+  for n, i in pairs(enum_index) do enum_name[i] = n end
+  local plan_name = {}
+  for n, i in pairs(plan_index) do plan_name[i] = n end
+  local check_default
+  function check_default(td, v, path, role)
+    local k = td.kind
+    local function bad(what)
+      errorf(0, "%s: %s must be %s, got %s", path, role, what, show(v))
+    end
+    if INT_RANGE[k] then
+      if not integral(v) then bad("an " .. k) end
+      if v < INT_RANGE[k][1] or v > INT_RANGE[k][2] then
+        errorf(0, "%s: %s %s is out of the %s range", path, role, show(v), k)
+      end
+    elseif k == "i64" then
+      if type(v) ~= "cdata" and (not integral(v) or v < -2 ^ 63 or v >= 2 ^ 63) then
+        bad("an i64")
+      end
+    elseif k == "double" then
+      if type(v) ~= "number" then bad("a double") end
+    elseif k == "bool" then
+      if type(v) ~= "boolean" then bad("a bool") end
+    elseif k == "string" or k == "binary" then
+      if type(v) ~= "string" then bad("a " .. k) end
+    elseif k == "uuid" then
+      if type(v) ~= "string" or not (#v == 16 or v:match(
+        "^%x%x%x%x%x%x%x%x%-%x%x%x%x%-%x%x%x%x%-%x%x%x%x%-%x%x%x%x%x%x%x%x%x%x%x%x$")) then
+        bad("a uuid (36-character text or 16 bytes)")
+      end
+    elseif k == "enum" then
+      local e, ename = enums[td.enum], enum_name[td.enum]
+      if type(v) == "string" then
+        if e[2][v] == nil then
+          errorf(0, "%s: %s %q is not a name of enum %s", path, role, v, ename)
+        end
+        return e[2][v]
+      end
+      if not integral(v) then bad("a value of enum " .. ename) end
+      if e[1][v] == nil then
+        errorf(0, "%s: %s %s is not a value of enum %s", path, role, show(v), ename)
+      end
+    elseif k == "struct" then
+      local sname = plan_name[td.plan]
+      if type(v) ~= "table" then bad("a table (struct " .. sname .. ")") end
+      local byname = {}
+      for _, f in ipairs(plans[td.plan].desc.fields) do byname[f.name] = f end
+      local out = {}
+      for key, x in pairs(v) do
+        local f = byname[key]
+        if not f then
+          errorf(0, "%s: %s has no field '%s' in %s", path, role, tostring(key), sname)
+        end
+        out[key] = check_default(f.type, x, path .. "." .. key, role)
+      end
+      return setmetatable(out, getmetatable(v))
+    elseif k == "list" or k == "set" then
+      if type(v) == "userdata" then return v end -- a typed array
+      if type(v) ~= "table" then bad("a " .. k) end
+      local out = {}
+      if k == "set" and #v == 0 and next(v) ~= nil then -- {[elem] = true}
+        for key, flag in pairs(v) do
+          if type(flag) ~= "boolean" then
+            errorf(0, "%s: %s set in key form must map elements to true, got %s",
+              path, role, show(flag))
+          end
+          local ks = type(key) == "string" and string.format("%q", key) or tostring(key)
+          if flag then out[#out + 1] = check_default(td.elem, key, path .. "[" .. ks .. "]", role) end
+        end
+      else
+        for i = 1, #v do out[i] = check_default(td.elem, v[i], path .. "[" .. i .. "]", role) end
+      end
+      return setmetatable(out, getmetatable(v))
+    elseif k == "map" then
+      if type(v) ~= "table" then bad("a map") end
+      local out = {}
+      for key, x in pairs(v) do
+        local kk = check_default(td.key, key, path, role .. " map key")
+        local ks = type(key) == "string" and string.format("%q", key) or tostring(key)
+        out[kk] = check_default(td.val, x, path .. "[" .. ks .. "]", role)
+      end
+      return setmetatable(out, getmetatable(v))
+    end
+    return v
+  end
+  for i, p in ipairs(plans) do
+    for _, f in ipairs(p.desc.fields) do
+      if f.default ~= nil then
+        f.default = check_default(f.type, f.default, plan_name[i] .. "." .. f.name, "default")
+      end
+    end
+  end
+
   -- extends: inherit parent functions (parents first, child overrides)
   local function inherit(svc, seen)
     if not svc.extends or svc.inherited then return end
