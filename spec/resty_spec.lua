@@ -525,6 +525,62 @@ describe("petrel.resty in nginx", function()
     end)
   end)
 
+  it("the example (examples/nginx): JSON in, Thrift out, two workers", function()
+    local root = assert(io.popen("pwd")):read("*l")
+    local build = os.getenv("PETREL_BUILD") or "build"
+    local port = free_port()
+    start(string.format("env LUA_CPATH_5_4='%s/lua5.4/?.so;;' timeout 120 lua5.4 examples/nginx/upstream.lua %d",
+      build, port), "example_upstream")
+    local pfx = N.tmpdir("example")
+    local conf = N.read_file("examples/nginx/nginx.conf")
+    local function sub(from, to)
+      local i, j = conf:find(from, 1, true)
+      assert(i and not conf:find(from, j + 1, true), "examples/nginx/nginx.conf: '" .. from .. "' once")
+      conf = conf:sub(1, i - 1) .. to .. conf:sub(j + 1)
+    end
+    sub("listen 127.0.0.1:8080;", "listen unix:" .. pfx .. "/http.sock;")
+    sub("port = 9090", "port = " .. port)
+    sub("pid build/nginx-example.pid;", "pid " .. pfx .. "/nginx.pid;")
+    sub("client_body_temp_path build/nginx-example-body;", "client_body_temp_path " .. pfx .. "/body;")
+    sub("$prefix/build/luajit/", "$prefix/" .. build .. "/luajit/")
+    local ex = N.start { loop = loop, prefix = pfx, conf = conf, addr = "unix:" .. pfx .. "/http.sock",
+      nginx_prefix = root .. "/" }
+    local ok, err = pcall(function()
+      local function post(path, body)
+        local st, h, b
+        -- the upstream may still be starting: a 502 is retried, bounded
+        assert.is_true(N.run_until(loop, function()
+          st, h, b = ex:request("POST", path, body, 10000)
+          return st ~= 502 or not (b or ""):find("connection refused")
+        end, 30000), tostring(b))
+        assert.equal("application/json", h["content-type"])
+        return st, cjson.decode(b)
+      end
+      local st, r = post("/rpc/add", '{"a": 40, "b": 2}')
+      assert.equal(200, st)
+      assert.same({ result = 42 }, r)
+      st, r = post("/rpc/fail", '{"code": 7}')
+      assert.equal(422, st)
+      assert.same({ exception = "oops", value = { message = "failed with 7", code = 7 } }, r)
+      st, r = post("/rpc/many", '{"n": 2, "prefix": "x"}')
+      assert.equal(200, st)
+      assert.same({ { id = 1, name = "x1", nums = { 1 } }, { id = 2, name = "x2", nums = { 2 } } }, r.result)
+      st, r = post("/rpc/echo", '{"it": {"id": 5, "name": "é", "nums": [1, -2], "attrs": {"x": 1.5}}}')
+      assert.equal(200, st)
+      assert.same({ id = 5, name = "é", nums = { 1, -2 }, attrs = { x = 1.5 } }, r.result)
+      st, r = post("/rpc/nope", "{}")
+      assert.equal(404, st)
+      st, r = post("/rpc/add", '{"a": "x", "b": 1}')
+      assert.equal(400, st)
+      assert.equal("Calc.add_args.a: i32 expected, got string", r.error)
+      st, r = post("/rpc/add", "not json")
+      assert.equal(400, st)
+    end)
+    local log = ex:log()
+    ex:stop()
+    assert(ok, tostring(err) .. "\n" .. log)
+  end)
+
   it("keeps the worker's memory flat over 100,000 calls", function()
     local pid = nginx:workers()[1]
     local batch = [[

@@ -60,11 +60,10 @@ M.protocols = {
 }
 
 -- ---- transports --------------------------------------------------------------
--- read(sock, proto, max_frame) -> message (envelope + struct) | nil, err,
--- quiet, where quiet is true when the connection ended before any byte of
--- the reply (a pooled connection the server had closed), and a third
--- result `extra` = true when bytes beyond the message arrived (the
--- connection is then not reused).
+-- read(sock, proto, max_frame) -> message (envelope + struct), nil, nil,
+-- extra | nil, err, none. extra: bytes beyond the message arrived (the
+-- connection is then not reused); none: the connection ended before any
+-- byte of the reply.
 
 local function read_framed(sock, _, max_frame)
   local hdr, err, partial = sock:receive(4)
@@ -157,19 +156,28 @@ local function argnames(fn)
   return names
 end
 
--- one buffer for every request's encoding: encode and read do not yield
+-- One buffer and one argument table for every request's encoding: they
+-- are filled, encoded and emptied without yielding, so requests never meet
+-- in them. (An encoding error leaves the argument table holding its values
+-- until the next call.)
 local wbuf = core.buffer()
+local args = {}
 
 -- The request bytes of one call (raises on arguments the schema refuses).
 local function encode_call(cl, fn, name, ...)
   local names = argnames(fn)
-  local args = {}
-  for i = 1, #names do args[names[i]] = (select(i, ...)) end
+  local n = #names
+  if n == 1 then
+    args[names[1]] = ...
+  else
+    for i = 1, n do args[names[i]] = (select(i, ...)) end
+  end
   local seqid = cl.seq % 0x7fffffff + 1
   cl.seq = seqid
-  wbuf:clear()
+  if #wbuf > 0 then wbuf:clear() end
   cl.proto.encode(fn.args, args, wbuf, cl.wire_names[name] or name,
     fn.oneway and ONEWAY or CALL, seqid, cl.framed)
+  for i = 1, n do args[names[i]] = nil end
   return wbuf:read(), seqid
 end
 
@@ -197,23 +205,24 @@ local function decode_reply(cl, fn, name, msg, mtype, pos)
   return nil, app_error(rpc.MISSING_RESULT, name .. " failed: unknown result")
 end
 
--- One request/reply on conn: result | nil, err, quiet (see read). A
--- connection left out of step (timeout, bad bytes) is closed here, so it
--- never reaches the pool.
-local function exchange(conn, fn, name, req, seqid)
-  local sock, cl = conn.sock, conn.cl
+-- One request/reply on sock: result | nil, err, quiet, dirty. A connection
+-- left out of step (timeout, bad bytes) is closed here, so it never reaches
+-- the pool; quiet: it was a pooled connection that ended before any byte of
+-- the reply (the server closed it while it sat idle); dirty: stray bytes
+-- followed the reply (the connection must not be pooled).
+local function exchange(cl, sock, fn, name, req, seqid)
   local n, err = sock:send(req)
   if not n then
     sock:close()
     return nil, err
   end
   if fn.oneway then return true end
-  local msg, rerr, quiet, extra = cl.transport.read(sock, cl.proto, cl.max_frame)
+  local msg, rerr, none, extra = cl.transport.read(sock, cl.proto, cl.max_frame)
   if not msg then
+    local quiet = none and (sock:getreusedtimes() or 0) > 0
     sock:close()
     return nil, rerr, quiet
   end
-  if extra then conn.dirty = "bytes after the reply" end
   local rname, mtype, rseq, pos = cl.proto.header(msg, 1, MAX_NAME)
   if not rname then
     sock:close()
@@ -223,13 +232,15 @@ local function exchange(conn, fn, name, req, seqid)
     sock:close()
     return nil, format("protocol error: reply with sequence id %d, expected %d", rseq, seqid)
   end
-  return decode_reply(cl, fn, name, msg, mtype, pos)
+  local res, derr = decode_reply(cl, fn, name, msg, mtype, pos)
+  return res, derr, nil, extra
 end
 
 -- ---- connections -----------------------------------------------------------------
 
 local Conn = {}
 
+-- A connected cosocket (from the pool when one is idle) | nil, err.
 local function open(cl)
   local why = no_cosocket()
   if why then return nil, why end
@@ -243,7 +254,7 @@ local function open(cl)
     ok, err = sock:connect(cl.host, cl.port, cl.connect_opts)
   end
   if not ok then return nil, err end
-  return setmetatable({ sock = sock, cl = cl }, cl.conn_mt)
+  return sock
 end
 
 -- conn:call(name, ...) -> result | nil, err (see the module's notes)
@@ -252,7 +263,8 @@ function Conn:call(name, ...)
   local fn = cl.functions[name]
   if not fn then error("petrel.resty: no function '" .. tostring(name) .. "'", 2) end
   local req, seqid = encode_call(cl, fn, name, ...)
-  local res, err = exchange(self, fn, name, req, seqid)
+  local res, err, _, dirty = exchange(cl, self.sock, fn, name, req, seqid)
+  if dirty then self.dirty = "bytes after the reply" end
   return res, err
 end
 
@@ -376,26 +388,32 @@ function Client:call(name, ...)
   local fn = self.functions[name]
   if not fn then error("petrel.resty: no function '" .. tostring(name) .. "'", 2) end
   local req, seqid = encode_call(self, fn, name, ...)
-  local res, err
-  for _ = 1, 2 do
-    local conn
-    conn, err = open(self)
-    if not conn then return nil, err end
-    local reused = conn.sock:getreusedtimes()
-    local quiet
-    res, err, quiet = exchange(conn, fn, name, req, seqid)
-    if res ~= nil or not quiet or not reused or reused == 0 then
-      if res ~= nil or type(err) == "table" then conn:setkeepalive() end
+  for attempt = 1, 2 do
+    local sock, err = open(self)
+    if not sock then return nil, err end
+    local res, quiet, dirty
+    res, err, quiet, dirty = exchange(self, sock, fn, name, req, seqid)
+    if not quiet or attempt == 2 then
+      if res ~= nil or type(err) == "table" then -- the connection is in step
+        if dirty then
+          sock:close()
+        else
+          sock:setkeepalive(self.keepalive_timeout, self.pool_size)
+        end
+      end
       return res, err
     end
   end
-  return res, err
 end
 
 -- client:connect() -> conn | nil, err: one connection (from the pool when
 -- one is idle) for several calls in this request; give it back with
 -- conn:setkeepalive() or conn:close().
-function Client:connect() return open(self) end
+function Client:connect()
+  local sock, err = open(self)
+  if not sock then return nil, err end
+  return setmetatable({ sock = sock, cl = self }, self.conn_mt)
+end
 
 -- client:settimeouts(connect_ms, send_ms, read_ms): the timeouts of every
 -- later call of this client (per connection: conn:settimeouts).

@@ -115,12 +115,16 @@ end
 local Nginx = {}
 Nginx.__index = Nginx
 
--- M.start{ loop = petrel loop, http = "http { ... }" body (the text inside
--- http {}), main = extra main-context lines, prefix = dir (default: a new
--- tmpdir), listen = "unix" (default) | "tcp" } -> nginx object.
--- The config gets: both modules loaded, one worker, daemon off, logs and
+-- M.start{ loop = petrel loop, http = "..." (the text inside http {}),
+-- main = extra main-context lines, prefix = dir (default: a new tmpdir),
+-- port = n (listen on 127.0.0.1:n; default a unix socket in the prefix),
+-- workers = n (1), taskset = cpu list } -> nginx object.
+-- The config gets: both modules loaded, the workers, daemon off, logs and
 -- temp paths in the prefix, and `listen` for the server the caller writes
 -- as ${LISTEN}. ${PREFIX} and ${ROOT} are replaced in the given text.
+-- Or conf = a whole configuration (used as it is; `user root;` is added
+-- when running as root), addr = where it listens, nginx_prefix = nginx's
+-- -p (default the prefix).
 function M.start(o)
   local loop = o.loop
   local prefix = o.prefix or M.tmpdir("nginx")
@@ -136,7 +140,7 @@ function M.start(o)
   end
   os.execute("mkdir -p '" .. prefix .. "/tmp'")
   local user = (io.popen("id -u"):read("*l") == "0") and "user root;\n" or ""
-  local conf = table.concat({
+  local conf = o.conf and (user .. o.conf) or table.concat({
     "load_module " .. M.MODULES .. "/ndk_http_module.so;",
     "load_module " .. M.MODULES .. "/ngx_http_lua_module.so;",
     user .. "worker_processes " .. (o.workers or 1) .. ";",
@@ -157,10 +161,14 @@ function M.start(o)
     "}",
     "",
   }, "\n")
-  conf = conf:gsub("%${LISTEN}", listen):gsub("%${PREFIX}", prefix):gsub("%${ROOT}", root)
+  if o.conf then
+    self.addr = o.addr
+  else
+    conf = conf:gsub("%${LISTEN}", listen):gsub("%${PREFIX}", prefix):gsub("%${ROOT}", root)
+  end
   write_file(prefix .. "/nginx.conf", conf)
   self.pid = M.bg(string.format("%snginx -p '%s' -c '%s/nginx.conf' -e '%s/error.log'",
-    o.taskset and ("taskset -c " .. o.taskset .. " ") or "", prefix, prefix, prefix),
+    o.taskset and ("taskset -c " .. o.taskset .. " ") or "", o.nginx_prefix or prefix, prefix, prefix),
     prefix .. "/stdout.log")
   -- ready once a request gets an answer (any status)
   local ready = M.run_until(loop, function()

@@ -1,0 +1,223 @@
+-- bench/openresty.lua (make bench-openresty): petrel.resty inside nginx.
+--
+-- One nginx worker (Debian's nginx + lua-nginx-module, OpenResty's LuaJIT2)
+-- pinned to core 0; wrk, redis-server and the Thrift upstreams pinned to
+-- core 1. Locations, each one upstream call per HTTP request on a keepalive
+-- pool of 64, reply body "ok":
+--   /thrift_c       petrel.resty Echo.echo(small Request, 981 B) to the C
+--                   Thrift echo server (bench/peers/c_epoll_echo --thrift)
+--   /thrift_petrel  the same call to a petrel server (Lua 5.4)
+--   /redis          lua-resty-redis GET of a 981-byte value from redis-server
+-- Rounds are interleaved (thrift_c, thrift_petrel, redis) ROUNDS times
+-- (default 3); the table gives every run, the best, the spread
+-- ((max - min) / best) and the ratio of the best to redis's best.
+-- Then the stall check: /thrift_c's latency alone, and again while another
+-- wrk keeps SLOW_CONNS requests in /thrift_slow, whose upstream sleeps
+-- 200 ms per call.
+-- Env: ROUNDS, DURATION (s per run, default 5), CONNS (default 50),
+--      SLOW_CONNS (default 50), PETREL_BUILD (default build).
+package.path = "lua/?.lua;lua/?/init.lua;spec/?.lua;" .. package.path
+local build = os.getenv("PETREL_BUILD") or "build"
+package.cpath = build .. "/lua5.4/?.so;" .. package.cpath
+local petrel = require "petrel"
+local N = require "support.nginx"
+
+local ROUNDS = tonumber(os.getenv("ROUNDS")) or 3
+local DURATION = tonumber(os.getenv("DURATION")) or 5
+local CONNS = tonumber(os.getenv("CONNS")) or 50
+local SLOW_CONNS = tonumber(os.getenv("SLOW_CONNS")) or 50
+local ROOT = assert(io.popen("pwd")):read("*l")
+
+local loop = assert(petrel.loop())
+local tmp = N.tmpdir("bench-openresty")
+local pids = {}
+
+local function free_port()
+  local l = assert(loop.c:listen("127.0.0.1", 0))
+  local p = loop.c:port(l)
+  loop.c:close(l)
+  return p
+end
+
+local function start(cmd, tag)
+  local out = tmp .. "/" .. tag .. ".out"
+  pids[#pids + 1] = N.bg(cmd, out)
+  return out
+end
+
+local nginx
+local function cleanup()
+  if nginx then nginx:stop() end
+  for _, pid in ipairs(pids) do os.execute("kill " .. pid .. " 2>/dev/null") end
+  N.run_until(loop, function()
+    for _, pid in ipairs(pids) do if N.alive(pid) then return false end end
+    return true
+  end, 10000)
+  os.execute("rm -rf '" .. tmp .. "'")
+end
+
+local function fail(msg)
+  io.stderr:write("bench-openresty: ", msg, "\n")
+  if nginx then io.stderr:write(nginx:log(), "\n") end
+  cleanup()
+  os.exit(1)
+end
+
+local size = #N.read_file("bench/data/small.bin")
+local cfg = { root = ROOT, c_echo = free_port(), redis = free_port(), size = size }
+start(string.format("taskset -c 1 %s/bench/c_epoll_echo --port %d --thrift --duration 900",
+  build, cfg.c_echo), "c_echo")
+start(string.format("taskset -c 1 redis-server --port %d --bind 127.0.0.1 --save '' " ..
+  "--appendonly no --protected-mode no --daemonize no", cfg.redis), "redis")
+local up = start(string.format("env LUA_CPATH_5_4='%s/lua5.4/?.so;;' taskset -c 1 lua5.4 " ..
+  "bench/openresty/upstream.lua 900", build), "petrel")
+if not N.run_until(loop, function() return N.read_file(up):find("slow=%d+") ~= nil end, 20000) then
+  fail("the petrel upstream did not start: " .. N.read_file(up))
+end
+cfg.petrel_echo = tonumber(N.read_file(up):match("echo=(%d+)"))
+cfg.petrel_slow = tonumber(N.read_file(up):match("slow=(%d+)"))
+
+local function literal(t)
+  local parts = {}
+  for k, v in pairs(t) do parts[#parts + 1] = string.format("[%q] = %q", k, v) end
+  return "{ " .. table.concat(parts, ", ") .. " }"
+end
+N.write_file(tmp .. "/cfg.lua", "return " .. literal(cfg):gsub('"(%d+)"', "%1"))
+
+local port = free_port()
+local ok, ngx_or_err = pcall(N.start, { loop = loop, port = port, taskset = 0, log_level = "error",
+  worker_connections = 8192, http = [[
+  lua_package_path "${ROOT}/lua/?.lua;${ROOT}/lua/?/init.lua;${ROOT}/bench/?.lua;;";
+  lua_package_cpath "${ROOT}/]] .. build .. [[/luajit/?.so;;";
+  lua_socket_log_errors off;
+  init_by_lua_block { require("openresty.app").init(dofile("]] .. tmp .. [[/cfg.lua")) }
+  init_worker_by_lua_block { require("openresty.app").init_worker() }
+  server {
+    listen ${LISTEN} backlog=4096;
+    keepalive_requests 1000000;
+    location = /__ping { return 200 "pong"; }
+    location = /thrift_c { content_by_lua_block { require("openresty.app").thrift_c() } }
+    location = /thrift_petrel { content_by_lua_block { require("openresty.app").thrift_petrel() } }
+    location = /thrift_slow { content_by_lua_block { require("openresty.app").thrift_slow() } }
+    location = /redis { content_by_lua_block { require("openresty.app").redis() } }
+    location = /setup { content_by_lua_block {
+      local app = require("openresty.app")
+      local ok, redis = pcall(require, "resty.redis")
+      if not ok then redis = require "nginx.redis" end
+      local red = redis:new()
+      assert(red:connect("127.0.0.1", app.cfg.redis))
+      local f = assert(io.open(app.cfg.root .. "/bench/data/small.bin", "rb"))
+      assert(red:set("petrel:small", f:read("*a")))
+      f:close()
+      ngx.print("ok")
+    } }
+  }
+]] })
+if not ok then fail(tostring(ngx_or_err)) end
+nginx = ngx_or_err
+
+-- redis may take a moment to listen
+if not N.run_until(loop, function()
+  local st, _, body = nginx:request("GET", "/setup", nil, 5000)
+  return st == 200 and body == "ok"
+end, 20000) then
+  fail("could not store the value in redis-server")
+end
+for _, path in ipairs({ "/thrift_c", "/thrift_petrel", "/redis", "/thrift_slow" }) do
+  local st, _, body = nginx:request("GET", path, nil, 10000)
+  if st ~= 200 or body ~= "ok" then fail(path .. ": " .. tostring(st) .. " " .. tostring(body)) end
+end
+
+-- one wrk run: req/s, {p50, p90, p99} in ms, errors (non-2xx, socket errors)
+local function to_ms(v, unit)
+  v = tonumber(v)
+  if unit == "us" then return v / 1000 elseif unit == "s" then return v * 1000 end
+  return v
+end
+local function wrk(path, conns, secs)
+  local cmd = string.format("taskset -c 1 wrk -t1 -c%d -d%ds --latency http://127.0.0.1:%d%s 2>&1",
+    conns, secs, port, path)
+  local p = assert(io.popen(cmd))
+  local out = p:read("*a")
+  p:close()
+  local rps = tonumber(out:match("Requests/sec:%s*([%d%.]+)"))
+  if not rps then fail("wrk: " .. out) end
+  local lat = {}
+  for pct, v, unit in out:gmatch("\n%s*(%d+)%%%s+([%d%.]+)(%a+)") do lat[tonumber(pct)] = to_ms(v, unit) end
+  local errs = tonumber(out:match("Non%-2xx or 3xx responses: (%d+)")) or 0
+  for n in out:gmatch("Socket errors:[^\n]*") do
+    for k in n:gmatch("(%d+)") do errs = errs + tonumber(k) end
+  end
+  return rps, lat, errs
+end
+
+-- warm-up: JIT traces, pools
+for _, path in ipairs({ "/thrift_c", "/thrift_petrel", "/redis" }) do wrk(path, CONNS, 1) end
+
+local rows = {
+  { path = "/thrift_c", what = "petrel.resty Echo.echo -> C Thrift echo (framed)" },
+  { path = "/thrift_petrel", what = "petrel.resty Echo.echo -> petrel server, Lua 5.4 (framed)" },
+  { path = "/redis", what = "lua-resty-redis GET (" .. size .. " B value) -> redis-server" },
+}
+for _, r in ipairs(rows) do r.runs, r.errs = {}, 0 end
+for round = 1, ROUNDS do
+  for _, r in ipairs(rows) do
+    local rps, _, errs = wrk(r.path, CONNS, DURATION)
+    r.runs[round] = rps
+    r.errs = r.errs + errs
+  end
+end
+for _, r in ipairs(rows) do
+  local best, worst = 0, math.huge
+  for _, v in ipairs(r.runs) do best = math.max(best, v); worst = math.min(worst, v) end
+  r.best, r.spread = best, (best - worst) / best
+end
+local redis_best = rows[3].best
+
+print(string.format("\n#### petrel.resty in nginx: one upstream call per HTTP request " ..
+  "(1 nginx worker on core 0; wrk -t1 -c%d and the upstreams on core 1; %d s runs, %d interleaved rounds)\n",
+  CONNS, DURATION, ROUNDS))
+local hdr = "| location | upstream call |"
+local sep = "|---|---|"
+for i = 1, ROUNDS do hdr = hdr .. " run " .. i .. " |"; sep = sep .. "---:|" end
+print(hdr .. " best req/s | spread | errors | vs redis |")
+print(sep .. "---:|---:|---:|---:|")
+for _, r in ipairs(rows) do
+  local line = string.format("| `%s` | %s |", r.path, r.what)
+  for _, v in ipairs(r.runs) do line = line .. string.format(" %.0f |", v) end
+  print(line .. string.format(" %.0f | %.1f%% | %d | %.2fx |", r.best, r.spread * 100, r.errs,
+    r.best / redis_best))
+end
+local ratio = rows[1].best / redis_best
+print(string.format("\nthrift (C upstream) / redis: %.2fx (target >= 0.8x): %s", ratio,
+  ratio >= 0.8 and "met" or "NOT MET"))
+
+-- the stall check
+local QC = 10
+local base_rps, base = wrk("/thrift_c", QC, DURATION)
+local slow_out = tmp .. "/slow-wrk.out"
+local slow_pid = N.bg(string.format("taskset -c 1 wrk -t1 -c%d -d%ds --latency http://127.0.0.1:%d/thrift_slow",
+  SLOW_CONNS, DURATION + 3, port), slow_out)
+pids[#pids + 1] = slow_pid
+N.run_until(loop, function() return false end, 1500) -- the slow calls pile up first
+local busy_rps, busy = wrk("/thrift_c", QC, DURATION)
+N.run_until(loop, function() return not N.alive(slow_pid) end, (DURATION + 10) * 1000)
+local sout = N.read_file(slow_out)
+local slow_rps = tonumber(sout:match("Requests/sec:%s*([%d%.]+)")) or 0
+local slow_lat = {}
+for pct, v, unit in sout:gmatch("\n%s*(%d+)%%%s+([%d%.]+)(%a+)") do slow_lat[tonumber(pct)] = to_ms(v, unit) end
+
+print(string.format("\n#### No worker stall: /thrift_c (wrk -c%d) alone, then while %d requests wait in " ..
+  "/thrift_slow (its upstream sleeps 200 ms per call)\n", QC, SLOW_CONNS))
+print("| /thrift_c | req/s | p50 ms | p90 ms | p99 ms |")
+print("|---|---:|---:|---:|---:|")
+print(string.format("| alone | %.0f | %.2f | %.2f | %.2f |", base_rps, base[50] or 0, base[90] or 0, base[99] or 0))
+print(string.format("| with /thrift_slow busy | %.0f | %.2f | %.2f | %.2f |", busy_rps, busy[50] or 0,
+  busy[90] or 0, busy[99] or 0))
+print(string.format("\n/thrift_slow meanwhile: %.0f req/s, p50 %.1f ms, p99 %.1f ms (%d in flight / 0.2 s = %d req/s at most)",
+  slow_rps, slow_lat[50] or 0, slow_lat[99] or 0, SLOW_CONNS, SLOW_CONNS * 5))
+local stalled = (busy[99] or 1e9) >= 100
+print(string.format("worker stall: %s (p99 %.2f ms with slow calls in flight, %.2f ms alone; a blocked " ..
+  "worker would put every request behind a 200 ms call)", stalled and "YES" or "none", busy[99] or 0, base[99] or 0))
+
+cleanup()
