@@ -31,6 +31,7 @@ build = {
     ["petrel.loop"] = "lua/petrel/loop.lua",
     ["petrel.rpc"] = "lua/petrel/rpc.lua",
     ["petrel.ffi"] = "lua/petrel/ffi.lua",
+    ["petrel.resty"] = "lua/petrel/resty.lua",
     ["petrel.core"] = {
       sources = {
         "csrc/pt_buf.c",

@@ -230,6 +230,23 @@ describe("petrel.resty in nginx", function()
     assert.equal(worker_pid, nginx:workers()[1])
   end)
 
+  it("starts no thread and touches no signal in the worker (against an nginx without petrel)", function()
+    local function sig(pid)
+      local st = N.read_file("/proc/" .. pid .. "/status")
+      return { threads = st:match("Threads:%s*(%d+)"), blk = st:match("SigBlk:%s*(%x+)"),
+        ign = st:match("SigIgn:%s*(%x+)"), cgt = st:match("SigCgt:%s*(%x+)") }
+    end
+    assert.equal(3, (run "return C.calc:add(1, 2)")) -- petrel loaded and used
+    local with = sig(nginx:workers()[1])
+    local plain = N.start { loop = loop, http = [[
+  server { listen ${LISTEN}; location = /__ping { return 200 "pong"; } }
+]] }
+    local without = sig(plain:workers()[1])
+    plain:stop()
+    assert.equal("1", with.threads)
+    assert.same(without, with)
+  end)
+
   describe("phases", function()
     it("cosockets work in rewrite, access, content and timers", function()
       assert.equal("3|nil 3|nil 3|nil", (get("/phase/rewrite")))
