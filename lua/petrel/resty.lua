@@ -83,25 +83,26 @@ end
 -- Unframed replies end where the message ends: the core's incremental
 -- scanner finds that point, looking at each byte once, whatever pieces the
 -- bytes arrive in (never a guess from lengths or timing).
-local spare = {} -- idle {buffer, scanner} pairs by max_frame (taken and
-                 -- given back without yielding, so requests never share one)
+-- Idle {buffer, scanner} pairs by protocol and max_frame: taken and given
+-- back without yielding, so two requests never share one.
+local spare = setmetatable({}, { __mode = "k" })
 local function read_unframed(sock, proto, max_frame)
-  local key = proto.scanner
-  local pool = spare[key]
-  if not pool then pool = {}; spare[key] = pool end
+  local by_max = spare[proto]
+  if not by_max then by_max = {}; spare[proto] = by_max end
+  local pool = by_max[max_frame]
+  if not pool then pool = {}; by_max[max_frame] = pool end
   local st = pool[#pool]
-  if st and st.max == max_frame then
+  if st then
     pool[#pool] = nil
   else
-    st = { buf = core.buffer(), scan = proto.scanner(max_frame), max = max_frame }
+    st = { buf = core.buffer(), scan = proto.scanner(max_frame) }
   end
   local inb, scan = st.buf, st.scan
-  inb:clear()
-  scan:reset()
   local n, err
   while true do
     local data, rerr = sock:receiveany(65536)
     if not data then
+      -- st is dropped: its scanner is mid-message
       return nil, rerr, rerr == "closed" and #inb == 0
     end
     inb:write(data)
@@ -111,7 +112,7 @@ local function read_unframed(sock, proto, max_frame)
   end
   local msg = inb:read(n)
   local extra = #inb > 0
-  inb:clear()
+  if extra then inb:clear() end
   if #pool < 16 then pool[#pool + 1] = st end
   return msg, nil, nil, extra
 end
