@@ -3,6 +3,7 @@
 -- lua-resty-redis GET of a value of the same size per HTTP request, both
 -- on keepalive pools of the same size; the reply body is "ok" for both.
 local petrel = require "petrel"
+local core = require "petrel.core"
 local resty = require "petrel.resty"
 local ok, redis = pcall(require, "resty.redis")
 if not ok then redis = require "nginx.redis" end -- Debian's lua-nginx-redis
@@ -41,6 +42,42 @@ end
 function app.thrift_c() return thrift(app.c) end
 function app.thrift_petrel() return thrift(app.petrel) end
 function app.thrift_slow() return thrift(app.slow) end
+
+-- For contrast in the stall check: the same slow call through a blocking
+-- socket (LuaSocket), as Apache's Lua library makes it: the worker waits.
+function app.blocking_slow()
+  local socket = require "socket"
+  if not app.slow_req then
+    local buf = petrel.buffer()
+    app.W.Echo.functions.echo.args:encode_message({ req = app.req }, buf, "echo", 1, 1, true)
+    app.slow_req = buf:read()
+  end
+  local s = socket.tcp()
+  s:settimeout(10)
+  assert(s:connect("127.0.0.1", app.cfg.petrel_slow))
+  assert(s:send(app.slow_req))
+  local hdr = assert(s:receive(4))
+  local b1, b2, b3, b4 = hdr:byte(1, 4)
+  assert(s:receive(((b1 * 256 + b2) * 256 + b3) * 256 + b4))
+  s:close()
+  ngx.print("ok")
+end
+
+-- For reading the table: the redis location plus petrel's encode and
+-- decode of the same Request (no Thrift I/O): what the codec adds.
+local cbuf = petrel.buffer()
+function app.redis_codec()
+  local fn = app.W.Echo.functions.echo
+  fn.args:encode_message({ req = app.req }, cbuf, "echo", 1, 1, true)
+  local s = cbuf:read()
+  local _, _, _, pos = core.msg_header(s, 5)
+  local r = fn.args:decode(s, pos)
+  if not r or r.req.user_id ~= app.req.user_id then
+    ngx.status = 500
+    return ngx.print("codec")
+  end
+  return app.redis()
+end
 
 function app.redis()
   local red = redis:new()
