@@ -32,12 +32,6 @@ local loop = assert(petrel.loop())
 local tmp = N.tmpdir("bench-openresty")
 local pids = {}
 
-local function free_port()
-  local l = assert(loop.c:listen("127.0.0.1", 0))
-  local p = loop.c:port(l)
-  loop.c:close(l)
-  return p
-end
 
 local function start(cmd, tag)
   local out = tmp .. "/" .. tag .. ".out"
@@ -64,7 +58,7 @@ local function fail(msg)
 end
 
 local size = #N.read_file("bench/data/small.bin")
-local cfg = { root = ROOT, c_echo = free_port(), redis = free_port(), size = size }
+local cfg = { root = ROOT, c_echo = N.free_port(loop), redis = N.free_port(loop), size = size }
 start(string.format("taskset -c 1 %s/bench/c_epoll_echo --port %d --thrift --duration 900",
   build, cfg.c_echo), "c_echo")
 start(string.format("taskset -c 1 redis-server --port %d --bind 127.0.0.1 --save '' " ..
@@ -84,7 +78,7 @@ local function literal(t)
 end
 N.write_file(tmp .. "/cfg.lua", "return " .. literal(cfg):gsub('"(%d+)"', "%1"))
 
-local port = free_port()
+local port = N.free_port(loop)
 local ok, ngx_or_err = pcall(N.start, { loop = loop, port = port, taskset = 0, log_level = "error",
   worker_connections = 8192, http = [[
   lua_package_path "${ROOT}/lua/?.lua;${ROOT}/lua/?/init.lua;${ROOT}/bench/?.lua;;";

@@ -84,13 +84,6 @@ describe("petrel.resty in nginx", function()
     vectors = function(req) return req end,
   }
 
-  -- a port nobody listens on once this returns
-  local function free_port()
-    local l = assert(loop.c:listen("127.0.0.1", 0))
-    local p = loop.c:port(l)
-    loop.c:close(l)
-    return p
-  end
 
   local function start(cmd, tag)
     local out = tmp .. "/" .. tag .. ".out"
@@ -136,19 +129,20 @@ describe("petrel.resty in nginx", function()
         return calc_handler.add(a, b)
       end } })
     local cfg = { root = assert(io.popen("pwd")):read("*l"), calc = srv.port, echo = echo_srv.port,
-      calc_unix = tmp .. "/calc.sock", idle = idle_srv.port, pool = pool_srv.port, refused = free_port(), hostile = {} }
+      calc_unix = tmp .. "/calc.sock", idle = idle_srv.port, pool = pool_srv.port,
+      refused = N.free_port(loop), hostile = {} }
     -- Apache Thrift's Python servers (TSimpleServer: one connection at a time)
     local waits = {}
     for _, svc in ipairs({ "calc", "echo" }) do
       for _, tr in ipairs({ "framed", "buffered" }) do
-        local port = free_port()
+        local port = N.free_port(loop)
         cfg["py_" .. svc .. "_" .. tr] = port
         local _, out = start(string.format("timeout 300 %s tools/pyrpc.py serve --service %s --port %d " ..
           "--transport %s --duration 280", PY, svc, port, tr), "py_" .. svc .. "_" .. tr)
         waits[#waits + 1] = out
       end
     end
-    cfg.py_mux = free_port()
+    cfg.py_mux = N.free_port(loop)
     local _, mout = start(string.format("timeout 300 %s tools/pyrpc.py serve --service calc --port %d " ..
       "--transport framed --duration 280 --multiplex Calc", PY, cfg.py_mux), "py_mux")
     waits[#waits + 1] = mout
@@ -423,6 +417,23 @@ describe("petrel.resty in nginx", function()
       assert.equal(1, pool_srv:stats().connections - before)
     end)
 
+    it("a pooled connection that ends before any byte of the reply is retried once on another", function()
+      local a, b, c = run [[
+        local a = C.second:add(1, 1)         -- a fresh connection, then pooled
+        local b = C.second:add(2, 2)         -- reused: the peer closes it; a new one answers
+        -- the lua-resty style, one connection: no retry
+        local conn = assert(C.second:connect())
+        local reused = conn:getreusedtimes()  -- the one that answered b
+        local r, e = conn:add(3, 3)
+        return a, b, { r, e, reused }
+      ]]
+      assert.equal(42, a)
+      assert.equal(42, b)
+      assert.equal(cjson.null, c[1])
+      assert.equal("closed", c[2])
+      assert.equal(1, c[3])
+    end)
+
     it("a pooled connection the upstream closed while idle is not used again", function()
       local before = idle_srv:stats().connections
       local a, b = run [[
@@ -519,12 +530,15 @@ describe("petrel.resty in nginx", function()
       local r1, keep, r2 = run [[
         local conn = assert(C.trailing:connect())
         local r1 = conn:add(40, 2)
+        local again = { conn:add(1, 1) }
         local ok, err = conn:setkeepalive()
-        return r1, { ok, err }, C.trailing:add(1, 1)
+        return r1, { ok, err, again[1], again[2] }, C.trailing:add(1, 1)
       ]]
       assert.equal(42, r1)
       assert.equal(cjson.null, keep[1])
       assert.equal("not reusable: bytes after the reply", keep[2])
+      assert.equal(cjson.null, keep[3]) -- and no more calls on it
+      assert.equal("not reusable: bytes after the reply", keep[4])
       assert.equal(42, r2)
     end)
 
@@ -545,7 +559,7 @@ describe("petrel.resty in nginx", function()
   it("the example (examples/nginx): JSON in, Thrift out, two workers", function()
     local root = assert(io.popen("pwd")):read("*l")
     local build = os.getenv("PETREL_BUILD") or "build"
-    local port = free_port()
+    local port = N.free_port(loop)
     start(string.format("env LUA_CPATH_5_4='%s/lua5.4/?.so;;' timeout 120 lua5.4 examples/nginx/upstream.lua %d",
       build, port), "example_upstream")
     local pfx = N.tmpdir("example")

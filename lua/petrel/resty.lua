@@ -141,7 +141,6 @@ local function no_cosocket()
     return "cosockets are not available in the " .. tostring(phase) .. " phase"
   end
 end
-M.cosocket_error = no_cosocket
 
 -- ---- calls -------------------------------------------------------------------
 
@@ -264,6 +263,10 @@ function Conn:call(name, ...)
   local fn = cl.functions[name]
   if not fn then error("petrel.resty: no function '" .. tostring(name) .. "'", 2) end
   local req, seqid = encode_call(cl, fn, name, ...)
+  if self.dirty then -- a reply may yet be misread: no more calls here
+    self.sock:close()
+    return nil, "not reusable: " .. self.dirty
+  end
   local res, err, _, dirty = exchange(cl, self.sock, fn, name, req, seqid)
   if dirty then self.dirty = "bytes after the reply" end
   return res, err

@@ -13,6 +13,9 @@ have passed (default 120). Behaviours (each connection on its own thread):
   cut       reads the call, sends the first 8 bytes of a framed reply, closes
   seq       answers a framed add() with a good reply under another seqid
   trailing  answers an unframed add() (result 42) followed by stray bytes
+  second    answers the first framed add() of each connection (42), reads
+            the second and closes without a reply (a pooled connection the
+            server dropped just as it was reused)
   silent    reads the call and never answers (keeps the connection open)
   stall     never reads (4 KiB receive buffer), so large sends block
   full      never accepts; its accept queue is filled at start, so further
@@ -83,6 +86,11 @@ def handle(kind, c):
             r = reply(name, seqid + 1)
             c.sendall(struct.pack(">i", len(r)) + r)
             c.recv(65536)
+        elif kind == "second":
+            name, seqid = read_framed_call(c)
+            r = reply(name, seqid)
+            c.sendall(struct.pack(">i", len(r)) + r)
+            read_framed_call(c)
         elif kind == "trailing":
             while True:
                 name, seqid = read_unframed_call(c)
@@ -110,7 +118,8 @@ def main():
     p.add_argument("--duration", type=float, default=120)
     args = p.parse_args()
     keep = []
-    for kind in ("garbage", "reset", "close", "cut", "seq", "trailing", "silent", "stall", "full"):
+    for kind in ("garbage", "reset", "close", "cut", "seq", "trailing", "second", "silent", "stall",
+                 "full"):
         ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         if kind == "stall":
             ls.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)

@@ -57,6 +57,15 @@ function M.alive(pid)
   return not st:match("^%d+ %b() Z")
 end
 
+-- A port on 127.0.0.1 that nobody listens on once this returns (bound by
+-- the loop, then released, for a process that needs a port number).
+function M.free_port(loop)
+  local l = assert(loop.c:listen("127.0.0.1", 0))
+  local p = loop.c:port(l)
+  loop.c:close(l)
+  return p
+end
+
 -- Run the loop until pred() or ms; returns pred()'s value.
 function M.run_until(loop, pred, ms)
   local deadline = loop:now() + (ms or 10000)

@@ -50,6 +50,7 @@ function app.init_worker()
   end
   C.garbage_buffered = resty.client { service = CALC, port = h.garbage, transport = "buffered" }
   C.trailing = resty.client { service = CALC, port = h.trailing, transport = "buffered" }
+  C.second = resty.client { service = CALC, port = h.second }
   C.refused = resty.client { service = CALC, port = cfg.refused }
   app.init_worker_result = app.show(C.calc:add(1, 2))
   -- a timer may call: cosockets work there
