@@ -240,15 +240,15 @@ local labels = { alone = "alone", busy = "with /thrift_slow busy (petrel.resty)"
   blocking = "with /blocking_slow busy (LuaSocket, for contrast; one round)" }
 for _, k in ipairs({ "alone", "busy", "blocking" }) do
   local b = best[k]
-  local function ms(v) return v and string.format("%.2f", v) or "-" end
+  local function ms(v) return v and (b.rps or 0) > 0 and string.format("%.2f", v) or "-" end
   print(string.format("| %s | %.0f | %s | %s | %s | %d |", labels[k], b.rps or 0, ms(b[50]), ms(b[90]),
     ms(b[99]), b.errs or 0))
 end
 print(string.format("\n/thrift_slow meanwhile: %.0f req/s, p50 %.1f ms, p99 %.1f ms (%d in flight / 0.2 s = %d req/s at most)",
   slow_rps, slow_lat[50] or 0, slow_lat[99] or 0, SLOW_CONNS, SLOW_CONNS * 5))
 local stalled = (best.busy[50] or 1e9) >= 100
-print(string.format("worker stall: %s (p50 %.2f ms with slow calls in flight, %.2f ms alone; a blocked " ..
-  "worker would put most requests behind a 200 ms call)", stalled and "YES" or "none",
-  best.busy[50] or 0, best.alone[50] or 0))
+print(string.format("worker stall: %s (p50 %.2f ms with slow calls in flight, %.2f ms alone; the blocking " ..
+  "client, whose worker waits out every 200 ms call: %.0f req/s)", stalled and "YES" or "none",
+  best.busy[50] or 0, best.alone[50] or 0, best.blocking.rps or 0))
 
 cleanup()
