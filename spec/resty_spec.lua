@@ -389,7 +389,7 @@ describe("petrel.resty in nginx", function()
         for i = 1, 8 do assert(select(2, ngx.thread.wait(threads[i]))) end
         return true
       ]]))
-      assert.equal(8, pool_peak)
+      assert.is_true(pool_peak > 2, "peak " .. pool_peak) -- more than pool_size at once
       assert.equal(8, pool_srv:stats().connections - before)
       assert.is_true(N.run_until(loop, function() return pool_srv:stats().open == 2 end, 10000),
         "open: " .. pool_srv:stats().open)
