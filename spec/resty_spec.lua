@@ -194,6 +194,15 @@ describe("petrel.resty in nginx", function()
       content_by_lua_block { ngx.print("body") }
       log_by_lua_block { ngx.shared.results:set("log", require("support.resty_app").try_call()) } }
     location = /phase/log_result { content_by_lua_block { ngx.print(ngx.shared.results:get("log")) } }
+    location = /phase/balancer { proxy_pass http://petrel_balancer/__ping; }
+    location = /phase/balancer_result {
+      content_by_lua_block { ngx.print(ngx.shared.results:get("balancer")) } }
+  }
+  upstream petrel_balancer {
+    server unix:${PREFIX}/http.sock;
+    balancer_by_lua_block {
+      ngx.shared.results:set("balancer", require("support.resty_app").try_call())
+    }
   }
 ]] }
   end)
@@ -254,6 +263,11 @@ describe("petrel.resty in nginx", function()
           (get("/phase/" .. case[1])))
       end)
     end
+
+    it("the balancer phase gets nil, err", function()
+      assert.equal("pong", (get("/phase/balancer")))
+      assert.equal("nil|cosockets are not available in the balancer phase", (get("/phase/balancer_result")))
+    end)
 
     it("header_filter, body_filter and log get nil, err", function()
       local body, h = get("/phase/header_filter")
