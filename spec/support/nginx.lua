@@ -132,8 +132,9 @@ Nginx.__index = Nginx
 -- temp paths in the prefix, and `listen` for the server the caller writes
 -- as ${LISTEN}. ${PREFIX} and ${ROOT} are replaced in the given text.
 -- Or conf = a whole configuration (used as it is; `user root;` is added
--- when running as root), addr = where it listens, nginx_prefix = nginx's
--- -p (default the prefix).
+-- when running as root; its pid file must be <prefix>/nginx.pid), addr =
+-- where it listens, nginx_prefix = nginx's -p (default the prefix).
+-- lifetime = seconds after which nginx is stopped whatever happens (900).
 function M.start(o)
   local loop = o.loop
   local prefix = o.prefix or M.tmpdir("nginx")
@@ -176,9 +177,11 @@ function M.start(o)
     conf = conf:gsub("%${LISTEN}", listen):gsub("%${PREFIX}", prefix):gsub("%${ROOT}", root)
   end
   write_file(prefix .. "/nginx.conf", conf)
-  self.pid = M.bg(string.format("%snginx -p '%s' -c '%s/nginx.conf' -e '%s/error.log'",
-    o.taskset and ("taskset -c " .. o.taskset .. " ") or "", o.nginx_prefix or prefix, prefix, prefix),
-    prefix .. "/stdout.log")
+  -- under timeout: nginx stops by itself even if whoever started it dies
+  -- (timeout passes our TERM on to the master)
+  self.pid = M.bg(string.format("timeout %d %snginx -p '%s' -c '%s/nginx.conf' -e '%s/error.log'",
+    o.lifetime or 900, o.taskset and ("taskset -c " .. o.taskset .. " ") or "", o.nginx_prefix or prefix,
+    prefix, prefix), prefix .. "/stdout.log")
   -- ready once a request gets an answer (any status)
   local ready = M.run_until(loop, function()
     if not M.alive(self.pid) then return true end
@@ -190,6 +193,7 @@ function M.start(o)
     self:stop()
     error("nginx did not start:\n" .. log, 2)
   end
+  self.master = tonumber((read_file(prefix .. "/nginx.pid"):match("%d+")))
   return self
 end
 
@@ -205,19 +209,23 @@ end
 -- (no ps: procps hangs under the ASan runtime that make asan preloads).
 function Nginx:workers()
   local out = {}
-  local kids = read_file(string.format("/proc/%d/task/%d/children", self.pid, self.pid))
+  local m = assert(self.master, "nginx: no master pid")
+  local kids = read_file(string.format("/proc/%d/task/%d/children", m, m))
   for pid in kids:gmatch("%d+") do out[#out + 1] = tonumber(pid) end
   return out
 end
 
--- Stop nginx (TERM to the master, then KILL after 10 s), wait for it,
+-- Stop nginx (TERM, passed on to the master, then KILL after 10 s), wait for it,
 -- and remove the prefix unless keep is true.
 function Nginx:stop(keep)
   if self.pid and M.alive(self.pid) then
     os.execute("kill -TERM " .. self.pid .. " 2>/dev/null")
     local loop = self.loop
     if not M.run_until(loop, function() return not M.alive(self.pid) end, 10000) then
-      for _, w in ipairs(self:workers()) do os.execute("kill -KILL " .. w .. " 2>/dev/null") end
+      if self.master then
+        for _, w in ipairs(self:workers()) do os.execute("kill -KILL " .. w .. " 2>/dev/null") end
+        os.execute("kill -KILL " .. self.master .. " 2>/dev/null")
+      end
       os.execute("kill -KILL " .. self.pid .. " 2>/dev/null")
     end
   end
