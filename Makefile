@@ -81,7 +81,7 @@ valgrind: $(CTESTS)
 	  valgrind -q --leak-check=full --show-leak-kinds=all --errors-for-leak-kinds=all \
 	    --error-exitcode=99 $$t > /dev/null || exit 1; done; echo "valgrind: no errors, no leaks"
 
-bench: all
+bench: all $(BUILD)/bench/c_epoll_echo
 	@for b in bench/*.lua; do echo "== $$b"; \
 	  LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH_5_4="$(BUILD)/lua5.4/?.so;;" \
 	    lua5.4 $$b || exit 1; done
