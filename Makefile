@@ -29,7 +29,7 @@ CTESTS   = $(patsubst spec/c/%.c,$(BUILD)/ctest/%,$(wildcard spec/c/test_*.c))
 MOD54 = $(BUILD)/lua5.4/petrel/core.so
 MODJIT = $(BUILD)/luajit/petrel/core.so
 
-.PHONY: all test demo asan valgrind bench bench-buffer deps ctest rock-test clean fuzz bench-codec bench-idl bench-rpc bench-uring bench-zerocopy check-data mutate print-sources
+.PHONY: all test demo asan valgrind bench bench-buffer deps ctest rock-test clean fuzz bench-codec bench-idl bench-rpc bench-uring bench-zerocopy check-data mutate print-sources bench-openresty
 
 TOOLS = $(BUILD)/tools/no_uring
 
@@ -107,7 +107,7 @@ valgrind: $(CTESTS)
 	  valgrind -q --leak-check=full --show-leak-kinds=all --errors-for-leak-kinds=all \
 	    --error-exitcode=99 $$t > /dev/null || exit 1; done; echo "valgrind: no errors, no leaks"
 
-bench: all
+bench: all $(BUILD)/bench/c_epoll_echo
 	@for b in bench/*.lua; do echo "== $$b"; \
 	  LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH_5_4="$(BUILD)/lua5.4/?.so;;" \
 	    lua5.4 $$b || exit 1; done
@@ -206,3 +206,12 @@ bench-uring: all
 bench-zerocopy: all
 	@LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH_5_4="$(BUILD)/lua5.4/?.so;;" \
 	  taskset -c 0 lua5.4 bench/zerocopy.lua
+
+# petrel.resty inside nginx (1 worker on core 0) against lua-resty-redis,
+# wrk and the upstreams on core 1; then the no-worker-stall check.
+$(BUILD)/bench/c_epoll_echo: bench/peers/c_epoll_echo.c bench/peers/echo_common.h
+	@mkdir -p $(@D)
+	$(CC) -O2 -Wall -Wextra -Werror -o $@ $<
+
+bench-openresty: deps all $(BUILD)/bench/c_epoll_echo
+	@PETREL_BUILD=$(BUILD) lua5.4 bench/openresty.lua

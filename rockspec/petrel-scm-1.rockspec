@@ -34,6 +34,7 @@ build = {
     ["petrel.supervisor"] = "lua/petrel/supervisor.lua",
     ["petrel.options"] = "lua/petrel/options.lua",
     ["petrel.ffi"] = "lua/petrel/ffi.lua",
+    ["petrel.resty"] = "lua/petrel/resty.lua",
     ["petrel.core"] = {
       sources = {
         "csrc/pt_buf.c",

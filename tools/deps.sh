@@ -1,11 +1,19 @@
 #!/usr/bin/env bash
 # Install the Debian packages petrel builds, tests and benches with, if any
 # is missing. Safe to run repeatedly; needs root (or sudo) only to install.
+# nginx + lua-nginx-module (spec/resty_spec.lua, bench-openresty) needs
+# OpenResty's LuaJIT2 (luajit2, libluajit2-5.1-dev), which is also the
+# project's LuaJIT: the Debian luajit / libluajit-5.1-dev packages conflict
+# with the module. Installing nginx or redis-server may start their system
+# services (ports 80, 6379); the specs and benches never use those, they
+# start their own instances on ephemeral ports.
 set -euo pipefail
 pkgs=(build-essential git lua5.4 liblua5.4-dev luajit2 libluajit2-5.1-dev lua-busted
       luarocks liburing-dev python3-thrift libthrift-dev libboost-dev
       thrift-compiler lua-cjson lua-luv lua-lpeg valgrind libevent-dev clang
-      libclang-rt-14-dev)
+      libclang-rt-14-dev
+      nginx libnginx-mod-http-ndk libnginx-mod-http-lua lua-resty-core lua-nginx-redis
+      redis-server wrk lua-socket)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -3,13 +3,15 @@
 an RPC peer for petrel's interop specs.
 
   pyrpc.py serve  --service echo|calc --port P --transport framed|buffered [--duration S]
+                  [--multiplex NAME]
   pyrpc.py call   --service echo|calc --port P --transport framed|buffered
 
 serve: a TSimpleServer with TBinaryProtocol serving workload.thrift's Echo
   (echo/big/blob/vectors return their argument, fire is recorded) or
   spec/thrift/calc.thrift's Calc (fail(code) raises Oops(code); notes()
   returns how many oneway note() calls arrived). Prints "ready" once
-  listening; exits after --duration seconds.
+  listening; exits after --duration seconds. --multiplex NAME serves the
+  service through a TMultiplexedProcessor under NAME ("NAME:method").
 call: calls every function of the service once against a server on 127.0.0.1
   and checks each result in Python; prints one "ok NAME" or "FAIL NAME: why"
   line per check and exits 1 if any failed.
@@ -73,6 +75,11 @@ def serve(args):
 
     handler = EchoHandler() if args.service == "echo" else CalcHandler()
     processor = svc.Processor(handler)
+    if args.multiplex:
+        from thrift.TMultiplexedProcessor import TMultiplexedProcessor
+        mux = TMultiplexedProcessor()
+        mux.registerProcessor(args.multiplex, processor)
+        processor = mux
     sock = TSocket.TServerSocket(host="127.0.0.1", port=args.port)
     server = TServer.TSimpleServer(processor, sock, transport_factory(args.transport),
                                    TBinaryProtocol.TBinaryProtocolAcceleratedFactory())
@@ -166,6 +173,7 @@ def main():
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--transport", choices=["framed", "buffered"], default="framed")
     p.add_argument("--duration", type=float, default=30)
+    p.add_argument("--multiplex", default=None)
     args = p.parse_args()
     if args.mode == "serve":
         return serve(args)
