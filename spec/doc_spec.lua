@@ -7,6 +7,9 @@
 -- Conventions (docs/examples.md says them for readers):
 --   ```lua            runs on Lua 5.4 and on LuaJIT
 --   ```lua luajit     runs on LuaJIT only (```lua lua5.4: Lua 5.4 only)
+--   ```lua nginx      code for nginx's Lua phases (it needs ngx.*): not a
+--                     standalone program, so it is only compiled here;
+--                     spec/resty_spec.lua runs the same calls inside nginx
 --   print(x, y)  --> 6 7
 --       every line the block prints has a --> comment, in order; values
 --       are compared with runs of spaces and tabs taken as one space.
@@ -39,7 +42,8 @@ function M.blocks(path, text)
         local rts = { ["lua5.4"] = true, luajit = true }
         if attrs:match("%f[%w]luajit%f[%W]") then rts = { luajit = true } end
         if attrs:match("%f[%w]lua5%.4%f[^%w.]") then rts = { ["lua5.4"] = true } end
-        cur = { file = path, line = n, runtimes = rts, lines = {} }
+        local nginx = attrs:match("%f[%w]nginx%f[%W]") ~= nil
+        cur = { file = path, line = n, runtimes = rts, lines = {}, nginx = nginx }
       end
     end
   end
@@ -189,7 +193,12 @@ describe("documentation examples", function()
     local text = assert(slurp(path), path)
     for _, b in ipairs(M.blocks(path, text)) do
       total = total + 1
-      if b.runtimes[RT] then
+      if b.nginx then
+        it(string.format("%s:%d (nginx-only) compiles on %s", path, b.line, RT), function()
+          local f, err = (loadstring or load)(b.code, "=" .. path .. ":" .. b.line)
+          assert(f, err)
+        end)
+      elseif b.runtimes[RT] then
         it(string.format("%s:%d runs on %s and prints what its --> comments say", path, b.line, RT),
           function()
             local problem = M.check(b)
