@@ -67,5 +67,14 @@ else
   echo "== SKIPPED: the io_uring runs (the kernel or sandbox refuses it): $why"
 fi
 
+# The build without liburing (make URING=0; make test builds it and names
+# it in PETREL_NOURING_BUILD): every spec and C test again, with "auto",
+# which must pick epoll there.
+if [ -n "${PETREL_NOURING_BUILD:-}" ]; then
+  export PETREL_BUILD=$PETREL_NOURING_BUILD PETREL_BACKEND=auto
+  for lua in lua5.4 luajit; do run_busted "URING=0" "$lua"; done
+  build=$PETREL_NOURING_BUILD run_c "URING=0"
+fi
+
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]
