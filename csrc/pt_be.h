@@ -67,6 +67,8 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
 
 #include "pt_types.h"
 
@@ -161,6 +163,37 @@ static inline size_t pt_be_room(const pt_behost *h, const pt_conn *c) {
   size_t have = pt_buf_len(c->in), room = SIZE_MAX;
   if (c->in_cap) room = have < c->in_cap ? c->in_cap - have : 0;
   return room < h->rd_limit ? room : h->rd_limit;
+}
+
+/* sendmsg up to limit bytes of b (SIZE_MAX: all) to the nonblocking socket
+ * fd through iov[max]: 0 all of them written, 1 the socket is full, -1 an
+ * error (errno); calls and bytes counted in st. For readiness-driven
+ * writers: the epoll back end, and the loop's own writes beside file and
+ * splice jobs. */
+static inline int pt_be_sendbuf(int fd, pt_buf *b, size_t limit,
+                                struct iovec *iov, int max,
+                                pt_loop_stats *st) {
+  while (pt_buf_len(b) && limit) {
+    int n = pt_buf_iov(b, iov, max, limit);
+    size_t total = 0;
+    for (int i = 0; i < n; i++) total += iov[i].iov_len;
+    struct msghdr msg;
+    memset(&msg, 0, sizeof msg);
+    msg.msg_iov = iov;
+    msg.msg_iovlen = (size_t)n;
+    ssize_t r = sendmsg(fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+    st->writev_calls++;
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) return 1;
+      return -1;
+    }
+    pt_buf_skip(b, (size_t)r);
+    st->bytes_out += (uint64_t)r;
+    if (limit != SIZE_MAX) limit -= (size_t)r;
+    if ((size_t)r < total) return 1;
+  }
+  return 0;
 }
 
 /* "what: strerror(e)" into err (or "what" alone when e is 0); errno = e;

@@ -308,6 +308,11 @@ void pt__account(pt_conn *c) {
     if (l->held > l->o.budget) budget_enter(l);
   } else if (l->held < budget_low(l)) {
     budget_leave(l);
+  } else if (live && (c->flags & PT_CF_RD_BUDGET) && u < PT_HEAVY / 4) {
+    /* its output drained: what keeps the loop over budget is not this
+     * conn's (input that cannot go before more arrives, for one) */
+    c->flags &= ~PT_CF_RD_BUDGET;
+    pt__rearm(c);
   } else if (live) {
     budget_pause(c);
   }
@@ -383,28 +388,7 @@ void pt_conn_set_bufs(pt_conn *c, pt_buf *in, pt_buf *out) {
 /* sendmsg up to limit bytes of the output: 0 all (of the limit) written,
  * 1 socket full, -1 error (errno). */
 static int write_bytes(pt_loop *l, pt_conn *c, size_t limit) {
-  pt_buf *out = c->out;
-  while (pt_buf_len(out) && limit) {
-    int n = pt_buf_iov(out, l->iov, PT_IOV_MAX, limit);
-    size_t total = 0;
-    for (int i = 0; i < n; i++) total += l->iov[i].iov_len;
-    struct msghdr msg;
-    memset(&msg, 0, sizeof msg);
-    msg.msg_iov = l->iov;
-    msg.msg_iovlen = (size_t)n;
-    ssize_t r = sendmsg(c->fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
-    l->st.writev_calls++;
-    if (r < 0) {
-      if (errno == EINTR) continue;
-      if (errno == EAGAIN || errno == EWOULDBLOCK) return 1;
-      return -1;
-    }
-    pt_buf_skip(out, (size_t)r);
-    l->st.bytes_out += (uint64_t)r;
-    if (limit != SIZE_MAX) limit -= (size_t)r;
-    if ((size_t)r < total) return 1;
-  }
-  return 0;
+  return pt_be_sendbuf(c->fd, c->out, limit, l->iov, PT_IOV_MAX, &l->st);
 }
 
 static void fjob_free(pt_fjob *j) {

@@ -2,12 +2,12 @@
  * pt_loop.c — loops and the round.
  *
  * Layout
- *   1. the round: pt_loop_poll = flush deferred sends, deliver what is
- *      queued, recycle at the batch boundary, fire due timers, then wait on
- *      the back end and act on its reports one kernel event at a time
+ *   1. wake-ups (the user's, the resolver's) and timers, fired by kind
  *   2. acting on reports: input, EOF, failures, readiness for the loop's
  *      own steps (connect, file and splice jobs), sends that finished
- *   3. timers, by kind; wake-ups (the user's, the resolver's)
+ *   3. the round: pt_loop_poll = flush deferred sends, deliver what is
+ *      queued, recycle at the batch boundary, fire due timers, then wait on
+ *      the back end and act on its reports one kernel event at a time
  *   4. loops: choosing the back end (epoll, io_uring or auto, with the
  *      reason auto fell back), lifetime
  *
@@ -40,7 +40,7 @@ void pt_loop_stats_get(const pt_loop *l, pt_loop_stats *out) {
   if (l->dns) pt_dns_counts(l->dns, &out->dns_lookups, &out->dns_cached);
 }
 
-/* ---- 3. wake-ups and timers ------------------------------------------------ */
+/* ---- 1. wake-ups and timers ------------------------------------------------ */
 
 /* The eventfd is read before the bits are taken: a wake-up asked after
  * that writes the eventfd again (pt__wake), so none is lost. */
@@ -187,7 +187,7 @@ static void act(pt_loop *l, const pt_rep *r) {
   }
 }
 
-/* ---- 1. the round ------------------------------------------------------------ */
+/* ---- 3. the round ------------------------------------------------------------ */
 
 /* Wait up to timeout ms, act on what happened, fire due timers. -1 if the
  * back end failed. */

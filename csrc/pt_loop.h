@@ -80,10 +80,11 @@
  *
  * Backpressure: a conn stops being read while its input holds in_cap bytes
  * (until pt_conn_consumed), and an accepted conn also while its unsent
- * output is over out_cap (until it drained to a quarter of that). Over the
- * loop's opts.budget (input plus unsent output of every conn), reads shrink
- * to 64 KiB a round and accepted conns holding 64 KiB or more of unsent
- * output stop being read, until the total is back under 3/4 of the budget.
+ * output is over out_cap (until it drained to a quarter of that). Reads
+ * take at most what is left of the loop's opts.budget (input plus unsent
+ * output of every conn; 256 KiB at least); over it, accepted conns holding
+ * 256 KiB or more of unsent output stop being read until the total is back
+ * under 3/4 of the budget or their own output drained.
  *
  * Errors: functions returning pointers give NULL, int functions -1, with
  * errno set and a message in pt_loop_error().

@@ -143,35 +143,10 @@ static size_t ep_held(const pt_conn *c) {
   return 0;
 }
 
-/* sendmsg the output: 0 all written, 1 socket full, -1 error (errno). */
-static int ep_write(pt_behost *h, ep_state *s, pt_conn *c) {
-  pt_buf *out = c->out;
-  while (pt_buf_len(out)) {
-    int n = pt_buf_iov(out, s->iov, EP_IOV_MAX, SIZE_MAX);
-    size_t total = 0;
-    for (int i = 0; i < n; i++) total += s->iov[i].iov_len;
-    struct msghdr msg;
-    memset(&msg, 0, sizeof msg);
-    msg.msg_iov = s->iov;
-    msg.msg_iovlen = (size_t)n;
-    ssize_t r = sendmsg(c->fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
-    h->st->writev_calls++;
-    if (r < 0) {
-      if (errno == EINTR) continue;
-      if (errno == EAGAIN || errno == EWOULDBLOCK) return 1;
-      return -1;
-    }
-    pt_buf_skip(out, (size_t)r);
-    h->st->bytes_out += (uint64_t)r;
-    if ((size_t)r < total) return 1;
-  }
-  return 0;
-}
-
 static int ep_send(pt_behost *h, pt_conn *c) {
   ep_state *s = h->state;
   ep_conn *ec = c->be;
-  int r = ep_write(h, s, c);
+  int r = pt_be_sendbuf(c->fd, c->out, SIZE_MAX, s->iov, EP_IOV_MAX, h->st);
   if (r < 0) return -1;
   if (r == 0) return PT_SEND_DONE;
   ec->wpend = 1;
