@@ -1,6 +1,7 @@
 # petrel — build for Lua 5.4 and LuaJIT (5.1 ABI) from the same sources.
 #   make            build both modules into build/
 #   make test       install missing Debian packages, build, run every test
+#                   (also the build without liburing, see URING)
 #   make demo       install missing Debian packages, build, run the demo on
 #                   Lua 5.4 and on LuaJIT
 #   make check-data check bench/data (sums; regeneration with Apache's Python)
@@ -9,31 +10,54 @@
 #   make valgrind   the C tests under valgrind (leak check)
 #   make bench      run the benchmarks in bench/
 #   make rock-test  luarocks make into a scratch tree for both runtimes
+#   make rock       the one module LuaRocks installs (the rockspec runs it)
+#
+# URING=1 builds the io_uring back end (needs liburing-dev), URING=0 leaves
+# it out (epoll only; backend = "uring" then says "io_uring was not compiled
+# in"); the default is 1 where <liburing.h> is found. A URING=0 build goes
+# to build-nouring/ unless BUILD says otherwise.
 
 CC      ?= cc
-BUILD   ?= build
 OPT     ?= -O2
 SAN     ?=
 LUA54_INC  ?= /usr/include/lua5.4
 LUAJIT_INC ?= /usr/include/luajit-2.1
+URING   ?= $(shell $(CC) -E -include liburing.h -x c /dev/null >/dev/null 2>&1 && echo 1 || echo 0)
+ifeq ($(URING),0)
+BUILD   ?= build-nouring
+BE_SRC   = csrc/be/pt_epoll.c
+URING_DEF = -DPT_NO_URING
+URING_LIB =
+else
+BUILD   ?= build
+BE_SRC   = csrc/be/pt_epoll.c csrc/be/pt_uring.c
+URING_DEF =
+URING_LIB = -luring
+endif
 CFLAGS_ALL = $(OPT) -g -fPIC -std=gnu11 -Wall -Wextra -Werror \
-             -fvisibility=hidden $(SAN) $(CFLAGS)
-LIBS    = -luring -lm
+             -fvisibility=hidden $(URING_DEF) $(SAN) $(CFLAGS)
+LIBS    = $(URING_LIB) -lpthread -lm
 
-CORE_SRC = $(wildcard csrc/*.c)
-CORE_HDR = $(wildcard csrc/*.h csrc/be/*.c)
+CORE_SRC = $(wildcard csrc/*.c) $(BE_SRC)
+CORE_HDR = $(wildcard csrc/*.h) $(FLAGS)
 LUA_SRC  = $(wildcard csrc/lua/*.c)
 LUA_HDR  = $(wildcard csrc/lua/*.h)
+# rebuilds when the flags change (URING, SAN, CFLAGS) in the same BUILD
+FLAGS    = $(BUILD)/.flags
 CTESTS   = $(patsubst spec/c/%.c,$(BUILD)/ctest/%,$(wildcard spec/c/test_*.c))
 
 MOD54 = $(BUILD)/lua5.4/petrel/core.so
 MODJIT = $(BUILD)/luajit/petrel/core.so
 
-.PHONY: all test demo asan valgrind bench bench-buffer deps ctest rock-test clean fuzz bench-codec bench-idl bench-rpc bench-uring bench-zerocopy check-data mutate print-sources bench-openresty
+.PHONY: all test demo asan valgrind bench bench-buffer deps ctest rock-test clean fuzz bench-codec bench-idl bench-rpc bench-uring bench-zerocopy check-data mutate print-sources bench-openresty rock FORCE
 
 TOOLS = $(BUILD)/tools/no_uring
 
 all: $(MOD54) $(MODJIT) $(CTESTS) $(TOOLS)
+
+$(FLAGS): FORCE
+	@mkdir -p $(@D)
+	@echo '$(CFLAGS_ALL) $(LIBS)' | cmp -s - $@ || echo '$(CFLAGS_ALL) $(LIBS)' > $@
 
 # test helper: runs a command with io_uring_setup refused (seccomp)
 $(BUILD)/tools/no_uring: tools/no_uring.c
@@ -55,15 +79,21 @@ $(BUILD)/ctest/%: spec/c/%.c spec/c/ctest.h $(CORE_SRC) $(CORE_HDR)
 deps:
 	@tools/deps.sh
 
+# The suite on the normal build, then (where liburing is found) the
+# epoll-only build's run (tools/test-nouring.sh) counted into the same
+# summary line.
 test: deps
 	@$(MAKE) --no-print-directory all
-	@tools/runtests.sh $(BUILD)
+	@if [ "$(URING)" != 0 ]; then $(MAKE) --no-print-directory all URING=0 BUILD=build-nouring; fi
+	@PETREL_NOURING_BUILD=$$([ "$(URING)" != 0 ] && echo build-nouring) tools/runtests.sh $(BUILD)
 
 # The C sources of the core and of the binding, for tools that build from
 # the same lists (tools/mutate.lua).
 print-sources:
 	@echo "CORE $(CORE_SRC)"
 	@echo "BIND $(LUA_SRC)"
+	@echo "LIBS $(LIBS)"
+	@echo "DEFS $(URING_DEF)"
 
 # Mutation check (tools/mutate.lua, spec/mutations.txt): in a scratch copy
 # (build-mutate/), each listed bug is applied, the modules are rebuilt for
@@ -116,7 +146,17 @@ rock-test:
 	@tools/rock-test.sh
 
 clean:
-	rm -rf build build-asan build-mutate
+	rm -rf build build-asan build-mutate build-nouring
+
+# LuaRocks' build step (rockspec/petrel-scm-1.rockspec: build.type "make"):
+# petrel/core.so from the same sources with the compiler, flags and Lua
+# headers LuaRocks passes; liburing is used where its header is found.
+ROCK_OUT = build/rock/petrel/core.so
+LIBFLAG ?= -shared
+rock:
+	@mkdir -p $(dir $(ROCK_OUT))
+	$(CC) $(CFLAGS) -fPIC -std=gnu11 -fvisibility=hidden $(URING_DEF) -Icsrc \
+	  -I$(LUA_INCDIR) $(LIBFLAG) -o $(ROCK_OUT) $(CORE_SRC) $(LUA_SRC) $(LIBS)
 
 bench-buffer: all
 	@LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH_5_4="$(BUILD)/lua5.4/?.so;;" \
@@ -141,8 +181,8 @@ FUZZ_CFLAGS = -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=u
 
 build-fuzz/fuzz_decode: fuzz/fuzz_decode.c $(CORE_SRC) $(CORE_HDR) $(LUA_SRC) $(LUA_HDR)
 	@mkdir -p $(@D)
-	clang $(FUZZ_CFLAGS) -I$(LUA54_INC) -o $@ fuzz/fuzz_decode.c $(CORE_SRC) $(LUA_SRC) \
-	  -llua5.4 -luring -lm
+	clang $(FUZZ_CFLAGS) $(URING_DEF) -I$(LUA54_INC) -o $@ fuzz/fuzz_decode.c $(CORE_SRC) $(LUA_SRC) \
+	  -llua5.4 $(LIBS)
 
 build-fuzz/fuzz_scan: fuzz/fuzz_scan.c csrc/pt_plan.c csrc/pt_simd.c $(CORE_HDR)
 	@mkdir -p $(@D)

@@ -1,5 +1,6 @@
 -- Install: luarocks --lua-version=5.4 --tree=DIR make rockspec/petrel-scm-1.rockspec
--- (LuaJIT: --lua-version=5.1). Builds offline from this checkout.
+-- (LuaJIT: --lua-version=5.1). Builds offline from this checkout; needs a C
+-- compiler and GNU make; liburing-dev is optional (see build below).
 rockspec_format = "3.0"
 package = "petrel"
 version = "scm-1"
@@ -18,38 +19,37 @@ io_uring event loop for Thrift RPC.
 dependencies = {
   "lua >= 5.1",
 }
-external_dependencies = {
-  URING = { header = "liburing.h", library = "uring" },
-}
+-- The C module is built by the Makefile's `rock` target from the same
+-- sources as `make` (no list here to drift). liburing is optional: where
+-- <liburing.h> is found the io_uring back end is built in, else petrel has
+-- epoll only (core.loop{ backend = "uring" } then says "io_uring was not
+-- compiled in"). URING=0 in the environment leaves it out on purpose.
 build = {
-  type = "builtin",
-  modules = {
-    ["petrel"] = "lua/petrel/init.lua",
-    ["petrel.schema"] = "lua/petrel/schema.lua",
-    ["petrel.idl"] = "lua/petrel/idl.lua",
-    ["petrel.dump"] = "lua/petrel/dump.lua",
-    ["petrel.loop"] = "lua/petrel/loop.lua",
-    ["petrel.rpc"] = "lua/petrel/rpc.lua",
-    ["petrel.client"] = "lua/petrel/client.lua",
-    ["petrel.supervisor"] = "lua/petrel/supervisor.lua",
-    ["petrel.options"] = "lua/petrel/options.lua",
-    ["petrel.ffi"] = "lua/petrel/ffi.lua",
-    ["petrel.resty"] = "lua/petrel/resty.lua",
-    ["petrel.core"] = {
-      sources = {
-        "csrc/pt_buf.c",
-        "csrc/pt_plan.c",
-        "csrc/pt_simd.c",
-        "csrc/pt_loop.c",
-        "csrc/lua/lpt_core.c",
-        "csrc/lua/lpt_buf.c",
-        "csrc/lua/lpt_codec.c",
-        "csrc/lua/lpt_loop.c",
-      },
-      incdirs = { "csrc", "$(URING_INCDIR)" },
-      libdirs = { "$(URING_LIBDIR)" },
-      libraries = { "uring", "m" },
-      defines = {},
+  type = "make",
+  build_target = "rock",
+  build_variables = {
+    CC = "$(CC)",
+    CFLAGS = "$(CFLAGS)",
+    LIBFLAG = "$(LIBFLAG)",
+    LUA_INCDIR = "$(LUA_INCDIR)",
+  },
+  install_pass = false,
+  install = {
+    lua = {
+      ["petrel"] = "lua/petrel/init.lua",
+      ["petrel.schema"] = "lua/petrel/schema.lua",
+      ["petrel.idl"] = "lua/petrel/idl.lua",
+      ["petrel.dump"] = "lua/petrel/dump.lua",
+      ["petrel.loop"] = "lua/petrel/loop.lua",
+      ["petrel.rpc"] = "lua/petrel/rpc.lua",
+      ["petrel.client"] = "lua/petrel/client.lua",
+      ["petrel.supervisor"] = "lua/petrel/supervisor.lua",
+      ["petrel.options"] = "lua/petrel/options.lua",
+      ["petrel.ffi"] = "lua/petrel/ffi.lua",
+      ["petrel.resty"] = "lua/petrel/resty.lua",
+    },
+    lib = {
+      ["petrel.core"] = "build/rock/petrel/core.so",
     },
   },
 }

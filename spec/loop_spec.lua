@@ -6,6 +6,10 @@ local EV = core.loop_events
 local poll_until = require "support.drive"
 local function drive(loop, handler, ms) return poll_until(loop, handler, ms or 5000) end
 
+-- io.open cannot open a socket file (ENXIO): renaming it onto itself
+-- tells whether it is there
+local function exists(path) return os.rename(path, path) ~= nil end
+
 local function pattern(n)
   local t, chunk = {}, {}
   for i = 1, 256 do chunk[i] = string.char((i * 131 + 7) % 256) end
@@ -15,8 +19,8 @@ local function pattern(n)
 end
 
 -- An echo server and a client in one loop; returns what came back.
-local function echo(loop, host, port, payload, deferred)
-  local lid = assert(loop:listen(host, port))
+local function echo(loop, host, port, payload, deferred, lid)
+  lid = lid or assert(loop:listen(host, port))
   if not host:match("^unix:") then port = assert(loop:port(lid)) end
   local cid = assert(loop:connect(host, port, 2000))
   local sid, got
@@ -96,7 +100,7 @@ describe("petrel.core.loop", function()
     assert.is_true(got == pattern(100000))
     loop:close_all()
     loop:poll(0)
-    assert.is_nil(io.open(path, "r")) -- the listener removed its file
+    assert.is_false(exists(path)) -- the listener removed its file
     loop:free()
   end)
 
@@ -113,11 +117,118 @@ describe("petrel.core.loop", function()
     end))
     assert.is_true(err > 0)
     assert.matches("refused", core.strerror(err))
-    -- bad addresses fail at once (numeric only, no DNS)
-    local id, msg = loop:connect("no.such.host.invalid", 80)
+    -- the conn's error names the phase and the peer
+    assert.equal("connect 127.0.0.1:" .. port .. ": " .. core.strerror(err), loop:error(cid))
+    -- malformed addresses fail at once, naming the address
+    local id, msg = loop:connect("bad host!", 80)
     assert.is_nil(id)
-    assert.matches("numeric", msg)
+    assert.matches("^connect bad host!:80: not an address", msg)
     assert.is_nil((loop:listen("unix:")))
+    loop:free()
+  end)
+
+  it("names the phase and the address when listen fails", function()
+    local loop = core.loop()
+    local lid = assert(loop:listen("127.0.0.1", 0))
+    local port = loop:port(lid)
+    local id, msg = loop:listen("127.0.0.1", port)
+    assert.is_nil(id)
+    assert.equal("listen 127.0.0.1:" .. port .. ": Address already in use", msg)
+    id, msg = loop:listen("no.such.host.invalid", 80)
+    assert.is_nil(id)
+    assert.equal("listen no.such.host.invalid:80: a host name (listen takes numeric addresses)", msg)
+    loop:free()
+  end)
+
+  -- issue 10, defect 3: a second server on a unix path took the live
+  -- server's socket over
+  it("refuses a unix path a live server answers on, takes over a stale one", function()
+    local path = os.tmpname()
+    os.remove(path)
+    local loop = core.loop()
+    local lid = assert(loop:listen("unix:" .. path))
+    local id, msg = loop:listen("unix:" .. path)
+    assert.is_nil(id)
+    assert.equal("listen unix:" .. path .. ": address in use by a live server", msg)
+    -- the first server still answers on its path
+    assert.is_true(echo(loop, "unix:" .. path, nil, "still mine", false, lid) == "still mine")
+    assert.is_true(exists(path))
+    loop:free()
+    assert.is_false(exists(path)) -- removed by its listener
+    -- a server that died without cleaning up leaves a stale socket file
+    local pid = assert(core.fork())
+    if pid == 0 then
+      local l = core.loop()
+      l:listen("unix:" .. path)
+      core._exit(0)
+    end
+    assert.equal(pid, (core.wait(pid)))
+    assert.is_true(exists(path))
+    loop = core.loop()
+    assert.is_true(echo(loop, "unix:" .. path, nil, "taken over") == "taken over")
+    loop:free()
+    assert.is_false(exists(path))
+    -- a file that is not a socket is never removed
+    local f = assert(io.open(path, "w"))
+    f:write("precious")
+    f:close()
+    loop = core.loop()
+    id, msg = loop:listen("unix:" .. path)
+    assert.is_nil(id)
+    assert.equal("listen unix:" .. path .. ": Address already in use", msg)
+    loop:free()
+    f = assert(io.open(path, "r"))
+    assert.equal("precious", f:read("*a"))
+    f:close()
+    os.remove(path)
+  end)
+
+  it("resolves host names off the loop's thread, with a cache", function()
+    -- each lookup is slowed down: timers keep firing meanwhile
+    local loop = core.loop { dns_delay = 300 }
+    local lid = assert(loop:listen("127.0.0.1", 0))
+    local port = loop:port(lid)
+    -- where "localhost" is ::1 first, the same port on ::1 answers too
+    local lid6 = loop:listen("::1", port)
+    local t0 = loop:now()
+    local tid = loop:timer(20)
+    -- "LOCALHOST" goes to the resolver ("localhost" is 127.0.0.1 at once)
+    local cid = assert(loop:connect("LOCALHOST", port, 10000))
+    local fired, err
+    assert.is_true(drive(loop, function(t, id, e)
+      if t == EV.timer and id == tid then fired = loop:now() - t0 end
+      if t == EV.connected and id == cid then err = e; return true end
+    end, 15000))
+    assert.equal(0, err)
+    assert.is_true(fired ~= nil and fired < 250, "the timer waited for the lookup: " .. tostring(fired))
+    assert.is_true(loop:now() - t0 >= 290)
+    local st = loop:stats()
+    assert.equal(1, st.dns_lookups)
+    assert.equal(0, st.dns_cached)
+    -- the second connect is answered from the cache, without the delay
+    t0 = loop:now()
+    cid = assert(loop:connect("LOCALHOST", port, 10000))
+    assert.is_true(drive(loop, function(t, id, e)
+      if t == EV.connected and id == cid then err = e; return true end
+    end, 15000))
+    assert.equal(0, err)
+    assert.is_true(loop:now() - t0 < 250)
+    st = loop:stats()
+    assert.equal(1, st.dns_lookups)
+    assert.equal(1, st.dns_cached)
+    if lid6 then loop:close(lid6) end
+    loop:free()
+  end)
+
+  it("reports a name that does not resolve with the phase", function()
+    local loop = core.loop()
+    local cid = assert(loop:connect("nosuch.invalid", 80, 30000))
+    local err
+    assert.is_true(drive(loop, function(t, id, e)
+      if t == EV.connected and id == cid then err = e; return true end
+    end, 35000))
+    assert.is_true(err > 0)
+    assert.matches("^resolve nosuch%.invalid: %a", loop:error(cid))
     loop:free()
   end)
 

@@ -177,14 +177,17 @@ if #problems > 0 then die("the list does not match the source:\n  " .. table.con
 -- ---- building ------------------------------------------------------------------
 
 -- the same source lists as the Makefile's
-local CORE, BIND = {}, {}
+local CORE, BIND, LIBS, DEFS = {}, {}, {}, {}
 for l in io.popen("make -s --no-print-directory -C " .. q(SRC) .. " print-sources"):lines() do
   local kind, rest = l:match("^(%u+) (.*)$")
   for f in (rest or ""):gmatch("%S+") do
-    if kind == "CORE" then CORE[#CORE + 1] = f elseif kind == "BIND" then BIND[#BIND + 1] = f end
+    if kind == "CORE" then CORE[#CORE + 1] = f elseif kind == "BIND" then BIND[#BIND + 1] = f
+    elseif kind == "LIBS" then LIBS[#LIBS + 1] = f elseif kind == "DEFS" then DEFS[#DEFS + 1] = f end
   end
 end
 if #CORE == 0 or #BIND == 0 then die("make print-sources gave no sources") end
+LIBS = table.concat(LIBS, " ")
+CFLAGS = CFLAGS .. (#DEFS > 0 and " " .. table.concat(DEFS, " ") or "")
 
 local function obj(src, rt) -- core objects are shared; binding objects are per runtime
   local base = src:gsub("[/.]", "_")
@@ -203,8 +206,8 @@ local function link(rt)
   for _, s in ipairs(CORE) do objs[#objs + 1] = q(obj(s, rt)) end
   for _, s in ipairs(BIND) do objs[#objs + 1] = q(obj(s, rt)) end
   sh("mkdir -p " .. q(BUILD .. "/" .. rt .. "/petrel"))
-  return sh(string.format("%s -shared -o %s %s -luring -lm 2>%s/cc.log", CC,
-    q(BUILD .. "/" .. rt .. "/petrel/core.so"), table.concat(objs, " "), WORK))
+  return sh(string.format("%s -shared -o %s %s %s 2>%s/cc.log", CC,
+    q(BUILD .. "/" .. rt .. "/petrel/core.so"), table.concat(objs, " "), LIBS, WORK))
 end
 
 local function ctest(name) -- spec/c/test_x.c -> its binary, built on the current core objects
@@ -212,8 +215,8 @@ local function ctest(name) -- spec/c/test_x.c -> its binary, built on the curren
   local objs = {}
   for _, s in ipairs(CORE) do objs[#objs + 1] = q(obj(s, "lua5.4")) end
   sh("mkdir -p " .. q(BUILD .. "/ctest"))
-  local ok = sh(string.format("%s %s -I%s/csrc -o %s %s %s -luring -lm 2>%s/cc.log", CC, CFLAGS, q(SRC),
-    q(bin), q(SRC .. "/" .. name), table.concat(objs, " "), WORK))
+  local ok = sh(string.format("%s %s -I%s/csrc -o %s %s %s %s 2>%s/cc.log", CC, CFLAGS, q(SRC),
+    q(bin), q(SRC .. "/" .. name), table.concat(objs, " "), LIBS, WORK))
   return ok and bin
 end
 

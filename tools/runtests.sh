@@ -111,6 +111,16 @@ else
   note_skip "the io_uring runs: $why" "$n"
 fi
 
+# The build without liburing (make test builds it too and names it in
+# PETREL_NOURING_BUILD): the network specs and the C tests again, with
+# "auto", which must pick epoll there. `make URING=0 test` runs every spec
+# on that build instead.
+if [ -n "${PETREL_NOURING_BUILD:-}" ]; then
+  export PETREL_BUILD=$PETREL_NOURING_BUILD PETREL_BACKEND=auto
+  for lua in lua5.4 luajit; do run_busted "URING=0" "$lua" "${NET_SPECS[@]}" spec/uring_spec.lua; done
+  build=$PETREL_NOURING_BUILD run_c "URING=0"
+fi
+
 summary="$pass passed, $fail failed, $pend pending, $skip skipped"
 if [ ${#skip_why[@]} -gt 0 ]; then
   list=""

@@ -1,41 +1,53 @@
 /*
- * be/pt_uring.c — the io_uring back end of pt_loop (liburing). Included by
- * pt_loop.c, which it shares its statics with (redis ae_*.c style); not a
- * translation unit of its own.
+ * be/pt_uring.c — the io_uring back end (pt_be.h), over liburing.
+ * Compiled only when liburing is there (make URING=1, the default where
+ * its header is found); the loop then offers backend = "uring" / "auto".
  *
  * Requests (user_data = pointer | tag; conns and zc records are 16-aligned)
  *   U_ACCEPT  multishot accept on a listener
  *   U_RECV    multishot recv into the provided buffer ring (group 0). A
- *             small completion's bytes are copied to conn->in; a large one
- *             (U_LINK_MIN) is linked into conn->in without a copy while
+ *             small completion's bytes are copied to c->in; a large one
+ *             (U_LINK_MIN) is linked into c->in without a copy while
  *             less than half the ring is out, and its buffer goes back to
  *             the ring once the kernel is done with it and every byte
  *             linked from it is consumed. With IOU_PBUF_RING_INC (Linux
  *             6.12) buffers are large and consumed piecewise by the kernel,
- *             so small messages of many conns share one buffer.
- *   U_SEND    sendmsg of conn->tx (the output moved there, no copy), one in
+ *             so small messages of many conns share one buffer. Near the
+ *             input cap (U_CAP_WINDOW) recvs are single-shot and ask for
+ *             exactly the room left.
+ *   U_SEND    sendmsg of uc->tx (the output moved there, no copy), one in
  *             flight per conn so bytes leave in order; short sends resume.
  *   U_ZC      the same with sendmsg_zc, for sends of at least zc_min bytes:
  *             the sent bytes stay pinned (a slice in the zc record) until
  *             the kernel's notification.
- *   U_POLL    one-shot poll for the readiness-driven jobs: connect,
- *             sendfile, splice (their steps are the epoll ones).
+ *   U_POLL    one-shot poll for PT_W_IN / PT_W_OUT (connect, sendfile,
+ *             splice: the loop does those steps itself).
  *   U_WAKE    multishot poll on the wake eventfd.
  *   U_CANCEL  cancel requests (their completions are ignored).
  *
  * Invariants
- *   - conn->uops counts requests in flight naming the conn; a closed conn
- *     is freed only when it is 0 (recycle() leaves it on the dead list).
- *   - close_conn cancels every request of the conn (by user_data) before
- *     the fd is closed; completions of closed conns only give back ring
- *     buffers.
- *   - recv is never armed while a splice job reads the socket; a splice
- *     waits for the recv's last completion before its first read.
+ *   - uc->ops counts requests in flight naming the conn (u->nops all of
+ *     them); ops.busy keeps a closed conn's memory while it is not 0.
+ *   - forget cancels every request of the conn (by user_data) before its
+ *     fd is closed; completions of closed conns only give back buffers.
+ *   - A recv and a PT_W_IN poll are never both in flight for a conn, nor a
+ *     send and a PT_W_OUT poll.
+ *   - Requests follow c->want whenever the loop calls arm, and after the
+ *     loop has acted on the reports of a completion that ended one (u->again).
  */
-
+#define _GNU_SOURCE
+#include <errno.h>
 #include <liburing.h>
+#include <netinet/in.h>
 #include <poll.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../pt_be.h"
 
 #ifndef IORING_CQE_F_BUF_MORE
 #define IORING_CQE_F_BUF_MORE (1U << 4)
@@ -53,11 +65,11 @@
 enum { U_ACCEPT = 1, U_RECV, U_SEND, U_ZC, U_POLL, U_WAKE, U_CANCEL };
 #define U_TAGMASK 15u
 
-/* conn->uflags */
+/* uc->flags */
 #define UF_ACCEPT 0x01u   /* multishot accept armed */
-#define UF_RECV 0x02u     /* multishot recv armed */
+#define UF_RECV 0x02u     /* recv armed */
 #define UF_SEND 0x04u     /* a send (U_SEND or U_ZC) in flight */
-#define UF_POLL 0x08u     /* a poll in flight (mask in conn->upoll) */
+#define UF_POLL 0x08u     /* a poll in flight (mask in uc->poll) */
 #define UF_RECV_CXL 0x10u /* recv cancel asked for */
 #define UF_POLL_CXL 0x20u /* poll cancel asked for */
 #define UF_ACC_CXL 0x40u  /* accept cancel asked for */
@@ -78,6 +90,16 @@ enum { U_ACCEPT = 1, U_RECV, U_SEND, U_ZC, U_POLL, U_WAKE, U_CANCEL };
 #define U_BGID 0
 #define U_LINK_MIN (8u << 10) /* recvs this large are linked, not copied */
 
+/* Bytes the input may still take before its cap (SIZE_MAX: no cap). The
+ * loop's budget (pt_be_room) is not asked here: multishot recvs stay on
+ * (the loop pauses heavy conns instead), a single-shot one asks for no more
+ * than the cap allows. */
+static inline size_t u_cap_room(const pt_conn *c) {
+  size_t have = pt_buf_len(c->in);
+  if (!c->in_cap) return SIZE_MAX;
+  return have < c->in_cap ? c->in_cap - have : 0;
+}
+
 /* A zero-copy send: the bytes the kernel may still read until its
  * notification. */
 typedef struct pt_uzc {
@@ -92,26 +114,36 @@ typedef struct pt_usend {
   pt_uzc *zc; /* the zero-copy send in flight, if it is one */
 } pt_usend;
 
+/* per conn, behind c->be */
+typedef struct ur_conn {
+  uint32_t flags; /* UF_* */
+  uint32_t ops;   /* requests in flight naming the conn */
+  uint32_t poll;  /* mask of the poll in flight */
+  pt_buf tx;      /* bytes handed to the send in flight */
+  pt_usend *us;   /* its msghdr and iovecs */
+} ur_conn;
+
 struct pt_uring {
   struct io_uring ring;
   struct io_uring_buf_ring *br;
   unsigned char *bufs;
   unsigned nbufs, bsize;
-  uint32_t *boff; /* incremental mode: bytes of each buffer used so far */
+  uint32_t *boff;  /* incremental mode: bytes of each buffer used so far */
   uint32_t *brefs; /* links into each buffer not yet consumed */
   uint8_t *bkern;  /* the kernel is filling the buffer */
   unsigned nout;   /* buffers out of the ring (filling or linked) */
   size_t nlinked;  /* links not yet consumed, all buffers */
   int dead;        /* the loop is gone; memory stays for the links */
-  int inc;        /* IOU_PBUF_RING_INC */
-  int zc;         /* sendmsg_zc usable */
-  int defer;      /* DEFER_TASKRUN: completions need an enter */
+  int inc;         /* IOU_PBUF_RING_INC */
+  int zc;          /* sendmsg_zc usable */
+  int defer;       /* DEFER_TASKRUN: completions need an enter */
   int sqpoll;
   size_t zc_min;
   unsigned zc_inflight; /* zc records waiting for their notification */
+  uint64_t nops;        /* requests in flight naming conns */
   int wake_armed;
   int broken;           /* errno of a failed submission: the loop fails */
-  uint64_t round;
+  pt_conn *again;       /* re-arm once the loop acted on its reports */
   char note[160];
 };
 
@@ -119,25 +151,31 @@ static inline uint64_t u_ud(const void *p, unsigned tag) {
   return (uint64_t)(uintptr_t)p | tag;
 }
 
-static struct io_uring_sqe *u_sqe(pt_loop *l) {
-  struct io_uring *r = &l->ur->ring;
+static inline pt_rep rep(int kind, pt_conn *c, int64_t res) {
+  pt_rep r = {kind, res, c};
+  return r;
+}
+
+static struct io_uring_sqe *u_sqe(pt_behost *h) {
+  struct pt_uring *u = h->state;
+  struct io_uring *r = &u->ring;
   struct io_uring_sqe *sqe = io_uring_get_sqe(r);
   while (!sqe) { /* the ring is full: hand what is queued to the kernel */
     int n = io_uring_submit(r);
-    l->st.ring_enters++;
+    h->st->ring_enters++;
     if (n < 0 && n != -EINTR && n != -EAGAIN && n != -EBUSY) {
-      l->ur->broken = -n;
+      u->broken = -n;
       return NULL;
     }
     if (r->flags & IORING_SETUP_SQPOLL) io_uring_sqring_wait(r);
     sqe = io_uring_get_sqe(r);
   }
-  l->st.ring_sqes++;
+  h->st->ring_sqes++;
   return sqe;
 }
 
-static void u_cancel(pt_loop *l, uint64_t ud) {
-  struct io_uring_sqe *sqe = u_sqe(l);
+static void u_cancel(pt_behost *h, uint64_t ud) {
+  struct io_uring_sqe *sqe = u_sqe(h);
   if (!sqe) return;
   io_uring_prep_cancel64(sqe, ud, IORING_ASYNC_CANCEL_ALL);
   io_uring_sqe_set_data64(sqe, U_CANCEL);
@@ -145,24 +183,30 @@ static void u_cancel(pt_loop *l, uint64_t ud) {
 
 /* ---- set-up ------------------------------------------------------------ */
 
-static int u_note_fail(pt_loop *l, int e, const char *what) {
-  snprintf(l->err, sizeof l->err, "io_uring unavailable: %s: %s", what,
-           strerror(e));
-  errno = e;
-  return -1;
+static int u_note_fail(pt_behost *h, int e, const char *what) {
+  return pt_errf(h->err, h->errlen, e, "io_uring unavailable: %s", what);
 }
 
-static void u_free(pt_loop *l);
+static int u_add_wake(pt_behost *h) {
+  struct pt_uring *u = h->state;
+  struct io_uring_sqe *sqe = u_sqe(h);
+  if (!sqe) return pt_errf(h->err, h->errlen, EBUSY, "io_uring: no submission slot");
+  io_uring_prep_poll_multishot(sqe, h->wakefd, POLLIN);
+  io_uring_sqe_set_data64(sqe, U_WAKE);
+  u->wake_armed = 1;
+  return 0;
+}
 
-static int u_init(pt_loop *l) {
+static int u_init(pt_behost *h) {
+  const pt_loop_opts *o = h->o;
   struct pt_uring *u = calloc(1, sizeof *u);
-  if (!u) return u_note_fail(l, ENOMEM, "state");
+  if (!u) return u_note_fail(h, ENOMEM, "state");
   u->ring.ring_fd = -1;
-  l->ur = u;
+  h->state = u;
   /* flags, best first; fewer when the kernel says EINVAL */
   unsigned want[3];
   int nwant = 0;
-  if (l->o.sqpoll) {
+  if (o->sqpoll) {
     want[nwant++] = IORING_SETUP_SQPOLL | IORING_SETUP_SINGLE_ISSUER;
     want[nwant++] = IORING_SETUP_SQPOLL;
   } else {
@@ -182,16 +226,16 @@ static int u_init(pt_loop *l) {
   }
   if (r < 0) {
     u->ring.ring_fd = -1;
-    return u_note_fail(l, -r, "io_uring_setup");
+    return u_note_fail(h, -r, "io_uring_setup");
   }
   u->defer = (p.flags & IORING_SETUP_DEFER_TASKRUN) != 0;
   u->sqpoll = (p.flags & IORING_SETUP_SQPOLL) != 0;
   if (!(p.features & IORING_FEAT_EXT_ARG))
-    return u_note_fail(l, ENOSYS, "IORING_FEAT_EXT_ARG (Linux 5.11+)");
+    return u_note_fail(h, ENOSYS, "IORING_FEAT_EXT_ARG (Linux 5.11+)");
   if (!(p.features & IORING_FEAT_NODROP))
-    return u_note_fail(l, ENOSYS, "IORING_FEAT_NODROP (Linux 5.5+)");
+    return u_note_fail(h, ENOSYS, "IORING_FEAT_NODROP (Linux 5.5+)");
   struct io_uring_probe *pr = io_uring_get_probe_ring(&u->ring);
-  if (!pr) return u_note_fail(l, ENOSYS, "probe");
+  if (!pr) return u_note_fail(h, ENOSYS, "probe");
   /* multishot recv came with send_zc (Linux 6.0) */
   int ok = io_uring_opcode_supported(pr, IORING_OP_SEND_ZC) &&
            io_uring_opcode_supported(pr, IORING_OP_SENDMSG) &&
@@ -200,19 +244,19 @@ static int u_init(pt_loop *l) {
            io_uring_opcode_supported(pr, IORING_OP_ASYNC_CANCEL);
   u->zc = io_uring_opcode_supported(pr, IORING_OP_SENDMSG_ZC);
   io_uring_free_probe(pr);
-  if (!ok) return u_note_fail(l, ENOSYS, "multishot recv (Linux 6.0+)");
+  if (!ok) return u_note_fail(h, ENOSYS, "multishot recv (Linux 6.0+)");
   /* provided buffer ring: incremental consumption where the kernel has it */
-  for (int inc = !l->o.ring_noinc; inc >= 0; inc--) {
-    unsigned n = l->o.ring_bufs ? l->o.ring_bufs : inc ? 64 : 1024;
-    unsigned sz = l->o.ring_buf_size ? l->o.ring_buf_size
-                  : inc               ? 64u << 10
-                                      : 4096u;
+  for (int inc = !o->ring_noinc; inc >= 0; inc--) {
+    unsigned n = o->ring_bufs ? o->ring_bufs : inc ? 64 : 1024;
+    unsigned sz = o->ring_buf_size ? o->ring_buf_size
+                  : inc            ? 64u << 10
+                                   : 4096u;
     if (n & (n - 1) || n > 32768 || sz < 256)
-      return u_note_fail(l, EINVAL, "ring_bufs (a power of 2 up to 32768)");
+      return u_note_fail(h, EINVAL, "ring_bufs (a power of 2 up to 32768)");
     size_t rsz = (size_t)n * sizeof(struct io_uring_buf);
     void *rm = mmap(NULL, rsz, PROT_READ | PROT_WRITE,
                     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (rm == MAP_FAILED) return u_note_fail(l, errno, "mmap");
+    if (rm == MAP_FAILED) return u_note_fail(h, errno, "mmap");
     u->br = rm;
     io_uring_buf_ring_init(u->br);
     struct io_uring_buf_reg reg;
@@ -230,24 +274,24 @@ static int u_init(pt_loop *l) {
     }
     munmap(u->br, rsz);
     u->br = NULL;
-    if (!inc) return u_note_fail(l, -r, "provided buffer ring (Linux 5.19+)");
+    if (!inc) return u_note_fail(h, -r, "provided buffer ring (Linux 5.19+)");
   }
   u->bufs = mmap(NULL, (size_t)u->nbufs * u->bsize, PROT_READ | PROT_WRITE,
                  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (u->bufs == MAP_FAILED) {
     u->bufs = NULL;
-    return u_note_fail(l, errno, "mmap");
+    return u_note_fail(h, errno, "mmap");
   }
   u->boff = calloc(u->nbufs, sizeof *u->boff);
   u->brefs = calloc(u->nbufs, sizeof *u->brefs);
   u->bkern = calloc(u->nbufs, sizeof *u->bkern);
-  if (!u->boff || !u->brefs || !u->bkern) return u_note_fail(l, ENOMEM, "state");
+  if (!u->boff || !u->brefs || !u->bkern) return u_note_fail(h, ENOMEM, "state");
   for (unsigned i = 0; i < u->nbufs; i++)
     io_uring_buf_ring_add(u->br, u->bufs + (size_t)i * u->bsize, u->bsize,
                           (unsigned short)i, io_uring_buf_ring_mask(u->nbufs),
                           (int)i);
   io_uring_buf_ring_advance(u->br, (int)u->nbufs);
-  u->zc_min = l->o.zc_min ? l->o.zc_min : 64u << 10;
+  u->zc_min = o->zc_min ? o->zc_min : 64u << 10;
   const char *env = getenv("PETREL_ZC_MIN");
   if (env && *env) u->zc_min = (size_t)strtoull(env, NULL, 10);
   if (!u->zc_min) u->zc_min = SIZE_MAX;
@@ -258,11 +302,13 @@ static int u_init(pt_loop *l) {
                : "",
            u->defer ? " DEFER_TASKRUN" : "", u->nbufs, u->bsize,
            u->inc ? " (incremental)" : "", u->zc ? ", sendmsg_zc" : "");
-  return 0;
+  return u_add_wake(h);
 }
 
-/* Every request is cancelled and reaped before the memory goes. */
-static void u_drain(pt_loop *l);
+static const char *u_note(pt_behost *h) {
+  struct pt_uring *u = h->state;
+  return u ? u->note : "";
+}
 
 static void u_memory_free(struct pt_uring *u) {
   if (u->br) munmap(u->br, (size_t)u->nbufs * sizeof(struct io_uring_buf));
@@ -273,87 +319,64 @@ static void u_memory_free(struct pt_uring *u) {
   free(u);
 }
 
-static void u_free(pt_loop *l) {
-  struct pt_uring *u = l->ur;
-  if (!u) return;
-  if (u->ring.ring_fd >= 0) {
-    if (!l->forked) u_drain(l);
-    io_uring_queue_exit(&u->ring); /* in a forked child: unmaps, closes */
-    u->ring.ring_fd = -1;
-  }
-  l->ur = NULL;
-  if (u->nlinked) { /* buffers that outlive the loop still point here */
-    u->dead = 1;
-    return;
-  }
-  u_memory_free(u);
-}
-
-static int u_add_wake(pt_loop *l) {
-  struct io_uring_sqe *sqe = u_sqe(l);
-  if (!sqe) return fail(l, EBUSY, "io_uring: no submission slot");
-  io_uring_prep_poll_multishot(sqe, l->wakefd, POLLIN);
-  io_uring_sqe_set_data64(sqe, U_WAKE);
-  l->ur->wake_armed = 1;
-  return 0;
-}
-
 /* ---- requests ------------------------------------------------------------ */
 
-static void u_arm_accept(pt_loop *l, pt_conn *c) {
-  struct io_uring_sqe *sqe = u_sqe(l);
+static void u_arm_accept(pt_behost *h, pt_conn *c) {
+  struct pt_uring *u = h->state;
+  ur_conn *uc = c->be;
+  struct io_uring_sqe *sqe = u_sqe(h);
   if (!sqe) return;
   io_uring_prep_multishot_accept(sqe, c->fd, NULL, NULL,
                                  SOCK_NONBLOCK | SOCK_CLOEXEC);
   io_uring_sqe_set_data64(sqe, u_ud(c, U_ACCEPT));
-  c->uflags |= UF_ACCEPT;
-  c->uops++;
+  uc->flags |= UF_ACCEPT;
+  uc->ops++;
+  u->nops++;
 }
 
-/* Bytes the input may still take before its cap (SIZE_MAX: no cap). */
-static inline size_t u_room(const pt_conn *c) {
-  size_t have = pt_buf_len(c->in);
-  if (!c->in_cap) return SIZE_MAX;
-  return have < c->in_cap ? c->in_cap - have : 0;
-}
-
-static void u_arm_recv(pt_loop *l, pt_conn *c) {
-  size_t room = u_room(c);
-  struct io_uring_sqe *sqe = u_sqe(l);
+static void u_arm_recv(pt_behost *h, pt_conn *c, size_t room) {
+  struct pt_uring *u = h->state;
+  ur_conn *uc = c->be;
+  struct io_uring_sqe *sqe = u_sqe(h);
   if (!sqe) return;
   if (room <= U_CAP_WINDOW) {
     io_uring_prep_recv(sqe, c->fd, NULL, (size_t)room, 0);
-    c->uflags |= UF_RECV1;
+    uc->flags |= UF_RECV1;
   } else {
     io_uring_prep_recv_multishot(sqe, c->fd, NULL, 0, 0);
-    c->uflags &= ~UF_RECV1;
+    uc->flags &= ~UF_RECV1;
   }
   sqe->flags |= IOSQE_BUFFER_SELECT;
   sqe->buf_group = U_BGID;
   io_uring_sqe_set_data64(sqe, u_ud(c, U_RECV));
-  c->uflags |= UF_RECV;
-  c->uops++;
+  uc->flags |= UF_RECV;
+  uc->ops++;
+  u->nops++;
 }
 
-static void u_arm_poll(pt_loop *l, pt_conn *c, uint32_t mask) {
-  struct io_uring_sqe *sqe = u_sqe(l);
+static void u_arm_poll(pt_behost *h, pt_conn *c, uint32_t mask) {
+  struct pt_uring *u = h->state;
+  ur_conn *uc = c->be;
+  struct io_uring_sqe *sqe = u_sqe(h);
   if (!sqe) return;
   io_uring_prep_poll_add(sqe, c->fd, mask);
   io_uring_sqe_set_data64(sqe, u_ud(c, U_POLL));
-  c->uflags |= UF_POLL;
-  c->upoll = mask;
-  c->uops++;
+  uc->flags |= UF_POLL;
+  uc->poll = mask;
+  uc->ops++;
+  u->nops++;
 }
 
 /* May a send of c use sendmsg_zc? Not where the kernel would copy anyway:
  * unix sockets (not supported) and loopback (always copied, and with tiny
  * socket buffers it stalls TCP there), unless opts.zc_force; later, not on
  * a conn whose zc sends the kernel reported as copied. */
-static int u_zc_ok(pt_loop *l, pt_conn *c) {
-  if (c->uflags & UF_NOZC) return 0;
-  if (!(c->uflags & UF_ZCCHK)) {
-    c->uflags |= UF_ZCCHK;
-    if (l->o.zc_force) return 1;
+static int u_zc_ok(pt_behost *h, pt_conn *c) {
+  ur_conn *uc = c->be;
+  if (uc->flags & UF_NOZC) return 0;
+  if (!(uc->flags & UF_ZCCHK)) {
+    uc->flags |= UF_ZCCHK;
+    if (h->o->zc_force) return 1;
     struct sockaddr_storage ss;
     socklen_t len = sizeof ss;
     int local = c->family == AF_UNIX;
@@ -364,33 +387,36 @@ static int u_zc_ok(pt_loop *l, pt_conn *c) {
       } else if (ss.ss_family == AF_INET6) {
         const struct sockaddr_in6 *a = (const void *)&ss;
         local = IN6_IS_ADDR_LOOPBACK(&a->sin6_addr) ||
-                (IN6_IS_ADDR_V4MAPPED(&a->sin6_addr) && a->sin6_addr.s6_addr[12] == 127);
+                (IN6_IS_ADDR_V4MAPPED(&a->sin6_addr) &&
+                 a->sin6_addr.s6_addr[12] == 127);
       }
     }
-    if (local) c->uflags |= UF_NOZC;
+    if (local) uc->flags |= UF_NOZC;
   }
-  return !(c->uflags & UF_NOZC);
+  return !(uc->flags & UF_NOZC);
 }
 
-/* Send what conn->tx holds (up to PT_UIOV nodes). */
-static int u_submit_tx(pt_loop *l, pt_conn *c) {
-  struct pt_uring *u = l->ur;
-  if (!c->us && !(c->us = calloc(1, sizeof *c->us))) {
+/* Send what uc->tx holds (up to PT_UIOV nodes). 0, or -1 with errno. */
+static int u_submit_tx(pt_behost *h, pt_conn *c) {
+  struct pt_uring *u = h->state;
+  ur_conn *uc = c->be;
+  if (!uc->us && !(uc->us = calloc(1, sizeof *uc->us))) {
     errno = ENOMEM;
     return -1;
   }
-  int n = pt_buf_iov(&c->tx, c->us->iov, PT_UIOV, SIZE_MAX);
+  pt_usend *us = uc->us;
+  int n = pt_buf_iov(&uc->tx, us->iov, PT_UIOV, SIZE_MAX);
   size_t total = 0;
-  for (int i = 0; i < n; i++) total += c->us->iov[i].iov_len;
-  memset(&c->us->msg, 0, sizeof c->us->msg);
-  c->us->msg.msg_iov = c->us->iov;
-  c->us->msg.msg_iovlen = (size_t)n;
-  struct io_uring_sqe *sqe = u_sqe(l);
+  for (int i = 0; i < n; i++) total += us->iov[i].iov_len;
+  memset(&us->msg, 0, sizeof us->msg);
+  us->msg.msg_iov = us->iov;
+  us->msg.msg_iovlen = (size_t)n;
+  struct io_uring_sqe *sqe = u_sqe(h);
   if (!sqe) {
     errno = EBUSY;
     return -1;
   }
-  if (u->zc && total >= u->zc_min && u_zc_ok(l, c)) {
+  if (u->zc && total >= u->zc_min && u_zc_ok(h, c)) {
     pt_uzc *z = calloc(1, sizeof *z);
     if (!z) {
       errno = ENOMEM;
@@ -398,129 +424,117 @@ static int u_submit_tx(pt_loop *l, pt_conn *c) {
     }
     z->c = c;
     z->cid = c->id;
-    pt_buf_init(&z->hold, l->pool);
-    io_uring_prep_sendmsg_zc(sqe, c->fd, &c->us->msg, MSG_NOSIGNAL);
+    pt_buf_init(&z->hold, h->pool);
+    io_uring_prep_sendmsg_zc(sqe, c->fd, &us->msg, MSG_NOSIGNAL);
     sqe->ioprio |= IORING_SEND_ZC_REPORT_USAGE;
     io_uring_sqe_set_data64(sqe, u_ud(z, U_ZC));
-    c->us->zc = z;
+    us->zc = z;
     u->zc_inflight++;
-    l->st.zc_sends++;
+    h->st->zc_sends++;
   } else {
-    io_uring_prep_sendmsg(sqe, c->fd, &c->us->msg, MSG_NOSIGNAL);
+    io_uring_prep_sendmsg(sqe, c->fd, &us->msg, MSG_NOSIGNAL);
     io_uring_sqe_set_data64(sqe, u_ud(c, U_SEND));
-    c->us->zc = NULL;
+    us->zc = NULL;
   }
-  l->st.writev_calls++;
-  c->uflags |= UF_SEND;
-  c->uops++;
+  h->st->writev_calls++;
+  uc->flags |= UF_SEND;
+  uc->ops++;
+  u->nops++;
   return 0;
 }
 
-/* write_now for conns on the completion path: move the output to tx and
- * send it. PT_SEND_PENDING while bytes are in flight, PT_SEND_DONE when
- * nothing is left, -1 (conn closed, errno) if the request cannot be made. */
-static int u_write(pt_conn *c) {
-  pt_loop *l = c->loop;
-  if (c->uflags & UF_SEND) return PT_SEND_PENDING;
-  if (pt_buf_len(c->out)) {
-    pt_buf_move(&c->tx, c->out);
-    if (u_submit_tx(l, c) != 0) {
-      int e = errno;
-      close_conn(c, e, 1);
-      errno = e;
-      return -1;
-    }
-    c->flags |= PT_CF_WR_PENDING;
-    return PT_SEND_PENDING;
-  }
-  return out_drained(c);
+/* The output moves to tx and leaves in one request (no copy). */
+static int u_send(pt_behost *h, pt_conn *c) {
+  ur_conn *uc = c->be;
+  if (uc->flags & UF_SEND) return PT_SEND_PENDING;
+  if (!pt_buf_len(c->out)) return PT_SEND_DONE;
+  pt_buf_move(&uc->tx, c->out);
+  if (u_submit_tx(h, c) != 0) return -1;
+  return PT_SEND_PENDING;
 }
 
-/* Requests follow the flags (rearm() under io_uring). */
-static void u_rearm(pt_conn *c) {
-  pt_loop *l = c->loop;
-  if (c->flags & PT_CF_CLOSED) return;
-  uint32_t pmask = 0;
+/* Requests follow c->want. */
+static int u_arm(pt_behost *h, pt_conn *c) {
+  ur_conn *uc = c->be;
+  uint32_t w = c->want, pmask = 0;
+  if (c->flags & PT_CF_CLOSED) return 0;
   if (c->kind == PT_KIND_LISTENER) {
-    int want = !(c->flags & PT_CF_LISTEN_OFF);
-    if (want && !(c->uflags & UF_ACCEPT)) u_arm_accept(l, c);
-    if (!want && (c->uflags & UF_ACCEPT) && !(c->uflags & UF_ACC_CXL)) {
-      u_cancel(l, u_ud(c, U_ACCEPT));
-      c->uflags |= UF_ACC_CXL;
+    int want = (w & PT_W_ACCEPT) != 0;
+    if (want && !(uc->flags & UF_ACCEPT)) u_arm_accept(h, c);
+    if (!want && (uc->flags & UF_ACCEPT) && !(uc->flags & UF_ACC_CXL)) {
+      u_cancel(h, u_ud(c, U_ACCEPT));
+      uc->flags |= UF_ACC_CXL;
     }
-    return;
+    return 0;
   }
-  if (c->flags & PT_CF_CONNECTING) {
-    pmask = POLLOUT;
-  } else {
-    int recv = !c->spj_in &&
-               !(c->flags & (PT_CF_RD_PAUSED | PT_CF_RD_EOF | PT_CF_CLOSING));
-    if (recv && u_room(c) == 0) { /* the cap shrank below what is held */
-      c->flags |= PT_CF_RD_PAUSED;
-      l->st.rd_paused++;
-      recv = 0;
-    }
-    if (recv && !(c->uflags & UF_RECV)) u_arm_recv(l, c);
-    /* a multishot recv near the cap gives way to single-shot ones */
-    if (recv && (c->uflags & UF_RECV) && !(c->uflags & UF_RECV1) &&
-        u_room(c) <= U_CAP_WINDOW)
-      recv = 0;
-    if (!recv && (c->uflags & UF_RECV) && !(c->uflags & UF_RECV_CXL)) {
-      u_cancel(l, u_ud(c, U_RECV));
-      c->uflags |= UF_RECV_CXL;
-    }
-    /* a splice source reads by readiness once the recv is gone */
-    if (c->spj_in && !c->spj_in->wait_out && !(c->uflags & UF_RECV) &&
-        !(c->flags & (PT_CF_RD_EOF | PT_CF_CLOSING)))
-      pmask |= POLLIN;
-    if (!(c->uflags & UF_SEND) &&
-        ((c->flags & PT_CF_WR_PENDING) || (c->spj_out && c->spj_out->wait_out)))
-      pmask |= POLLOUT;
+  size_t room = u_cap_room(c);
+  int recv = (w & PT_W_RECV) && room > 0;
+  if (recv && !(uc->flags & UF_RECV)) u_arm_recv(h, c, room);
+  /* a multishot recv near the cap gives way to single-shot ones */
+  if (recv && (uc->flags & UF_RECV) && !(uc->flags & UF_RECV1) &&
+      room <= U_CAP_WINDOW)
+    recv = 0;
+  if (!recv && (uc->flags & UF_RECV) && !(uc->flags & UF_RECV_CXL)) {
+    u_cancel(h, u_ud(c, U_RECV));
+    uc->flags |= UF_RECV_CXL;
   }
-  if (c->uflags & UF_POLL) {
-    if (c->upoll != pmask && !(c->uflags & UF_POLL_CXL)) {
-      u_cancel(l, u_ud(c, U_POLL));
-      c->uflags |= UF_POLL_CXL;
+  /* readiness only once no recv / send of ours is in flight */
+  if ((w & PT_W_IN) && !(uc->flags & UF_RECV)) pmask |= POLLIN;
+  if ((w & PT_W_OUT) && !(uc->flags & UF_SEND)) pmask |= POLLOUT;
+  if (uc->flags & UF_POLL) {
+    if (uc->poll != pmask && !(uc->flags & UF_POLL_CXL)) {
+      u_cancel(h, u_ud(c, U_POLL));
+      uc->flags |= UF_POLL_CXL;
     }
   } else if (pmask) {
-    u_arm_poll(l, c, pmask);
+    u_arm_poll(h, c, pmask);
   }
+  return 0;
 }
 
 /* The conn is closing: cancel whatever it has in flight. */
-static void u_forget(pt_loop *l, pt_conn *c) {
-  if ((c->uflags & UF_ACCEPT) && !(c->uflags & UF_ACC_CXL))
-    u_cancel(l, u_ud(c, U_ACCEPT));
-  if ((c->uflags & UF_RECV) && !(c->uflags & UF_RECV_CXL))
-    u_cancel(l, u_ud(c, U_RECV));
-  if ((c->uflags & UF_POLL) && !(c->uflags & UF_POLL_CXL))
-    u_cancel(l, u_ud(c, U_POLL));
-  if ((c->uflags & UF_SEND) && !(c->uflags & UF_SEND_CXL)) {
-    if (c->us && c->us->zc)
-      u_cancel(l, u_ud(c->us->zc, U_ZC));
+static void u_forget(pt_behost *h, pt_conn *c) {
+  ur_conn *uc = c->be;
+  if ((uc->flags & UF_ACCEPT) && !(uc->flags & UF_ACC_CXL))
+    u_cancel(h, u_ud(c, U_ACCEPT));
+  if ((uc->flags & UF_RECV) && !(uc->flags & UF_RECV_CXL))
+    u_cancel(h, u_ud(c, U_RECV));
+  if ((uc->flags & UF_POLL) && !(uc->flags & UF_POLL_CXL))
+    u_cancel(h, u_ud(c, U_POLL));
+  if ((uc->flags & UF_SEND) && !(uc->flags & UF_SEND_CXL)) {
+    if (uc->us && uc->us->zc)
+      u_cancel(h, u_ud(uc->us->zc, U_ZC));
     else
-      u_cancel(l, u_ud(c, U_SEND));
-    c->uflags |= UF_SEND_CXL;
+      u_cancel(h, u_ud(c, U_SEND));
+    uc->flags |= UF_SEND_CXL;
   }
-  c->uflags |= UF_ACC_CXL | UF_RECV_CXL | UF_POLL_CXL;
+  uc->flags |= UF_ACC_CXL | UF_RECV_CXL | UF_POLL_CXL;
+}
+
+static void u_attach(pt_behost *h, pt_conn *c) {
+  ur_conn *uc = c->be;
+  pt_buf_init(&uc->tx, h->pool);
+}
+
+static int u_busy(const pt_conn *c) {
+  const ur_conn *uc = c->be;
+  return uc->ops != 0;
+}
+
+static void u_release(pt_behost *h, pt_conn *c) {
+  (void)h;
+  ur_conn *uc = c->be;
+  pt_buf_free(&uc->tx);
+  free(uc->us);
+  uc->us = NULL;
+}
+
+static size_t u_held(const pt_conn *c) {
+  const ur_conn *uc = c->be;
+  return pt_buf_len(&uc->tx);
 }
 
 /* ---- completions ------------------------------------------------------- */
-
-/* DATA for c in this round: one completion per conn and round. */
-static void u_push_data(pt_loop *l, pt_conn *c, size_t n) {
-  struct pt_uring *u = l->ur;
-  if (c->dq_round == u->round && c->dq >= l->qhead && c->dq < l->qlen) {
-    pt_event *e = &l->q[c->dq];
-    if (e->type == PT_EV_DATA && e->conn == c) {
-      e->arg += n;
-      return;
-    }
-  }
-  push_ev(l, PT_EV_DATA, 0, c->id, n, c);
-  c->dq_round = u->round;
-  c->dq = l->qlen - 1;
-}
 
 /* The buffer goes back to the ring (the kernel is done, no link left). */
 static void u_buf_put(struct pt_uring *u, unsigned bid) {
@@ -544,39 +558,42 @@ static void u_buf_release(void *ctx, intptr_t tag) {
   if (u->dead && u->nlinked == 0) u_memory_free(u);
 }
 
-static void u_on_accept(pt_loop *l, pt_conn *lc, struct io_uring_cqe *cqe) {
-  int more = (cqe->flags & IORING_CQE_F_MORE) != 0;
-  int fd = cqe->res;
-  if (!more) {
-    lc->uflags &= ~(UF_ACCEPT | UF_ACC_CXL);
-    lc->uops--;
-  }
-  if (lc->flags & PT_CF_CLOSED) {
-    if (fd >= 0) close(fd);
-    return;
-  }
-  if (fd >= 0) {
-    accepted(l, lc, fd, lc->family);
-  } else if (fd == -EMFILE || fd == -ENFILE || fd == -ENOBUFS ||
-             fd == -ENOMEM) {
-    /* out of fds: drop one pending connection, then pause accepting */
-    drop_pending(l, lc);
-    listen_backoff(l, lc);
-  }
-  if (!more) rearm(lc);
+/* A request of c ended (its last completion). */
+static void u_done(struct pt_uring *u, pt_conn *c, uint32_t clear) {
+  ur_conn *uc = c->be;
+  uc->flags &= ~clear;
+  uc->ops--;
+  u->nops--;
+  u->again = c;
 }
 
-static void u_on_recv(pt_loop *l, pt_conn *c, struct io_uring_cqe *cqe) {
-  struct pt_uring *u = l->ur;
+static int u_on_accept(pt_behost *h, pt_conn *lc, struct io_uring_cqe *cqe,
+                       pt_rep *out) {
+  int fd = cqe->res;
+  if (!(cqe->flags & IORING_CQE_F_MORE))
+    u_done(h->state, lc, UF_ACCEPT | UF_ACC_CXL);
+  if (lc->flags & PT_CF_CLOSED) {
+    if (fd >= 0) close(fd);
+    return 0;
+  }
+  if (fd >= 0 || fd == -EMFILE || fd == -ENFILE || fd == -ENOBUFS ||
+      fd == -ENOMEM) {
+    out[0] = rep(PT_RP_ACCEPT, lc, fd);
+    return 1;
+  }
+  return 0;
+}
+
+static int u_on_recv(pt_behost *h, pt_conn *c, struct io_uring_cqe *cqe,
+                     pt_rep *out) {
+  struct pt_uring *u = h->state;
+  ur_conn *uc = c->be;
   int more = (cqe->flags & IORING_CQE_F_MORE) != 0;
   int res = cqe->res;
-  if (!more) {
-    c->uflags &= ~(UF_RECV | UF_RECV_CXL);
-    c->uops--;
-  }
+  if (!more) u_done(u, c, UF_RECV | UF_RECV_CXL);
   if (res > 0 && (cqe->flags & IORING_CQE_F_BUFFER)) {
     unsigned bid = cqe->flags >> IORING_CQE_BUFFER_SHIFT;
-    if (bid >= u->nbufs) return; /* cannot happen */
+    if (bid >= u->nbufs) return 0; /* cannot happen */
     const unsigned char *p = u->bufs + (size_t)bid * u->bsize +
                              (u->inc ? u->boff[bid] : 0);
     if (!u->bkern[bid]) { /* the kernel took it from the ring */
@@ -589,14 +606,13 @@ static void u_on_recv(pt_loop *l, pt_conn *c, struct io_uring_cqe *cqe) {
         u->brefs[bid]++;
         u->nlinked++;
         ok = pt_buf_link(c->in, p, (size_t)res, u_buf_release, u, bid) == 0;
-        l->st.ring_linked++;
+        h->st->ring_linked++;
       } else {
         ok = pt_buf_append(c->in, p, (size_t)res) == 0;
       }
       if (ok) {
-        l->st.bytes_in += (uint64_t)res;
-        l->st.readv_calls++;
-        u_push_data(l, c, (size_t)res);
+        h->st->bytes_in += (uint64_t)res;
+        h->st->readv_calls++;
       }
     }
     if (u->inc && (cqe->flags & IORING_CQE_F_BUF_MORE)) {
@@ -605,104 +621,94 @@ static void u_on_recv(pt_loop *l, pt_conn *c, struct io_uring_cqe *cqe) {
       u->bkern[bid] = 0;
       if (!u->brefs[bid]) u_buf_put(u, bid);
     }
-    if (c->flags & PT_CF_CLOSED) return;
+    if (c->flags & PT_CF_CLOSED) return 0;
     if (!ok) {
-      close_conn(c, ENOMEM, 1);
-      return;
+      out[0] = rep(PT_RP_FAIL, c, ENOMEM);
+      return 1;
     }
-    if (c->in_cap && pt_buf_len(c->in) >= c->in_cap &&
-        !(c->flags & PT_CF_RD_PAUSED)) {
-      c->flags |= PT_CF_RD_PAUSED;
-      l->st.rd_paused++;
-      rearm(c); /* cancels the recv */
-    } else if (more && !(c->uflags & UF_RECV1) && u_room(c) <= U_CAP_WINDOW) {
-      rearm(c); /* near the cap: single-shot recvs from here */
-    }
-  } else if (c->flags & PT_CF_CLOSED) {
-    return;
-  } else if (res == 0) {
-    if (!(c->flags & (PT_CF_RD_EOF | PT_CF_CLOSING))) read_eof(l, c);
-  } else if (res == -ENOBUFS) {
+    /* near the cap: single-shot recvs from here (after the loop looked) */
+    if (more && !(uc->flags & UF_RECV1) && u_cap_room(c) <= U_CAP_WINDOW)
+      u->again = c;
+    out[0] = rep(PT_RP_INPUT, c, res);
+    return 1;
+  }
+  if (c->flags & PT_CF_CLOSED) return 0;
+  if (res == 0) {
+    out[0] = rep(PT_RP_EOF, c, 0);
+    return 1;
+  }
+  if (res == -ENOBUFS) {
     /* the ring ran dry: the re-armed recv goes out after this batch has
      * given its buffers back */
-    l->st.ring_enobufs++;
+    h->st->ring_enobufs++;
   } else if (res != -ECANCELED && res != -EINTR && res != -EAGAIN) {
-    close_conn(c, -res, 1);
-    return;
+    out[0] = rep(PT_RP_FAIL, c, -res);
+    return 1;
   }
-  if (!more) {
-    if (c->spj_in && c->spj_in->wait_recv) {
-      /* the recv is gone: the splice job may read the socket now */
-      spj_recv_done(l, c->spj_in);
-      return;
-    }
-    rearm(c);
-  }
+  return 0;
 }
 
 /* A send (plain or zc) of c completed with res. */
-static void u_sent(pt_loop *l, pt_conn *c, int res, pt_buf *hold) {
-  c->uflags &= ~(UF_SEND | UF_SEND_CXL);
-  c->uops--;
-  if (c->flags & PT_CF_CLOSED) return;
+static int u_sent(pt_behost *h, pt_conn *c, int res, pt_buf *hold,
+                  pt_rep *out) {
+  ur_conn *uc = c->be;
+  u_done(h->state, c, UF_SEND | UF_SEND_CXL);
+  if (c->flags & PT_CF_CLOSED) return 0;
   if (res < 0) {
     if (res == -EINTR || res == -EAGAIN || res == -ENOBUFS) {
-      if (u_submit_tx(l, c) != 0) close_conn(c, errno, 1);
-      return;
+      if (u_submit_tx(h, c) == 0) return 0;
+      res = -errno;
     }
-    close_conn(c, res == -ECANCELED ? EPIPE : -res, 1);
-    return;
+    out[0] = rep(PT_RP_FAIL, c, res == -ECANCELED ? EPIPE : -res);
+    return 1;
   }
   size_t n = (size_t)res;
-  if (n > pt_buf_len(&c->tx)) n = pt_buf_len(&c->tx);
+  if (n > pt_buf_len(&uc->tx)) n = pt_buf_len(&uc->tx);
   if (hold)
-    pt_buf_slice(&c->tx, n, hold); /* pinned until the notification */
+    pt_buf_slice(&uc->tx, n, hold); /* pinned until the notification */
   else
-    pt_buf_skip(&c->tx, n);
-  l->st.bytes_out += (uint64_t)n;
-  if (pt_buf_len(&c->tx)) { /* short send: the rest first */
-    if (u_submit_tx(l, c) != 0) close_conn(c, errno, 1);
-    return;
+    pt_buf_skip(&uc->tx, n);
+  h->st->bytes_out += (uint64_t)n;
+  if (pt_buf_len(&uc->tx)) { /* short send: the rest first */
+    if (u_submit_tx(h, c) == 0) return 0;
+    out[0] = rep(PT_RP_FAIL, c, errno);
+    return 1;
   }
-  /* tx is empty: more output, a file job, or drained */
-  if (write_now(c) < 0) return;
-  if (c->spj_out && c->spj_out->wait_out) {
-    spj_step(l, c->spj_out);
-    if (c->flags & PT_CF_CLOSED) return;
-  }
-  closing_step(c);
-  if (!(c->flags & PT_CF_CLOSED)) rearm(c);
+  out[0] = rep(PT_RP_SENT, c, 0);
+  return 1;
 }
 
-static void u_on_zc(pt_loop *l, pt_uzc *z, struct io_uring_cqe *cqe) {
-  struct pt_uring *u = l->ur;
+static int u_on_zc(pt_behost *h, pt_uzc *z, struct io_uring_cqe *cqe,
+                   pt_rep *out) {
+  struct pt_uring *u = h->state;
+  int k = 0;
   if (cqe->flags & IORING_CQE_F_NOTIF) {
     if ((uint32_t)cqe->res & IORING_NOTIF_USAGE_ZC_COPIED) {
       /* the route copies anyway (loopback, no NIC support): the pinning
        * and the notification are pure cost there, so stop asking */
-      l->st.zc_copied++;
-      pt_conn *c = pt_loop_conn(l, z->cid);
-      if (c) c->uflags |= UF_NOZC;
+      h->st->zc_copied++;
+      pt_conn *c = pt_loop_conn(h->loop, z->cid);
+      if (c) ((ur_conn *)c->be)->flags |= UF_NOZC;
     }
     pt_buf_free(&z->hold);
     free(z);
     u->zc_inflight--;
-    return;
+    return 0;
   }
   pt_conn *c = z->c;
   z->c = NULL;
-  if (c && c->us) c->us->zc = NULL;
   int notif = (cqe->flags & IORING_CQE_F_MORE) != 0;
   if (c) {
+    ur_conn *uc = c->be;
+    if (uc->us) uc->us->zc = NULL;
     if ((cqe->res == -EOPNOTSUPP || cqe->res == -EINVAL) &&
         !(c->flags & PT_CF_CLOSED)) {
       /* not for this socket: the same bytes again, copied */
-      c->uflags |= UF_NOZC;
-      c->uflags &= ~(UF_SEND | UF_SEND_CXL);
-      c->uops--;
-      if (u_submit_tx(l, c) != 0) close_conn(c, errno, 1);
+      uc->flags |= UF_NOZC;
+      u_done(u, c, UF_SEND | UF_SEND_CXL);
+      if (u_submit_tx(h, c) != 0) out[k++] = rep(PT_RP_FAIL, c, errno);
     } else {
-      u_sent(l, c, cqe->res, notif ? &z->hold : NULL);
+      k = u_sent(h, c, cqe->res, notif ? &z->hold : NULL, out);
     }
   }
   if (!notif) {
@@ -710,91 +716,103 @@ static void u_on_zc(pt_loop *l, pt_uzc *z, struct io_uring_cqe *cqe) {
     free(z);
     u->zc_inflight--;
   }
+  return k;
 }
 
-static void u_on_poll(pt_loop *l, pt_conn *c, struct io_uring_cqe *cqe) {
-  c->uflags &= ~(UF_POLL | UF_POLL_CXL);
-  c->upoll = 0;
-  c->uops--;
-  if (c->flags & PT_CF_CLOSED) return;
-  int res = cqe->res;
+static int u_on_poll(pt_behost *h, pt_conn *c, struct io_uring_cqe *cqe,
+                     pt_rep *out) {
+  ur_conn *uc = c->be;
+  uc->poll = 0;
+  u_done(h->state, c, UF_POLL | UF_POLL_CXL);
+  if (c->flags & PT_CF_CLOSED) return 0;
+  int res = cqe->res, k = 0;
   if (res < 0) {
-    if (res != -ECANCELED && res != -EINTR && res != -EAGAIN) {
-      close_conn(c, -res, 1);
-      return;
-    }
-  } else {
-    uint32_t m = 0;
-    if (res & POLLIN) m |= PT_R_IN;
-    if (res & POLLOUT) m |= PT_R_OUT;
-    if (res & POLLERR) m |= PT_R_ERR;
-    if (res & POLLHUP) m |= PT_R_HUP;
-    handle_conn(l, c, m);
-    if (c->flags & PT_CF_CLOSED) return;
+    if (res != -ECANCELED && res != -EINTR && res != -EAGAIN)
+      out[k++] = rep(PT_RP_FAIL, c, -res);
+    return k;
   }
-  rearm(c);
+  uint32_t m = (res & POLLIN ? PT_R_IN : 0) | (res & POLLOUT ? PT_R_OUT : 0) |
+               (res & POLLERR ? PT_R_ERR : 0) | (res & POLLHUP ? PT_R_HUP : 0);
+  out[k++] = rep(PT_RP_READY, c, m);
+  if (m & PT_R_ERR)
+    out[k++] = rep(PT_RP_FAIL, c, -1);
+  else if (m & PT_R_HUP)
+    out[k++] = rep(PT_RP_HUP, c, 0);
+  return k;
 }
 
-static void u_on_wake(pt_loop *l, struct io_uring_cqe *cqe) {
-  if (!(cqe->flags & IORING_CQE_F_MORE)) l->ur->wake_armed = 0;
-  if (cqe->res >= 0) handle_wake(l);
-}
-
-static void u_dispatch(pt_loop *l, struct io_uring_cqe *cqe) {
+static int u_dispatch(pt_behost *h, struct io_uring_cqe *cqe, pt_rep *out) {
+  struct pt_uring *u = h->state;
   uint64_t ud = io_uring_cqe_get_data64(cqe);
   void *p = (void *)(uintptr_t)(ud & ~(uint64_t)U_TAGMASK);
   switch (ud & U_TAGMASK) {
-    case U_ACCEPT: u_on_accept(l, p, cqe); break;
-    case U_RECV: u_on_recv(l, p, cqe); break;
-    case U_SEND: u_sent(l, p, cqe->res, NULL); break;
-    case U_ZC: u_on_zc(l, p, cqe); break;
-    case U_POLL: u_on_poll(l, p, cqe); break;
-    case U_WAKE: u_on_wake(l, cqe); break;
-    default: break; /* U_CANCEL */
+    case U_ACCEPT: return u_on_accept(h, p, cqe, out);
+    case U_RECV: return u_on_recv(h, p, cqe, out);
+    case U_SEND: return u_sent(h, p, cqe->res, NULL, out);
+    case U_ZC: return u_on_zc(h, p, cqe, out);
+    case U_POLL: return u_on_poll(h, p, cqe, out);
+    case U_WAKE:
+      if (!(cqe->flags & IORING_CQE_F_MORE)) u->wake_armed = 0;
+      if (cqe->res < 0) return 0;
+      out[0] = rep(PT_RP_WAKE, NULL, 0);
+      return 1;
+    default: return 0; /* U_CANCEL */
   }
 }
 
-/* Reap what the completion queue holds; returns the count. */
-static int u_reap(pt_loop *l) {
-  struct io_uring *r = &l->ur->ring;
-  struct io_uring_cqe *cqe;
-  unsigned head, n = 0;
-  io_uring_for_each_cqe(r, head, cqe) {
-    u_dispatch(l, cqe);
-    n++;
-  }
-  io_uring_cq_advance(r, n);
-  l->st.ring_cqes += n;
-  return (int)n;
+/* The next completion already in the queue, without entering the kernel. */
+static struct io_uring_cqe *u_peek(struct io_uring *r) {
+  struct io_uring_cqe *cqe = NULL;
+  unsigned head;
+  if (!io_uring_cq_ready(r)) return NULL;
+  io_uring_for_each_cqe(r, head, cqe) { break; }
+  return cqe;
 }
 
-/* One round: submit what is queued, wait up to timeout ms (<0: no limit)
- * for completions, dispatch them. Returns completions reaped, -1 if the
- * ring failed. */
-static int u_wait(pt_loop *l, int timeout) {
-  struct pt_uring *u = l->ur;
+static int u_next(pt_behost *h, pt_rep *out, int max) {
+  struct pt_uring *u = h->state;
   struct io_uring *r = &u->ring;
-  u->round++;
-  if (u->broken) return fail(l, u->broken, "io_uring_submit");
-  if (!u->wake_armed && u_add_wake(l) != 0) return -1;
-  int n = u_reap(l); /* completions already there cost no system call */
+  (void)max; /* a completion gives at most 2 reports */
+  for (;;) {
+    if (u->again) { /* the loop has acted on the last reports */
+      pt_conn *c = u->again;
+      u->again = NULL;
+      u_arm(h, c);
+    }
+    struct io_uring_cqe *cqe = u_peek(r);
+    if (!cqe) return 0;
+    int k = u_dispatch(h, cqe, out);
+    io_uring_cq_advance(r, 1);
+    h->st->ring_cqes++;
+    if (k) return k;
+  }
+}
+
+/* Submit what is queued; wait up to timeout ms (< 0: no limit) unless
+ * completions are there already. */
+static int u_wait(pt_behost *h, int timeout) {
+  struct pt_uring *u = h->state;
+  struct io_uring *r = &u->ring;
+  if (u->broken)
+    return pt_errf(h->err, h->errlen, u->broken, "io_uring_submit");
+  if (!u->wake_armed && u_add_wake(h) != 0) return -1;
   int rc;
-  if (n > 0 || timeout == 0) {
-    if (timeout == 0) l->st.wait_zero++;
+  if (io_uring_cq_ready(r) || timeout == 0) {
+    if (timeout == 0) h->st->wait_zero++;
     /* hand over the requests; under DEFER_TASKRUN this also runs the
      * kernel's completion work (an enter either way) */
     if (u->defer) {
       rc = io_uring_submit_and_get_events(r);
-      l->st.ring_enters++;
+      h->st->ring_enters++;
     } else {
-      if (io_uring_sq_ready(r) && !u->sqpoll) l->st.ring_enters++;
+      if (io_uring_sq_ready(r) && !u->sqpoll) h->st->ring_enters++;
       rc = io_uring_submit(r);
     }
     if (rc < 0 && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY)
-      return fail(l, -rc, "io_uring_enter");
-    return n + u_reap(l);
+      return pt_errf(h->err, h->errlen, -rc, "io_uring_enter");
+    return (int)io_uring_cq_ready(r);
   }
-  l->st.wait_block++;
+  h->st->wait_block++;
   struct io_uring_cqe *cqe;
   if (timeout > 0) {
     struct __kernel_timespec ts = {.tv_sec = timeout / 1000,
@@ -804,27 +822,72 @@ static int u_wait(pt_loop *l, int timeout) {
   } else {
     rc = io_uring_submit_and_wait(r, 1);
   }
-  l->st.ring_enters++;
+  h->st->ring_enters++;
   if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY)
-    return fail(l, -rc, "io_uring_enter");
-  return u_reap(l);
+    return pt_errf(h->err, h->errlen, -rc, "io_uring_enter");
+  return (int)io_uring_cq_ready(r);
+}
+
+static int64_t u_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 /* Teardown: every conn is closed (requests cancelled); reap until nothing
  * names our memory any more, bounded in time. */
-static void u_drain(pt_loop *l) {
-  struct pt_uring *u = l->ur;
+static void u_drain(pt_behost *h) {
+  struct pt_uring *u = h->state;
+  if (!u || u->ring.ring_fd < 0) return;
   struct io_uring *r = &u->ring;
-  if (u->wake_armed) u_cancel(l, U_WAKE);
-  int64_t end = mono_ms() + 2000;
+  if (u->wake_armed) u_cancel(h, U_WAKE);
+  int64_t end = u_ms() + 2000;
+  pt_rep scratch[PT_REP_MIN];
   for (;;) {
-    int busy = u->zc_inflight > 0 || u->wake_armed;
-    for (pt_conn *c = l->dead; c && !busy; c = c->next_dead)
-      if (c->uops) busy = 1;
-    if (!busy || mono_ms() > end) break;
-    struct __kernel_timespec ts = {.tv_sec = 0, .tv_nsec = 20000000};
     struct io_uring_cqe *cqe;
+    while ((cqe = u_peek(r))) {
+      u_dispatch(h, cqe, scratch); /* closed conns: nothing to report */
+      io_uring_cq_advance(r, 1);
+      h->st->ring_cqes++;
+    }
+    u->again = NULL;
+    if ((!u->zc_inflight && !u->wake_armed && !u->nops) || u_ms() > end) break;
+    struct __kernel_timespec ts = {.tv_sec = 0, .tv_nsec = 20000000};
     io_uring_submit_and_wait_timeout(r, &cqe, 1, &ts, NULL);
-    u_reap(l);
   }
 }
+
+static void u_free(pt_behost *h) {
+  struct pt_uring *u = h->state;
+  if (!u) return;
+  if (u->ring.ring_fd >= 0) {
+    if (!h->forked) u_drain(h);
+    io_uring_queue_exit(&u->ring); /* in a forked child: unmaps, closes */
+    u->ring.ring_fd = -1;
+  }
+  h->state = NULL;
+  if (u->nlinked) { /* buffers that outlive the loop still point here */
+    u->dead = 1;
+    return;
+  }
+  u_memory_free(u);
+}
+
+const pt_be_ops pt_be_uring = {
+    .name = "io_uring",
+    .conn_size = sizeof(ur_conn),
+    .spin = 0, /* submit and wait are one enter */
+    .init = u_init,
+    .free = u_free,
+    .drain = u_drain,
+    .note = u_note,
+    .attach = u_attach,
+    .arm = u_arm,
+    .forget = u_forget,
+    .busy = u_busy,
+    .release = u_release,
+    .send = u_send,
+    .held = u_held,
+    .wait = u_wait,
+    .next = u_next,
+};

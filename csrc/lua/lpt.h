@@ -127,6 +127,14 @@ int64_t lpt_checkint(lua_State *L, int idx, int64_t lo, int64_t hi);
 void lpt_open_buffer(lua_State *L); /* adds buffer functions to table -1 */
 void lpt_open_codec(lua_State *L);  /* same stack contract */
 void lpt_open_loop(lua_State *L);   /* same stack contract */
+/* lpt_proc.c: processes and signals. Adds core.fork, wait, kill, getpid,
+ * _exit, signals to the module table at mod (called by lpt_open_loop). */
+struct pt_loop;
+void lpt_open_proc(lua_State *L, int mod);
+/* The named signals (stack from first on) wake loop l and are reported by
+ * core.signals(); raises on an unknown name. untrap: l is going away. */
+void lpt_trap(lua_State *L, struct pt_loop *l, int first);
+void lpt_untrap(struct pt_loop *l);
 void lpt_state_free(lpt_State *S);
 /* Set the functions l into the table at index t, each closing over the
  * binding state at mod + 1 and the buffer metatable at mod + 2 (mod: the

@@ -12,16 +12,16 @@
  * anchor), so the core never points at a collected buffer; a buffer the
  * script keeps after that is a plain buffer the loop no longer touches.
  *
+ * Processes and signals (fork, wait, kill, loop:trap) are lpt_proc.c's.
+ *
  * Misuse raises; I/O failures return nil, err.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
-#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "lpt.h"
@@ -35,9 +35,6 @@
 
 #define REF_IN 1
 #define REF_OUT 2
-
-/* the loop trapped signals wake (see loop:trap) */
-static pt_loop *volatile sig_loop;
 
 typedef struct lpt_Loop {
   pt_loop *loop;
@@ -139,9 +136,13 @@ static const char *get_addr(lua_State *L, int *port) {
   return host;
 }
 
-/* core.loop([{pool=, in_cap=, out_cap=, close_timeout=, max_events=,
- *             no_spin=, no_sendfile=, no_splice=}]) -> loop | nil, err
- * no_sendfile / no_splice force the copying fallbacks (tests, benches). */
+/* core.loop([{pool=, in_cap=, out_cap=, budget=, dns_ttl=, close_timeout=,
+ *             max_events=, no_spin=, backend=, sqpoll=, zc_min=, zc_force=,
+ *             ring_bufs=, ring_buf_size=, ring_incremental=, no_sendfile=,
+ *             no_splice=, dns_delay=}]) -> loop | nil, err
+ * budget = false: no loop-wide budget. no_sendfile / no_splice force the
+ * copying fallbacks, dns_delay (ms) slows every name lookup (tests,
+ * benches). */
 static int Lpt_loop(lua_State *L) {
   pt_pool *pool = NULL;
   pt_loop_opts o;
@@ -157,6 +158,14 @@ static int Lpt_loop(lua_State *L) {
     lua_getfield(L, 1, "out_cap");
     if (!lua_isnil(L, -1)) o.out_cap = (size_t)lpt_checkint(L, -1, 1, INT64_MAX);
     lua_pop(L, 1);
+    lua_getfield(L, 1, "budget");
+    if (lua_type(L, -1) == LUA_TBOOLEAN && !lua_toboolean(L, -1))
+      o.budget = SIZE_MAX;
+    else if (!lua_isnil(L, -1))
+      o.budget = (size_t)lpt_checkint(L, -1, 1, INT64_MAX);
+    lua_pop(L, 1);
+    o.dns_ttl_ms = opt_int(L, 1, "dns_ttl", 0, 1, INT32_MAX);
+    o.dns_delay_ms = opt_int(L, 1, "dns_delay", 0, 0, INT32_MAX);
     o.close_timeout_ms = opt_int(L, 1, "close_timeout", 0, 1, INT32_MAX);
     o.max_events = opt_int(L, 1, "max_events", 0, 1, MAX_BATCH);
     o.no_spin = opt_int(L, 1, "no_spin", 0, -1, 1) > 0;
@@ -212,7 +221,7 @@ static int Lpt_backend(lua_State *L) {
 }
 
 static void loop_free(lua_State *L, lpt_Loop *LL, int hook) {
-  if (LL->loop && sig_loop == LL->loop) sig_loop = NULL;
+  if (LL->loop) lpt_untrap(LL->loop);
   if (LL->loop) {
     if (hook) hook_on(L, LL);
     pt_loop_free(LL->loop);
@@ -525,6 +534,29 @@ static int Lpt_info(lua_State *L) {
   return 2;
 }
 
+/* loop:error(id) -> why the conn's connect failed ("connect
+ * 127.0.0.1:9090: Connection refused", "resolve nosuch.invalid: Name or
+ * service not known") | nil. Valid until the conn is recycled. */
+static int Lpt_error(lua_State *L) {
+  lpt_Loop *LL = check_loop(L);
+  pt_conn *c = find_conn(L, LL, 2);
+  const char *e = c ? pt_conn_error(c) : NULL;
+  if (e)
+    lua_pushstring(L, e);
+  else
+    lua_pushnil(L);
+  return 1;
+}
+
+/* loop:trap(name, ...) -> loop: the named signals wake this loop and are
+ * reported by core.signals() instead of their default action. */
+static int Lpt_trap(lua_State *L) {
+  lpt_Loop *LL = check_loop(L);
+  lpt_trap(L, LL->loop, 2);
+  lua_settop(L, 1);
+  return 1;
+}
+
 /* loop:port(id) -> local TCP port | nil */
 static int Lpt_port(lua_State *L) {
   lpt_Loop *LL = check_loop(L);
@@ -546,14 +578,15 @@ static int Lpt_close_all(lua_State *L) {
   X(conns_open) X(listeners_open) X(accepted) X(connected) X(closed)      \
   X(bytes_in) X(bytes_out) X(readv_calls) X(writev_calls) X(wait_zero)    \
   X(wait_block) X(wakeups) X(timers_active) X(timers_fired) X(events)     \
-  X(rd_paused) X(accept_dropped) X(recycled) X(ring_sqes) X(ring_cqes)  \
+  X(rd_paused) X(wr_paused) X(budget_paused) X(held) X(accept_dropped)   \
+  X(recycled) X(dns_lookups) X(dns_cached) X(ring_sqes) X(ring_cqes)      \
   X(ring_enters) X(ring_enobufs) X(ring_linked) X(zc_sends) X(zc_copied)
 
 /* loop:stats() -> table of counters */
 static int Lpt_stats(lua_State *L) {
   pt_loop_stats st;
   pt_loop_stats_get(check_loop(L)->loop, &st);
-  lua_createtable(L, 0, 20);
+  lua_createtable(L, 0, 32);
 #define X(f)                                 \
   lua_pushinteger(L, (lua_Integer)st.f);     \
   lua_setfield(L, -2, #f);
@@ -566,105 +599,6 @@ static int Lpt_stats(lua_State *L) {
 static int Lpt_strerror(lua_State *L) {
   lua_pushstring(L, strerror((int)lpt_checkint(L, 1, 0, 4095)));
   return 1;
-}
-
-/* ---- processes and signals (server lifecycle) ------------------------ */
-
-/* Signals are process-wide: one loop at a time is woken by them. The
- * handler only sets a flag and writes the loop's eventfd (both
- * async-signal-safe); Lua collects the flags after the poll returns. */
-static volatile sig_atomic_t sig_hits[NSIG];
-
-static void on_signal(int signo) {
-  if (signo > 0 && signo < NSIG) sig_hits[signo] = 1;
-  pt_loop *l = sig_loop;
-  if (l) pt_loop_wake(l);
-}
-
-static const struct { const char *name; int signo; } sig_names[] = {
-    {"TERM", SIGTERM}, {"INT", SIGINT}, {"HUP", SIGHUP},
-    {"USR1", SIGUSR1}, {"USR2", SIGUSR2}, {"CHLD", SIGCHLD},
-    {"QUIT", SIGQUIT}, {"KILL", SIGKILL}, {NULL, 0}};
-
-static int signo_of(lua_State *L, int idx) {
-  const char *n = luaL_checkstring(L, idx);
-  for (int i = 0; sig_names[i].name; i++)
-    if (strcmp(n, sig_names[i].name) == 0) return sig_names[i].signo;
-  return luaL_argerror(L, idx, "unknown signal name");
-}
-
-/* loop:trap(name, ...) -> loop: the named signals wake this loop and are
- * reported by core.signals() instead of their default action. */
-static int Lpt_trap(lua_State *L) {
-  lpt_Loop *LL = check_loop(L);
-  sig_loop = LL->loop;
-  for (int i = 2; i <= lua_gettop(L); i++) {
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    sa.sa_flags = SA_RESTART;
-    if (sigaction(signo_of(L, i), &sa, NULL) != 0)
-      return luaL_error(L, "sigaction: %s", strerror(errno));
-  }
-  lua_settop(L, 1);
-  return 1;
-}
-
-/* core.signals() -> list of trapped signal names seen since the last call */
-static int Lpt_signals(lua_State *L) {
-  lua_newtable(L);
-  int k = 0;
-  for (int i = 0; sig_names[i].name; i++) {
-    int s = sig_names[i].signo;
-    if (sig_hits[s]) {
-      sig_hits[s] = 0;
-      lua_pushstring(L, sig_names[i].name);
-      lua_rawseti(L, -2, ++k);
-    }
-  }
-  return 1;
-}
-
-/* core.fork() -> pid (parent) | 0 (child) | nil, err */
-static int Lpt_fork(lua_State *L) {
-  fflush(NULL);
-  pid_t p = fork();
-  if (p < 0) return io_fail(L, strerror(errno));
-  lua_pushinteger(L, (lua_Integer)p);
-  return 1;
-}
-
-/* core.wait([pid [, nohang]]) -> pid, status | 0 (none yet) | nil, err */
-static int Lpt_wait(lua_State *L) {
-  pid_t p = (pid_t)luaL_optinteger(L, 1, -1);
-  int st = 0;
-  pid_t r = waitpid(p, &st, lua_toboolean(L, 2) ? WNOHANG : 0);
-  if (r < 0) return io_fail(L, strerror(errno));
-  lua_pushinteger(L, (lua_Integer)r);
-  lua_pushinteger(L, WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
-  return 2;
-}
-
-/* core.kill(pid, name) -> true | nil, err */
-static int Lpt_kill(lua_State *L) {
-  pid_t p = (pid_t)luaL_checkinteger(L, 1);
-  if (kill(p, signo_of(L, 2)) != 0) return io_fail(L, strerror(errno));
-  lua_pushboolean(L, 1);
-  return 1;
-}
-
-static int Lpt_getpid(lua_State *L) {
-  lua_pushinteger(L, (lua_Integer)getpid());
-  return 1;
-}
-
-/* core._exit(code): leave a forked child without running the parent's
- * finalizers twice */
-static int Lpt_exit(lua_State *L) {
-  fflush(NULL);
-  _exit((int)luaL_optinteger(L, 1, 0));
-  return 0;
 }
 
 static const luaL_Reg loop_methods[] = {
@@ -681,15 +615,14 @@ static const luaL_Reg loop_methods[] = {
     {"stats", Lpt_stats},         {"free", Lpt_loop_close},
     {"sendfile", Lpt_sendfile},   {"splice", Lpt_splice},
     {"pending", Lpt_pending},     {"batch", Lpt_batch},
-    {"backend", Lpt_backend},     {NULL, NULL}};
+    {"backend", Lpt_backend},     {"error", Lpt_error},
+    {NULL, NULL}};
 
 static const luaL_Reg loop_meta[] = {
     {"__gc", Lpt_loop_gc}, {"__close", Lpt_loop_close}, {NULL, NULL}};
 
 static const luaL_Reg loop_funcs[] = {
-    {"loop", Lpt_loop},     {"strerror", Lpt_strerror}, {"signals", Lpt_signals},
-    {"fork", Lpt_fork},     {"wait", Lpt_wait},         {"kill", Lpt_kill},
-    {"getpid", Lpt_getpid}, {"_exit", Lpt_exit},        {NULL, NULL}};
+    {"loop", Lpt_loop}, {"strerror", Lpt_strerror}, {NULL, NULL}};
 
 /* stack: module, state, buffer metatable */
 void lpt_open_loop(lua_State *L) {
@@ -701,6 +634,19 @@ void lpt_open_loop(lua_State *L) {
   lpt_setfuncs(L, -1, mod, loop_meta);
   lua_pop(L, 1); /* module, state, bmt */
   lpt_setfuncs(L, mod, mod, loop_funcs);
+  lpt_open_proc(L, mod);
+#ifdef PT_NO_URING
+  static const char *const backends[] = {"epoll", NULL};
+#else
+  static const char *const backends[] = {"epoll", "io_uring", NULL};
+#endif
+  /* core.loop_backends = { "epoll", "io_uring" }: compiled in */
+  lua_newtable(L);
+  for (int i = 0; backends[i]; i++) {
+    lua_pushstring(L, backends[i]);
+    lua_rawseti(L, -2, i + 1);
+  }
+  lua_setfield(L, mod, "loop_backends");
   /* core.loop_events = { accepted = 1, ..., [1] = "accepted", ... } */
   lua_newtable(L);
 #define PT_X(n, v, s)        \

@@ -22,8 +22,10 @@ Loop.__index = Loop
 
 local M = {}
 
--- petrel.loop([opts]) -> a new loop. opts go to the C loop (pool, in_cap,
--- out_cap, close_timeout, max_events, no_spin).
+-- petrel.loop([opts]) -> a new loop | nil, err. opts go to the C loop
+-- (petrel.core.loop): pool, in_cap, out_cap, budget, dns_ttl,
+-- close_timeout, max_events, no_spin, backend ("epoll" | "uring" | "auto"),
+-- sqpoll and the io_uring tuning options.
 function M.new(opts)
   -- connection buffers come from the state's default pool unless told
   -- otherwise, so petrel.pool_stats() (and server:stats().pool) see them

@@ -231,7 +231,8 @@ M._check_handler = check_handler
 -- petrel.server{ service = ns.Echo, handler = { echo = function(req) ... end },
 --   host = "127.0.0.1", port = 9090 | unix = "/path", loop = ...,
 --   transport = "auto" | "framed" | "buffered", max_frame = bytes,
---   idle_timeout = ms, out_cap = bytes (default 64 MiB), write_timeout = ms
+--   idle_timeout = ms, out_cap = bytes (default 4 MiB: a conn whose unsent
+--   replies are over it is not read until they drained), write_timeout = ms
 --   (a peer whose unread replies stay over out_cap this long is dropped;
 --   default 10000), backlog = n, reuseport = bool, keepalive, nodelay,
 --   sndbuf, rcvbuf, logger = function(line, info) | false (handler errors;
@@ -252,7 +253,7 @@ function M.server(opts, level)
     transport = opts.transport or "auto",
     max_frame = opts.max_frame or DEFAULT_MAX_FRAME,
     idle_timeout = opts.idle_timeout,
-    out_cap = opts.out_cap or 64 * 1024 * 1024,
+    out_cap = opts.out_cap or 4 * 1024 * 1024,
     write_timeout = opts.write_timeout or 10000,
     conns = {},
     nconns = 0,

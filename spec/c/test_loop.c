@@ -9,7 +9,9 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/time.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -406,10 +408,11 @@ static void test_connect_refused(void) {
   CHECK(pt_loop_conn(l, id) != NULL); /* closed, not yet recycled */
   pt_loop_poll(l, evs, NEV, 0);
   CHECK(pt_loop_conn(l, id) == NULL);
-  /* bad addresses fail at once, no DNS */
-  CHECK(pt_connect(l, "example.invalid", 80, 100, NULL) == NULL);
-  CHECK(strstr(pt_loop_error(l), "numeric") != NULL);
+  /* malformed addresses fail at once, naming phase and address */
+  CHECK(pt_connect(l, "bad host!", 80, 100, NULL) == NULL);
+  CHECK(strncmp(pt_loop_error(l), "connect bad host!:80: not an address", 36) == 0);
   CHECK(pt_connect(l, "127.0.0.1", 70000, 100, NULL) == NULL);
+  CHECK(strcmp(pt_loop_error(l), "connect 127.0.0.1:70000: port out of range") == 0);
   CHECK(pt_listen(l, "unix:", 0, 1, NULL) == NULL);
   pt_loop_stats st;
   pt_loop_stats_get(l, &st);
@@ -955,6 +958,130 @@ static void test_send_while_connecting(void) {
   pt_loop_free(l);
 }
 
+/* ---- unix paths: a live server's is refused, a stale one taken over ----- */
+
+static int path_exists(const char *p) {
+  struct stat st;
+  return lstat(p, &st) == 0;
+}
+
+static void test_unix_takeover(void) {
+  char path[96], addr[104];
+  snprintf(path, sizeof path, "/tmp/petrel-take-%d.sock", (int)getpid());
+  snprintf(addr, sizeof addr, "unix:%s", path);
+  unlink(path);
+  pt_loop *l = pt_loop_new(NULL, NULL);
+  pt_conn *a = pt_listen(l, addr, 0, 16, NULL);
+  CHECK(a != NULL);
+  errno = 0;
+  CHECK(pt_listen(l, addr, 0, 16, NULL) == NULL);
+  CHECK(errno == EADDRINUSE);
+  char want[160];
+  snprintf(want, sizeof want, "listen %s: address in use by a live server", addr);
+  CHECK(strcmp(pt_loop_error(l), want) == 0);
+  CHECK(path_exists(path)); /* still the first server's */
+  pt_loop_free(l);
+  CHECK(!path_exists(path));
+  /* stale: a socket file nobody listens on */
+  int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+  struct sockaddr_un su;
+  memset(&su, 0, sizeof su);
+  su.sun_family = AF_UNIX;
+  memcpy(su.sun_path, path, strlen(path) + 1);
+  CHECK(bind(fd, (struct sockaddr *)&su, sizeof su) == 0);
+  close(fd);
+  CHECK(path_exists(path));
+  l = pt_loop_new(NULL, NULL);
+  CHECK(pt_listen(l, addr, 0, 16, NULL) != NULL);
+  pt_loop_free(l);
+  CHECK(!path_exists(path));
+  /* not a socket: never removed */
+  FILE *f = fopen(path, "w");
+  CHECK(f != NULL);
+  if (f) {
+    fputs("keep", f);
+    fclose(f);
+  }
+  l = pt_loop_new(NULL, NULL);
+  errno = 0;
+  CHECK(pt_listen(l, addr, 0, 16, NULL) == NULL);
+  CHECK(errno == EADDRINUSE);
+  pt_loop_free(l);
+  CHECK(path_exists(path));
+  unlink(path);
+}
+
+/* ---- host names: resolved on a thread, cached, failures named --------- */
+
+typedef struct rs {
+  uint64_t timer, conn;
+  int64_t t0, fired_at, done_at;
+  int err, done;
+} rs;
+
+static int rs_fn(pt_loop *l, pt_event *e, void *ctx) {
+  (void)l;
+  rs *s = ctx;
+  if (e->type == PT_EV_TIMER && e->id == s->timer) s->fired_at = ms_now() - s->t0;
+  if (e->type == PT_EV_CONNECTED && e->id == s->conn) {
+    s->err = e->err;
+    s->done = 1;
+    s->done_at = ms_now() - s->t0;
+    return 1;
+  }
+  return 0;
+}
+
+static void test_resolve(void) {
+  pt_loop_opts o;
+  memset(&o, 0, sizeof o);
+  o.dns_delay_ms = 200;
+  pt_loop *l = pt_loop_new(NULL, &o);
+  pt_conn *lc = pt_listen(l, "127.0.0.1", 0, 16, NULL);
+  int port = pt_conn_port(lc);
+  pt_listen(l, "::1", port, 16, NULL); /* where localhost is ::1 first */
+  rs s;
+  memset(&s, 0, sizeof s);
+  s.t0 = ms_now();
+  s.timer = pt_loop_timer(l, 20);
+  /* "LOCALHOST" goes to the resolver; "localhost" would not */
+  pt_conn *c = pt_connect(l, "LOCALHOST", port, 10000, NULL);
+  CHECK(c != NULL && c->fd < 0); /* no socket until the name resolved */
+  s.conn = c ? c->id : 0;
+  CHECK(run(l, rs_fn, &s, 15000));
+  CHECK(s.err == 0);
+  CHECK(s.fired_at > 0 && s.fired_at < 190); /* the loop went on */
+  CHECK(s.done_at >= 190);
+  pt_loop_stats st;
+  pt_loop_stats_get(l, &st);
+  CHECK(st.dns_lookups == 1 && st.dns_cached == 0);
+  /* from the cache: no delay */
+  memset(&s, 0, sizeof s);
+  s.t0 = ms_now();
+  c = pt_connect(l, "LOCALHOST", port, 10000, NULL);
+  s.conn = c ? c->id : 0;
+  CHECK(run(l, rs_fn, &s, 15000));
+  CHECK(s.err == 0 && s.done_at < 190);
+  pt_loop_stats_get(l, &st);
+  CHECK(st.dns_lookups == 1 && st.dns_cached == 1);
+  /* closed while resolving: nothing follows, the answer is dropped */
+  pt_conn *gone = pt_connect(l, "LOCALHOST.", port, 10000, NULL);
+  CHECK(gone != NULL);
+  if (gone) pt_conn_close(gone, 0);
+  /* a name that does not resolve */
+  memset(&s, 0, sizeof s);
+  s.t0 = ms_now();
+  c = pt_connect(l, "nosuch.invalid", 80, 30000, NULL);
+  s.conn = c ? c->id : 0;
+  CHECK(run(l, rs_fn, &s, 35000));
+  CHECK(s.done && s.err != 0);
+  pt_conn *f = pt_loop_conn(l, s.conn);
+  CHECK(f && pt_conn_error(f) &&
+        strncmp(pt_conn_error(f), "resolve nosuch.invalid: ", 24) == 0);
+  pt_loop_poll(l, evs, NEV, 300); /* the dropped answer comes and goes */
+  pt_loop_free(l);
+}
+
 /* ---- a forked child freeing its copy leaves the parent's loop alone ------ */
 
 typedef struct fk {
@@ -1035,5 +1162,7 @@ int main(void) {
   TEST(test_close_timeout);
   TEST(test_send_while_connecting);
   TEST(test_fork_free);
+  TEST(test_unix_takeover);
+  TEST(test_resolve);
   return ct_report();
 }
