@@ -47,6 +47,8 @@ typedef struct path_ent {
   int kind;            /* 0 struct, 1 element, 2 map key, 3 map value */
   int keyidx;          /* map value: stack index of its key, 0 if none */
   int64_t index;       /* element index (1-based) */
+  const struct mkey *mk; /* or its sorted key (keyidx 0), kind mksk */
+  int mksk;
 } path_ent;
 
 enum { M_STRING, M_BUFFER, M_SIZE };
@@ -117,6 +119,8 @@ static void path_key(lua_State *L, luaL_Buffer *b, int idx) {
   }
 }
 
+static void path_mkey(luaL_Buffer *b, const struct mkey *m, int sk);
+
 static void path_format(Ctx *c, luaL_Buffer *b) {
   for (int i = 0; i <= c->depth && i <= LPT_MAXDEPTH_LIMIT; i++) {
     path_ent *e = &c->path[i];
@@ -132,6 +136,8 @@ static void path_format(Ctx *c, luaL_Buffer *b) {
       luaL_addstring(b, tmp);
     } else if (e->kind == 3 && e->keyidx) {
       path_key(c->L, b, e->keyidx);
+    } else if (e->kind == 3 && e->mk) {
+      path_mkey(b, e->mk, e->mksk);
     } else {
       snprintf(tmp, sizeof tmp, "<%s #%lld>", e->kind == 2 ? "key" : "value",
                (long long)e->index);
@@ -424,6 +430,7 @@ static void push_frame(Ctx *c, int kind, const pt_plan *plan) {
   e->plan = plan;
   e->field = -1;
   e->keyidx = 0;
+  e->mk = NULL;
   e->index = 0;
 }
 
@@ -831,9 +838,10 @@ static mkey *sorted_keys(Ctx *c, int idx, const pt_type *kt,
   }
   /* keys that cannot be pushed back by value (int64 cdata, i64 text) are
    * fetched by identity: a second walk, in the same order, keeps them */
-  lua_newtable(L);
-  int auxi = lua_gettop(L);
+  int auxi = 0;
   if (cdata) {
+    lua_newtable(L);
+    auxi = lua_gettop(L);
     int j = 0;
     lua_pushnil(L);
     while (lua_next(L, idx)) {
@@ -847,7 +855,8 @@ static mkey *sorted_keys(Ctx *c, int idx, const pt_type *kt,
   int (*cmp)(const void *, const void *) =
       sk == SK_STR ? cmp_str : sk == SK_NUM ? cmp_num : cmp_int;
   qsort(keys, i, sizeof *keys, cmp);
-  for (size_t j = 1; j < i; j++)
+  /* only keys of one wire value that Lua holds apart can repeat */
+  for (size_t j = 1; cdata && j < i; j++)
     if (same_key(sk, &keys[j - 1], &keys[j])) {
       path_ent *e = &c->path[c->depth];
       e->index = (int64_t)j + 1;
@@ -856,7 +865,7 @@ static mkey *sorted_keys(Ctx *c, int idx, const pt_type *kt,
       e->keyidx = lua_gettop(L);
       enc_error(c, "duplicate key (two keys with one value)");
     }
-  *aux = cdata ? auxi : 0;
+  *aux = auxi;
   *count = i;
   return keys;
 }
@@ -875,6 +884,34 @@ static void push_key(Ctx *c, const mkey *m, int sk, int aux) {
   } else {
     lpt_pushi64(L, m->i);
   }
+}
+
+/* A sorted key for a path, as path_key writes it. */
+static void path_mkey(luaL_Buffer *b, const mkey *m, int sk) {
+  char tmp[64];
+  switch (sk) {
+    case SK_STR: {
+      luaL_addstring(b, "[\"");
+      for (size_t k = 0; k < m->n && k < 40; k++) {
+        unsigned char ch = (unsigned char)m->s[k];
+        if (ch == '"' || ch == '\\') {
+          luaL_addchar(b, '\\');
+          luaL_addchar(b, (char)ch);
+        } else if (ch < 0x20 || ch == 0x7f) {
+          snprintf(tmp, sizeof tmp, "\\%d", ch);
+          luaL_addstring(b, tmp);
+        } else {
+          luaL_addchar(b, (char)ch);
+        }
+      }
+      luaL_addstring(b, m->n > 40 ? "...\"]" : "\"]");
+      return;
+    }
+    case SK_NUM: snprintf(tmp, sizeof tmp, "[%.17g]", m->d); break;
+    case SK_BOOL: snprintf(tmp, sizeof tmp, "[%s]", m->i ? "true" : "false"); break;
+    default: snprintf(tmp, sizeof tmp, "[%lld]", (long long)m->i); break;
+  }
+  luaL_addstring(b, tmp);
 }
 
 /* Is the set table at idx in key form ({[v] = true})? A sequence holds
@@ -936,7 +973,7 @@ static void enc_keyset(Ctx *c, const pt_type *t, int idx) {
       enc_value(c, et, lua_gettop(L));
       lua_pop(L, 1);
     }
-    lua_pop(L, 2); /* aux, keys */
+    lua_pop(L, aux ? 2 : 1); /* aux, keys */
   } else {
     int64_t i = 0;
     lua_pushnil(L);
@@ -1045,16 +1082,16 @@ static void enc_map(Ctx *c, const pt_type *t, int idx) {
         continue;
       }
       push_key(c, &keys[i], sk, aux);
-      int kidx = lua_gettop(L);
-      enc_value(c, t->elem, kidx);
-      lua_pushvalue(L, kidx);
+      enc_value(c, t->elem, lua_gettop(L));
       lua_rawget(L, idx);
       e->kind = 3;
-      e->keyidx = kidx;
+      e->mk = &keys[i];
+      e->mksk = sk;
       enc_value(c, t->val, lua_gettop(L));
-      lua_pop(L, 2);
+      e->mk = NULL;
+      lua_pop(L, 1);
     }
-    lua_pop(L, 2); /* aux, keys */
+    lua_pop(L, aux ? 2 : 1); /* aux, keys */
   } else {
     int64_t i = 0;
     lua_pushnil(L);
@@ -1280,6 +1317,7 @@ static int dec_frame(Ctx *c, int kind, const pt_plan *plan) {
   e->plan = plan;
   e->field = -1;
   e->keyidx = 0;
+  e->mk = NULL;
   e->index = 0;
   return 0;
 }
@@ -1744,6 +1782,7 @@ static void ctx_open(Ctx *c, lua_State *L, int tidx, const pt_plan *p) {
   c->path[0].plan = p;
   c->path[0].field = -1;
   c->path[0].keyidx = 0;
+  c->path[0].mk = NULL;
 }
 
 static void set_proto(Ctx *c, int proto) {
@@ -1823,6 +1862,7 @@ static int opts_index(lua_State *L, int buf_idx, int *out_idx) {
  * opts: protocol = "binary" | "compact", max_depth, strict */
 static int Lpt_type_encode(lua_State *L) {
   lpt_Type *T = lpt_checktype(L, 1);
+  lua_settop(L, 4); /* absent arguments are nil below the pushes */
   int bi, oi = opts_index(L, 3, &bi);
   pt_buf *out = bi ? lpt_checkbuf(L, bi) : NULL;
   Ctx c;
@@ -1855,6 +1895,7 @@ static int Lpt_type_encode(lua_State *L) {
  * with encode into a buffer). */
 static int Lpt_type_encode_message(lua_State *L) {
   lpt_Type *T = lpt_checktype(L, 1);
+  lua_settop(L, 8);
   pt_buf *out = lpt_checkbuf(L, 3);
   size_t nlen;
   const char *name = luaL_checklstring(L, 4, &nlen);
@@ -1891,6 +1932,7 @@ static int Lpt_type_encode_message(lua_State *L) {
 /* T:size(value [, opts]) -> bytes the encoding takes (BLength) */
 static int Lpt_type_size(lua_State *L) {
   lpt_Type *T = lpt_checktype(L, 1);
+  lua_settop(L, 3);
   Ctx c;
   ctx_open(&c, L, 1, T->plan);
   read_opts(&c, L, 3);
@@ -1906,6 +1948,7 @@ static int Lpt_type_size(lua_State *L) {
  * opts: protocol, typed, enum_names, unknown, max_depth, int64_as_string */
 static int Lpt_type_decode(lua_State *L) {
   lpt_Type *T = lpt_checktype(L, 1);
+  lua_settop(L, 4);
   size_t len;
   const unsigned char *s = lpt_input_bytes(L, 2, &len);
   int64_t pos = lua_isnoneornil(L, 3) ? 1 : lpt_checkint(L, 3, 1, INT64_MAX);
