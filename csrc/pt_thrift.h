@@ -482,8 +482,9 @@ static inline size_t pt_wr_len(const pt_wr *wr) {
 
 /* A writer appending to b: regions are reserved from b's tail (the room
  * left in its last block, then fresh pool blocks of first bytes and more,
- * doubling up to the largest size class). Nothing is readable in b until
- * pt_wr_flush. No other write to b may come between. */
+ * doubling up to the largest size class). Full regions become readable
+ * in b as the writer moves on; pt_wr_flush commits the last one. No
+ * other write to b may come between. */
 void pt_wr_init_buf(pt_wr *wr, pt_buf *b, size_t first);
 /* A writer that only counts: regions come from b's tail and are rewound
  * when full; pt_wr_len says how much was written, b is left unchanged. */
