@@ -49,6 +49,11 @@ $(BUILD)/ctest/%: spec/c/%.c spec/c/ctest.h $(CORE_SRC) $(CORE_HDR)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS_ALL) -Icsrc -o $@ $< $(CORE_SRC) $(LIBS)
 
+# the walkers' guard-page test embeds Lua 5.4 with the binding linked in
+$(BUILD)/ctest/test_walk: spec/c/test_walk.c spec/c/ctest.h $(CORE_SRC) $(CORE_HDR) $(LUA_SRC) $(LUA_HDR)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_ALL) -Icsrc -I$(LUA54_INC) -o $@ $< $(CORE_SRC) $(LUA_SRC) -llua5.4 $(LIBS)
+
 deps:
 	@tools/deps.sh
 
