@@ -144,7 +144,8 @@ void pt_simd_force_scalar(int on);
  * read before its bytes are written).
  * pt_zz_decode reads n varints from the avail bytes at p into dst and
  * returns the bytes read, or 0 when they are cut short or malformed (too
- * long, or a value outside the width); *bad then says which element. */
+ * long, or a value outside the width); *bad then says which element
+ * (n = 0 reads nothing: 0 too). */
 #define PT_ZZ_MAX(w) ((w) == 8 ? 10 : (w) == 4 ? 5 : 3)
 size_t pt_zz_encode(unsigned char *dst, const void *src, size_t n, int w);
 size_t pt_zz_decode(void *dst, const unsigned char *p, size_t avail, size_t n,

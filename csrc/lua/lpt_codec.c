@@ -1501,7 +1501,7 @@ static int dec_typed(Ctx *c, const pt_type *et, size_t n) {
   if (w == 1 || (c->cpt && ak == AR_DOUBLE)) {
     memcpy(a->data, c->p, n * w);
     c->p += n * w;
-  } else if (c->cpt) {
+  } else if (c->cpt && n) {
     size_t bad = 0;
     size_t k = pt_zz_decode(a->data, c->p, left(c), n, (int)w, &bad);
     if (!k) {
@@ -1509,7 +1509,7 @@ static int dec_typed(Ctx *c, const pt_type *et, size_t n) {
       return dec_error(c, "bad or cut short %s varint", pt_kind_names[et->kind]);
     }
     c->p += k;
-  } else {
+  } else if (!c->cpt) {
     pt_bswap_copy(a->data, c->p, n, (int)w);
     c->p += n * w;
   }
