@@ -15,7 +15,8 @@ reference implementation in petrel's interop tests.  Run with /usr/bin/python3.
           value is built by calling the generated class with the args as
           keyword arguments (JSON numbers, strings, booleans, arrays as
           lists, objects as dicts; {"$struct": NAME, "args": {...}} for a
-          nested struct), then written with the generated pure-Python
+          nested struct, {"$bytes": HEX} for binary, {"$map": [[k, v]...]}
+          for a map in that order), then written with the generated pure-Python
           write() in both protocols.  stdout: a JSON array of
           {"binary": hex, "compact": hex}.  Works where thrift_spec is empty
           (structs with negative field ids), since write() does not use it.
@@ -443,6 +444,10 @@ def construct(mod, j):
     def conv(v):
         if isinstance(v, dict) and "$struct" in v:
             return construct(mod, {"struct": v["$struct"], "args": v.get("args", {})})
+        if isinstance(v, dict) and "$bytes" in v:
+            return bytes.fromhex(v["$bytes"])
+        if isinstance(v, dict) and "$map" in v:
+            return {conv(k): conv(x) for k, x in v["$map"]}
         if isinstance(v, list):
             return [conv(x) for x in v]
         if isinstance(v, dict):

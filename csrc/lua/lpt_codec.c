@@ -945,11 +945,12 @@ static void enc_keyset(Ctx *c, const pt_type *t, int idx) {
   lua_State *L = c->L;
   const pt_type *et = t->elem;
   size_t n = 0;
+  push_frame(c, 1, NULL);
+  path_ent *e = &c->path[c->depth];
   lua_pushnil(L);
   while (lua_next(L, idx)) {
     int vt = lua_type(L, -1);
     if (vt != LUA_TBOOLEAN) {
-      path_ent *e = &c->path[c->depth];
       e->kind = 3;
       e->keyidx = lua_gettop(L) - 1;
       enc_error(c, "set in key form: true or false expected, got %s",
@@ -960,8 +961,6 @@ static void enc_keyset(Ctx *c, const pt_type *t, int idx) {
   }
   if (n > INT32_MAX) enc_error(c, "too many elements");
   w_list(c, et->ttype, (uint32_t)n);
-  push_frame(c, 1, NULL);
-  path_ent *e = &c->path[c->depth];
   int aux = 0;
   size_t count = 0;
   mkey *keys = sorted_keys(c, idx, et, NULL, n, 1, &aux, &count);
