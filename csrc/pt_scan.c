@@ -71,7 +71,7 @@ static int sc_after(pt_scan *s, int after) {
     if (s->env.proto == PT_PROTO_COMPACT) {
       s->proto = PT_PROTO_COMPACT;
       if (s->sp >= s->max_depth) return sc_bad(s, "nesting too deep");
-      s->st[s->sp++] = (pt_scan_frame){PT_T_STRUCT, {0, 0}, 0};
+      s->st[s->sp++] = (pt_scan_frame){PT_T_STRUCT, {0, 0}, 0, 0};
       return sc_token(s, SC_CFIELD, 1);
     }
     return sc_token(s, SC_TAIL, s->env.strict ? 4 : 5);
@@ -97,6 +97,7 @@ static int sc_push(pt_scan *s, int kind, int t0, int t1, uint32_t left) {
   f->et[0] = (uint8_t)t0;
   f->et[1] = (uint8_t)t1;
   f->left = left;
+  f->last = 0;
   return PT_SCAN_MORE;
 }
 
@@ -202,9 +203,14 @@ static int sc_map_body(pt_scan *s, int kt, int vt, uint64_t n) {
 static int sc_varint_done(pt_scan *s) {
   uint64_t v = s->vacc;
   switch (s->vuse) {
-    case V_FIELD_ID:
+    case V_FIELD_ID: { /* zigzag, within i16, as pt_cpt_rd_field takes it */
+      int32_t id = pt_unzz32((uint32_t)v);
+      if (v > 0xffffffffu || id < INT16_MIN || id > INT16_MAX)
+        return sc_bad(s, "bad field header");
+      s->st[s->sp - 1].last = id;
       if (s->ftype == PT_T_BOOL) return sc_next(s);
       return sc_begin(s, s->ftype);
+    }
     case V_STRLEN:
       if (v > 0x7fffffffu) return sc_bad(s, "negative length");
       return sc_skip(s, v, SC_AFTER_VALUE);
@@ -269,6 +275,9 @@ static int sc_act(pt_scan *s) {
       if (!ft) return sc_bad(s, "bad field type");
       s->ftype = (uint8_t)ft;
       if (t[0] >> 4 == 0) return sc_varint(s, V_FIELD_ID); /* long form */
+      pt_scan_frame *f = &s->st[s->sp - 1];
+      f->last += t[0] >> 4;
+      if (f->last > INT16_MAX) return sc_bad(s, "bad field header");
       if (ft == PT_T_BOOL) return sc_next(s); /* value in the header */
       return sc_begin(s, ft);
     }

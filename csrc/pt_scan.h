@@ -23,6 +23,7 @@ typedef struct pt_scan_frame {
   uint8_t kind;  /* PT_T_STRUCT, PT_T_LIST (also sets) or PT_T_MAP */
   uint8_t et[2]; /* element type; map: key and value */
   uint32_t left; /* values still to come (maps: keys and values) */
+  int32_t last;  /* Compact struct: the previous field id */
 } pt_scan_frame;
 
 typedef struct pt_scan {

@@ -1364,6 +1364,11 @@ static int ubuf_grow(pt_wr *wr, size_t need) {
  * (Binary input) and moves past it. */
 static int keep_unknown(Ctx *c, int ft, int id, int bv, size_t k) {
   lpt_State *S = c->S;
+  if (!S->ubuf) {
+    S->ubuf = malloc(256);
+    if (!S->ubuf) luaL_error(c->L, "out of memory");
+    S->ucap = 256;
+  }
   pt_wr u;
   memset(&u, 0, sizeof u);
   u.grow = ubuf_grow;
