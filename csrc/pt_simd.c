@@ -182,35 +182,22 @@ static size_t zz_decode_scalar(void *dst, const unsigned char *p,
   return (size_t)(q - p);
 }
 
-/* The varint at q with at least 16 readable bytes: 8-byte words, the
- * length from the first byte below 0x80, no loop over bytes. Returns its
- * length, 0 if malformed (more than 10 bytes, or past 64 bits). */
-static inline int varint_word(const unsigned char *q, uint64_t *out) {
+#define gather7 pt_gather7
+
+/* The value of the varint of len bytes (1..10) at s, which has 16
+ * readable bytes; no branch on the length. *bad gets a bit when a 10-byte
+ * varint goes past 64 bits. */
+static inline uint64_t varint_at(const unsigned char *s, unsigned len,
+                                 unsigned *bad) {
   uint64_t a;
-  memcpy(&a, q, 8);
-  uint64_t stop = ~a & 0x8080808080808080ull;
-  if (stop) {
-    int len = (__builtin_ctzll(stop) >> 3) + 1;
-    uint64_t x = len == 8 ? a : a & ((1ull << (8 * len)) - 1);
-    /* gather the 7-bit groups */
-    x = (x & 0x007f007f007f007full) | ((x & 0x7f007f007f007f00ull) >> 1);
-    x = (x & 0x00003fff00003fffull) | ((x & 0x3fff00003fff0000ull) >> 2);
-    x = (x & 0x000000000fffffffull) | ((x & 0x0fffffff00000000ull) >> 4);
-    *out = x;
-    return len;
-  }
-  /* 9 or 10 bytes: the first 8 give 56 bits */
-  uint64_t x = a;
-  x = (x & 0x007f007f007f007full) | ((x & 0x7f007f007f007f00ull) >> 1);
-  x = (x & 0x00003fff00003fffull) | ((x & 0x3fff00003fff0000ull) >> 2);
-  x = (x & 0x000000000fffffffull) | ((x & 0x0fffffff00000000ull) >> 4);
-  if (q[8] < 0x80) {
-    *out = x | (uint64_t)q[8] << 56;
-    return 9;
-  }
-  if (q[9] > 1) return 0;
-  *out = x | (uint64_t)(q[8] & 0x7f) << 56 | (uint64_t)q[9] << 63;
-  return 10;
+  memcpy(&a, s, 8);
+  unsigned l8 = len < 8 ? len : 8;
+  uint64_t x = gather7(a & (~0ull >> (64 - 8 * l8)));
+  uint64_t b8 = s[8], b9 = s[9];
+  x |= len > 8 ? (b8 & 0x7f) << 56 : 0;
+  x |= len > 9 ? b9 << 63 : 0;
+  *bad |= (unsigned)(len > 9) & (unsigned)(b9 > 1);
+  return x;
 }
 
 #if PT_HAVE_X86
@@ -250,94 +237,116 @@ __attribute__((target("avx2"))) static void zz_bytes_avx2(void *dst,
   }
 }
 
-__attribute__((target("avx2"))) static inline int all_small_avx2(
-    const unsigned char *s) {
-  __m256i b = _mm256_loadu_si256((const __m256i *)s);
-  return _mm256_movemask_epi8(b) == 0;
-}
-
-/* AVX2: 32 values at a time while they all zigzag below 0x80 (one byte
- * each), else one value through the word-at-a-time writer. */
-__attribute__((target("avx2"))) static size_t zz_encode_avx2(
-    unsigned char *dst, const void *src, size_t n, int w) {
+/* Fast encode: the zigzag in scalar (a vector store read back lane by
+ * lane stalls store forwarding), each varint through the branch-free
+ * writer while there is room to spare: 10 bytes per i64 (in place, a write
+ * never reaches a value not yet read: see pt_zz_encode); i32 and i16
+ * values stop 8 early and finish with the byte writer. */
+static size_t zz_encode_fast(unsigned char *dst, const void *src, size_t n,
+                             int w) {
   const unsigned char *s = src;
   unsigned char *d = dst;
   size_t i = 0;
-  while (i < n) {
-    if (w == 8 && n - i >= 4) {
-      __m256i v = _mm256_loadu_si256((const __m256i *)(s + 8 * i));
-      __m256i zz = _mm256_xor_si256(
-          _mm256_slli_epi64(v, 1),
-          _mm256_cmpgt_epi64(_mm256_setzero_si256(), v));
-      /* all four below 0x80: their low bytes are the varints */
-      __m256i hi = _mm256_andnot_si256(_mm256_set1_epi64x(0x7f), zz);
-      if (_mm256_testz_si256(hi, hi)) {
-        uint64_t t[4];
-        _mm256_storeu_si256((__m256i *)t, zz);
-        /* src may overlap what is written: read before writing */
-        d[0] = (unsigned char)t[0];
-        d[1] = (unsigned char)t[1];
-        d[2] = (unsigned char)t[2];
-        d[3] = (unsigned char)t[3];
-        d += 4;
-        i += 4;
-        continue;
-      }
-      uint64_t t[4];
-      _mm256_storeu_si256((__m256i *)t, zz);
-      for (int k = 0; k < 4; k++) d = pt_wr_varint64(d, t[k]);
-      i += 4;
-      continue;
+  if (w == 8) {
+    for (; i < n; i++) {
+      int64_t v;
+      memcpy(&v, s + 8 * i, 8);
+      d = pt_wr_varint64_fast(d, pt_zz64(v));
     }
-    if (w == 4 && n - i >= 8) {
-      __m256i v = _mm256_loadu_si256((const __m256i *)(s + 4 * i));
-      __m256i zz = _mm256_xor_si256(_mm256_slli_epi32(v, 1),
-                                    _mm256_srai_epi32(v, 31));
-      uint32_t t[8];
-      _mm256_storeu_si256((__m256i *)t, zz);
-      for (int k = 0; k < 8; k++) d = pt_wr_varint32(d, t[k]);
-      i += 8;
-      continue;
+  } else if (w == 4) {
+    for (; i + 8 <= n; i++) {
+      int32_t v;
+      memcpy(&v, s + 4 * i, 4);
+      d = pt_wr_varint64_fast(d, pt_zz32(v));
     }
-    d = pt_wr_varint64(d, zz_of(s, i, w));
-    i++;
   }
+  for (; i < n; i++) d = pt_wr_varint64(d, zz_of(s, i, w));
   return (size_t)(d - dst);
+}
+
+__attribute__((target("avx2"))) static inline uint32_t stops_avx2(
+    const unsigned char *q) {
+  __m256i b = _mm256_loadu_si256((const __m256i *)q);
+  return ~(uint32_t)_mm256_movemask_epi8(b);
+}
+
+/* AVX2 decode: the ends of the varints of 32 bytes at a time come from
+ * one movemask (bytes below 0x80); each varint is then read branch-free
+ * from its start and length (loads independent of each other), and a
+ * block of 32 one-byte varints is widened and unzigzagged in vectors.
+ * Specialized per width (w is a constant in each inlined copy). */
+__attribute__((target("avx2"), always_inline)) static inline size_t zz_decode_blocks(
+    void *dst, const unsigned char *p, size_t avail, size_t n, const int w,
+    size_t *done) {
+  const unsigned char *q = p, *end = p + avail;
+  const unsigned maxlen = w == 8 ? 10 : 5;
+  size_t i = 0;
+  unsigned badbits = 0;
+  unsigned char *d = dst;
+  while (end - q >= 48) {
+    uint32_t t = stops_avx2(q);
+    unsigned cnt = (unsigned)__builtin_popcount(t);
+    if (!cnt || cnt > n - i) break; /* none (malformed) or the list's end */
+    if (t == 0xffffffffu) {
+      zz_bytes_avx2(d + (size_t)w * i, q, w);
+      q += 32;
+      i += 32;
+      continue;
+    }
+    const unsigned char *s = q;
+    for (unsigned k = 0; k < cnt; k++) {
+      unsigned e = (unsigned)__builtin_ctz(t);
+      const unsigned char *nx = q + e + 1;
+      unsigned len = (unsigned)(nx - s);
+      badbits |= len > maxlen;
+      uint64_t u = varint_at(s, len, &badbits);
+      if (w == 8) {
+        int64_t v = pt_unzz64(u);
+        memcpy(d + 8 * i, &v, 8);
+      } else if (w == 4) {
+        badbits |= (unsigned)(u >> 32 != 0);
+        int32_t v = pt_unzz32((uint32_t)u);
+        memcpy(d + 4 * i, &v, 4);
+      } else {
+        int32_t v = pt_unzz32((uint32_t)u);
+        badbits |= (unsigned)(u >> 32 != 0) | (unsigned)(v < INT16_MIN || v > INT16_MAX);
+        int16_t h = (int16_t)v;
+        memcpy(d + 2 * i, &h, 2);
+      }
+      s = nx;
+      t &= t - 1;
+      i++;
+    }
+    if (badbits) { /* somewhere in this block: the scalar reader says where */
+      i -= cnt;
+      break;
+    }
+    q = s;
+  }
+  *done = i;
+  return (size_t)(q - p);
 }
 
 __attribute__((target("avx2"))) static size_t zz_decode_avx2(
     void *dst, const unsigned char *p, size_t avail, size_t n, int w,
     size_t *bad) {
-  const unsigned char *q = p, *end = p + avail;
-  size_t i = 0;
-  while (i < n) {
-    if (n - i >= 32 && end - q >= 32 && all_small_avx2(q)) {
-      zz_bytes_avx2((unsigned char *)dst + (size_t)w * i, q, w);
-      q += 32;
-      i += 32;
-      continue;
-    }
-    if (end - q >= 16) {
-      uint64_t u;
-      int k = varint_word(q, &u);
-      if (!k || (w != 8 && k > 5) || !zz_store(dst, i, u, w)) {
-        *bad = i;
-        return 0;
-      }
-      q += k;
-      i++;
-      continue;
-    }
-    /* the last few bytes: the scalar reader, bounds checked */
+  size_t i = 0, used;
+  if (w == 8)
+    used = zz_decode_blocks(dst, p, avail, n, 8, &i);
+  else if (w == 4)
+    used = zz_decode_blocks(dst, p, avail, n, 4, &i);
+  else
+    used = zz_decode_blocks(dst, p, avail, n, 2, &i);
+  const unsigned char *q = p + used;
+  if (i < n) { /* the last bytes (or a malformed varint): bounds checked */
     size_t b2 = 0;
     size_t k = zz_decode_scalar((unsigned char *)dst + (size_t)w * i, q,
-                                (size_t)(end - q), n - i, w, &b2);
+                                avail - used, n - i, w, &b2);
     if (!k) {
       *bad = i + b2;
       return 0;
     }
     q += k;
-    i = n;
   }
   return (size_t)(q - p);
 }
@@ -345,7 +354,7 @@ __attribute__((target("avx2"))) static size_t zz_decode_avx2(
 
 size_t pt_zz_encode(unsigned char *dst, const void *src, size_t n, int w) {
 #if PT_HAVE_X86
-  if (pt_simd_active()) return zz_encode_avx2(dst, src, n, w);
+  if (pt_simd_active()) return zz_encode_fast(dst, src, n, w);
 #endif
   return zz_encode_scalar(dst, src, n, w);
 }

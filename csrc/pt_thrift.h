@@ -233,6 +233,53 @@ static inline unsigned char *pt_wr_varint64(unsigned char *w, uint64_t v) {
   *w++ = (unsigned char)v;
   return w;
 }
+/* Branch-free varint reader for hot loops: p has 16 readable bytes (a
+ * varint at p ends within 10). Returns its length, PT_BAD when it is
+ * longer than 10 bytes or past 64 bits. */
+static inline uint64_t pt_gather7(uint64_t x) {
+  x = (x & 0x007f007f007f007full) | ((x & 0x7f007f007f007f00ull) >> 1);
+  x = (x & 0x00003fff00003fffull) | ((x & 0x3fff00003fff0000ull) >> 2);
+  x = (x & 0x000000000fffffffull) | ((x & 0x0fffffff00000000ull) >> 4);
+  return x;
+}
+static inline int pt_rd_varint64_fast(const unsigned char *p, uint64_t *v) {
+  uint64_t a, b;
+  __builtin_memcpy(&a, p, 8);
+  __builtin_memcpy(&b, p + 8, 8);
+  uint64_t sa = ~a & 0x8080808080808080ull, sb = ~b & 0x8080808080808080ull;
+  unsigned pos = sa ? (unsigned)__builtin_ctzll(sa)
+                    : 64 + (unsigned)__builtin_ctzll(sb | (1ull << 63));
+  unsigned len = (pos >> 3) + 1;
+  unsigned l8 = len < 8 ? len : 8;
+  uint64_t x = pt_gather7(a & (~0ull >> (64 - 8 * l8)));
+  x |= len > 8 ? (b & 0x7f) << 56 : 0;
+  x |= len > 9 ? ((b >> 8) & 1) << 63 : 0;
+  *v = x;
+  return len > 10 || (len == 10 && ((b >> 8) & 0xff) > 1) ? PT_BAD : (int)len;
+}
+
+/* A varint writer for hot loops: w has 10 writable bytes; bytes past the
+ * varint may be overwritten with garbage (the next write covers them).
+ * Small values take one byte store. */
+static inline unsigned char *pt_wr_varint64_fast(unsigned char *w, uint64_t v) {
+  if (v < 0x80) {
+    *w = (unsigned char)v;
+    return w + 1;
+  }
+  unsigned bits = 64 - (unsigned)__builtin_clzll(v);
+  unsigned len = (bits + 6) / 7; /* 2..10 */
+  unsigned c8 = len > 8 ? 8 : len - 1;
+  uint64_t x = v & 0x00ffffffffffffffull;
+  x = (x & 0x000000000fffffffull) | ((x & 0x00fffffff0000000ull) << 4);
+  x = (x & 0x00003fff00003fffull) | ((x & 0x0fffc0000fffc000ull) << 2);
+  x = (x & 0x007f007f007f007full) | ((x & 0x3f803f803f803f80ull) << 1);
+  x |= 0x8080808080808080ull >> (64 - 8 * c8);
+  __builtin_memcpy(w, &x, 8);
+  w[8] = (unsigned char)(((v >> 56) & 0x7f) | (len > 9 ? 0x80 : 0));
+  w[9] = (unsigned char)(v >> 63);
+  return w + len;
+}
+
 static inline size_t pt_varint_size(uint64_t v) {
   size_t k = 1;
   while (v >= 0x80) {

@@ -602,9 +602,11 @@ static int enc_array(Ctx *c, const pt_type *et, int idx) {
   return 1;
 }
 
-/* Numeric list from a Lua array: values land native in the region, then
- * one pass makes them wire values (byte swap, or zigzag varints in
- * place). */
+/* Numeric list from a Lua array. Binary: values land native in the
+ * region, then one byte-swapping pass. Compact: each integer goes out as
+ * a zigzag varint as it is read (the branch-free writer, in the same loop
+ * as the Lua reads); doubles land as they are (little-endian). LuaJIT
+ * fills native values through one FFI loop, then one pass. */
 static int enc_numeric_list(Ctx *c, const pt_type *et, int idx, size_t n) {
   lua_State *L = c->L;
   int k = et->kind;
@@ -612,7 +614,8 @@ static int enc_numeric_list(Ctx *c, const pt_type *et, int idx, size_t n) {
   if (k != PT_K_I64 && k != PT_K_I32 && k != PT_K_I16 && k != PT_K_DOUBLE)
     return 0;
   int dbl = k == PT_K_DOUBLE;
-  size_t room = body_room(c, n, w, dbl);
+  int zz = c->cpt && !dbl; /* varints written as read */
+  size_t room = body_room(c, n, w, dbl) + (zz ? 16 : 0);
   w_need(c, room);
   unsigned char *start = c->wr.w + (room - n * (size_t)w);
   path_ent *e = &c->path[c->depth];
@@ -641,6 +644,17 @@ static int enc_numeric_list(Ctx *c, const pt_type *et, int idx, size_t n) {
     }
   }
 #endif
+  unsigned char *d = c->wr.w; /* Compact: where the next varint goes */
+  if (!zz) start = c->wr.w + (room - n * (size_t)w);
+#define PUT_INT(i, v, W)                                            \
+  do {                                                             \
+    if (zz)                                                        \
+      d = pt_wr_varint64_fast(d, (W) == 64 ? pt_zz64(v) : pt_zz32((int32_t)(v))); \
+    else {                                                         \
+      int##W##_t x_ = (int##W##_t)(v);                             \
+      memcpy(start + (i) * ((W) / 8), &x_, (W) / 8);               \
+    }                                                              \
+  } while (0)
   /* Values are fetched in batches of up to 16 and popped together. */
   luaL_checkstack(L, 17, "petrel: stack");
   for (size_t base = 0; base < n; base += 16) {
@@ -654,27 +668,23 @@ static int enc_numeric_list(Ctx *c, const pt_type *et, int idx, size_t n) {
         lua_Integer iv = lua_tointegerx(L, -1, &ok);
         if (ok) {
           if (k == PT_K_I64) {
-            int64_t v = (int64_t)iv;
-            memcpy(start + i * 8, &v, 8);
+            PUT_INT(i, iv, 64);
             continue;
           } else if (k == PT_K_I32 && iv >= INT32_MIN && iv <= INT32_MAX) {
-            int32_t v = (int32_t)iv;
-            memcpy(start + i * 4, &v, 4);
+            PUT_INT(i, iv, 32);
             continue;
           } else if (k == PT_K_I16 && iv >= INT16_MIN && iv <= INT16_MAX) {
-            int16_t v = (int16_t)iv;
-            memcpy(start + i * 2, &v, 2);
+            PUT_INT(i, iv, 16);
             continue;
           }
         }
       }
 #else
       if (vt == LUA_TNUMBER && !dbl) {
-        double d = (double)lua_tonumber(L, -1);
-        if (k == PT_K_I64 && d >= -9007199254740992.0 &&
-            d <= 9007199254740992.0 && d == (double)(int64_t)d) {
-          int64_t v = (int64_t)d;
-          memcpy(start + i * 8, &v, 8);
+        double dv = (double)lua_tonumber(L, -1);
+        if (k == PT_K_I64 && dv >= -9007199254740992.0 &&
+            dv <= 9007199254740992.0 && dv == (double)(int64_t)dv) {
+          PUT_INT(i, (int64_t)dv, 64);
           continue;
         }
       }
@@ -683,22 +693,26 @@ static int enc_numeric_list(Ctx *c, const pt_type *et, int idx, size_t n) {
       if (dbl) {
         if (vt != LUA_TNUMBER)
           enc_error(c, "number expected, got %s", luaL_typename(L, -1));
-        double d = (double)lua_tonumber(L, -1);
-        memcpy(start + i * 8, &d, 8);
+        double dv = (double)lua_tonumber(L, -1);
+        memcpy(start + i * 8, &dv, 8);
       } else if (k == PT_K_I64) {
         int64_t v = enc_int(c, -1, INT64_MIN, INT64_MAX, "i64");
-        memcpy(start + i * 8, &v, 8);
+        PUT_INT(i, v, 64);
       } else if (k == PT_K_I32) {
         int32_t v = (int32_t)enc_int(c, -1, INT32_MIN, INT32_MAX, "i32");
-        memcpy(start + i * 4, &v, 4);
+        PUT_INT(i, v, 32);
       } else {
         int16_t v = (int16_t)enc_int(c, -1, INT16_MIN, INT16_MAX, "i16");
-        memcpy(start + i * 2, &v, 2);
+        PUT_INT(i, v, 16);
       }
     }
     lua_pop(L, (int)m);
   }
-  w_native(c, start, n, w, dbl);
+#undef PUT_INT
+  if (zz)
+    c->wr.w = d;
+  else
+    w_native(c, start, n, w, dbl);
   return 1;
 }
 
@@ -1642,28 +1656,39 @@ static int dec_list(Ctx *c, const pt_type *t) {
       }
       c->p += 8 * (size_t)n;
       break;
-    case -PT_K_I64 - 1: /* Compact: zigzag varints */
+    case -PT_K_I64 - 1: /* Compact: zigzag varints, branch-free while
+                           16 bytes are left, in the loop that stores */
       for (int32_t i = 0; i < n; i++) {
-        int64_t v;
-        int r = pt_cpt_rd_i64(c->p, left(c), &v);
-        if (r < 0) {
-          e->index = i + 1;
-          return rd_fail(c, r, "i64 varint");
+        uint64_t u;
+        int r = left(c) >= 16 ? pt_rd_varint64_fast(c->p, &u) : PT_BAD;
+        if (r < 0) { /* the last bytes, or an error: the exact reader */
+          int64_t v;
+          r = pt_cpt_rd_i64(c->p, left(c), &v);
+          if (r < 0) {
+            e->index = i + 1;
+            return rd_fail(c, r, "i64 varint");
+          }
+          u = pt_zz64(v);
         }
         c->p += r;
-        set_i64(c, tidx, i + 1, v, &nbig);
+        set_i64(c, tidx, i + 1, pt_unzz64(u), &nbig);
       }
       break;
     case -PT_K_I32 - 1:
       for (int32_t i = 0; i < n; i++) {
-        int32_t v;
-        int r = pt_cpt_rd_i32(c->p, left(c), &v);
-        if (r < 0) {
-          e->index = i + 1;
-          return rd_fail(c, r, "i32 varint");
+        uint64_t u;
+        int r = left(c) >= 16 ? pt_rd_varint64_fast(c->p, &u) : PT_BAD;
+        if (r < 0 || r > 5 || u > 0xffffffffu) {
+          int32_t v;
+          r = pt_cpt_rd_i32(c->p, left(c), &v);
+          if (r < 0) {
+            e->index = i + 1;
+            return rd_fail(c, r, "i32 varint");
+          }
+          u = pt_zz32(v);
         }
         c->p += r;
-        lua_pushinteger(L, v);
+        lua_pushinteger(L, pt_unzz32((uint32_t)u));
         lua_rawseti(L, tidx, i + 1);
       }
       break;
