@@ -498,7 +498,9 @@ static void enc_struct(Ctx *c, const pt_plan *p, int idx) {
   if (lua_type(L, idx) != LUA_TTABLE)
     enc_error(c, "table expected for %s, got %s", p->name,
               luaL_typename(L, idx));
-  luaL_checkstack(L, 8, "petrel: nesting too deep");
+  /* each field's value stays on the stack until the end (one settop) */
+  luaL_checkstack(L, p->nfields + 8, "petrel: nesting too deep");
+  int top = lua_gettop(L);
   path_ent *e = &c->path[c->depth];
   e->kind = 0;
   e->plan = p;
@@ -509,7 +511,6 @@ static void enc_struct(Ctx *c, const pt_plan *p, int idx) {
     e->field = k;
     lua_rawgeti(L, c->keys, p->key_base + f->index + 1);
     if (lpt_rawget(L, idx) == LUA_TNIL) {
-      lua_pop(L, 1);
       if (f->has_default && f->req != PT_REQ_OPTIONAL) {
         lua_rawgeti(L, c->defaults, p->key_base + f->index + 1);
       } else {
@@ -521,21 +522,20 @@ static void enc_struct(Ctx *c, const pt_plan *p, int idx) {
     }
     nset++;
     const pt_type *ft = f->type;
+    int v = lua_gettop(L);
     w_need(c, PT_MAX_FIELD);
     if (!c->cpt) {
       c->wr.w = pt_bin_wr_field(c->wr.w, ft->ttype, f->id);
     } else if (ft->kind == PT_K_BOOL) { /* the value goes in the header */
-      if (lua_type(L, -1) != LUA_TBOOLEAN)
-        enc_error(c, "boolean expected, got %s", luaL_typename(L, -1));
+      if (lua_type(L, v) != LUA_TBOOLEAN)
+        enc_error(c, "boolean expected, got %s", luaL_typename(L, v));
       c->wr.w = pt_cpt_wr_field(c->wr.w, PT_T_BOOL, f->id, &last,
-                                lua_toboolean(L, -1));
-      lua_pop(L, 1);
+                                lua_toboolean(L, v));
       continue;
     } else {
       c->wr.w = pt_cpt_wr_field(c->wr.w, ft->ttype, f->id, &last, 0);
     }
-    enc_value(c, ft, lua_gettop(L));
-    lua_pop(L, 1);
+    enc_value(c, ft, v);
   }
   e->field = -1;
   if (p->kind == PT_PLAN_UNION && nset > 1)
@@ -543,13 +543,12 @@ static void enc_struct(Ctx *c, const pt_plan *p, int idx) {
               nset);
   if (c->strict) enc_strict(c, p, idx, present);
   lua_pushlightuserdata(L, (void *)&lpt_unknown_key);
-  lua_rawget(L, idx);
-  if (lua_type(L, -1) == LUA_TSTRING) { /* kept unknown fields */
+  if (lpt_rawget(L, idx) == LUA_TSTRING) { /* kept unknown fields */
     size_t n;
     const char *u = lua_tolstring(L, -1, &n);
     enc_unknown(c, u, n, &last);
   }
-  lua_pop(L, 1);
+  lua_settop(L, top);
   w_need(c, 1);
   *c->wr.w++ = PT_T_STOP;
 }
