@@ -34,11 +34,17 @@ build = {
     ["petrel.core"] = {
       sources = {
         "csrc/pt_buf.c",
+        "csrc/pt_thrift.c",
+        "csrc/pt_detect.c",
+        "csrc/pt_scan.c",
         "csrc/pt_plan.c",
         "csrc/pt_simd.c",
         "csrc/pt_loop.c",
         "csrc/lua/lpt_core.c",
         "csrc/lua/lpt_buf.c",
+        "csrc/lua/lpt_schema.c",
+        "csrc/lua/lpt_array.c",
+        "csrc/lua/lpt_wire.c",
         "csrc/lua/lpt_codec.c",
         "csrc/lua/lpt_loop.c",
       },
