@@ -601,50 +601,15 @@ static int enc_array(Ctx *c, const pt_type *et, int idx) {
   return 1;
 }
 
-/* Numeric list from a Lua array. Binary: values land native in the
- * region, then one byte-swapping pass. Compact: each integer goes out as
- * a zigzag varint as it is read (the branch-free writer, in the same loop
- * as the Lua reads); doubles land as they are (little-endian). LuaJIT
- * fills native values through one FFI loop, then one pass. */
-static int enc_numeric_list(Ctx *c, const pt_type *et, int idx, size_t n) {
+/* The loop of enc_numeric_list, inlined twice: zz a constant (Compact
+ * integers as varints at d, or native values at start). Returns the end
+ * of the varints. */
+__attribute__((always_inline)) static inline unsigned char *enc_numeric_fill(
+    Ctx *c, int k, int idx, size_t n, unsigned char *start, unsigned char *d,
+    const int zz) {
   lua_State *L = c->L;
-  int k = et->kind;
-  int w = (int)pt_kind_width(k);
-  if (k != PT_K_I64 && k != PT_K_I32 && k != PT_K_I16 && k != PT_K_DOUBLE)
-    return 0;
   int dbl = k == PT_K_DOUBLE;
-  int zz = c->cpt && !dbl; /* varints written as read */
-  size_t room = body_room(c, n, w, dbl) + (zz ? 16 : 0);
-  w_need(c, room);
-  unsigned char *start = c->wr.w + (room - n * (size_t)w);
   path_ent *e = &c->path[c->depth];
-#if LPT_LUAJIT
-  if (n >= 16) {
-    /* one JIT-compiled FFI loop fills native values; on a bad element the
-     * loop below reports it */
-    static const double lo[] = {[2] = -32768.0, [4] = -2147483648.0,
-                                [8] = -9223372036854775808.0};
-    static const double hi[] = {[2] = 32768.0, [4] = 2147483648.0,
-                                [8] = 9223372036854775808.0};
-    int kind = dbl ? 9 : w;
-    lua_rawgeti(L, LUA_REGISTRYINDEX, c->S->num_fill);
-    lua_pushvalue(L, idx);
-    lua_pushlightuserdata(L, start);
-    lua_pushinteger(L, (lua_Integer)n);
-    lua_pushinteger(L, kind);
-    lua_pushnumber(L, kind == 9 ? 0 : lo[w]);
-    lua_pushnumber(L, kind == 9 ? 0 : hi[w]);
-    lua_call(L, 6, 1);
-    lua_Integer bad = lua_tointeger(L, -1);
-    lua_pop(L, 1);
-    if (bad == 0) {
-      w_native(c, start, n, w, dbl);
-      return 1;
-    }
-  }
-#endif
-  unsigned char *d = c->wr.w; /* Compact: where the next varint goes */
-  if (!zz) start = c->wr.w + (room - n * (size_t)w);
 #define PUT_INT(i, v, W)                                            \
   do {                                                             \
     if (zz)                                                        \
@@ -708,10 +673,54 @@ static int enc_numeric_list(Ctx *c, const pt_type *et, int idx, size_t n) {
     lua_pop(L, (int)m);
   }
 #undef PUT_INT
+  return d;
+}
+
+/* Numeric list from a Lua array. Binary: values land native in the
+ * region, then one byte-swapping pass. Compact: each integer goes out as
+ * a zigzag varint as it is read (the branch-free writer, in the same loop
+ * as the Lua reads); doubles land as they are (little-endian). LuaJIT
+ * fills native values through one FFI loop, then one pass. */
+static int enc_numeric_list(Ctx *c, const pt_type *et, int idx, size_t n) {
+  int k = et->kind;
+  int w = (int)pt_kind_width(k);
+  if (k != PT_K_I64 && k != PT_K_I32 && k != PT_K_I16 && k != PT_K_DOUBLE)
+    return 0;
+  int dbl = k == PT_K_DOUBLE;
+  int zz = c->cpt && !dbl; /* varints written as read */
+  size_t room = body_room(c, n, w, dbl) + (zz ? 16 : 0);
+  w_need(c, room);
+  unsigned char *start = c->wr.w + (room - n * (size_t)w);
+#if LPT_LUAJIT
+  if (n >= 16) {
+    /* one JIT-compiled FFI loop fills native values; on a bad element the
+     * loop below reports it */
+    lua_State *L = c->L;
+    static const double lo[] = {[2] = -32768.0, [4] = -2147483648.0,
+                                [8] = -9223372036854775808.0};
+    static const double hi[] = {[2] = 32768.0, [4] = 2147483648.0,
+                                [8] = 9223372036854775808.0};
+    int kind = dbl ? 9 : w;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, c->S->num_fill);
+    lua_pushvalue(L, idx);
+    lua_pushlightuserdata(L, start);
+    lua_pushinteger(L, (lua_Integer)n);
+    lua_pushinteger(L, kind);
+    lua_pushnumber(L, kind == 9 ? 0 : lo[w]);
+    lua_pushnumber(L, kind == 9 ? 0 : hi[w]);
+    lua_call(L, 6, 1);
+    lua_Integer bad = lua_tointeger(L, -1);
+    lua_pop(L, 1);
+    if (bad == 0) {
+      w_native(c, start, n, w, dbl);
+      return 1;
+    }
+  }
+#endif
   if (zz)
-    c->wr.w = d;
+    c->wr.w = enc_numeric_fill(c, k, idx, n, start, c->wr.w, 1);
   else
-    w_native(c, start, n, w, dbl);
+    enc_numeric_fill(c, k, idx, n, start, NULL, 0), w_native(c, start, n, w, dbl);
   return 1;
 }
 
