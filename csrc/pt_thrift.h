@@ -275,8 +275,10 @@ static inline unsigned char *pt_wr_varint64_fast(unsigned char *w, uint64_t v) {
   x = (x & 0x007f007f007f007full) | ((x & 0x3f803f803f803f80ull) << 1);
   x |= 0x8080808080808080ull >> (64 - 8 * c8);
   __builtin_memcpy(w, &x, 8);
-  w[8] = (unsigned char)(((v >> 56) & 0x7f) | (len > 9 ? 0x80 : 0));
-  w[9] = (unsigned char)(v >> 63);
+  if (__builtin_expect(len > 8, 0)) {
+    w[8] = (unsigned char)(((v >> 56) & 0x7f) | (len > 9 ? 0x80 : 0));
+    w[9] = (unsigned char)(v >> 63);
+  }
   return w + len;
 }
 
