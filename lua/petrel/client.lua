@@ -144,7 +144,7 @@ function Conn:on_data()
     if msg == false then
       return self:close("read from " .. st.peer .. ": protocol error: " .. tostring(err))
     end
-    local name, mtype, seqid, pos = parse_header(msg, 1, st.max_frame)
+    local name, mtype, seqid, pos, proto = parse_header(msg, 1, st.max_frame)
     if not name then
       return self:close("read from " .. st.peer .. ": malformed reply: "
         .. tostring(mtype or "truncated envelope"))
@@ -153,7 +153,7 @@ function Conn:on_data()
     if w then
       self.pending[seqid] = nil
       self.npending = self.npending - 1
-      w:done(msg, mtype, pos)
+      w:done(msg, mtype, pos, proto)
     elseif self.late[seqid] then
       self.late[seqid] = nil
       self.nlate = self.nlate - 1
@@ -315,7 +315,7 @@ function Client:_encode(fn, name, ...)
   local msg = self.wbuf
   if msg then self.wbuf = nil else msg = core.buffer() end
   local ok, err = pcall(fn.args.encode_message, fn.args, args, msg, name,
-    fn.oneway and ONEWAY or CALL, seqid, self.framed)
+    fn.oneway and ONEWAY or CALL, seqid, self.framed, self.protocol)
   for i = 1, #names do args[names[i]] = nil end
   if not ok then
     recycle(self, msg)
@@ -326,16 +326,17 @@ function Client:_encode(fn, name, ...)
 end
 
 -- The result of a reply: value | nil, err.
-local function decode_reply(fn, name, msg, mtype, pos)
+local function decode_reply(fn, name, msg, mtype, pos, proto)
+  local dopts = rpc.DEC[proto]
   if mtype == EXCEPTION then
-    local ex = TAppEx:decode(msg, pos)
+    local ex = TAppEx:decode(msg, pos, dopts)
     if not ex then return nil, app_error(rpc.PROTOCOL_ERROR, "undecodable exception") end
     return nil, app_error(ex.type, ex.message)
   end
   if mtype ~= REPLY then
     return nil, app_error(rpc.INVALID_MESSAGE_TYPE, "unexpected message type " .. tostring(mtype))
   end
-  local res, derr = fn.result:decode(msg, pos)
+  local res, derr = fn.result:decode(msg, pos, dopts)
   if not res then return nil, app_error(rpc.PROTOCOL_ERROR, derr) end
   if res.success ~= nil then return res.success end
   for _, t in ipairs(fn.throws) do
@@ -411,7 +412,7 @@ function Client:_send(fn, name, seqid, msg)
     end
     return nil, e, reused
   end
-  local m, mtype, pos = loop:await(w, remaining(loop, deadline))
+  local m, mtype, pos, proto = loop:await(w, remaining(loop, deadline))
   self.inflight = self.inflight - 1
   if not m then
     if mtype ~= "timeout" then return nil, mtype, reused end -- the connection failed
@@ -433,7 +434,7 @@ function Client:_send(fn, name, seqid, msg)
     return nil, e
   end
   if not self.multiplex then self:_release(conn) end
-  return decode_reply(fn, name, m, mtype, pos)
+  return decode_reply(fn, name, m, mtype, pos, proto)
 end
 
 -- One RPC: value | nil, err.
@@ -536,7 +537,8 @@ end
 local CLIENT_OPTIONS = {
   service = options.service, loop = options.loop, host = options.string,
   port = options.port, unix = options.string,
-  transport = options.oneof("framed", "buffered"), timeout = options.ms,
+  transport = options.oneof("framed", "buffered"), protocol = options.oneof("binary", "compact"),
+  timeout = options.ms,
   connect_timeout = options.ms, pool_size = options.int(0), keepalive_timeout = options.ms,
   multiplex = options.bool, max_frame = options.int(1), max_conns = options.int(1),
   backlog = options.int(0), nodelay = options.bool, keepalive = options.bool,
@@ -549,7 +551,8 @@ local MUTABLE = {
 }
 
 -- petrel.client{ service = ns.Echo, host = "127.0.0.1", port = 9090 | unix = "/path",
---   loop =, transport = "framed" | "buffered", timeout = ms (per call: the
+--   loop =, transport = "framed" | "buffered", protocol = "binary" |
+--   "compact" (default "binary"), timeout = ms (per call: the
 --   wait for a connection slot and for the reply; 0: none; default 5000),
 --   connect_timeout = ms (default 3000), pool_size = n idle connections
 --   kept (default 8), keepalive_timeout = ms (idle ones close after it;
@@ -575,6 +578,7 @@ function M.client(opts)
     unix = opts.unix,
     transport = transport,
     framed = transport == "framed",
+    protocol = opts.protocol or "binary",
     timeout = opts.timeout or 5000,
     connect_timeout = opts.connect_timeout or 3000,
     pool_size = opts.pool_size or 8,
