@@ -15,7 +15,17 @@ LUA54_INC  ?= /usr/include/lua5.4
 LUAJIT_INC ?= /usr/include/luajit-2.1
 CFLAGS_ALL = $(OPT) -g -fPIC -std=gnu11 -Wall -Wextra -Werror \
              -fvisibility=hidden $(SAN) $(CFLAGS)
-LIBS    = -luring -lm
+# HTTP responses (the etcd client) are parsed by Debian's http_parser
+# (libhttp-parser-dev); without it petrel builds and says "HTTP support not
+# compiled in" when asked. HTTP_PARSER=0 forces that build.
+HTTP_PARSER ?= $(shell printf '\043include <http_parser.h>\nint main(void){return http_parser_version() == 0;}\n' \
+  | $(CC) -x c - -o /dev/null -lhttp_parser >/dev/null 2>&1 && echo 1 || echo 0)
+ifeq ($(HTTP_PARSER),1)
+HTTP_CFLAGS = -DPT_HAVE_HTTP_PARSER=1
+HTTP_LIBS = -lhttp_parser
+endif
+CFLAGS_ALL += $(HTTP_CFLAGS)
+LIBS    = -luring -lm $(HTTP_LIBS)
 
 CORE_SRC = $(wildcard csrc/*.c)
 CORE_HDR = $(wildcard csrc/*.h csrc/be/*.c)
@@ -115,8 +125,8 @@ FUZZ_CFLAGS = -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=u
 
 build-fuzz/fuzz_decode: fuzz/fuzz_decode.c $(CORE_SRC) $(CORE_HDR) $(LUA_SRC) $(LUA_HDR)
 	@mkdir -p $(@D)
-	clang $(FUZZ_CFLAGS) -I$(LUA54_INC) -o $@ fuzz/fuzz_decode.c $(CORE_SRC) $(LUA_SRC) \
-	  -llua5.4 -luring -lm
+	clang $(FUZZ_CFLAGS) $(HTTP_CFLAGS) -I$(LUA54_INC) -o $@ fuzz/fuzz_decode.c $(CORE_SRC) $(LUA_SRC) \
+	  -llua5.4 -luring -lm $(HTTP_LIBS)
 
 build-fuzz/fuzz_scan: fuzz/fuzz_scan.c csrc/pt_plan.c csrc/pt_simd.c $(CORE_HDR)
 	@mkdir -p $(@D)

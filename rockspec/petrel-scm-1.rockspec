@@ -20,6 +20,8 @@ dependencies = {
 }
 external_dependencies = {
   URING = { header = "liburing.h", library = "uring" },
+  -- HTTP responses of the etcd client (Debian: libhttp-parser-dev)
+  HTTP_PARSER = { header = "http_parser.h", library = "http_parser" },
 }
 build = {
   type = "builtin",
@@ -37,18 +39,21 @@ build = {
     ["petrel.core"] = {
       sources = {
         "csrc/pt_buf.c",
+        "csrc/pt_hash.c",
+        "csrc/pt_http.c",
         "csrc/pt_plan.c",
         "csrc/pt_simd.c",
         "csrc/pt_loop.c",
         "csrc/lua/lpt_core.c",
         "csrc/lua/lpt_buf.c",
         "csrc/lua/lpt_codec.c",
+        "csrc/lua/lpt_http.c",
         "csrc/lua/lpt_loop.c",
       },
-      incdirs = { "csrc", "$(URING_INCDIR)" },
-      libdirs = { "$(URING_LIBDIR)" },
-      libraries = { "uring", "m" },
-      defines = {},
+      incdirs = { "csrc", "$(URING_INCDIR)", "$(HTTP_PARSER_INCDIR)" },
+      libdirs = { "$(URING_LIBDIR)", "$(HTTP_PARSER_LIBDIR)" },
+      libraries = { "uring", "m", "http_parser" },
+      defines = { "PT_HAVE_HTTP_PARSER=1" },
     },
   },
 }

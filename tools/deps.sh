@@ -5,7 +5,7 @@ set -euo pipefail
 pkgs=(build-essential lua5.4 liblua5.4-dev luajit2 libluajit2-5.1-dev lua-busted
       luarocks liburing-dev python3-thrift libthrift-dev libboost-dev
       thrift-compiler lua-cjson lua-luv lua-lpeg valgrind libevent-dev clang
-      libclang-rt-14-dev)
+      libclang-rt-14-dev libhttp-parser-dev etcd-server)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

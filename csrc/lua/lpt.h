@@ -127,6 +127,7 @@ int64_t lpt_checkint(lua_State *L, int idx, int64_t lo, int64_t hi);
 void lpt_open_buffer(lua_State *L); /* adds buffer functions to table -1 */
 void lpt_open_codec(lua_State *L);  /* same stack contract */
 void lpt_open_loop(lua_State *L);   /* same stack contract */
+void lpt_open_http(lua_State *L);   /* same stack contract */
 void lpt_state_free(lpt_State *S);
 /* Set the functions l into the table at index t, each closing over the
  * binding state at mod + 1 and the buffer metatable at mod + 2 (mod: the
