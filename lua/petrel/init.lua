@@ -50,6 +50,9 @@ function petrel.server(opts) return rpc().server(opts) end
 function petrel.client(opts) return require("petrel.client").client(opts) end
 function petrel.serve(opts) return rpc().serve(opts) end
 function petrel.throw(name, value) return rpc().throw(name, value) end
+-- petrel.etcd{ endpoints = {...} }: an etcd client and service registry
+-- (petrel/etcd.lua; servers take it as `registry`, clients resolve with it)
+function petrel.etcd(opts) return require("petrel.etcd").new(opts) end
 
 -- Clients: a client's own keys are its service's functions only, so its
 -- operations are here (c:close() and c:call() also work when the service
