@@ -61,6 +61,9 @@ local function client() return require "petrel.client" end
 function petrel.close(c) return client().close(c) end
 function petrel.call(c, name, ...) return client().call(c, name, ...) end
 function petrel.configure(c, opts) return client().configure(c, opts) end
+-- petrel.with(c, { key =, timeout = }): c's calls with a hash key and a
+-- deadline of their own (clients over many instances, petrel/cluster.lua)
+function petrel.with(c, opts) return require("petrel.cluster").with(c, opts) end
 -- petrel.stats(client) -> { open, idle, waiting, inflight, ... };
 -- petrel.stats(server) is server:stats()
 function petrel.stats(x)
