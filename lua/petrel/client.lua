@@ -579,7 +579,7 @@ local MUTABLE = {
 -- values raise.
 function M.client(opts)
   if type(opts) == "table" and (opts.resolve ~= nil or opts.instances ~= nil) then
-    return require("petrel.cluster").client(opts, 2) -- many instances
+    return require("petrel.cluster").client(opts) -- many instances (a tail call)
   end
   options.check("petrel.client", CLIENT_OPTIONS, opts, 2)
   if not opts.service then

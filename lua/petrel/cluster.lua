@@ -36,28 +36,48 @@ local function idempotent_check(v)
   return v == true or type(v) == "table" or "true (every method) or a list of method names"
 end
 
-local function retry_check(v)
-  if v == false then return true end
-  if type(v) ~= "table" then return "false or a table { max =, budget =, backoff = ... }" end
-  options.check("petrel.client retry", {
-    max = options.int(0), budget = function(x)
-      return (type(x) == "number" and x >= 0 and x <= 1) or "a ratio between 0 and 1" end,
-    min_per_sec = options.int(0), backoff = options.ms, backoff_max = options.ms,
-  }, v, 3)
+-- A table option's own keys: true, or what was expected (for the
+-- message "option 'retry' must be <that>, got table").
+local function sub_check(spec, v, what)
+  if type(v) ~= "table" then return what end
+  local keys = {}
+  for k in pairs(v) do keys[#keys + 1] = tostring(k) end
+  table.sort(keys)
+  for _, k in ipairs(keys) do
+    local chk = spec[k]
+    if not chk then
+      local names = {}
+      for n in pairs(spec) do names[#names + 1] = n end
+      table.sort(names)
+      return string.format("a table of %s (unknown key '%s')", table.concat(names, ", "), k)
+    end
+    local ok = chk(v[k])
+    if ok ~= true then
+      return string.format("a table whose '%s' is %s (it is %s)", k, ok, options.show(v[k]))
+    end
+  end
   return true
 end
 
+local function ratio(x)
+  return (type(x) == "number" and x >= 0 and x <= 1) or "a ratio between 0 and 1"
+end
+
+local RETRY = { max = options.int(0), budget = ratio, min_per_sec = options.int(0),
+  backoff = options.ms, backoff_max = options.ms }
+local function retry_check(v)
+  if v == false then return true end
+  return sub_check(RETRY, v, "false or a table { max =, budget =, backoff = ... }")
+end
+
+local BREAKER = { window = options.ms, buckets = options.int(1), min_calls = options.int(1),
+  error_rate = function(x)
+    return (type(x) == "number" and x > 0 and x <= 1) or "a ratio in (0, 1]" end,
+  consecutive = options.int(1), cooldown = options.ms, max_cooldown = options.ms,
+  probes = options.int(1) }
 local function breaker_check(v)
   if v == false then return true end
-  if type(v) ~= "table" then return "false or a table { error_rate =, window = ... }" end
-  options.check("petrel.client breaker", {
-    window = options.ms, buckets = options.int(1), min_calls = options.int(1),
-    error_rate = function(x)
-      return (type(x) == "number" and x > 0 and x <= 1) or "a ratio in (0, 1]" end,
-    consecutive = options.int(1), cooldown = options.ms, max_cooldown = options.ms,
-    probes = options.int(1),
-  }, v, 3)
-  return true
+  return sub_check(BREAKER, v, "false or a table { error_rate =, window = ... }")
 end
 
 local CLUSTER_ONLY = {
