@@ -36,7 +36,7 @@ CTESTS   = $(patsubst spec/c/%.c,$(BUILD)/ctest/%,$(wildcard spec/c/test_*.c))
 MOD54 = $(BUILD)/lua5.4/petrel/core.so
 MODJIT = $(BUILD)/luajit/petrel/core.so
 
-.PHONY: all test demo asan valgrind bench bench-buffer deps ctest rock-test clean fuzz bench-codec bench-idl bench-rpc bench-uring bench-zerocopy
+.PHONY: all test demo asan valgrind bench bench-buffer deps ctest rock-test clean fuzz bench-codec bench-idl bench-rpc bench-uring bench-zerocopy bench-cluster
 
 TOOLS = $(BUILD)/tools/no_uring
 
@@ -190,3 +190,11 @@ bench-uring: all
 bench-zerocopy: all
 	@LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH_5_4="$(BUILD)/lua5.4/?.so;;" \
 	  taskset -c 0 lua5.4 bench/zerocopy.lua
+
+# Service discovery on etcd, balancing, resilience (issue 16): the overhead
+# of resolving + balancing against a client pinned to one address (server
+# on core 0, client on core 1), then the cluster scenarios with their
+# figures (SIGKILL, servers added, etcd outage, graceful removal,
+# consistent hashing). ROUNDS, SECONDS, WIDTH, OUTAGE, SCENARIOS=0.
+bench-cluster: deps all
+	@PETREL_BUILD=$(BUILD) taskset -c 1 lua5.4 bench/cluster.lua

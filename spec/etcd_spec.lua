@@ -388,6 +388,34 @@ describe("etcd (" .. be.name .. ")", function()
     res:close()
   end)
 
+  -- once per runtime is enough (the example makes its own loop)
+  if be.name == "epoll" then
+  it("runs the README's etcd examples (```lua etcd blocks) against this etcd", function()
+    local f = assert(io.open("README.md"))
+    local text = f:read("*a")
+    f:close()
+    local n = 0
+    for block in text:gmatch("```lua etcd\n(.-)```") do
+      n = n + 1
+      local path = os.tmpname()
+      local out = assert(io.open(path, "w"))
+      out:write(block)
+      out:close()
+      local build = os.getenv("PETREL_BUILD") or "build"
+      local rt = jit and "luajit" or "lua5.4"
+      local p = io.popen(string.format("ETCD=%s LUA_PATH='lua/?.lua;lua/?/init.lua;;' "
+        .. "LUA_CPATH='%s/%s/?.so;;' %s %s 2>&1; echo \"exit=$?\"", proc.url, build, rt,
+        procs.lua(), path))
+      local res = p:read("*a")
+      p:close()
+      os.remove(path)
+      assert.matches("exit=0", res, 1, true)
+      assert.matches("hi from 127.0.0.", res, 1, true)
+    end
+    assert.is_true(n >= 1)
+  end)
+  end
+
   it("petrel.serve with workers registers the shared port once, from the parent", function()
     local port = net.dead_port(loop)
     local s = procs.server(proc.url, "127.0.0.8", { service = "spec-workers", workers = 2,

@@ -320,6 +320,10 @@ end
 -- One call with its retries. msg/seqid: the first attempt's encoding.
 function Cluster:_run(fn, name, msg, seqid, key, timeout, ...)
   local loop = self.loop
+  if self.closed then
+    if msg then msg:clear() end
+    return nil, "call " .. self.service.name .. "." .. name .. ": client closed"
+  end
   local deadline = timeout > 0 and loop:now() + timeout or nil
   self.ncalls = self.ncalls + 1
   local budget = self.budget
@@ -415,16 +419,22 @@ function Cluster:call(fn, name, ...)
   return self:_run(fn, name, msg, seqid, key, self.timeout, ...)
 end
 
+-- petrel.close(c): stop resolving, close every connection (busy ones
+-- when their call ends); later calls fail.
 function Cluster:close()
-  for _, inst in ipairs(self.list) do inst.st:close() end
-end
-
--- Stop resolving, close every connection.
-function Cluster:shutdown()
   self.closed = true
-  if self.resolver and self.own_resolver then self.resolver:close() end
-  if self.resolver and self.sub then self.resolver:unsubscribe(self.sub) end
-  for _, inst in ipairs(self.known) do inst.st:close() end
+  if self.resolver then
+    if self.sub then self.resolver:unsubscribe(self.sub) end
+    if self.own_resolver then self.resolver:close() end
+  end
+  for _, inst in ipairs(self.known) do
+    inst.active = false
+    refresh(inst)
+    inst.st:close()
+  end
+  local ws = self.ready_waiters
+  self.ready_waiters = {}
+  for _, w in ipairs(ws) do w:done(nil) end
 end
 
 function Cluster:stats()

@@ -550,6 +550,9 @@ function Registration:deregister(ms)
   self.lease, self.registered = nil, false
   if not lease then return true end
   local ok, err = self.etcd:revoke(lease, self.loop, ms)
+  -- a server leaving keeps no idle connection to etcd open (its loop
+  -- waits for open connections before it exits)
+  self.etcd:_agent(self.loop):close()
   if not ok then
     -- the entry disappears when its lease expires
     return nil, err
