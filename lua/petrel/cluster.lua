@@ -361,7 +361,7 @@ function Cluster:_run(fn, name, msg, seqid, key, timeout, ...)
     inst.calls = inst.calls + 1
     if not inst.first_call then inst.first_call = clock() end
     local t0 = clock()
-    local res, err, _, unsent = st:_send(fn, name, seqid, msg, deadline)
+    local res, err, stale, unsent = st:_send(fn, name, seqid, msg, deadline)
     msg = nil
     if not self.wbuf then self.wbuf, st.wbuf = st.wbuf, nil end -- reuse the buffer
     local t1 = clock()
@@ -381,6 +381,9 @@ function Cluster:_run(fn, name, msg, seqid, key, timeout, ...)
     inst.errors = inst.errors + 1
     last_err = err
     local kind = classify(err)
+    -- a pooled connection found dead before the write (closed while idle,
+    -- its close not seen yet) says nothing about the instance
+    if kind == "conn" and stale and unsent then kind = "local" end
     if kind == "conn" then
       inst.conn_errors = inst.conn_errors + 1
       self:_eject(inst, err)

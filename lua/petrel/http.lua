@@ -170,6 +170,7 @@ function Agent:_take(key)
 end
 
 function Agent:_put(c)
+  if self.closing then return c:close() end
   local list = self.idle[c.key]
   if not list then list = {}; self.idle[c.key] = list end
   if #list >= MAX_IDLE then return c:close() end
@@ -344,8 +345,10 @@ function Stream:close()
   self.conn:close()
 end
 
--- Close every idle connection.
+-- Close every idle connection, and those of requests still running when
+-- they end (later requests work, on connections of their own).
 function Agent:close()
+  self.closing = true
   for _, list in pairs(self.idle) do
     for i = #list, 1, -1 do
       local c = list[i]
