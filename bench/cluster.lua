@@ -51,12 +51,12 @@ local function rate(c, seconds)
     end)
   end
   loop:sleep(300)
-  local c0, t0 = calls, petrel.clock()
+  local c0, t0, cpu0 = calls, petrel.clock(), os.clock()
   loop:sleep(seconds * 1000)
-  local c1, t1 = calls, petrel.clock()
+  local c1, t1, cpu1 = calls, petrel.clock(), os.clock()
   stop = true
   while running > 0 do loop:sleep(5) end
-  return (c1 - c0) / (t1 - t0), failed
+  return (c1 - c0) / (t1 - t0), failed, (cpu1 - cpu0) / (c1 - c0) * 1e6
 end
 
 local function overhead()
@@ -75,21 +75,23 @@ local function overhead()
       loop = loop, resolve = "etcd://bench", registry = reg, balance = kind, pool_size = WIDTH,
       hash_key = kind == "chash" and function(_, n) return n end or nil } }
   end
-  local best, all = {}, {}
+  local best, all, cpu = {}, {}, {}
   for r = 1, ROUNDS do
     for i, row in ipairs(clients) do
-      local v, failed = rate(row[2], SECONDS)
+      local v, failed, us = rate(row[2], SECONDS)
       if failed > 0 then print(row[1] .. ": " .. failed .. " failed calls") end
       all[i] = all[i] or {}
       all[i][r] = v
       if not best[i] or v > best[i] then best[i] = v end
+      if not cpu[i] or us < cpu[i] then cpu[i] = us end
     end
   end
   print(string.format("\n### Discovery + balancing overhead (%s, %d in flight, best of %d x %g s, "
     .. "server on core 0, client on core 1)\n", jit and jit.version or _VERSION, WIDTH, ROUNDS,
     SECONDS))
-  print("| client | calls/s (best) | min | max | vs pinned (best) | spread of the ratio per round |")
-  print("|---|---:|---:|---:|---:|---:|")
+  print("| client | calls/s (best) | min | max | vs pinned (best) | ratio per round (min-max) "
+    .. "| client CPU µs/call (best) | vs pinned |")
+  print("|---|---:|---:|---:|---:|---:|---:|---:|")
   for i, row in ipairs(clients) do
     local lo, hi = math.huge, 0
     for _, v in ipairs(all[i]) do lo = math.min(lo, v); hi = math.max(hi, v) end
@@ -98,8 +100,8 @@ local function overhead()
       local q = all[i][r] / all[1][r]
       rlo, rhi = math.min(rlo, q), math.max(rhi, q)
     end
-    print(string.format("| %s | %.0f | %.0f | %.0f | %.3f | %.3f-%.3f |", row[1], best[i], lo, hi,
-      best[i] / best[1], rlo, rhi))
+    print(string.format("| %s | %.0f | %.0f | %.0f | %.3f | %.3f-%.3f | %.1f | %.3f |", row[1],
+      best[i], lo, hi, best[i] / best[1], rlo, rhi, cpu[i], cpu[i] / cpu[1]))
   end
   for _, row in ipairs(clients) do petrel.close(row[2]) end
   reg:close()

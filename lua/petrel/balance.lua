@@ -120,7 +120,7 @@ function WRR:pick(_, tried, any)
   for _ = 1, tries do
     at = at % n + 1
     local inst = seq[at]
-    if (any or inst.ok) and not tried_has(tried, inst) then
+    if (any or inst.ok) and (not tried or not tried_has(tried, inst)) then
       self.at = at
       return inst
     end
@@ -168,6 +168,28 @@ end
 local CHash = {}
 CHash.__index = CHash
 
+local SLOTS = 4096
+local SLOT_SPAN = 2 ^ 32 / SLOTS
+
+-- The key as ring text: integral numbers as integers (the same text on
+-- both runtimes), anything else through tostring.
+local function key_text(key)
+  if type(key) == "number" and key == floor(key) and key > -2 ^ 53 and key < 2 ^ 53 then
+    return string.format("%d", key)
+  end
+  return tostring(key)
+end
+
+-- Index of the first point >= h (1 when h is past the last: the ring wraps).
+local function find(self, h)
+  local hashes = self.hashes
+  local i = self.start[floor(h / SLOT_SPAN)]
+  local n = #hashes
+  while i <= n and hashes[i] < h do i = i + 1 end
+  if i > n then return 1 end
+  return i
+end
+
 function CHash:update(list)
   self.list = list
   local pts = {}
@@ -188,6 +210,15 @@ function CHash:update(list)
     hashes[i], owners[i] = p[1], p[2]
   end
   self.hashes, self.owners = hashes, owners
+  -- where each 1/SLOTS of the ring starts: a search is one lookup and a
+  -- short walk instead of a bisection
+  local start, j = {}, 1
+  for slot = 0, SLOTS - 1 do
+    local lo = slot * SLOT_SPAN
+    while j <= #hashes and hashes[j] < lo do j = j + 1 end
+    start[slot] = j
+  end
+  self.start = start
 end
 
 -- Index of the first point >= h (1-based; #hashes + 1 wraps to 1).
@@ -207,7 +238,7 @@ M._ring_search = ring_search
 function CHash:owner(key)
   local hashes = self.hashes
   if not hashes or #hashes == 0 then return nil end
-  return self.owners[ring_search(hashes, hash32(tostring(key)))]
+  return self.owners[find(self, hash32(key_text(key)))]
 end
 
 function CHash:pick(key, tried, any)
@@ -215,7 +246,8 @@ function CHash:pick(key, tried, any)
   local n = #hashes
   if n == 0 then return nil end
   if key == nil then return scan(self, tried, any) end
-  local i = ring_search(hashes, hash32(tostring(key)))
+  local h = type(key) == "string" and hash32(key) or hash32(key_text(key))
+  local i = find(self, h)
   local cap
   local c = self.bounded_load
   if c then
@@ -236,7 +268,8 @@ function CHash:pick(key, tried, any)
     local inst = owners[i]
     if inst ~= last then
       last = inst
-      if (any or inst.ok) and not tried_has(tried, inst) and (not cap or inst.inflight < cap) then
+      if (any or inst.ok) and (not tried or not tried_has(tried, inst))
+        and (not cap or inst.inflight < cap) then
         return inst
       end
       seen = seen + 1
@@ -246,7 +279,7 @@ function CHash:pick(key, tried, any)
   end
   -- everything is over its cap: the key's own fitting owner after all
   if cap then
-    i = ring_search(hashes, hash32(tostring(key)))
+    i = find(self, h)
     for _ = 1, n do
       local inst = owners[i]
       if (any or inst.ok) and not tried_has(tried, inst) then return inst end

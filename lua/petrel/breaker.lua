@@ -21,20 +21,32 @@ local CLOSED, OPEN, HALF = "closed", "open", "half-open"
 M.CLOSED, M.OPEN, M.HALF = CLOSED, OPEN, HALF
 
 -- A windowed counter of (calls, failures): nb buckets of width w seconds.
+-- cur is the bucket of the slot ending at next_t: until then a count is
+-- one increment (hot paths inline it: if now >= win.next_t then
+-- rotate(win, now) end; win.calls[win.cur] = win.calls[win.cur] + 1).
 local function window_new(seconds, nb)
-  local b = { w = seconds / nb, nb = nb, slot = {}, calls = {}, fails = {} }
+  local b = { w = seconds / nb, nb = nb, slot = {}, calls = {}, fails = {}, cur = 1,
+    next_t = -1 }
   for i = 1, nb do b.slot[i], b.calls[i], b.fails[i] = -1, 0, 0 end
   return b
 end
 
--- The bucket for time now (cleared when it last served an older slot).
-local function bucket(win, now)
+-- Make the bucket of time now current (cleared when it last served an
+-- older slot).
+local function rotate(win, now)
   local s = floor(now / win.w)
   local i = s % win.nb + 1
   if win.slot[i] ~= s then
     win.slot[i], win.calls[i], win.fails[i] = s, 0, 0
   end
-  return i
+  win.cur, win.next_t = i, (s + 1) * win.w
+end
+M.rotate = rotate
+
+-- The bucket for time now.
+local function bucket(win, now)
+  if now >= win.next_t then rotate(win, now) end
+  return win.cur
 end
 
 local function window_sums(win, now)
@@ -51,6 +63,7 @@ end
 
 local function window_reset(win)
   for i = 1, win.nb do win.slot[i], win.calls[i], win.fails[i] = -1, 0, 0 end
+  win.next_t = -1
 end
 
 -- ---- breaker ---------------------------------------------------------------------

@@ -26,7 +26,8 @@ local breaker = require "petrel.breaker"
 local Client = client._Client
 local encode = Client._encode
 local clock = core.clock
-local floor, log = math.floor, math.log
+local rotate, CLOSED = breaker.rotate, breaker.CLOSED
+local floor = math.floor
 
 local M = {}
 
@@ -111,9 +112,9 @@ local PER_INSTANCE = { "service", "loop", "transport", "timeout", "connect_timeo
 
 -- ---- instances -------------------------------------------------------------------
 
--- Latency histogram: quarter-octave buckets of microseconds.
-local NB = 120
-local LOG_SCALE = 4 / log(2)
+-- Latency: the last NLAT samples (µs) of each instance, a ring; stats
+-- sorts them for p50 / p99 (recent, not since the start).
+local NLAT = 1024
 
 local function inst_new(self, spec)
   local o = {}
@@ -127,22 +128,21 @@ local function inst_new(self, spec)
     st = client._state(proxy), proxy = proxy,
     inflight = 0, ok = true, active = true, ejected = false,
     calls = 0, errors = 0, timeouts = 0, conn_errors = 0, retried = 0, ejections = 0,
-    lat_sum = 0, lat_max = 0, hist = {}, probing = 0,
+    lat_sum = 0, lat_max = 0, lat = {}, lat_at = 0, probing = 0,
     breaker = self.breaker_opts and breaker.new(self.breaker_opts) or nil,
   }
-  for i = 0, NB do inst.hist[i] = 0 end
   return inst
 end
 
-local function percentile(inst, q)
-  local total = 0
-  for i = 0, NB do total = total + inst.hist[i] end
-  if total == 0 then return nil end
-  local want, acc = q * total, 0
-  for i = 0, NB do
-    acc = acc + inst.hist[i]
-    if acc >= want then return 2 ^ ((i + 0.5) / 4) / 1000 end -- ms, bucket middle
-  end
+-- p50 and p99 (ms) of an instance's recent latencies.
+local function percentiles(inst)
+  local t = {}
+  for i, v in pairs(inst.lat) do t[i] = v end
+  local n = #t
+  if n == 0 then return nil end
+  table.sort(t)
+  local function at(q) return t[math.max(1, math.ceil(q * n))] / 1000 end
+  return at(0.5), at(0.99)
 end
 
 -- ---- the cluster client's state ---------------------------------------------------
@@ -313,28 +313,43 @@ local function breaker_record(self, inst, ok, now, half)
       end
     end)
   elseif st == breaker.CLOSED and before ~= breaker.CLOSED then
+    inst.eject_wait = nil -- healthy again: the next ejection starts short
     self:_event("breaker_closed", inst)
   end
 end
 
--- One call with its retries. msg/seqid: the first attempt's encoding.
-function Cluster:_run(fn, name, msg, seqid, key, timeout, ...)
+-- One call with its retries. Each attempt is encoded by the chosen
+-- instance's client (its seqids, its reused message buffer). Called as a
+-- tail call (Cluster:call, View:call), so the encoder's errors for bad
+-- arguments point at the caller's line, as a single client's do.
+local function run(self, fn, name, key, timeout, ...)
   local loop = self.loop
   if self.closed then
-    if msg then msg:clear() end
+    encode(self, fn, name, ...):clear() -- bad arguments raise all the same
     return nil, "call " .. self.service.name .. "." .. name .. ": client closed"
   end
-  local deadline = timeout > 0 and loop:now() + timeout or nil
+  local start = clock()
+  -- loop:now() counts ms of the same clock (CLOCK_MONOTONIC)
+  local deadline = timeout > 0 and floor(start * 1000) + timeout or nil
   self.ncalls = self.ncalls + 1
   local budget = self.budget
-  if budget then budget:deposit(clock()) end
+  if budget then -- budget:deposit(start), inline
+    local w = budget.win
+    if start >= w.next_t then rotate(w, start) end
+    w.calls[w.cur] = w.calls[w.cur] + 1
+  end
   if not self.ready then
+    -- bad arguments raise now, not after the wait
+    local m = encode(self, fn, name, ...)
+    m:clear()
+    self.wbuf = m
     local ok, err = self:_await_ready(deadline)
     if not ok then
       self.nerrors = self.nerrors + 1
       return nil, err
     end
   end
+  local msg, seqid
   local lb, tried, attempt, last_err = self.lb, nil, 0, nil
   while true do
     attempt = attempt + 1
@@ -343,14 +358,13 @@ function Cluster:_run(fn, name, msg, seqid, key, timeout, ...)
       inst = lb:pick(key, tried, true) -- every instance down: try one anyway
       if not inst then
         self.nerrors = self.nerrors + 1
-        if msg then msg:clear() end
         return nil, string.format("call %s.%s: no instance of %s", self.service.name, name,
           self.peer)
       end
       self.panics = self.panics + 1
     end
-    if not msg then msg, seqid = encode(self, fn, name, ...) end
     local st = inst.st
+    msg, seqid = encode(st, fn, name, ...)
     local b = inst.breaker
     local half = b and b.state == breaker.HALF
     if half then
@@ -359,23 +373,29 @@ function Cluster:_run(fn, name, msg, seqid, key, timeout, ...)
     end
     inst.inflight = inst.inflight + 1
     inst.calls = inst.calls + 1
-    if not inst.first_call then inst.first_call = clock() end
-    local t0 = clock()
+    local t0 = attempt == 1 and start or clock()
+    if not inst.first_call then inst.first_call = t0 end
     local res, err, stale, unsent = st:_send(fn, name, seqid, msg, deadline)
-    msg = nil
-    if not self.wbuf then self.wbuf, st.wbuf = st.wbuf, nil end -- reuse the buffer
     local t1 = clock()
     inst.inflight = inst.inflight - 1
     local us = (t1 - t0) * 1e6
     inst.lat_sum = inst.lat_sum + us
     if us > inst.lat_max then inst.lat_max = us end
-    local bi = us >= 1 and floor(log(us) * LOG_SCALE) or 0
-    if bi > NB then bi = NB end
-    inst.hist[bi] = inst.hist[bi] + 1
+    local li = inst.lat_at % NLAT + 1
+    inst.lat_at = li
+    inst.lat[li] = us
     if res ~= nil or type(err) == "table" then
       -- an answer (a result or a Thrift error): the instance works
-      if b then breaker_record(self, inst, true, t1, half) end
-      if inst.eject_wait and not half then inst.eject_wait = nil end
+      if b then
+        if b.state == CLOSED then -- b:record(true, t1), inline
+          b.run = 0
+          local w = b.win
+          if t1 >= w.next_t then rotate(w, t1) end
+          w.calls[w.cur] = w.calls[w.cur] + 1
+        else
+          breaker_record(self, inst, true, t1, half)
+        end
+      end
       return res, err
     end
     inst.errors = inst.errors + 1
@@ -415,11 +435,12 @@ function Cluster:_run(fn, name, msg, seqid, key, timeout, ...)
   self.nerrors = self.nerrors + 1
   return nil, last_err
 end
+Cluster._run = run
 
 function Cluster:call(fn, name, ...)
-  local msg, seqid = encode(self, fn, name, ...) -- raises on bad arguments
-  local key = self.hash_key and self.hash_key(name, ...)
-  return self:_run(fn, name, msg, seqid, key, self.timeout, ...)
+  local hk = self.hash_key
+  if hk then return run(self, fn, name, hk(name, ...), self.timeout, ...) end
+  return run(self, fn, name, nil, self.timeout, ...)
 end
 
 -- petrel.close(c): stop resolving, close every connection (busy ones
@@ -450,6 +471,7 @@ function Cluster:stats()
   for _, inst in ipairs(self.known) do
     local ok_calls = inst.calls
     local cs = client.stats(inst.proxy)
+    local p50, p99 = percentiles(inst)
     s.instances[inst.address] = {
       address = inst.address, weight = inst.weight, tags = inst.tags, active = inst.active,
       ejected = inst.ejected, ok = inst.ok, calls = inst.calls, errors = inst.errors,
@@ -457,8 +479,7 @@ function Cluster:stats()
       ejections = inst.ejections, inflight = inst.inflight, first_call = inst.first_call,
       breaker = inst.breaker and inst.breaker:stats(now) or nil,
       latency = ok_calls > 0 and { avg_ms = inst.lat_sum / ok_calls / 1000,
-        max_ms = inst.lat_max / 1000, p50_ms = percentile(inst, 0.5),
-        p99_ms = percentile(inst, 0.99) } or nil,
+        max_ms = inst.lat_max / 1000, p50_ms = p50, p99_ms = p99 } or nil,
       open = cs.open, idle = cs.idle,
     }
     if inst.active then s.inflight = s.inflight + inst.inflight end
@@ -492,10 +513,9 @@ end
 
 function View:call(fn, name, ...)
   local base = self.base
-  local msg, seqid = encode(base, fn, name, ...)
   local key = self.key
   if key == nil and base.hash_key then key = base.hash_key(name, ...) end
-  return base:_run(fn, name, msg, seqid, key, self.timeout or base.timeout, ...)
+  return run(base, fn, name, key, self.timeout or base.timeout, ...)
 end
 
 function View:stats() return self.base:stats() end
