@@ -77,7 +77,10 @@ local function overhead()
   end
   local best, all, cpu = {}, {}, {}
   for r = 1, ROUNDS do
-    for i, row in ipairs(clients) do
+    -- each round starts with another client, so none is always first
+    for k = 0, #clients - 1 do
+      local i = (r - 1 + k) % #clients + 1
+      local row = clients[i]
       local v, failed, us = rate(row[2], SECONDS)
       if failed > 0 then print(row[1] .. ": " .. failed .. " failed calls") end
       all[i] = all[i] or {}
@@ -89,19 +92,18 @@ local function overhead()
   print(string.format("\n### Discovery + balancing overhead (%s, %d in flight, best of %d x %g s, "
     .. "server on core 0, client on core 1)\n", jit and jit.version or _VERSION, WIDTH, ROUNDS,
     SECONDS))
-  print("| client | calls/s (best) | min | max | vs pinned (best) | ratio per round (min-max) "
-    .. "| client CPU µs/call (best) | vs pinned |")
+  print("| client | calls/s best | min | max | best vs pinned | per-round ratio: median "
+    .. "(min-max) | client CPU µs/call (best) | vs pinned |")
   print("|---|---:|---:|---:|---:|---:|---:|---:|")
   for i, row in ipairs(clients) do
     local lo, hi = math.huge, 0
     for _, v in ipairs(all[i]) do lo = math.min(lo, v); hi = math.max(hi, v) end
-    local rlo, rhi = math.huge, 0
-    for r = 1, ROUNDS do
-      local q = all[i][r] / all[1][r]
-      rlo, rhi = math.min(rlo, q), math.max(rhi, q)
-    end
-    print(string.format("| %s | %.0f | %.0f | %.0f | %.3f | %.3f-%.3f | %.1f | %.3f |", row[1],
-      best[i], lo, hi, best[i] / best[1], rlo, rhi, cpu[i], cpu[i] / cpu[1]))
+    local qs = {}
+    for r = 1, ROUNDS do qs[r] = all[i][r] / all[1][r] end
+    table.sort(qs)
+    local med = qs[math.floor((#qs + 1) / 2)]
+    print(string.format("| %s | %.0f | %.0f | %.0f | %.3f | %.3f (%.3f-%.3f) | %.1f | %.3f |",
+      row[1], best[i], lo, hi, best[i] / best[1], med, qs[1], qs[#qs], cpu[i], cpu[i] / cpu[1]))
   end
   for _, row in ipairs(clients) do petrel.close(row[2]) end
   reg:close()

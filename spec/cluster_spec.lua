@@ -17,14 +17,7 @@ local backends = require "support.backends"
 local etcdp = require "support.etcd"
 local S = require "support.scenarios"
 
-if not etcdp.available() then
-  describe("cluster", function()
-    it("runs against a real etcd", function()
-      pending("etcd is not installed (Debian: etcd-server; tools/deps.sh installs it)")
-    end)
-  end)
-  return
-end
+if not etcdp.present("cluster") then return end
 
 local list, why = backends()
 for _, be in ipairs(list) do

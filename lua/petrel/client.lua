@@ -357,7 +357,7 @@ function Client:_send(fn, name, seqid, msg, deadline)
   local loop = self.loop
   local timeout = self.timeout
   if deadline then
-    timeout = math.max(0, math.floor(deadline - loop:now()))
+    timeout = deadline - loop:now() -- for messages (ms; deadlines are integers)
   else
     deadline = timeout > 0 and loop:now() + timeout or nil
   end

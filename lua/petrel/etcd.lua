@@ -412,6 +412,31 @@ function Etcd:service_prefix(service)
   return self.prefix .. "/" .. service .. "/"
 end
 
+-- ---- background tasks -------------------------------------------------------------------
+
+-- Registrations and resolvers run in a loop coroutine of their own: a nap
+-- that deregister / close cut short (self.wake), and callers waiting for
+-- the first success (self.waiters).
+local function nap(self, ms)
+  local w = self.loop:waiter()
+  self.wake = w
+  self.loop:await(w, ms)
+  self.wake = nil
+end
+
+local function release(self, ...)
+  local ws = self.waiters
+  self.waiters = {}
+  for _, w in ipairs(ws) do w:done(...) end
+end
+
+-- Wait until released (at most ms): true | nil, "timeout" | nil, err.
+local function wait_released(self, ms)
+  local w = self.loop:waiter()
+  self.waiters[#self.waiters + 1] = w
+  return self.loop:await(w, ms)
+end
+
 -- ---- registrations (servers) -------------------------------------------------------------
 
 local Registration = {}
@@ -450,22 +475,12 @@ function Etcd:register(o)
   return r
 end
 
--- Sleep ms unless woken by deregister.
-function Registration:_nap(ms)
-  local w = self.loop:waiter()
-  self.wake = w
-  self.loop:await(w, ms)
-  self.wake = nil
-end
-
 function Registration:_set(ok, err)
   self.registered = ok
   if err then self.last_error = err end
   if ok then
     self.registered_at = core.clock()
-    local ws = self.waiters
-    self.waiters = {}
-    for _, w in ipairs(ws) do w:done(true) end
+    release(self, true)
   end
 end
 
@@ -495,10 +510,10 @@ function Registration:_run()
       if err then
         self.counters.failures = self.counters.failures + 1
         self:_set(false, err)
-        self:_nap(retry)
+        nap(self, retry)
       end
     else
-      self:_nap(period)
+      nap(self, period)
       if self.stopped then break end
       local left, err = etcd:keepalive(self.lease, loop, period)
       if self.stopped then break end
@@ -514,7 +529,7 @@ function Registration:_run()
         self.last_error = err
         -- try again soon: the entry lives until the lease expires
         while not self.stopped do
-          self:_nap(retry)
+          nap(self, retry)
           if self.stopped then break end
           left, err = etcd:keepalive(self.lease, loop, period)
           if left then break end
@@ -531,9 +546,7 @@ end
 
 function Registration:wait(ms)
   if self.registered then return true end
-  local w = self.loop:waiter()
-  self.waiters[#self.waiters + 1] = w
-  local ok, err = self.loop:await(w, ms)
+  local ok, err = wait_released(self, ms)
   if not ok then
     return nil, "registering " .. self.key .. ": " .. (err == "timeout"
       and ("not done after " .. ms .. " ms" .. (self.last_error and (" (" .. self.last_error .. ")") or ""))
@@ -618,13 +631,6 @@ function Resolver:_full(kvs)
   self:_notify()
 end
 
-function Resolver:_nap(ms)
-  local w = self.loop:waiter()
-  self.wake = w
-  self.loop:await(w, ms)
-  self.wake = nil
-end
-
 function Resolver:_run()
   local etcd, loop = self.etcd, self.loop
   local pause = 50
@@ -634,7 +640,7 @@ function Resolver:_run()
     if not kvs then
       self.counters.failures = self.counters.failures + 1
       self.last_error, self.state = rev, "retrying"
-      self:_nap(pause)
+      nap(self, pause)
       pause = math.min(pause * 2, 1000)
     else
       self.counters.lists = self.counters.lists + 1
@@ -642,9 +648,7 @@ function Resolver:_run()
       self:_full(kvs)
       if not self.ready then
         self.ready = true
-        local ws = self.waiters
-        self.waiters = {}
-        for _, w in ipairs(ws) do w:done(true) end
+        release(self, true)
       end
       local done = loop:waiter()
       local stream, err = etcd:_watch(loop, self.prefix, prefix_end(self.prefix), rev + 1,
@@ -677,7 +681,7 @@ function Resolver:_run()
       if not self.closed then
         self.counters.failures = self.counters.failures + 1
         self.last_error, self.state = err, "retrying"
-        self:_nap(pause)
+        nap(self, pause)
         pause = math.min(pause * 2, 1000)
       end
     end
@@ -698,9 +702,7 @@ end
 
 function Resolver:wait(ms)
   if self.ready then return true end
-  local w = self.loop:waiter()
-  self.waiters[#self.waiters + 1] = w
-  local ok, err = self.loop:await(w, ms)
+  local ok, err = wait_released(self, ms)
   if not ok then
     return nil, "resolve " .. self.service .. ": " .. (err == "timeout"
       and ("no answer after " .. tostring(ms) .. " ms") or tostring(err))
@@ -714,9 +716,7 @@ function Resolver:close()
   self.closed = true
   if self.wake then self.wake:done(true) end
   if self.watch_done then self.watch_done:done("closed") end
-  local ws = self.waiters
-  self.waiters = {}
-  for _, w in ipairs(ws) do w:done(nil, "resolver closed") end
+  release(self, nil, "resolver closed")
 end
 
 function Resolver:stats()

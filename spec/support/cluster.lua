@@ -9,13 +9,7 @@ local M = {}
 -- The interpreter running us, for child processes of the same runtime.
 function M.lua() return jit and "luajit" or "lua5.4" end
 
-local function slurp(path)
-  local f = io.open(path, "rb")
-  if not f then return "" end
-  local s = f:read("*a")
-  f:close()
-  return s
-end
+local slurp = require "support.slurp"
 
 local Proc = {}
 Proc.__index = Proc
@@ -39,7 +33,11 @@ function M.server(etcd_url, host, o)
   return setmetatable({ pid = pid, out = out, host = host }, Proc)
 end
 
-function Proc:output() return slurp(self.out) end
+-- (the shell may not have made the file yet)
+function Proc:output()
+  local ok, text = pcall(slurp, self.out)
+  return ok and text or ""
+end
 
 -- Wait (running loop meanwhile) until the output matches pattern: its
 -- captures | nil, err.

@@ -45,6 +45,18 @@ function M.available()
   return os.execute("command -v etcd >/dev/null 2>&1") == true
 end
 
+-- For a spec file: true when etcd is here, else a LOUD pending (busted
+-- counts it as skipped) under `name` and false.
+function M.present(name)
+  if M.available() then return true end
+  describe(name, function()
+    it("runs against a real etcd", function()
+      pending("etcd is not installed (Debian: etcd-server; tools/deps.sh installs it)")
+    end)
+  end)
+  return false
+end
+
 local Proc = {}
 Proc.__index = Proc
 
