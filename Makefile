@@ -116,11 +116,14 @@ bench-buffer: all
 #           and from encodings of random values of those schemas
 #   scan    the message scanner fed in random pieces against one-shot
 #           feeding and pt_skip; corpus: those bodies in envelopes
+#   http    HTTP/1.1 responses (pt_http over http_parser) fed whole and in
+#           random pieces, pipelined, closed at the end; corpus: spec/c
+#           responses and etcd gateway answers (fuzz/http-seeds)
 # A crash, leak or sanitizer report fails the target (its input is saved
 # as build-fuzz/crash-*); the full log is build-fuzz/<target>.log.
 FUZZ_SECONDS ?= 60
 FUZZ_DATA ?= bench/data
-FUZZ_TARGET ?= decode scan
+FUZZ_TARGET ?= decode scan http
 FUZZ_CFLAGS = -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
 
 build-fuzz/fuzz_decode: fuzz/fuzz_decode.c $(CORE_SRC) $(CORE_HDR) $(LUA_SRC) $(LUA_HDR)
@@ -128,12 +131,18 @@ build-fuzz/fuzz_decode: fuzz/fuzz_decode.c $(CORE_SRC) $(CORE_HDR) $(LUA_SRC) $(
 	clang $(FUZZ_CFLAGS) $(HTTP_CFLAGS) -I$(LUA54_INC) -o $@ fuzz/fuzz_decode.c $(CORE_SRC) $(LUA_SRC) \
 	  -llua5.4 -luring -lm $(HTTP_LIBS)
 
+build-fuzz/fuzz_http: fuzz/fuzz_http.c csrc/pt_http.c csrc/pt_buf.c $(CORE_HDR)
+	@mkdir -p $(@D)
+	clang $(FUZZ_CFLAGS) $(HTTP_CFLAGS) -o $@ fuzz/fuzz_http.c csrc/pt_http.c csrc/pt_buf.c \
+	  $(HTTP_LIBS)
+
 build-fuzz/fuzz_scan: fuzz/fuzz_scan.c csrc/pt_plan.c csrc/pt_simd.c $(CORE_HDR)
 	@mkdir -p $(@D)
 	clang $(FUZZ_CFLAGS) -o $@ fuzz/fuzz_scan.c csrc/pt_plan.c csrc/pt_simd.c
 
 fuzz: deps $(MOD54) $(patsubst %,build-fuzz/fuzz_%,$(FUZZ_TARGET))
-	@mkdir -p build-fuzz/corpus-decode build-fuzz/corpus-scan
+	@mkdir -p build-fuzz/corpus-decode build-fuzz/corpus-scan build-fuzz/corpus-http
+	@for f in fuzz/http-seeds/*; do { printf '\7\2'; cat $$f; } > build-fuzz/corpus-http/$$(basename $$f); done
 	@PETREL_BUILD=$(BUILD) lua5.4 fuzz/fuzz_decode.lua seeds build-fuzz/corpus-decode
 	@for f in $(FUZZ_DATA)/*.bin; do b=$$(basename $$f .bin); \
 	  head -c 65536 $$f > build-fuzz/corpus-decode/$$b.bin; \
