@@ -72,6 +72,8 @@ describe("cluster (" .. be.name .. ")", function()
 
   it("maps keys alike from two clients and moves few when an instance is added", function()
     local f = S.chash(env, 1000)
+    assert.equal(3, f.before)
+    assert.equal(4, f.instances)
     assert.equal(f.keys, f.same)
     assert.equal(f.keys, f.same_after)
     assert.is_true(f.moved_frac <= 1 / 4 + 0.05, "moved " .. f.moved_frac)

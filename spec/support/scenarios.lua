@@ -211,15 +211,31 @@ function M.chash(env, nkeys)
       registry = env.reg, balance = "chash", hash_key = function(_, n) return "key-" .. n end }
   end
   local c1, c2 = mk(), mk()
-  local function count(c)
-    local n = 0
-    for _, i in pairs(petrel.stats(c).instances) do if i.active then n = n + 1 end end
-    return n
+  -- both clients know exactly the live servers (a killed server's entry
+  -- lingers until its lease expires: etcd renewed it when it restarted)
+  local function settled()
+    local want, n = {}, 0
+    for _, s in ipairs(env.servers) do
+      if s:alive() and s.address then want[s.address] = true; n = n + 1 end
+    end
+    for _, c in ipairs({ c1, c2 }) do
+      local k = 0
+      for addr, i in pairs(petrel.stats(c).instances) do
+        if i.active then
+          if not want[addr] then return false end
+          k = k + 1
+        end
+      end
+      if k ~= n then return false end
+    end
+    return true, n
   end
-  local live = 0
-  for _, s in ipairs(env.servers) do if s:alive() then live = live + 1 end end
-  local deadline = loop:now() + 10000
-  while (count(c1) < live or count(c2) < live) and loop:now() < deadline do loop:sleep(10) end
+  local function wait_settled()
+    local deadline = loop:now() + 15000
+    while not settled() and loop:now() < deadline do loop:sleep(10) end
+    return select(2, settled())
+  end
+  local live = wait_settled()
   local function map(c)
     local m, done = {}, 0
     local width = 8
@@ -237,10 +253,7 @@ function M.chash(env, nkeys)
   for k = 1, nkeys do if m1[k] and m1[k] == m2[k] then same = same + 1 end end
   local s = M.start_server(env)
   s:ready(loop, 30000)
-  deadline = loop:now() + 10000
-  while (count(c1) < live + 1 or count(c2) < live + 1) and loop:now() < deadline do
-    loop:sleep(10)
-  end
+  local now_live = wait_settled()
   local n1, n2 = map(c1), map(c2)
   local moved, to_new, same_after = 0, 0, 0
   for k = 1, nkeys do
@@ -253,7 +266,7 @@ function M.chash(env, nkeys)
   petrel.close(c1)
   petrel.close(c2)
   return { keys = nkeys, same = same, same_after = same_after, moved = moved,
-    moved_frac = moved / nkeys, to_new = to_new, instances = live + 1 }
+    moved_frac = moved / nkeys, to_new = to_new, before = live, instances = now_live }
 end
 
 return M
