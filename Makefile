@@ -204,6 +204,8 @@ bench-zerocopy: all
 # of resolving + balancing against a client pinned to one address (server
 # on core 0, client on core 1), then the cluster scenarios with their
 # figures (SIGKILL, servers added, etcd outage, graceful removal,
-# consistent hashing). ROUNDS, SECONDS, WIDTH, OUTAGE, SCENARIOS=0.
+# consistent hashing). ROUNDS, SECONDS, WIDTH, OUTAGE, SCENARIOS=0;
+# BENCH_LUA=luajit for LuaJIT.
+BENCH_LUA ?= lua5.4
 bench-cluster: deps all
-	@PETREL_BUILD=$(BUILD) taskset -c 1 lua5.4 bench/cluster.lua
+	@PETREL_BUILD=$(BUILD) taskset -c 1 $(BENCH_LUA) bench/cluster.lua
