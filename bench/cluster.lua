@@ -86,6 +86,10 @@ local function overhead()
       local i = (r - 1 + k) % #clients + 1
       local row = clients[i]
       local v, failed, us = rate(row[2], SECONDS)
+      if os.getenv("VERBOSE") then
+        io.stderr:write(string.format("round %d %-22s %8.0f calls/s %6.1f us/call\n", r, row[1], v,
+          us))
+      end
       if failed > 0 then print(row[1] .. ": " .. failed .. " failed calls") end
       all[i] = all[i] or {}
       all[i][r] = v
@@ -123,6 +127,7 @@ local function scenarios()
     print("| scenario | figures |")
     print("|---|---|")
     local f = S.kill(env, env.servers[2], 1000)
+    if f.failed > 0 then io.stderr:write("kill errors:\n  ", table.concat(f.errors, "\n  "), "\n") end
     print(string.format("| SIGKILL one server (idempotent calls) | %d calls, %d failed, %d retried, "
       .. "ejected %.1f ms after the kill, %d calls routed to it after its first connection error |",
       f.calls, f.failed, f.retries, f.detect_ms or -1, f.routed_after or -1))
@@ -137,6 +142,7 @@ local function scenarios()
     f = S.graceful(env, env.servers[1], 300)
     print(string.format("| graceful removal (SIGTERM), calls not idempotent | %d calls, %d failed, "
       .. "%d retried (nothing sent) |", f.calls, f.failed, f.retries))
+    if f.failed > 0 then io.stderr:write("graceful removal errors:\n  ", table.concat(f.errors, "\n  "), "\n") end
     f = S.chash(env, 1000)
     print(string.format("| consistent hashing, 2 clients, %d keys | same instance from both: %d "
       .. "(%d after the change); a 4th instance moved %.1f%% of the keys (bound 30%%), %d of %d "

@@ -42,7 +42,11 @@ local reg = o.registry ~= "0" and petrel.etcd { endpoints = { url }, ttl = tonum
 local name
 local bumps = 0
 local ok, err = petrel.serve {
-  host = host, port = tonumber(o.port), service = NS.Where, logger = false,
+  host = host, port = tonumber(o.port), service = NS.Where,
+  -- registry trouble is worth a line; handler errors are the client's business
+  logger = function(line, info)
+    if info.kind == "registry" then io.stderr:write("cluster_server: ", line, "\n") end
+  end,
   workers = tonumber(o.workers),
   registry = reg, service_name = reg and o.service or nil,
   weight = reg and tonumber(o.weight) or nil,

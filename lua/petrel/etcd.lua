@@ -268,9 +268,10 @@ function Etcd:list(prefix, loop)
 end
 
 -- reg:delete(key [, prefix = false]) -> number deleted | nil, err
-function Etcd:delete(key, is_prefix, loop)
+function Etcd:delete(key, is_prefix, loop, timeout)
   local r, err = self:_call(loop or self:loop(), "/v3/kv/deleterange",
-    { key = b64encode(key), range_end = is_prefix and b64encode(prefix_end(key)) or nil })
+    { key = b64encode(key), range_end = is_prefix and b64encode(prefix_end(key)) or nil },
+    timeout)
   if not r then return nil, err end
   return num(r.deleted)
 end
@@ -562,10 +563,23 @@ function Registration:deregister(ms)
   local lease = self.lease
   self.lease, self.registered = nil, false
   if not lease then return true end
-  local ok, err = self.etcd:revoke(lease, self.loop, ms)
+  local etcd, loop = self.etcd, self.loop
+  local deadline = loop:now() + (ms or 3000)
+  local ok, err
+  -- until the entry is gone or ms pass: revoke the lease, or else delete
+  -- the key itself (clients must stop calling before the server drains)
+  while true do
+    local left = math.max(1, deadline - loop:now())
+    ok, err = etcd:revoke(lease, loop, left)
+    if not ok and etcd:delete(self.key, false, loop, math.max(1, deadline - loop:now())) then
+      ok = true
+    end
+    if ok or loop:now() >= deadline then break end
+    loop:sleep(math.min(100, math.max(1, deadline - loop:now())))
+  end
   -- a server leaving keeps no idle connection to etcd open (its loop
   -- waits for open connections before it exits)
-  self.etcd:_agent(self.loop):close()
+  etcd:_agent(loop):close()
   if not ok then
     -- the entry disappears when its lease expires
     return nil, err
