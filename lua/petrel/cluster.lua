@@ -26,7 +26,7 @@ local breaker = require "petrel.breaker"
 local Client = client._Client
 local encode = Client._encode
 local clock = core.clock
-local rotate, CLOSED = breaker.rotate, breaker.CLOSED
+local rotate, CLOSED, HALF = breaker.rotate, breaker.CLOSED, breaker.HALF
 local floor = math.floor
 
 local M = {}
@@ -318,6 +318,18 @@ local function breaker_record(self, inst, ok, now, half)
   end
 end
 
+-- Every instance is down: try one anyway (a last chance beats failing).
+local function pick_any(self, key, tried)
+  local inst = self.lb:pick(key, tried, true)
+  if inst then self.panics = self.panics + 1 end
+  return inst
+end
+
+local function no_instance(self, name)
+  self.nerrors = self.nerrors + 1
+  return nil, string.format("call %s.%s: no instance of %s", self.service.name, name, self.peer)
+end
+
 -- One call with its retries. Each attempt is encoded by the chosen
 -- instance's client (its seqids, its reused message buffer). Called as a
 -- tail call (Cluster:call, View:call), so the encoder's errors for bad
@@ -349,24 +361,16 @@ local function run(self, fn, name, key, timeout, ...)
       return nil, err
     end
   end
-  local msg, seqid
-  local lb, tried, attempt, last_err = self.lb, nil, 0, nil
+  local lb, tried, attempt, last_err = self.lb, nil, 1, nil
+  -- the first attempt's instance and encoding (outside the loop: LuaJIT
+  -- does not compile `...` in a loop; retries are the loop's rare path)
+  local inst = lb:pick(key, nil) or pick_any(self, key, nil)
+  if not inst then return no_instance(self, name) end
+  local msg, seqid = encode(inst.st, fn, name, ...)
   while true do
-    attempt = attempt + 1
-    local inst = lb:pick(key, tried)
-    if not inst then
-      inst = lb:pick(key, tried, true) -- every instance down: try one anyway
-      if not inst then
-        self.nerrors = self.nerrors + 1
-        return nil, string.format("call %s.%s: no instance of %s", self.service.name, name,
-          self.peer)
-      end
-      self.panics = self.panics + 1
-    end
     local st = inst.st
-    msg, seqid = encode(st, fn, name, ...)
     local b = inst.breaker
-    local half = b and b.state == breaker.HALF
+    local half = b and b.state == HALF
     if half then
       b:start()
       refresh(inst)
@@ -431,6 +435,10 @@ local function run(self, fn, name, key, timeout, ...)
       if deadline then pause = math.min(pause, deadline - loop:now()) end
       if pause > 0 then loop:sleep(pause) end
     end
+    attempt = attempt + 1
+    inst = lb:pick(key, tried) or pick_any(self, key, tried)
+    if not inst then return no_instance(self, name) end
+    msg, seqid = encode(inst.st, fn, name, ...)
   end
   self.nerrors = self.nerrors + 1
   return nil, last_err
