@@ -7,7 +7,11 @@
 --    etcd and balance (wrr, p2c, chash) — the same server and the same
 --    calls, so the difference is the cluster layer's own cost. Rounds are
 --    interleaved; best of ROUNDS and the spread are printed.
--- 2. The scenarios of spec/cluster_spec.lua with their figures: SIGKILL
+-- 2. The cluster layer's own CPU per call, without I/O: the instances'
+--    send replaced by a stub that answers at once, so what is timed is
+--    encoding plus (for the cluster clients) picking, bookkeeping and
+--    stats; steady on a busy machine, unlike calls/s.
+-- 3. The scenarios of spec/cluster_spec.lua with their figures: SIGKILL
 --    under load, two servers added, a 10 s etcd outage, a graceful
 --    removal, consistent hashing across clients.
 --
@@ -16,7 +20,7 @@
 -- (os.clock, this process alone) are steadier than calls/s.
 --
 -- Environment: ROUNDS (default 15), SECONDS per round (default 1), WIDTH
--- (default 32), SCENARIOS=0 skips part 2, OUTAGE seconds (default 10).
+-- (default 32), SCENARIOS=0 skips part 3, OUTAGE seconds (default 10).
 local build = os.getenv("PETREL_BUILD") or "build"
 local rt = jit and "luajit" or "lua5.4"
 package.path = "lua/?.lua;lua/?/init.lua;spec/?.lua;" .. package.path
@@ -119,6 +123,45 @@ local function overhead()
   proc:cleanup()
 end
 
+local function layer_cost()
+  local client = require "petrel.client"
+  local Client = client._Client
+  local send = Client._send
+  Client._send = function(self, _, _, _, msg)
+    msg:clear()
+    if not self.wbuf then self.wbuf = msg end
+    return "127.0.0.2:1"
+  end
+  local three = { "127.0.0.2:1", "127.0.0.3:1", "127.0.0.4:1" }
+  local rows = { { "pinned (host, port)", petrel.client { service = NS.Where, loop = loop,
+    host = "127.0.0.2", port = 1 } } }
+  for _, kind in ipairs({ "wrr", "p2c", "chash" }) do
+    rows[#rows + 1] = { kind .. " over 3 instances", petrel.client { service = NS.Where, loop = loop,
+      instances = three, balance = kind,
+      hash_key = kind == "chash" and function(_, n) return n end or nil } }
+  end
+  local N, best = 200000, {}
+  for _ = 1, 5 do
+    for i, row in ipairs(rows) do
+      local c = row[2]
+      for k = 1, 2000 do c:where(k) end
+      local t0 = os.clock()
+      for k = 1, N do c:where(k) end
+      local us = (os.clock() - t0) / N * 1e6
+      if not best[i] or us < best[i] then best[i] = us end
+    end
+  end
+  Client._send = send
+  print(string.format("\n### The cluster layer's own cost per call (%s, no I/O: send stubbed, "
+    .. "best of 5 x %d calls)\n", jit and jit.version or _VERSION, N))
+  print("| client | µs per call | added by the cluster layer |")
+  print("|---|---:|---:|")
+  for i, row in ipairs(rows) do
+    print(string.format("| %s | %.3f | %s |", row[1], best[i],
+      i == 1 and "" or string.format("%.3f µs", best[i] - best[1])))
+  end
+end
+
 local function scenarios()
   local env = S.setup { loop = loop, servers = 3, ttl = 3, width = 16 }
   local ok, err = pcall(function()
@@ -153,5 +196,6 @@ local function scenarios()
 end
 
 overhead()
+layer_cost()
 if os.getenv("SCENARIOS") ~= "0" then scenarios() end
 loop:free()
