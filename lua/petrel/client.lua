@@ -349,19 +349,25 @@ local function decode_reply(fn, name, msg, mtype, pos, proto)
   return nil, app_error(rpc.MISSING_RESULT, name .. " failed: unknown result")
 end
 
--- Send an encoded call and wait for its reply: value | nil, err [, stale]
--- (stale: a reused pooled connection failed before any reply; worth one
--- retry on a fresh one).
-function Client:_send(fn, name, seqid, msg)
+-- Send an encoded call and wait for its reply: value | nil, err [, stale
+-- [, unsent]] (stale: a reused pooled connection failed before any reply;
+-- worth one retry on a fresh one; unsent: not a byte of the call left, so
+-- any call may be retried). deadline: loop ms (default: now + timeout;
+-- petrel.cluster passes the call's own, shared by its retries).
+function Client:_send(fn, name, seqid, msg, deadline)
   local loop = self.loop
   local timeout = self.timeout
-  local deadline = timeout > 0 and loop:now() + timeout or nil
+  if deadline then
+    timeout = deadline - loop:now() -- for messages (ms; deadlines are integers)
+  else
+    deadline = timeout > 0 and loop:now() + timeout or nil
+  end
   self.inflight = self.inflight + 1
   local conn, err, reused = self:_acquire(deadline)
   if not conn then
     self.inflight = self.inflight - 1
     recycle(self, msg)
-    return nil, err
+    return nil, err, nil, true
   end
   local out = loop.c:output(conn.id)
   if not out or conn.closed then
@@ -369,7 +375,7 @@ function Client:_send(fn, name, seqid, msg)
     recycle(self, msg)
     local e = conn.broken or ("write to " .. self.peer .. ": connection closed")
     conn:close(e)
-    return nil, e, reused
+    return nil, e, reused, true
   end
   out:append(msg)
   recycle(self, msg)
@@ -494,6 +500,7 @@ end
 -- connection slot), inflight calls.
 function M.stats(proxy)
   local st = state_of(proxy, "petrel.stats")
+  if st.cluster then return st:stats() end
   return { open = st.nopen, idle = #st.idle, waiting = st.nwaiting, inflight = st.inflight,
     peer = st.peer, max_conns = st.max_conns }
 end
@@ -501,6 +508,11 @@ end
 function M.is_client(x)
   return type(x) == "table" and rawget(x, STATE) ~= nil
 end
+
+-- For petrel.cluster: clients over many instances share the proxy (their
+-- state has call, close, stats, configure and cluster = true).
+M._Client = Client
+function M._state(proxy) return rawget(proxy, STATE) end
 
 -- Client methods reachable as c:name(...) when the service has no
 -- function of that name.
@@ -533,6 +545,13 @@ ProxyMT.__tostring = function(proxy)
   return string.format("petrel.client(%s at %s)", st.service.name, st.peer)
 end
 
+-- (petrel.cluster's proxies)
+function M._proxy(st)
+  local proxy = {}
+  rawset(proxy, STATE, st)
+  return setmetatable(proxy, ProxyMT)
+end
+
 -- The options petrel.client takes, and their checks.
 local CLIENT_OPTIONS = {
   service = options.service, loop = options.loop, host = options.string,
@@ -562,6 +581,9 @@ local MUTABLE = {
 --   rcvbuf } -> client. Options are checked here: unknown keys and bad
 -- values raise.
 function M.client(opts)
+  if type(opts) == "table" and (opts.resolve ~= nil or opts.instances ~= nil) then
+    return require("petrel.cluster").client(opts) -- many instances (a tail call)
+  end
   options.check("petrel.client", CLIENT_OPTIONS, opts, 2)
   if not opts.service then
     error("petrel.client: option 'service' (a compiled service) is required", 2)
@@ -608,6 +630,7 @@ end
 --   keepalive_timeout =, max_conns =, backlog = }) -> c
 function M.configure(proxy, opts)
   local st = state_of(proxy, "petrel.configure")
+  if st.cluster then st:configure(opts, 2); return proxy end
   options.check("petrel.configure", MUTABLE, opts, 2)
   for k, v in pairs(opts) do
     if k == "keepalive_timeout" then st.keepalive = v else st[k] = v end

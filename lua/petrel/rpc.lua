@@ -196,6 +196,9 @@ local SERVER_OPTIONS = {
   write_timeout = options.ms, backlog = options.int(0), reuseport = options.bool,
   keepalive = options.bool, nodelay = options.bool, sndbuf = options.int(1),
   rcvbuf = options.int(1), logger = options.func_or_false, debug = options.bool,
+  -- service registry (petrel.etcd): see Server:_register
+  registry = options.registry, service_name = options.string, weight = options.int(1),
+  tags = options.table, advertise = options.string, deregister_wait = options.ms,
 }
 M.SERVER_OPTIONS = SERVER_OPTIONS
 
@@ -242,6 +245,7 @@ function M.server(opts, level)
   if not opts.service then error("petrel.server: option 'service' (a compiled service) is required", level) end
   if not opts.handler then error("petrel.server: option 'handler' (a table of functions) is required", level) end
   local missing = check_handler("petrel.server", opts.service, opts.handler, level)
+  M._check_advertise("petrel.server", opts, level)
   local logger = opts.logger
   if logger == nil then logger = stderr_logger end
   local self = setmetatable({
@@ -284,7 +288,58 @@ function M.server(opts, level)
     on_closed = function(_, id, err) return self:on_closed(id, err) end,
   }
   self.loop:attach(lid, self.h)
+  if opts.registry then self:_register(opts) end
   return self
+end
+
+-- ---- registry: register after listening, leave before draining --------------
+
+-- A wildcard listening address registers nothing clients can reach:
+-- raise unless 'advertise' says what to register (checked before listening).
+function M._check_advertise(who, opts, level)
+  local host = opts.host or "127.0.0.1"
+  if opts.registry and not opts.advertise and not opts.unix and (host == "" or host == "*"
+    or host == "0.0.0.0" or host == "::" or host == "[::]") then
+    error(string.format("%s: listening on '%s' registers no address clients can use; set "
+      .. "'advertise' (\"10.0.0.5:9090\")", who, host), level + 1)
+  end
+end
+
+-- The arguments of registry:register for a server listening on host:port
+-- (or on opts.unix).
+function M._registration_args(opts, host, port, loop)
+  local a = { service = opts.service_name or opts.service.name, weight = opts.weight,
+    tags = opts.tags, loop = loop }
+  if opts.advertise then
+    a.address = opts.advertise
+  elseif opts.unix then
+    a.unix = opts.unix
+  else
+    a.address = (host:find(":", 1, true) and not host:find("^%[")) and
+      ("[" .. host .. "]:" .. port) or (host .. ":" .. port)
+  end
+  return a
+end
+
+function Server:_register(opts)
+  local a = M._registration_args(opts, opts.host or "127.0.0.1", self.port, self.loop)
+  self.deregister_wait = opts.deregister_wait or 1000
+  self.registration = opts.registry:register(a)
+end
+
+-- Shutdown with a registration: deregister first, wait deregister_wait ms
+-- (clients drop the instance meanwhile; calls still arriving are served),
+-- then stop accepting and drain as usual.
+function Server:_leave(done)
+  self.leaving = true
+  local reg = self.registration
+  self.loop:spawn(function()
+    local ok, err = reg:deregister(math.max(self.deregister_wait, 1000))
+    if not ok then self:_log("deregister: " .. tostring(err), { kind = "registry", error = err }) end
+    if self.deregister_wait > 0 then self.loop:sleep(self.deregister_wait) end
+    self.registration, self.leaving = nil, false
+    self:shutdown(done)
+  end)
 end
 
 function Server:on_accept(id)
@@ -517,7 +572,8 @@ end
 -- Stop accepting; close idle connections; when in-flight calls are done,
 -- close the rest (their replies flushed) and call done().
 function Server:shutdown(done)
-  if self.closing then return end
+  if self.closing or self.leaving then return end
+  if self.registration then return self:_leave(done) end
   self.closing = true
   if self.lid then self.loop:close(self.lid); self.lid = nil end
   self.on_finished = function()
@@ -538,6 +594,11 @@ function Server:stats()
   s.inflight = self.inflight
   s.loop = self.loop:stats()
   s.pool = core.pool_stats()
+  local reg = self.registration
+  if reg then
+    s.registry = { key = reg.key, registered = reg.registered, lease = reg.lease,
+      last_error = reg.last_error }
+  end
   return s
 end
 
