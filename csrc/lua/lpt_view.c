@@ -777,7 +777,7 @@ static void push_scalar(lua_State *L, int vidx, const lpt_VSrc *src,
         lua_rawgeti(L, -1, 1); /* value -> name */
         lua_rawgeti(L, -1, (int)v);
         if (!lua_isnil(L, -1)) {
-          lua_replace(L, -6);
+          lua_replace(L, -5); /* over the context table */
           lua_pop(L, 3);
           return;
         }
