@@ -76,10 +76,10 @@ struct vnode {
 
 /* ---- messages: bytes, arena, generation -------------------------------- */
 
-/* Arena blocks: a header keeps the payload aligned to 16. */
+/* Arena blocks: a header, then the payload. */
 typedef union vbig {
   union vbig *next;
-  long double align_;
+  uint64_t align_;
 } vbig;
 
 #define VARENA_INLINE 512
@@ -103,7 +103,7 @@ typedef struct lpt_VSrc {
   unsigned char *a_p;         /* bump region of the arena */
   size_t a_left;
   vbig *bigs;                 /* malloc'd arena blocks */
-  _Alignas(16) unsigned char inl[VARENA_INLINE];
+  uint64_t inl[VARENA_INLINE / 8]; /* the first nodes (8-aligned, as Lua aligns userdata) */
 } lpt_VSrc;
 
 typedef struct lpt_View {
@@ -122,15 +122,15 @@ static void arena_reset(lpt_VSrc *src) {
     b = n;
   }
   src->bigs = NULL;
-  src->a_p = src->inl;
+  src->a_p = (unsigned char *)src->inl;
   src->a_left = sizeof src->inl;
   src->nnodes = 0;
 }
 
-/* n bytes (aligned to 16) living until the message is reset; zeroed when
+/* n bytes (aligned to 8) living until the message is reset; zeroed when
  * zero is set. Raises on ENOMEM. */
 static void *varena(lua_State *L, lpt_VSrc *src, size_t n, int zero) {
-  n = (n + 15) & ~(size_t)15;
+  n = (n + 7) & ~(size_t)7;
   if (n <= src->a_left) {
     void *p = src->a_p;
     src->a_p += n;
