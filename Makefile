@@ -195,11 +195,15 @@ bench-buffer: all
 #   http    HTTP/1.1 responses (pt_http over http_parser) fed whole and in
 #           random pieces, pipelined, closed at the end; corpus: spec/c
 #           responses and etcd gateway answers (fuzz/http-seeds)
+#   view    message views (T:view) read along random paths in Binary and
+#           Compact: raises name a path and an offset, views agree with
+#           decode where it accepts, expiry (fuzz/fuzz_view.lua); corpus:
+#           the decode and compact seeds
 # A crash, leak or sanitizer report fails the target (its input is saved
 # as build-fuzz/crash-*); the full log is build-fuzz/<target>.log.
 FUZZ_SECONDS ?= 60
 FUZZ_DATA ?= bench/data
-FUZZ_TARGET ?= compact diff decode scan http
+FUZZ_TARGET ?= compact diff decode scan http view
 FUZZ_CFLAGS = -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
 FUZZ_CORE = csrc/pt_scan.c csrc/pt_thrift.c csrc/pt_simd.c csrc/pt_buf.c csrc/pt_plan.c
 
@@ -213,7 +217,7 @@ build-fuzz/fuzz_http: fuzz/fuzz_http.c csrc/pt_http.c csrc/pt_buf.c $(CORE_HDR)
 	clang $(FUZZ_CFLAGS) $(HTTP_CFLAGS) -o $@ fuzz/fuzz_http.c csrc/pt_http.c csrc/pt_buf.c \
 	  $(HTTP_LIBS)
 
-build-fuzz/fuzz_compact build-fuzz/fuzz_diff: build-fuzz/fuzz_%: fuzz/fuzz_decode.c $(CORE_SRC) $(CORE_HDR) $(LUA_SRC) $(LUA_HDR)
+build-fuzz/fuzz_compact build-fuzz/fuzz_diff build-fuzz/fuzz_view: build-fuzz/fuzz_%: fuzz/fuzz_decode.c $(CORE_SRC) $(CORE_HDR) $(LUA_SRC) $(LUA_HDR)
 	@mkdir -p $(@D)
 	clang $(FUZZ_CFLAGS) -DFUZZ_MODE='"$*"' -I$(LUA54_INC) -o $@ fuzz/fuzz_decode.c $(CORE_SRC) \
 	  $(LUA_SRC) -llua5.4 -luring -lm
@@ -224,11 +228,12 @@ build-fuzz/fuzz_scan: fuzz/fuzz_scan.c $(FUZZ_CORE) $(CORE_HDR)
 
 fuzz: deps $(MOD54) $(patsubst %,build-fuzz/fuzz_%,$(FUZZ_TARGET))
 	@mkdir -p build-fuzz/corpus-decode build-fuzz/corpus-scan build-fuzz/corpus-compact \
-	  build-fuzz/corpus-diff build-fuzz/corpus-http
+	  build-fuzz/corpus-diff build-fuzz/corpus-http build-fuzz/corpus-view
 	@PETREL_BUILD=$(BUILD) lua5.4 fuzz/fuzz_decode.lua seeds build-fuzz/corpus-decode binary
 	@PETREL_BUILD=$(BUILD) lua5.4 fuzz/fuzz_decode.lua seeds build-fuzz/corpus-compact compact
 	@cp build-fuzz/corpus-decode/seed-* build-fuzz/corpus-diff/ 2>/dev/null; \
 	  for f in build-fuzz/corpus-compact/seed-*; do cp $$f build-fuzz/corpus-diff/c$$(basename $$f); done
+	@cp build-fuzz/corpus-diff/*seed-* build-fuzz/corpus-view/ 2>/dev/null; true
 	@for f in fuzz/http-seeds/*; do { printf '\7\2'; cat $$f; } > build-fuzz/corpus-http/$$(basename $$f); done
 	@for f in $(FUZZ_DATA)/*.bin; do b=$$(basename $$f .bin); \
 	  head -c 65536 $$f > build-fuzz/corpus-decode/$$b.bin; \
