@@ -59,7 +59,7 @@ CTESTS   = $(patsubst spec/c/%.c,$(BUILD)/ctest/%,$(wildcard spec/c/test_*.c))
 MOD54 = $(BUILD)/lua5.4/petrel/core.so
 MODJIT = $(BUILD)/luajit/petrel/core.so
 
-.PHONY: all test demo asan valgrind bench bench-buffer deps ctest rock-test clean fuzz bench-codec bench-idl bench-rpc bench-uring bench-zerocopy check-data mutate print-sources bench-openresty rock FORCE bench-cluster
+.PHONY: all test demo asan valgrind bench bench-buffer deps ctest rock-test clean fuzz bench-codec bench-view bench-idl bench-rpc bench-uring bench-zerocopy check-data mutate print-sources bench-openresty rock FORCE bench-cluster
 
 TOOLS = $(BUILD)/tools/no_uring
 
@@ -258,6 +258,14 @@ $(FLOOR54): bench/floor.c
 bench-codec: all $(FLOOR54)
 	@bench/peers/build.sh >/dev/null
 	@LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH_5_4="$(BUILD)/lua5.4/?.so;;" \
+	  lua5.4 bench/codec.lua
+
+# the message-view rows of bench-codec (medium and large, petrel and the
+# C++ decode) and their target table
+bench-view: all $(FLOOR54)
+	@bench/peers/build.sh >/dev/null
+	@PETREL_WORKLOADS=medium,large PETREL_VIEW_ONLY=1 \
+	  LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH_5_4="$(BUILD)/lua5.4/?.so;;" \
 	  lua5.4 bench/codec.lua
 
 bench-idl: all
