@@ -59,7 +59,7 @@ CTESTS   = $(patsubst spec/c/%.c,$(BUILD)/ctest/%,$(wildcard spec/c/test_*.c))
 MOD54 = $(BUILD)/lua5.4/petrel/core.so
 MODJIT = $(BUILD)/luajit/petrel/core.so
 
-.PHONY: all test demo asan valgrind bench bench-buffer deps ctest rock-test clean fuzz bench-codec bench-view bench-idl bench-rpc bench-uring bench-zerocopy check-data mutate print-sources bench-openresty rock FORCE bench-cluster
+.PHONY: all test demo asan valgrind bench bench-buffer deps ctest rock-test clean fuzz bench-codec bench-view bench-idl bench-rpc bench-rpc-view bench-uring bench-zerocopy check-data mutate print-sources bench-openresty rock FORCE bench-cluster
 
 TOOLS = $(BUILD)/tools/no_uring
 
@@ -277,6 +277,13 @@ bench-idl: all
 bench-rpc: all
 	@bench/peers/build_rpc.sh >/dev/null
 	@bench/peers/rpc_peers.sh
+
+# the lazy (message view) rows of bench-rpc beside the table-decoding echo
+# and the C epoll floor, at 100 connections
+bench-rpc-view: all
+	@bench/peers/build_rpc.sh >/dev/null
+	@CONNS=$${CONNS:-100} ONLY="petrel-echo-5.4 petrel-echo-jit petrel-lazy-5.4 petrel-lazy-jit petrel-lazy3-5.4 petrel-lazy3-jit" \
+	  bench/peers/rpc_peers.sh
 
 # io_uring against epoll, C pair and petrel, 1 KiB and 64 KiB messages, 10,
 # 100 and 1000 connections, system calls per call counted by perf.
