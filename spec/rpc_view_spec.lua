@@ -2,7 +2,8 @@
 -- get message views of their arguments instead of decoded tables; a view
 -- returned (or placed in the result) is sent as its bytes; the views
 -- expire when the handler returns unless retained; bad argument bytes give
--- the peer an error naming the path and offset. Both protocols, both
+-- the peer an error naming the path and offset; lazy clients get views of
+-- their results. Both protocols, both
 -- transports, each loop back end; Lua 5.4 and LuaJIT.
 local petrel = require "petrel"
 local backends = require "support.backends"
@@ -145,6 +146,26 @@ describe("lazy rpc server (" .. be.name .. ")", function()
     assert.is_true(petrel.pool_stats().retained_bytes > 0)
     V.release(k)
     assert.error_matches(function() return k.query end, "view expired")
+  end)
+
+  it("a lazy client gets views of its results (a lazy server or not)", function()
+    for _, lazy in ipairs({ true, false }) do
+      server(lazy)
+      local c = petrel.client { loop = loop, service = W.Echo, port = srv.port, lazy = true }
+      local d = W.Request:decode(slurp(DATA .. "medium.bin"))
+      local r, e = call(c, "echo", d)
+      assert.is_nil(e)
+      assert.is_true(V.is(r))
+      assert.equal(d.items[17].title, r.items[17].title)
+      assert.equal(W.Request:encode(d), V.bytes(r))
+      local m = assert(call(c, "big", { Num = 1, Ano = { Num = 2 }, Nums = { 5 } }))
+      assert.is_true(V.is(m))
+      assert.equal(2, m.Ano.Num)
+      c:close()
+    end
+    assert.error_matches(function()
+      petrel.client { loop = loop, service = W.Echo, port = srv.port, lazy = 1 }
+    end, "lazy")
   end)
 
   it("bad argument bytes: the peer gets an error with the path and offset", function()
