@@ -4,7 +4,7 @@
 -- interop_spec.lua.)
 local petrel = require "petrel"
 local core = require "petrel.core"
-local W = require "petrel.workload"
+local W = require "bench.workload"
 
 local is_jit = jit ~= nil
 local C = { protocol = "compact" }

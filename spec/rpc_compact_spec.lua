@@ -10,7 +10,7 @@
 local petrel = require "petrel"
 local rpc = require "petrel.rpc"
 local core = require "petrel.core"
-local W = require "petrel.workload"
+local W = require "bench.workload"
 
 local DATA = "bench/data/"
 local CALC = assert(petrel.load("spec/thrift/calc.thrift"))

@@ -22,9 +22,9 @@ int luaopen_petrel_core(lua_State *L);
 /* The Lua side: schemas and messages to decode. Returns a table of
  * { T = type, bytes = string, opts = decode options }. */
 static const char *setup =
-    "package.path = 'lua/?.lua;lua/?/init.lua;' .. package.path\n"
+    "package.path = 'lua/?.lua;lua/?/init.lua;./?.lua;' .. package.path\n"
     "local petrel = require 'petrel'\n"
-    "local W = require 'petrel.workload'\n"
+    "local W = require 'bench.workload'\n"
     "local A = petrel.schema {\n"
     "  E = petrel.enum { X = 1, Y = 2 },\n"
     "  In = petrel.struct { {1, 'n', 'i32'}, {2, 's', 'string', 'optional'} },\n"
