@@ -13,7 +13,8 @@
 -- each runtime (busted specs under busted, spec/c/*.c as C tests), and the
 -- source is put back. A mutation is KILLED when, on every runtime the
 -- entry names, one of its specs fails (an assertion, an error, a crash or
--- the time bound); otherwise it SURVIVED. Before any mutation the same
+-- the time bound; busted stops at a spec's first failure); otherwise it
+-- SURVIVED. Before any mutation the same
 -- specs must pass on the unmutated copy, or nothing is proven.
 --
 -- Fails (exit 1) when an entry's text is missing or not unique (code that
@@ -343,7 +344,7 @@ local function run_spec(spec, rt)
     if not bin then return "does not build: " .. (slurp(WORK .. "/cc.log") or "") end
     cmd = string.format("cd %s && PETREL_BACKEND=epoll timeout %d %s", q(SRC), TIMEOUT, q(bin))
   else
-    cmd = string.format("cd %s && PETREL_BUILD=%s PETREL_BACKEND=epoll timeout %d busted --lua=%s -o plainTerminal %s",
+    cmd = string.format("cd %s && PETREL_BUILD=%s PETREL_BACKEND=epoll timeout %d busted --lua=%s --no-keep-going -o plainTerminal %s",
       q(SRC), q(BUILD), TIMEOUT, rt, q(spec))
   end
   local ok, code = sh(cmd .. " < /dev/null > " .. q(out) .. " 2>&1")
@@ -354,6 +355,8 @@ local function run_spec(spec, rt)
     or log:match("FAIL (%S+)")
   if test then return test end
   if code and code > 128 then return "crashed (signal " .. (code - 128) .. ")" end
+  if log:match("Segmentation fault") then return "crashed (segmentation fault)" end
+  if log:match("Aborted") then return "crashed (aborted)" end
   return "exit status " .. tostring(code)
 end
 
