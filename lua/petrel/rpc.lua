@@ -557,6 +557,39 @@ function run_reply(self, conn, job, ok, res, res2)
   self:_maybe_finish()
 end
 
+-- A pooled job carries a call to its coroutine: the arguments in
+-- declaration order, then what the reply needs (no closure per call).
+-- args: a table, or a view (lazy: its reads may raise -> nil, err).
+local function fill_args(job, args, names, n)
+  for i = 1, n do job[i] = args[names[i]] end
+end
+local function take_job(self, fn, args, lazy)
+  local names = argnames(fn)
+  local nargs = #names
+  local pool = self.jobs
+  local job = pool[#pool]
+  if job then pool[#pool] = nil else job = {} end
+  if lazy then
+    local ok, e = pcall(fill_args, job, args, names, nargs)
+    if not ok then
+      for i = 1, nargs do job[i] = nil end
+      pool[#pool + 1] = job
+      return nil, e
+    end
+  else
+    fill_args(job, args, names, nargs)
+  end
+  job.n = nargs
+  return job
+end
+local function start_job(self, conn, job, h, fn, name, mtype, seqid, proto)
+  job.h, job.fn, job.name, job.mtype, job.seqid = h, fn, name, mtype, seqid
+  job.proto = proto -- the reply answers in the call's protocol
+  conn.busy = conn.busy + 1
+  self.inflight = self.inflight + 1
+  self.loop:spawn(run_call, self, conn, job)
+end
+
 -- A lazy server's message m done with before a handler got it.
 local view_decode = core.view_methods.decode
 local function drop_msg(self, m)
@@ -618,29 +651,17 @@ function Server:_call_lazy(conn, m, name, mtype, seqid, pos, proto, fn)
     return send_reply(self, conn, name, EXCEPTION, seqid, TAppEx,
       { message = "cannot decode arguments: " .. tostring(err), type = M.PROTOCOL_ERROR }, proto)
   end
-  local names = argnames(fn)
-  local nargs = #names
-  local pool = self.jobs
-  local job = pool[#pool]
-  if job then pool[#pool] = nil else job = {} end
   -- an argument that cannot be read (bad bytes) is a protocol error
-  local ok, e = pcall(function()
-    for i = 1, nargs do job[i] = args[names[i]] end
-  end)
-  if not ok then
-    for i = 1, nargs do job[i] = nil end
-    pool[#pool + 1] = job
+  local job, e = take_job(self, fn, args, true)
+  if not job then
     self.counters.errors = self.counters.errors + 1
     drop_msg(self, m)
     if mtype == ONEWAY then return end
     return send_reply(self, conn, name, EXCEPTION, seqid, TAppEx,
       { message = "cannot decode arguments: " .. tostring(e), type = M.PROTOCOL_ERROR }, proto)
   end
-  job.n, job.h, job.fn, job.name, job.mtype, job.seqid = nargs, h, fn, name, mtype, seqid
-  job.proto, job.msg = proto, m
-  conn.busy = conn.busy + 1
-  self.inflight = self.inflight + 1
-  self.loop:spawn(run_call, self, conn, job)
+  job.msg = m
+  start_job(self, conn, job, h, fn, name, mtype, seqid, proto)
 end
 
 -- A call with its arguments decoded (args false: they did not decode, err
@@ -675,19 +696,7 @@ function Server:_call_decoded(conn, name, mtype, seqid, proto, fn, args, err)
     return send_reply(self, conn, name, EXCEPTION, seqid, TAppEx,
       { message = "no handler for '" .. name .. "'", type = M.UNKNOWN_METHOD }, proto)
   end
-  -- a pooled job carries the call to its coroutine: arguments in
-  -- declaration order, then what the reply needs (no closure per call)
-  local names = argnames(fn)
-  local nargs = #names
-  local pool = self.jobs
-  local job = pool[#pool]
-  if job then pool[#pool] = nil else job = {} end
-  for i = 1, nargs do job[i] = args[names[i]] end
-  job.n, job.h, job.fn, job.name, job.mtype, job.seqid = nargs, h, fn, name, mtype, seqid
-  job.proto = proto -- the reply answers in the call's protocol
-  conn.busy = conn.busy + 1
-  self.inflight = self.inflight + 1
-  self.loop:spawn(run_call, self, conn, job)
+  start_job(self, conn, take_job(self, fn, args), h, fn, name, mtype, seqid, proto)
 end
 
 function Server:on_data(id, n)
