@@ -335,7 +335,7 @@ end
 print()
 print("### Message views against the targets (decode time / view time; a fresh view each time)")
 print()
-print("| workload | runtime | 3 fields: decode/view (≥10) | 3 fields: C++ decode/view (>1) | 100 items[i].title: decode/view (≥20) | Compact 3 fields: decode/view | Compact items: decode/view |")
+print("| workload | runtime | 3 fields: decode/view (≥10) | 3 fields: C++ decode/view (>1) | 100 items[i].title: decode/view (≥20 on large) | Compact 3 fields: decode/view | Compact items: decode/view |")
 print("|---|---|---:|---:|---:|---:|---:|")
 for _, n in ipairs({ "medium", "large" }) do
   for _, rt in ipairs({ "5.4", "jit" }) do
@@ -344,15 +344,18 @@ for _, n in ipairs({ "medium", "large" }) do
     print(string.format("| %s | %s | %s | %s | %s | %s | %s |", n, rt,
       verdict(r(d, get(p, n, "viewread")), ">=", 10),
       verdict(r(get("cpp", n, "decode"), get(p, n, "viewread")), ">=", 1.0),
-      verdict(r(d, get(p, n, "viewitems")), ">=", 20),
+      n == "large" and verdict(r(d, get(p, n, "viewitems")), ">=", 20)
+        or ratio(d, get(p, n, "viewitems")), -- (the target is for large)
       ratio(dc, get(p .. "-compact", n, "viewread")) ,
       ratio(dc, get(p .. "-compact", n, "viewitems"))))
   end
 end
 local bd, mc = get("petrel-5.4", "blob", "decode"), get("memcpy", "blob", "decode")
-print()
-print(string.format("blob: decode / 1 MiB memcpy = %s; encode into a buffer (no copy) = %s",
-  ratio(bd, mc), get("petrel-5.4-buf", "blob", "encode") and fmt_ns(get("petrel-5.4-buf", "blob", "encode").ns) or "n/a"))
+if not VIEW_ONLY then
+  print()
+  print(string.format("blob: decode / 1 MiB memcpy = %s; encode into a buffer (no copy) = %s",
+    ratio(bd, mc), get("petrel-5.4-buf", "blob", "encode") and fmt_ns(get("petrel-5.4-buf", "blob", "encode").ns) or "n/a"))
+end
 
 -- spread: how far the rounds of each petrel row lie from its best
 local worst, wname = 0, ""

@@ -89,7 +89,6 @@ describe("lazy rpc server (" .. be.name .. ")", function()
         -- the handler's view expired when it returned
         assert.error_matches(function() return kept.user_id end, "view expired")
       end
-      -- not lazy for every method: a table naming some
       c:close()
       collectgarbage()
       assert.equal(pinned0, petrel.pool_stats().retained_bytes)
