@@ -624,6 +624,14 @@ void pt__closing_step(pt_conn *c) {
 }
 
 void pt__spj_free(pt_spj *j) {
+  pt_loop *l = j->from->loop;
+  if (j->p[0] >= 0 && !j->staged && l->zc_npipes < PT_ZC_PIPES &&
+      !l->forked) {
+    l->zc_pipe[l->zc_npipes][0] = j->p[0];
+    l->zc_pipe[l->zc_npipes][1] = j->p[1];
+    l->zc_npipes++;
+    j->p[0] = j->p[1] = -1;
+  }
   if (j->p[0] >= 0) close(j->p[0]);
   if (j->p[1] >= 0) close(j->p[1]);
   free(j->buf);

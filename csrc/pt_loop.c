@@ -346,6 +346,11 @@ void pt_loop_free(pt_loop *l) {
   pt_dns_free(l->dns, l->forked); /* no wake-up after this */
   if (l->wakefd >= 0) close(l->wakefd);
   if (l->spare_fd >= 0) close(l->spare_fd);
+  while (l->zc_npipes > 0) {
+    l->zc_npipes--;
+    close(l->zc_pipe[l->zc_npipes][0]);
+    close(l->zc_pipe[l->zc_npipes][1]);
+  }
   free(l->cs);
   pt_timers_free(&l->timers);
   free(l->q);

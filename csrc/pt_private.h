@@ -89,6 +89,7 @@ typedef struct pt_spj {
 } pt_spj;
 
 #define PT_ZC_CHUNK (64u << 10) /* copying fallbacks: bytes per step */
+#define PT_ZC_PIPES 2           /* emptied splice pipes a loop keeps */
 #define PT_WAKE_USER 1          /* pt_loop_wake */
 #define PT_WAKE_DNS 2           /* the resolver has answers */
 
@@ -119,6 +120,8 @@ struct pt_loop {
   pt_event *q;
   int qhead, qlen, qcap;
   pt_dns *dns; /* made by the first connect to a name */
+  int zc_pipe[PT_ZC_PIPES][2]; /* empty, sized pipes for the next splice */
+  int zc_npipes;
   pt_loop_stats st;
   struct iovec iov[1024]; /* the output writer's */
   char err[256];
@@ -175,6 +178,8 @@ void pt__account(pt_conn *c);
 void pt__budget_check(pt_loop *l);
 /* Detach a splice job from its conns, SPLICED(err), free it. */
 void pt__spj_end(pt_loop *l, pt_spj *j, int err);
+/* Free a job; its pipe, when empty, is kept for the next job (up to
+ * PT_ZC_PIPES per loop: no pipe2 and resize per splice). */
 void pt__spj_free(pt_spj *j);
 
 /* output not yet written: queued, in a file job, or held by the back end */

@@ -161,6 +161,8 @@ typedef struct pt_loop_stats {
   uint64_t dns_cached;     /* names answered from its cache */
   uint64_t accept_dropped; /* connections dropped on EMFILE/ENFILE */
   uint64_t recycled;       /* conns freed at batch boundaries */
+  uint64_t splice_pipes;   /* pipes made for splice jobs (emptied ones are
+                              kept for the next job) */
   /* io_uring */
   uint64_t ring_sqes;      /* requests queued */
   uint64_t ring_cqes;      /* completions reaped */
