@@ -216,6 +216,7 @@ int pt_loop_poll(pt_loop *l, pt_event *out, int max, int timeout_ms) {
       return k;
     }
   }
+  pt__trim(l);       /* before recycling: the list may name closed conns */
   pt__recycle(l, 0); /* batch boundary: nothing queued, nothing dirty */
   pt__budget_check(l);
   run_timers(l);

@@ -40,6 +40,12 @@
 #define PT_CF_RD_BUDGET 0x4000u    /* not reading: the loop is over budget */
 #define PT_CF_RESOLVING 0x8000u    /* connect waits for a name's address */
 #define PT_CF_OUT_PAUSE 0x10000u   /* output over out_cap pauses reading */
+#define PT_CF_TRIM 0x20000u        /* on the loop's trim list */
+
+/* what a conn's buffers keep (pt_buf_set_lean): the input gives emptied
+ * blocks back and grows by small classes; the output gives them back */
+#define PT_LEAN_IN (PT_LEAN_EMPTY | PT_LEAN_FIT)
+#define PT_LEAN_OUT PT_LEAN_EMPTY
 
 /* conn ids: generation << 24 | slot, below 2^53 so a double holds them
  * exactly (timers have their own, pt_timer.h) */
@@ -112,6 +118,7 @@ struct pt_loop {
   pt_cslot *cs;
   uint32_t ncs, cscap, cfree;
   pt_conn *dirty, *dead;
+  pt_conn *trim; /* inputs a read left in mostly empty blocks this round */
   /* memory budget: in + unsent out of every conn, as last counted */
   size_t held;
   int over; /* held went over o.budget; not yet back under 3/4 of it */
@@ -158,6 +165,9 @@ int pt__arm(pt_conn *c);
 /* Bytes arrived in c->in: DATA (one per conn and round), input cap,
  * budget. */
 void pt__input(pt_conn *c, size_t n);
+/* The batch boundary: the bytes still waiting in mostly empty read blocks
+ * move to small ones (pt_buf_shrink); closed conns are skipped. */
+void pt__trim(pt_loop *l);
 /* The peer finished sending: CLOSED(0), stop reading, flush, close. */
 void pt__read_eof(pt_conn *c);
 /* Write the output now: PT_SEND_DONE / PT_SEND_PENDING, or -1 with the

@@ -82,7 +82,7 @@ struct pt_conn {
   void *be;         /* the back end's own state (opaque) */
   uint32_t want;    /* interest the back end follows (pt_be.h) */
   int family;
-  pt_conn *next_dirty, *next_dead;
+  pt_conn *next_dirty, *next_dead, *next_trim;
   uint64_t timer;   /* internal timer (connect/close timeout, backoff) */
   char *unix_path;  /* listener: socket file to unlink on close */
   char *host;       /* connect: the host as given, for messages */
