@@ -652,28 +652,40 @@ int pt_buf_reserve_iov(pt_buf *b, size_t n, struct iovec *iov, int max) {
   return k;
 }
 
-int pt_buf_shrinkable(const pt_buf *b) {
-  const pt_node *t = b->tail;
-  if (!t || b->resv_from) return 0;
-  const pt_block *blk = t->blk;
-  size_t live = (size_t)(t->wr - t->rd);
+/* A pooled block holding at most a quarter of its capacity in nd, shared
+ * with no slice, nd being the one node that may append into it. */
+static int node_sparse(const pt_node *nd) {
+  const pt_block *blk = nd->blk;
+  size_t live = (size_t)(nd->wr - nd->rd);
   return blk->cls > 0 && blk->refs == 1 && live > 0 && live <= blk->cap / 4 &&
-         t->wr == blk->data + blk->fill;
+         nd->wr == blk->data + blk->fill;
 }
 
-void pt_buf_shrink(pt_buf *b) {
-  if (!pt_buf_shrinkable(b)) return;
-  pt_node *t = b->tail;
-  pt_block *old = t->blk;
-  size_t live = (size_t)(t->wr - t->rd);
-  pt_block *nb = block_get(b->pool, live);
-  if (!nb) return; /* keep the big one */
-  memcpy(nb->data, t->rd, live);
-  nb->fill = live;
-  t->blk = nb;
-  t->rd = nb->data;
-  t->wr = nb->data + live;
-  block_unref(old);
+int pt_buf_wasteful(const pt_buf *b) {
+  const pt_node *t = b->tail;
+  if (!t || b->resv_from || t->rd == t->wr) return 0;
+  return t->blk->cls == PT_CLS_EXT || node_sparse(t);
+}
+
+size_t pt_buf_settle(pt_buf *b) {
+  size_t moved = 0;
+  if (b->resv_from) return 0;
+  for (pt_node *nd = b->head; nd; nd = nd->next) {
+    pt_block *old = nd->blk;
+    size_t live = (size_t)(nd->wr - nd->rd);
+    if (!live || (old->cls != PT_CLS_EXT && !(nd == b->tail && node_sparse(nd))))
+      continue;
+    pt_block *nb = block_get(b->pool, live);
+    if (!nb) break; /* keep what it had */
+    memcpy(nb->data, nd->rd, live);
+    nb->fill = live;
+    nd->blk = nb;
+    nd->rd = nb->data;
+    nd->wr = nb->data + live;
+    block_unref(old); /* an external block's release may run */
+    moved += live;
+  }
+  return moved;
 }
 
 int pt_buf_commit_iov(pt_buf *b, size_t k) {

@@ -127,13 +127,18 @@ void pt_buf_clear(pt_buf *b); /* releases every byte, stays usable */
 #define PT_LEAN_EMPTY 1
 #define PT_LEAN_FIT 2
 void pt_buf_set_lean(pt_buf *b, int bits);
-/* Is the tail block at most a quarter full (and shared with no slice), so
- * that pt_buf_shrink would trade it? A read of 4 bytes into an 8 KiB
- * block is; the caller shrinks once the reader had its chance to consume
- * them (a copy of at most cap / 4 bytes, only for bytes left waiting). */
-int pt_buf_shrinkable(const pt_buf *b);
-/* Trade such a tail block for the smallest class holding its bytes. */
-void pt_buf_shrink(pt_buf *b);
+/* Settling: bytes that wait where they hold more memory than they need
+ * move to pool blocks sized to them, in place in the chain:
+ *   - a tail block at most a quarter full (shared with no slice): 4 bytes
+ *     of a frame read into an 8 KiB block keep 128 B;
+ *   - bytes linked from external memory (an io_uring ring buffer the
+ *     kernel received them into, which they would keep from the ring).
+ * The caller settles once the reader had its chance to consume the bytes
+ * (the loop does at the batch boundary), so only bytes left waiting are
+ * copied, each once. wasteful: would settle move anything at the tail (the
+ * newest bytes)? settle returns the bytes moved. */
+int pt_buf_wasteful(const pt_buf *b);
+size_t pt_buf_settle(pt_buf *b);
 static inline size_t pt_buf_len(const pt_buf *b) { return b->len; }
 size_t pt_buf_nodes(const pt_buf *b);
 

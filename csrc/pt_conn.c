@@ -342,9 +342,9 @@ void pt__input(pt_conn *c, size_t n) {
     c->dq_round = l->round;
     c->dq = l->qlen - 1;
   }
-  /* a read that left its block mostly empty is trimmed at the batch
-   * boundary, if its bytes are still waiting then */
-  if (!(c->flags & PT_CF_TRIM) && pt_buf_shrinkable(c->in)) {
+  /* a read that left its block mostly empty, or bytes linked from a ring
+   * buffer, are settled at the batch boundary if still waiting then */
+  if (!(c->flags & PT_CF_TRIM) && pt_buf_wasteful(c->in)) {
     c->flags |= PT_CF_TRIM;
     c->next_trim = l->trim;
     l->trim = c;
@@ -373,7 +373,7 @@ void pt__trim(pt_loop *l) {
     l->trim = c->next_trim;
     c->next_trim = NULL;
     c->flags &= ~PT_CF_TRIM;
-    if (!(c->flags & PT_CF_CLOSED)) pt_buf_shrink(c->in);
+    if (!(c->flags & PT_CF_CLOSED)) l->st.settled += pt_buf_settle(c->in);
   }
 }
 

@@ -118,7 +118,7 @@ struct pt_loop {
   pt_cslot *cs;
   uint32_t ncs, cscap, cfree;
   pt_conn *dirty, *dead;
-  pt_conn *trim; /* inputs a read left in mostly empty blocks this round */
+  pt_conn *trim; /* inputs pt_buf_wasteful after a read this round */
   /* memory budget: in + unsent out of every conn, as last counted */
   size_t held;
   int over; /* held went over o.budget; not yet back under 3/4 of it */
@@ -165,8 +165,9 @@ int pt__arm(pt_conn *c);
 /* Bytes arrived in c->in: DATA (one per conn and round), input cap,
  * budget. */
 void pt__input(pt_conn *c, size_t n);
-/* The batch boundary: the bytes still waiting in mostly empty read blocks
- * move to small ones (pt_buf_shrink); closed conns are skipped. */
+/* The batch boundary: input bytes still waiting in mostly empty read
+ * blocks or in ring buffers move to pool blocks sized to them
+ * (pt_buf_settle); closed conns are skipped. */
 void pt__trim(pt_loop *l);
 /* The peer finished sending: CLOSED(0), stop reading, flush, close. */
 void pt__read_eof(pt_conn *c);

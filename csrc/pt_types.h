@@ -163,6 +163,9 @@ typedef struct pt_loop_stats {
   uint64_t recycled;       /* conns freed at batch boundaries */
   uint64_t splice_pipes;   /* pipes made for splice jobs (emptied ones are
                               kept for the next job) */
+  uint64_t settled;        /* input bytes left waiting in mostly empty read
+                              blocks or ring buffers, moved at a batch
+                              boundary to blocks sized to them */
   /* io_uring */
   uint64_t ring_sqes;      /* requests queued */
   uint64_t ring_cqes;      /* completions reaped */

@@ -8,7 +8,7 @@
  * readiness), a stream's a readv into c->in when it wants PT_W_RECV
  * (adaptive size, at most PT_RD_ROUNDS calls; the loop trades a block a
  * read left mostly empty for a small one at the batch boundary if its
- * bytes still wait, pt_buf_shrink), then PT_RP_READY for the
+ * bytes still wait, pt_buf_settle), then PT_RP_READY for the
  * loop's own jobs, PT_RP_SENT when a held send may go on, and the socket's
  * error or hang-up last.
  *

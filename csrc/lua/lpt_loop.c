@@ -584,7 +584,7 @@ static int Lpt_close_all(lua_State *L) {
   X(rd_paused) X(wr_paused) X(budget_paused) X(held) X(accept_dropped)   \
   X(recycled) X(dns_lookups) X(dns_cached) X(ring_sqes) X(ring_cqes)      \
   X(ring_enters) X(ring_enobufs) X(ring_linked) X(zc_sends) X(zc_copied)  \
-  X(splice_pipes)
+  X(splice_pipes) X(settled)
 
 /* loop:stats() -> table of counters */
 static int Lpt_stats(lua_State *L) {

@@ -385,11 +385,11 @@ static void test_lean(void) {
   memcpy(iov[0].iov_base, "wxyz", 4);
   CHECK(pt_buf_commit_iov(&b, 4) == 0);
   pt_pool_stats_get(p, &st);
-  CHECK(st.bytes_in_use == 8192 && pt_buf_shrinkable(&b));
-  pt_buf_shrink(&b);
+  CHECK(st.bytes_in_use == 8192 && pt_buf_wasteful(&b));
+  CHECK(pt_buf_settle(&b) == 4);
   pt_pool_stats_get(p, &st);
   CHECK(st.bytes_in_use == 128 && st.cls[6].idle == 1);
-  CHECK(!pt_buf_shrinkable(&b) && pt_buf_len(&b) == 4);
+  CHECK(!pt_buf_wasteful(&b) && pt_buf_len(&b) == 4);
   /* the next read fills the small block's room first, then a fresh one
    * that is kept: 3000 bytes are more than a quarter of it */
   k = pt_buf_reserve_iov(&b, 8192, iov, 4);
@@ -397,7 +397,7 @@ static void test_lean(void) {
   memcpy(iov[0].iov_base, big, 124);
   memcpy(iov[1].iov_base, big + 124, 3000 - 124);
   CHECK(pt_buf_commit_iov(&b, 3000) == 0);
-  CHECK(!pt_buf_shrinkable(&b));
+  CHECK(!pt_buf_wasteful(&b) && pt_buf_settle(&b) == 0);
   pt_pool_stats_get(p, &st);
   CHECK(st.bytes_in_use == 128 + 8192);
   char out[3004];
@@ -411,6 +411,20 @@ static void test_lean(void) {
   CHECK(pt_buf_read(&b, 3004, out) == 0 && memcmp(out + 4, big, 3000) == 0);
   pt_pool_stats_get(p, &st);
   CHECK(st.bytes_in_use == 0 && b.head == NULL);
+  /* linked bytes move out of the external memory when settled */
+  static char ext[20000];
+  fill_pattern(ext, sizeof ext, 9);
+  released = 0;
+  CHECK(pt_buf_append(&b, "hd", 2) == 0);
+  CHECK(pt_buf_link(&b, ext, 12000, on_release, NULL, 77) == 0);
+  CHECK(pt_buf_wasteful(&b));
+  CHECK(pt_buf_settle(&b) == 12000);
+  CHECK(released == 1 && last_tag == 77);
+  pt_pool_stats_get(p, &st);
+  CHECK(st.ext_blocks == 0 && st.cls[7].in_use == 1); /* 16 KiB */
+  const char *all = pt_buf_peek(&b, 12002);
+  CHECK(all && memcmp(all, "hd", 2) == 0 && memcmp(all + 2, ext, 12000) == 0);
+  pt_buf_clear(&b);
   /* an ordinary buffer rewinds its emptied tail and keeps it */
   pt_buf o;
   pt_buf_init(&o, p);
