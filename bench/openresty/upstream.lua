@@ -6,7 +6,7 @@
 --   lua5.4 bench/openresty/upstream.lua [duration_s]
 package.path = "lua/?.lua;lua/?/init.lua;" .. package.path
 local petrel = require "petrel"
-local W = require "petrel.workload"
+local W = require "bench.workload"
 
 local slow_ms = tonumber(os.getenv("SLOW_MS")) or 200
 local loop = petrel.default_loop()
