@@ -32,7 +32,7 @@ local function start_server(be)
   local script = os.tmpname()
   local f = assert(io.open(script, "w"))
   f:write(([[
-    package.path = "lua/?.lua;lua/?/init.lua;" .. package.path
+    package.path = "lua/?.lua;lua/?/init.lua;./?.lua;" .. package.path
     package.cpath = %q .. ";" .. package.cpath
     local petrel = require "petrel"
     local core = require "petrel.core"

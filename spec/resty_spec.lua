@@ -160,7 +160,7 @@ describe("petrel.resty in nginx", function()
     local pfx = N.tmpdir("nginx")
     N.write_file(pfx .. "/upstreams.lua", "return " .. literal(cfg))
     nginx = N.start { loop = loop, prefix = pfx, http = [[
-  lua_package_path "${ROOT}/?.lua;${ROOT}/lua/?.lua;${ROOT}/lua/?/init.lua;${ROOT}/spec/?.lua;;";
+  lua_package_path "${ROOT}/lua/?.lua;${ROOT}/lua/?/init.lua;${ROOT}/spec/?.lua;${ROOT}/?.lua;;";
   lua_package_cpath "${ROOT}/]] .. build .. [[/luajit/?.so;;";
   lua_shared_dict results 1m;
   lua_socket_log_errors off;
