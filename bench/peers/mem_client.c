@@ -86,6 +86,28 @@ static void write_all(int fd, const unsigned char *p, size_t len) {
   }
 }
 
+/* Wait (10 s at most) for connects in progress to finish; each one that
+ * did is checked for an error and taken off the ready set. Returns how
+ * many finished; dies on a failed connect or a timeout. */
+static int connects_done(void) {
+  struct epoll_event evs[256];
+  int k = epoll_wait(ep, evs, 256, 10000);
+  if (k <= 0) die("connect timed out");
+  for (int j = 0; j < k; j++) {
+    int e = 0;
+    socklen_t el = sizeof e;
+    conn *c = &cs[evs[j].data.u32];
+    getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &e, &el);
+    if (e) {
+      errno = e;
+      die("connect");
+    }
+    struct epoll_event ev = {.events = 0, .data.u32 = evs[j].data.u32};
+    epoll_ctl(ep, EPOLL_CTL_MOD, c->fd, &ev);
+  }
+  return k;
+}
+
 static void do_connect(const char *host, int port) {
   struct sockaddr_in a;
   memset(&a, 0, sizeof a);
@@ -109,43 +131,9 @@ static void do_connect(const char *host, int port) {
       if (epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev) != 0) die("epoll_ctl");
     }
     /* do not outrun the server's backlog: let some complete */
-    while (pending > 256) {
-      struct epoll_event evs[256];
-      int k = epoll_wait(ep, evs, 256, 10000);
-      if (k <= 0) die("connect timed out");
-      for (int j = 0; j < k; j++) {
-        int e = 0;
-        socklen_t el = sizeof e;
-        conn *c = &cs[evs[j].data.u32];
-        getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &e, &el);
-        if (e) {
-          errno = e;
-          die("connect");
-        }
-        struct epoll_event ev = {.events = 0, .data.u32 = evs[j].data.u32};
-        epoll_ctl(ep, EPOLL_CTL_MOD, c->fd, &ev);
-        pending--;
-      }
-    }
+    while (pending > 256) pending -= connects_done();
   }
-  while (pending > 0) {
-    struct epoll_event evs[256];
-    int k = epoll_wait(ep, evs, 256, 10000);
-    if (k <= 0) die("connect timed out");
-    for (int j = 0; j < k; j++) {
-      int e = 0;
-      socklen_t el = sizeof e;
-      conn *c = &cs[evs[j].data.u32];
-      getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &e, &el);
-      if (e) {
-        errno = e;
-        die("connect");
-      }
-      struct epoll_event ev = {.events = 0, .data.u32 = evs[j].data.u32};
-      epoll_ctl(ep, EPOLL_CTL_MOD, c->fd, &ev);
-      pending--;
-    }
-  }
+  while (pending > 0) pending -= connects_done();
 }
 
 /* Read one reply on every conn (bounded in time). */
