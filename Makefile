@@ -59,7 +59,7 @@ CTESTS   = $(patsubst spec/c/%.c,$(BUILD)/ctest/%,$(wildcard spec/c/test_*.c))
 MOD54 = $(BUILD)/lua5.4/petrel/core.so
 MODJIT = $(BUILD)/luajit/petrel/core.so
 
-.PHONY: all test test-run demo demo-run asan asan-run valgrind bench bench-buffer deps ctest rock-test clean fuzz bench-codec bench-view bench-idl bench-rpc bench-rpc-view bench-uring bench-zerocopy check-data mutate print-sources bench-openresty rock FORCE bench-cluster
+.PHONY: all test test-run demo demo-run asan asan-run valgrind bench bench-buffer deps ctest rock-test clean fuzz bench-codec bench-view bench-idl bench-rpc bench-rpc-view bench-uring bench-zerocopy check-data mutate print-sources bench-openresty rock FORCE bench-cluster bench-memory
 
 TOOLS = $(BUILD)/tools/no_uring
 
@@ -318,6 +318,16 @@ bench-uring: all
 bench-zerocopy: all
 	@LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH_5_4="$(BUILD)/lua5.4/?.so;;" \
 	  taskset -c 0 lua5.4 bench/zerocopy.lua
+
+# Memory per connection: a petrel RPC server (Lua 5.4 and LuaJIT, epoll and
+# io_uring) with 10,000 connections idle, then holding a partial frame
+# each, then in steady traffic (pool counters); a C client holds them.
+$(BUILD)/bench/mem_client: bench/peers/mem_client.c
+	@mkdir -p $(@D)
+	$(CC) -O2 -Wall -Wextra -Werror -o $@ $<
+
+bench-memory: all $(BUILD)/bench/mem_client
+	@PETREL_BUILD=$(BUILD) lua5.4 bench/memory.lua
 
 # petrel.resty inside nginx (1 worker on core 0) against lua-resty-redis,
 # wrk and the upstreams on core 1; then the no-worker-stall check.

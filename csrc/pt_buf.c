@@ -212,6 +212,13 @@ static void node_free(pt_pool *p, pt_node *n) {
   }
 }
 
+static void scratch_drop(pt_buf *b) {
+  if (b->scratch) {
+    block_unref(b->scratch);
+    b->scratch = NULL;
+  }
+}
+
 /* ---- buffer: bookkeeping -------------------------------------------- */
 
 void pt_buf_init(pt_buf *b, pt_pool *p) {
@@ -234,14 +241,15 @@ void pt_buf_clear(pt_buf *b) {
   b->len = 0;
   b->reserved = 0;
   b->resv_from = NULL;
+  if (b->lean & PT_LEAN_EMPTY) scratch_drop(b);
 }
+
+void pt_buf_set_lean(pt_buf *b, int bits) { b->lean = bits; }
 
 void pt_buf_free(pt_buf *b) {
   if (!b->pool) return;
   pt_buf_clear(b);
-  free(b->scratch);
-  b->scratch = NULL;
-  b->scratch_cap = 0;
+  scratch_drop(b);
   b->pool->buffers--;
   pool_unref(b->pool);
   b->pool = NULL;
@@ -282,7 +290,7 @@ static void release_consumed(pt_buf *b) {
   n = b->tail;
   if (n && n == b->head && n->rd == n->wr && !b->resv_from) {
     pt_block *blk = n->blk;
-    if (blk->cls != PT_CLS_EXT && blk->refs == 1 &&
+    if (!(b->lean & PT_LEAN_EMPTY) && blk->cls != PT_CLS_EXT && blk->refs == 1 &&
         n->wr == blk->data + blk->fill) {
       /* Sole owner of an emptied tail block: rewind it for reuse. */
       n->rd = n->wr = blk->data;
@@ -322,8 +330,8 @@ static void resv_cancel(pt_buf *b) {
   release_consumed(b);
 }
 
-static pt_node *append_block(pt_buf *b, size_t need) {
-  size_t sz = need > b->block_size ? need : b->block_size;
+/* A fresh node of at least sz bytes linked at the tail. */
+static pt_node *append_block(pt_buf *b, size_t sz) {
   pt_block *blk = block_get(b->pool, sz);
   if (!blk) return NULL;
   pt_node *n = node_new(b->pool, blk, blk->data, blk->data);
@@ -343,7 +351,14 @@ PT_FFI int pt_buf_append(pt_buf *b, const void *src, size_t n) {
   while (n) {
     size_t room = tail_room(b);
     if (!room) {
-      if (!append_block(b, n)) {
+      size_t sz = b->block_size;
+      if (b->lean & PT_LEAN_FIT) { /* sized to what the buffer will hold */
+        size_t want = b->len + n;
+        sz = (size_t)1 << PT_MIN_SHIFT;
+        while (sz < want && sz < b->block_size) sz <<= 1;
+      }
+      if (n > sz) sz = n;
+      if (!append_block(b, sz)) {
         errno = ENOMEM;
         return -1;
       }
@@ -363,7 +378,8 @@ PT_FFI int pt_buf_append(pt_buf *b, const void *src, size_t n) {
 
 char *pt_buf_reserve(pt_buf *b, size_t n) {
   if (b->resv_from) resv_cancel(b);
-  if (tail_room(b) < (n ? n : 1) && !append_block(b, n)) {
+  if (tail_room(b) < (n ? n : 1) &&
+      !append_block(b, n > b->block_size ? n : b->block_size)) {
     errno = ENOMEM;
     return NULL;
   }
@@ -460,17 +476,15 @@ PT_FFI const char *pt_buf_peek(pt_buf *b, size_t n) {
   pt_node *h = b->head;
   while (h && h->rd == h->wr) h = h->next;
   if (!h || (size_t)(h->wr - h->rd) >= n) return h ? h->rd : "";
-  if (b->scratch_cap < n) {
-    char *s = realloc(b->scratch, n);
-    if (!s) {
+  if (!b->scratch || b->scratch->cap < n) {
+    scratch_drop(b);
+    if (!(b->scratch = block_get(b->pool, n))) {
       errno = ENOMEM;
       return NULL;
     }
-    b->scratch = s;
-    b->scratch_cap = n;
   }
-  pt_buf_copy(b, 0, n, b->scratch);
-  return b->scratch;
+  pt_buf_copy(b, 0, n, b->scratch->data);
+  return b->scratch->data;
 }
 
 PT_FFI int pt_buf_skip(pt_buf *b, size_t n) {
@@ -483,12 +497,10 @@ PT_FFI int pt_buf_skip(pt_buf *b, size_t n) {
     n -= k;
   }
   release_consumed(b);
-  /* A large scratch copy is not worth keeping once read. */
-  if (b->scratch_cap > 65536) {
-    free(b->scratch);
-    b->scratch = NULL;
-    b->scratch_cap = 0;
-  }
+  /* A large scratch copy is not worth keeping once read, nor any in a lean
+   * buffer (the pool gives it back cheaply). */
+  if (b->scratch && ((b->lean & PT_LEAN_EMPTY) || b->scratch->cap > 65536))
+    scratch_drop(b);
   return 0;
 }
 
@@ -649,6 +661,42 @@ int pt_buf_reserve_iov(pt_buf *b, size_t n, struct iovec *iov, int max) {
   b->reserved = got;
   b->resv_from = first;
   return k;
+}
+
+/* A pooled block holding at most a quarter of its capacity in nd, shared
+ * with no slice, nd being the one node that may append into it. */
+static int node_sparse(const pt_node *nd) {
+  const pt_block *blk = nd->blk;
+  size_t live = (size_t)(nd->wr - nd->rd);
+  return blk->cls > 0 && blk->refs == 1 && live > 0 && live <= blk->cap / 4 &&
+         nd->wr == blk->data + blk->fill;
+}
+
+int pt_buf_wasteful(const pt_buf *b) {
+  const pt_node *t = b->tail;
+  if (!t || b->resv_from || t->rd == t->wr) return 0;
+  return t->blk->cls == PT_CLS_EXT || node_sparse(t);
+}
+
+size_t pt_buf_settle(pt_buf *b) {
+  size_t moved = 0;
+  if (b->resv_from) return 0;
+  for (pt_node *nd = b->head; nd; nd = nd->next) {
+    pt_block *old = nd->blk;
+    size_t live = (size_t)(nd->wr - nd->rd);
+    if (!live || (old->cls != PT_CLS_EXT && !(nd == b->tail && node_sparse(nd))))
+      continue;
+    pt_block *nb = block_get(b->pool, live);
+    if (!nb) break; /* keep what it had */
+    memcpy(nb->data, nd->rd, live);
+    nb->fill = live;
+    nd->blk = nb;
+    nd->rd = nb->data;
+    nd->wr = nb->data + live;
+    block_unref(old); /* an external block's release may run */
+    moved += live;
+  }
+  return moved;
 }
 
 int pt_buf_commit_iov(pt_buf *b, size_t k) {

@@ -74,8 +74,8 @@ typedef struct pt_buf {
   size_t nocopy_min; /* binding policy: strings this long are linked */
   size_t reserved;   /* bytes handed out by reserve, not yet committed */
   pt_node *resv_from; /* first node of the reservation */
-  char *scratch;     /* contiguous copy for peeks that cross nodes */
-  size_t scratch_cap;
+  pt_block *scratch; /* pool block: contiguous copy for peeks across nodes */
+  int lean;          /* PT_LEAN_* bits (pt_buf_set_lean) */
 } pt_buf;
 
 typedef struct pt_class_stats {
@@ -121,6 +121,33 @@ void pt_block_unpin(pt_block *b);
 void pt_buf_init(pt_buf *b, pt_pool *p);
 void pt_buf_free(pt_buf *b);  /* releases everything, detaches the pool */
 void pt_buf_clear(pt_buf *b); /* releases every byte, stays usable */
+/* Lean buffers (a connection's input and output) hold as little memory as
+ * their bytes need, for servers with many connections that wait. Bits:
+ *   PT_LEAN_EMPTY  an emptied block goes back to the pool at once (an
+ *                  ordinary buffer rewinds its emptied tail block in place
+ *                  and keeps it), and so does the scratch copy of a
+ *                  cross-node peek at the next skip;
+ *   PT_LEAN_FIT    a new block for an append is sized to what the buffer
+ *                  then holds (the smallest class for len + n, from 128 B
+ *                  up to block_size; redis's query buffers grow the same
+ *                  way), so a few bytes take a small block.
+ * Blocks come from and go to the pool's free lists: steady traffic costs
+ * pool hits, not malloc. */
+#define PT_LEAN_EMPTY 1
+#define PT_LEAN_FIT 2
+void pt_buf_set_lean(pt_buf *b, int bits);
+/* Settling: bytes that wait where they hold more memory than they need
+ * move to pool blocks sized to them, in place in the chain:
+ *   - a tail block at most a quarter full (shared with no slice): 4 bytes
+ *     of a frame read into an 8 KiB block keep 128 B;
+ *   - bytes linked from external memory (an io_uring ring buffer the
+ *     kernel received them into, which they would keep from the ring).
+ * The caller settles once the reader had its chance to consume the bytes
+ * (the loop does at the batch boundary), so only bytes left waiting are
+ * copied, each once. wasteful: would settle move anything at the tail (the
+ * newest bytes)? settle returns the bytes moved. */
+int pt_buf_wasteful(const pt_buf *b);
+size_t pt_buf_settle(pt_buf *b);
 static inline size_t pt_buf_len(const pt_buf *b) { return b->len; }
 size_t pt_buf_nodes(const pt_buf *b);
 
@@ -143,7 +170,8 @@ void pt_buf_move(pt_buf *dst, pt_buf *src);
 /* Reader. Offsets count from the first readable byte. */
 /* Pointer to n contiguous readable bytes, or NULL if fewer are present (or
  * ENOMEM). Points into the node when one node holds them, else into the
- * buffer's scratch copy. Valid until the next operation on b. */
+ * buffer's scratch copy (a block of its pool). Valid until the next
+ * operation on b. */
 PT_FFI const char *pt_buf_peek(pt_buf *b, size_t n);
 /* Copy n bytes starting at off into dst; -1 if off+n > len. */
 int pt_buf_copy(const pt_buf *b, size_t off, size_t n, void *dst);

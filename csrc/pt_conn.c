@@ -150,6 +150,9 @@ pt_conn *pt__conn_new(pt_loop *l, int fd, int kind, int family) {
   if (family == AF_UNIX) c->flags |= PT_CF_UNIX;
   pt_buf_init(&c->in_own, l->pool);
   pt_buf_init(&c->out_own, l->pool);
+  /* many conns mostly wait: their buffers keep only what their bytes need */
+  pt_buf_set_lean(&c->in_own, PT_LEAN_IN);
+  pt_buf_set_lean(&c->out_own, PT_LEAN_OUT);
   c->in = &c->in_own;
   c->out = &c->out_own;
   c->in_cap = l->o.in_cap;
@@ -339,6 +342,13 @@ void pt__input(pt_conn *c, size_t n) {
     c->dq_round = l->round;
     c->dq = l->qlen - 1;
   }
+  /* a read that left its block mostly empty, or bytes linked from a ring
+   * buffer, are settled at the batch boundary if still waiting then */
+  if (!(c->flags & PT_CF_TRIM) && pt_buf_wasteful(c->in)) {
+    c->flags |= PT_CF_TRIM;
+    c->next_trim = l->trim;
+    l->trim = c;
+  }
   if (c->in_cap && pt_buf_len(c->in) >= c->in_cap &&
       !(c->flags & PT_CF_RD_PAUSED)) {
     c->flags |= PT_CF_RD_PAUSED;
@@ -355,6 +365,16 @@ void pt__read_eof(pt_conn *c) {
   c->flags |= PT_CF_RD_EOF | PT_CF_CLOSING | PT_CF_NOTIFIED;
   pt__dirty(c);
   pt__rearm(c);
+}
+
+void pt__trim(pt_loop *l) {
+  pt_conn *c;
+  while ((c = l->trim)) {
+    l->trim = c->next_trim;
+    c->next_trim = NULL;
+    c->flags &= ~PT_CF_TRIM;
+    if (!(c->flags & PT_CF_CLOSED)) l->st.settled += pt_buf_settle(c->in);
+  }
 }
 
 void pt_conn_consumed(pt_conn *c) {
@@ -375,10 +395,12 @@ void pt_conn_set_caps(pt_conn *c, size_t in_cap, size_t out_cap) {
 void pt_conn_set_bufs(pt_conn *c, pt_buf *in, pt_buf *out) {
   if (in && in != c->in) {
     pt_buf_move(in, c->in);
+    pt_buf_set_lean(in, PT_LEAN_IN);
     c->in = in;
   }
   if (out && out != c->out) {
     pt_buf_move(out, c->out);
+    pt_buf_set_lean(out, PT_LEAN_OUT);
     c->out = out;
   }
 }
@@ -624,6 +646,14 @@ void pt__closing_step(pt_conn *c) {
 }
 
 void pt__spj_free(pt_spj *j) {
+  pt_loop *l = j->from->loop;
+  if (j->p[0] >= 0 && !j->staged && l->zc_npipes < PT_ZC_PIPES &&
+      !l->forked) {
+    l->zc_pipe[l->zc_npipes][0] = j->p[0];
+    l->zc_pipe[l->zc_npipes][1] = j->p[1];
+    l->zc_npipes++;
+    j->p[0] = j->p[1] = -1;
+  }
   if (j->p[0] >= 0) close(j->p[0]);
   if (j->p[1] >= 0) close(j->p[1]);
   free(j->buf);

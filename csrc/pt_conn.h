@@ -25,7 +25,8 @@ void pt_conn_consumed(pt_conn *c);
 void pt_conn_close(pt_conn *c, int flush);
 void pt_conn_set_caps(pt_conn *c, size_t in_cap, size_t out_cap);
 /* Let the conn read into / write from caller storage (initialized buffers,
- * ideally on the loop's pool); current bytes move over. NULL keeps one.
+ * ideally on the loop's pool); current bytes move over and the buffers
+ * become lean (pt_buf_set_lean), as the conn's own are. NULL keeps one.
  * The storage must stay valid until opts.on_release for this conn. */
 void pt_conn_set_bufs(pt_conn *c, pt_buf *in, pt_buf *out);
 void pt_loop_flush(pt_loop *l);     /* deferred sends now */

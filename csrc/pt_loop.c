@@ -216,6 +216,7 @@ int pt_loop_poll(pt_loop *l, pt_event *out, int max, int timeout_ms) {
       return k;
     }
   }
+  pt__trim(l);       /* before recycling: the list may name closed conns */
   pt__recycle(l, 0); /* batch boundary: nothing queued, nothing dirty */
   pt__budget_check(l);
   run_timers(l);
@@ -346,6 +347,11 @@ void pt_loop_free(pt_loop *l) {
   pt_dns_free(l->dns, l->forked); /* no wake-up after this */
   if (l->wakefd >= 0) close(l->wakefd);
   if (l->spare_fd >= 0) close(l->spare_fd);
+  while (l->zc_npipes > 0) {
+    l->zc_npipes--;
+    close(l->zc_pipe[l->zc_npipes][0]);
+    close(l->zc_pipe[l->zc_npipes][1]);
+  }
   free(l->cs);
   pt_timers_free(&l->timers);
   free(l->q);

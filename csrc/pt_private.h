@@ -40,6 +40,12 @@
 #define PT_CF_RD_BUDGET 0x4000u    /* not reading: the loop is over budget */
 #define PT_CF_RESOLVING 0x8000u    /* connect waits for a name's address */
 #define PT_CF_OUT_PAUSE 0x10000u   /* output over out_cap pauses reading */
+#define PT_CF_TRIM 0x20000u        /* on the loop's trim list */
+
+/* what a conn's buffers keep (pt_buf_set_lean): the input gives emptied
+ * blocks back and grows by small classes; the output gives them back */
+#define PT_LEAN_IN (PT_LEAN_EMPTY | PT_LEAN_FIT)
+#define PT_LEAN_OUT PT_LEAN_EMPTY
 
 /* conn ids: generation << 24 | slot, below 2^53 so a double holds them
  * exactly (timers have their own, pt_timer.h) */
@@ -89,6 +95,7 @@ typedef struct pt_spj {
 } pt_spj;
 
 #define PT_ZC_CHUNK (64u << 10) /* copying fallbacks: bytes per step */
+#define PT_ZC_PIPES 2           /* emptied splice pipes a loop keeps */
 #define PT_WAKE_USER 1          /* pt_loop_wake */
 #define PT_WAKE_DNS 2           /* the resolver has answers */
 
@@ -111,6 +118,7 @@ struct pt_loop {
   pt_cslot *cs;
   uint32_t ncs, cscap, cfree;
   pt_conn *dirty, *dead;
+  pt_conn *trim; /* inputs pt_buf_wasteful after a read this round */
   /* memory budget: in + unsent out of every conn, as last counted */
   size_t held;
   int over; /* held went over o.budget; not yet back under 3/4 of it */
@@ -119,6 +127,8 @@ struct pt_loop {
   pt_event *q;
   int qhead, qlen, qcap;
   pt_dns *dns; /* made by the first connect to a name */
+  int zc_pipe[PT_ZC_PIPES][2]; /* empty, sized pipes for the next splice */
+  int zc_npipes;
   pt_loop_stats st;
   struct iovec iov[1024]; /* the output writer's */
   char err[256];
@@ -155,6 +165,10 @@ int pt__arm(pt_conn *c);
 /* Bytes arrived in c->in: DATA (one per conn and round), input cap,
  * budget. */
 void pt__input(pt_conn *c, size_t n);
+/* The batch boundary: input bytes still waiting in mostly empty read
+ * blocks or in ring buffers move to pool blocks sized to them
+ * (pt_buf_settle); closed conns are skipped. */
+void pt__trim(pt_loop *l);
 /* The peer finished sending: CLOSED(0), stop reading, flush, close. */
 void pt__read_eof(pt_conn *c);
 /* Write the output now: PT_SEND_DONE / PT_SEND_PENDING, or -1 with the
@@ -175,6 +189,8 @@ void pt__account(pt_conn *c);
 void pt__budget_check(pt_loop *l);
 /* Detach a splice job from its conns, SPLICED(err), free it. */
 void pt__spj_end(pt_loop *l, pt_spj *j, int err);
+/* Free a job; its pipe, when empty, is kept for the next job (up to
+ * PT_ZC_PIPES per loop: no pipe2 and resize per splice). */
 void pt__spj_free(pt_spj *j);
 
 /* output not yet written: queued, in a file job, or held by the back end */

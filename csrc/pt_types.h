@@ -82,7 +82,7 @@ struct pt_conn {
   void *be;         /* the back end's own state (opaque) */
   uint32_t want;    /* interest the back end follows (pt_be.h) */
   int family;
-  pt_conn *next_dirty, *next_dead;
+  pt_conn *next_dirty, *next_dead, *next_trim;
   uint64_t timer;   /* internal timer (connect/close timeout, backoff) */
   char *unix_path;  /* listener: socket file to unlink on close */
   char *host;       /* connect: the host as given, for messages */
@@ -161,6 +161,11 @@ typedef struct pt_loop_stats {
   uint64_t dns_cached;     /* names answered from its cache */
   uint64_t accept_dropped; /* connections dropped on EMFILE/ENFILE */
   uint64_t recycled;       /* conns freed at batch boundaries */
+  uint64_t splice_pipes;   /* pipes made for splice jobs (emptied ones are
+                              kept for the next job) */
+  uint64_t settled;        /* input bytes left waiting in mostly empty read
+                              blocks or ring buffers, moved at a batch
+                              boundary to blocks sized to them */
   /* io_uring */
   uint64_t ring_sqes;      /* requests queued */
   uint64_t ring_cqes;      /* completions reaped */

@@ -203,13 +203,19 @@ int pt_conn_splice(pt_conn *from, pt_conn *to, size_t len) {
   j->to = to;
   j->want = len;
   if (!(l->o.zc_off & PT_ZC_NO_SPLICE)) {
-    if (pipe2(j->p, O_NONBLOCK | O_CLOEXEC) != 0) {
+    if (l->zc_npipes > 0) { /* an emptied one from an earlier job */
+      l->zc_npipes--;
+      j->p[0] = l->zc_pipe[l->zc_npipes][0];
+      j->p[1] = l->zc_pipe[l->zc_npipes][1];
+    } else if (pipe2(j->p, O_NONBLOCK | O_CLOEXEC) != 0) {
       int e = errno;
       free(j);
       errno = e;
       return -1;
+    } else {
+      fcntl(j->p[1], F_SETPIPE_SZ, (int)PT_PIPE_SZ); /* best effort */
+      l->st.splice_pipes++;
     }
-    fcntl(j->p[1], F_SETPIPE_SZ, (int)PT_PIPE_SZ); /* best effort */
     int sz = fcntl(j->p[1], F_GETPIPE_SZ);
     j->cap = sz > 0 ? (size_t)sz : 65536u;
   } else {

@@ -220,6 +220,45 @@ describe("zero-copy transfers", function()
     loop:free()
   end)
 
+  it("sends ranges of an open Lua file, leaving it open and where it was", function()
+    local loop = assert(core.loop())
+    local cid, sid = pair(loop, false)
+    local f = assert(io.open(big_file(), "rb"))
+    assert.equal("", f:read(0))
+    f:seek("set", 7)
+    assert.is_true(loop:sendfile(cid, f, 100, 5000))
+    assert.is_true(loop:sendfile(cid, f, 0, 10))
+    local want = file_data:sub(101, 5100) .. file_data:sub(1, 10)
+    local got = receive(loop, sid, #want)
+    assert.is_true(got == want)
+    assert.equal(7, f:seek()) -- the file's own position is not used
+    assert.equal(file_data:sub(8, 9), f:read(2))
+    f:close()
+    -- a closed file is refused as misuse, like a table
+    assert.has_error(function() loop:sendfile(cid, f) end)
+    loop:free()
+  end)
+
+  it("keeps an emptied splice pipe for the next job", function()
+    local loop = assert(core.loop())
+    local a1, b1 = pair(loop, false)
+    local a2, b2 = pair(loop, false)
+    local function one(n, seed)
+      local data = pattern(n, seed)
+      loop:output(a1):write(data)
+      loop:send(a1)
+      assert.is_true(loop:splice(b1, a2, n))
+      local got, seen = receive(loop, b2, n)
+      assert.is_true(got == data)
+      if not has_event(seen, EV.spliced, b1) then
+        assert.is_true(drive(loop, function(t, id) return t == EV.spliced and id == b1 end, 5000))
+      end
+    end
+    for i = 1, 6 do one(70000 + i, i) end
+    assert.equal(1, loop:stats().splice_pipes)
+    loop:free()
+  end)
+
   it("ends a splice job when a side closes", function()
     local loop = assert(core.loop())
     local a1, b1 = pair(loop, false)

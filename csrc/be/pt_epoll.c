@@ -6,7 +6,9 @@
  * waits for room. next() takes the events of the last epoll_wait one at a
  * time: a listener's become accept4 calls (at most PT_ACCEPT_BUDGET per
  * readiness), a stream's a readv into c->in when it wants PT_W_RECV
- * (adaptive size, at most PT_RD_ROUNDS calls), then PT_RP_READY for the
+ * (adaptive size, at most PT_RD_ROUNDS calls; the loop trades a block a
+ * read left mostly empty for a small one at the batch boundary if its
+ * bytes still wait, pt_buf_settle), then PT_RP_READY for the
  * loop's own jobs, PT_RP_SENT when a held send may go on, and the socket's
  * error or hang-up last.
  *
@@ -223,12 +225,10 @@ static int ep_read(pt_behost *h, pt_conn *c, pt_rep *out) {
       pt_buf_commit_iov(in, (size_t)r);
       got += (size_t)r;
       h->st->bytes_in += (uint64_t)r;
-      if ((size_t)r == total) {
+      if ((size_t)r == total) { /* more may wait: a larger read next */
         if (ec->rd_hint < EP_RD_MAX) ec->rd_hint *= 2;
         continue;
       }
-      if ((size_t)r < ec->rd_hint / 4 && ec->rd_hint > EP_RD_MIN)
-        ec->rd_hint /= 2;
       break;
     }
     pt_buf_commit_iov(in, 0);
@@ -241,6 +241,11 @@ static int ep_read(pt_behost *h, pt_conn *c, pt_rep *out) {
     }
     break;
   }
+  /* shrink by what the whole readiness brought, not by its last read: a
+   * message one byte over the hint would otherwise swing the hint up and
+   * down and arrive in two blocks every time */
+  if (got && got < ec->rd_hint / 4 && ec->rd_hint > EP_RD_MIN)
+    ec->rd_hint /= 2;
   if (got) out[k++] = rep(PT_RP_INPUT, c, (int64_t)got);
   if (err)
     out[k++] = rep(PT_RP_FAIL, c, err);

@@ -514,6 +514,7 @@ static void u_forget(pt_behost *h, pt_conn *c) {
 static void u_attach(pt_behost *h, pt_conn *c) {
   ur_conn *uc = c->be;
   pt_buf_init(&uc->tx, h->pool);
+  pt_buf_set_lean(&uc->tx, PT_LEAN_EMPTY); /* nothing kept once sent */
 }
 
 static int u_busy(const pt_conn *c) {

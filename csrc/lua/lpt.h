@@ -9,6 +9,7 @@
 #define LPT_H
 
 #include <stdint.h>
+#include <stdio.h>
 
 #include "lauxlib.h"
 #include "lua.h"
@@ -137,5 +138,29 @@ void lpt_state_free(lpt_State *S);
  * binding state at mod + 1 and the buffer metatable at mod + 2 (mod: the
  * module table's index, as in the lpt_open_* stack contract). */
 void lpt_setfuncs(lua_State *L, int t, int mod, const luaL_Reg *l);
+
+/* The descriptor of the open Lua file (io.open) at idx, or -1 when idx is
+ * not one or is closed. Both runtimes keep the FILE * first in the
+ * userdata (Lua 5.4's luaL_Stream, LuaJIT's IOFileUD); a closed one has no
+ * close function (5.4) or a NULL FILE * (LuaJIT). */
+#ifndef LUA_FILEHANDLE
+#define LUA_FILEHANDLE "FILE*"
+#endif
+static inline int lpt_tofilefd(lua_State *L, int idx) {
+  void *p = lua_touserdata(L, idx);
+  if (!p || !lua_getmetatable(L, idx)) return -1;
+  luaL_getmetatable(L, LUA_FILEHANDLE);
+  int same = lua_rawequal(L, -1, -2);
+  lua_pop(L, 2);
+  if (!same) return -1;
+#if LUA_VERSION_NUM >= 502
+  luaL_Stream *st = p;
+  if (!st->closef || !st->f) return -1;
+  return fileno(st->f);
+#else
+  FILE *f = *(FILE **)p;
+  return f ? fileno(f) : -1;
+#endif
+}
 
 #endif

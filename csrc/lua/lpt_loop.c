@@ -406,22 +406,25 @@ static int Lpt_caps(lua_State *L) {
   return 0;
 }
 
-/* loop:sendfile(id, path | fd [, offset = 0 [, len = to the end]])
+/* loop:sendfile(id, path | fd | file [, offset = 0 [, len = to the end]])
  * -> true | nil, err. Queues the file range behind the conn's output; a
  * DRAINED completion follows once it is written. A path is opened (and
- * closed) here; an fd stays the caller's. For a regular file a range past
- * its end fails. */
+ * closed) here; an fd or an open Lua file (io.open) stays the caller's
+ * (the range is read from offset, the file's position is not used). For
+ * a regular file a range past its end fails. */
 static int Lpt_sendfile(lua_State *L) {
   lpt_Loop *LL = check_loop(L);
   pt_conn *c = check_stream(L, LL, 2);
   int t = lua_type(L, 3);
-  if (t != LUA_TSTRING && t != LUA_TNUMBER)
-    return luaL_argerror(L, 3, "path or fd expected");
+  int file_fd = t == LUA_TUSERDATA ? lpt_tofilefd(L, 3) : -1;
+  if (t != LUA_TSTRING && t != LUA_TNUMBER && file_fd < 0)
+    return luaL_argerror(L, 3, "path, fd or open file expected");
   int64_t off = lua_isnoneornil(L, 4) ? 0 : lpt_checkint(L, 4, 0, INT64_MAX);
   int has_len = !lua_isnoneornil(L, 5);
   size_t len = has_len ? (size_t)lpt_checkint(L, 5, 0, INT64_MAX) : SIZE_MAX;
   int fd = -1, own = 0;
   if (t == LUA_TNUMBER) fd = (int)lpt_checkint(L, 3, 0, INT32_MAX);
+  if (file_fd >= 0) fd = file_fd;
   if (!c || (c->flags & PT_CF_CLOSED)) return io_fail(L, "connection closed");
   if (t == LUA_TSTRING) {
     const char *path = lua_tostring(L, 3);
@@ -580,7 +583,8 @@ static int Lpt_close_all(lua_State *L) {
   X(wait_block) X(wakeups) X(timers_active) X(timers_fired) X(events)     \
   X(rd_paused) X(wr_paused) X(budget_paused) X(held) X(accept_dropped)   \
   X(recycled) X(dns_lookups) X(dns_cached) X(ring_sqes) X(ring_cqes)      \
-  X(ring_enters) X(ring_enobufs) X(ring_linked) X(zc_sends) X(zc_copied)
+  X(ring_enters) X(ring_enobufs) X(ring_linked) X(zc_sends) X(zc_copied)  \
+  X(splice_pipes) X(settled)
 
 /* loop:stats() -> table of counters */
 static int Lpt_stats(lua_State *L) {

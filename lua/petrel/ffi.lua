@@ -19,8 +19,8 @@ typedef struct petrel_pt_buf {
   size_t nocopy_min;
   size_t reserved;
   void *resv_from;
-  char *scratch;
-  size_t scratch_cap;
+  void *scratch;
+  int lean;
 } petrel_pt_buf;
 int pt_buf_append(petrel_pt_buf *b, const void *src, size_t n);
 const char *pt_buf_peek(petrel_pt_buf *b, size_t n);

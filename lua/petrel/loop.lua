@@ -298,7 +298,7 @@ local function errtext(e)
   return "connection closed"
 end
 
--- Send a file (path or fd), or offset/len of it, on stream id with
+-- Send a file (path, fd or open Lua file), or offset/len of it, on stream id with
 -- sendfile(2) after the bytes already queued; waits (coroutine-friendly)
 -- until the file and the output are written. true | nil, err ("timeout":
 -- the transfer goes on).

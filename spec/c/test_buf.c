@@ -30,9 +30,9 @@ static void test_append_read(void) {
   /* a peek that crosses nodes copies; one inside a node does not */
   const char *q = pt_buf_peek(&b, 10000);
   CHECK(q && memcmp(q, src, 10000) == 0);
-  CHECK(q == b.scratch);
+  CHECK(b.scratch && q == b.scratch->data);
   q = pt_buf_peek(&b, 100);
-  CHECK(q && q != b.scratch && memcmp(q, src, 100) == 0);
+  CHECK(q && q != b.scratch->data && memcmp(q, src, 100) == 0);
   CHECK(pt_buf_peek(&b, 20001) == NULL);
   CHECK(pt_buf_read(&b, 12345, dst) == 0 && memcmp(dst, src, 12345) == 0);
   CHECK(pt_buf_len(&b) == 20000 - 12345);
@@ -353,6 +353,90 @@ static void test_random_model(void) {
   pt_pool_close(p);
 }
 
+/* Lean buffers (connection input and output) keep what their bytes need:
+ * small appends take small classes, a mostly empty read block can be
+ * traded for a small one, emptied blocks and peek copies go back at once.
+ * An ordinary buffer keeps its emptied tail block for reuse. */
+static void test_lean(void) {
+  pt_pool *p = pt_pool_new(0);
+  pt_pool_stats st;
+  pt_buf b;
+  pt_buf_init(&b, p);
+  pt_buf_set_lean(&b, PT_LEAN_EMPTY | PT_LEAN_FIT);
+  CHECK(pt_buf_append(&b, "abcd", 4) == 0);
+  pt_pool_stats_get(p, &st);
+  CHECK(st.cls[0].in_use == 1 && st.bytes_in_use == 128);
+  /* growth by doubling what the buffer holds, up to block_size */
+  char big[20000];
+  fill_pattern(big, sizeof big, 5);
+  CHECK(pt_buf_append(&b, big, 300) == 0); /* 124 fit, 176 more: 512 */
+  pt_pool_stats_get(p, &st);
+  CHECK(st.cls[0].in_use == 1 && st.cls[2].in_use == 1);
+  CHECK(pt_buf_append(&b, big, 20000) == 0); /* the rest in one block */
+  pt_pool_stats_get(p, &st);
+  CHECK(st.cls[8].in_use == 1); /* 32 KiB */
+  pt_buf_clear(&b);
+  pt_pool_stats_get(p, &st);
+  CHECK(st.bytes_in_use == 0);
+  /* a read of 4 bytes into an 8 KiB reservation: shrunk, 128 bytes */
+  struct iovec iov[4];
+  int k = pt_buf_reserve_iov(&b, 8192, iov, 4);
+  CHECK(k == 1 && iov[0].iov_len == 8192);
+  memcpy(iov[0].iov_base, "wxyz", 4);
+  CHECK(pt_buf_commit_iov(&b, 4) == 0);
+  pt_pool_stats_get(p, &st);
+  CHECK(st.bytes_in_use == 8192 && pt_buf_wasteful(&b));
+  CHECK(pt_buf_settle(&b) == 4);
+  pt_pool_stats_get(p, &st);
+  CHECK(st.bytes_in_use == 128 && st.cls[6].idle == 1);
+  CHECK(!pt_buf_wasteful(&b) && pt_buf_len(&b) == 4);
+  /* the next read fills the small block's room first, then a fresh one
+   * that is kept: 3000 bytes are more than a quarter of it */
+  k = pt_buf_reserve_iov(&b, 8192, iov, 4);
+  CHECK(k == 2 && iov[0].iov_len == 124);
+  memcpy(iov[0].iov_base, big, 124);
+  memcpy(iov[1].iov_base, big + 124, 3000 - 124);
+  CHECK(pt_buf_commit_iov(&b, 3000) == 0);
+  CHECK(!pt_buf_wasteful(&b) && pt_buf_settle(&b) == 0);
+  pt_pool_stats_get(p, &st);
+  CHECK(st.bytes_in_use == 128 + 8192);
+  char out[3004];
+  CHECK(pt_buf_len(&b) == 3004);
+  /* a peek across the two nodes copies into a pool block ... */
+  const char *q = pt_buf_peek(&b, 3004);
+  CHECK(q && memcmp(q, "wxyz", 4) == 0 && memcmp(q + 4, big, 3000) == 0);
+  pt_pool_stats_get(p, &st);
+  CHECK(st.bytes_in_use == 128 + 8192 + 4096);
+  /* ... which goes back with the emptied blocks once read */
+  CHECK(pt_buf_read(&b, 3004, out) == 0 && memcmp(out + 4, big, 3000) == 0);
+  pt_pool_stats_get(p, &st);
+  CHECK(st.bytes_in_use == 0 && b.head == NULL);
+  /* linked bytes move out of the external memory when settled */
+  static char ext[20000];
+  fill_pattern(ext, sizeof ext, 9);
+  released = 0;
+  CHECK(pt_buf_append(&b, "hd", 2) == 0);
+  CHECK(pt_buf_link(&b, ext, 12000, on_release, NULL, 77) == 0);
+  CHECK(pt_buf_wasteful(&b));
+  CHECK(pt_buf_settle(&b) == 12000);
+  CHECK(released == 1 && last_tag == 77);
+  pt_pool_stats_get(p, &st);
+  CHECK(st.ext_blocks == 0 && st.cls[7].in_use == 1); /* 16 KiB */
+  const char *all = pt_buf_peek(&b, 12002);
+  CHECK(all && memcmp(all, "hd", 2) == 0 && memcmp(all + 2, ext, 12000) == 0);
+  pt_buf_clear(&b);
+  /* an ordinary buffer rewinds its emptied tail and keeps it */
+  pt_buf o;
+  pt_buf_init(&o, p);
+  CHECK(pt_buf_append(&o, "abcd", 4) == 0);
+  CHECK(pt_buf_read(&o, 4, out) == 0);
+  pt_pool_stats_get(p, &st);
+  CHECK(st.cls[6].in_use == 1 && st.bytes_in_use == 8192);
+  pt_buf_free(&o);
+  pt_buf_free(&b);
+  pt_pool_close(p);
+}
+
 int main(void) {
   TEST(test_append_read);
   TEST(test_ints_find);
@@ -362,5 +446,6 @@ int main(void) {
   TEST(test_iov);
   TEST(test_pool_steady);
   TEST(test_random_model);
+  TEST(test_lean);
   return ct_report();
 }
