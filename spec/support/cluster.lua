@@ -149,6 +149,21 @@ function Load:min_slot(a, b)
   return lo or 0
 end
 
+-- The longest run of 100 ms slots without a successful call between
+-- seconds a and b, in ms (0: calls went on in every slot).
+function Load:longest_gap(a, b)
+  local run, longest = 0, 0
+  for s = math.floor(a * 10), math.floor(b * 10) - 1 do
+    if (self.slots[s] or 0) == 0 then
+      run = run + 1
+      if run > longest then longest = run end
+    else
+      run = 0
+    end
+  end
+  return longest * 100
+end
+
 function Load:since() return petrel.clock() - self.t0 end
 
 return M

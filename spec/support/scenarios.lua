@@ -156,6 +156,7 @@ end
 
 -- etcd stopped for `seconds` and started again, under load: { failed,
 -- calls, min_slot (fewest successful calls in any 100 ms of the outage),
+-- gap_ms (the longest time without a successful call, in 100 ms slots),
 -- keys (live servers registered after), live (servers alive), recovered_ms
 -- (from the restart until every live server's key is there and the
 -- client watches again) }
@@ -196,7 +197,7 @@ function M.outage(env, seconds)
   load:stop()
   env.load = nil
   return { failed = load.failed, errors = load.errors, calls = load.calls,
-    min_slot = load:min_slot(a + 0.1, b), outage_s = b - a, keys = keys, live = live,
+    min_slot = load:min_slot(a + 0.1, b), gap_ms = load:longest_gap(a + 0.1, b), outage_s = b - a, keys = keys, live = live,
     recovered_ms = recovered_ms }
 end
 
