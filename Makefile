@@ -46,7 +46,18 @@ HTTP_CFLAGS = -DPT_HAVE_HTTP_PARSER=1
 HTTP_LIBS = -lhttp_parser
 endif
 CFLAGS_ALL += $(HTTP_CFLAGS)
-LIBS    = $(URING_LIB) -lpthread -lm $(HTTP_LIBS)
+# Header frames' payload transforms: zlib (zlib1g-dev) always; zstd
+# (libzstd-dev) where <zstd.h> is found, else petrel builds without it and
+# refuses the "zstd" transform ("zstd was not compiled in"). ZSTD=0 forces
+# that build.
+ZSTD ?= $(shell printf '\043include <zstd.h>\nint main(void){return ZSTD_versionNumber() == 0;}\n' \
+  | $(CC) -x c - -o /dev/null -lzstd >/dev/null 2>&1 && echo 1 || echo 0)
+ifeq ($(ZSTD),1)
+ZSTD_CFLAGS = -DPT_HAVE_ZSTD=1
+ZSTD_LIBS = -lzstd
+endif
+CFLAGS_ALL += $(ZSTD_CFLAGS)
+LIBS    = $(URING_LIB) -lpthread -lm $(HTTP_LIBS) -lz $(ZSTD_LIBS)
 
 CORE_SRC = $(wildcard csrc/*.c) $(BE_SRC)
 CORE_HDR = $(wildcard csrc/*.h) $(FLAGS)
@@ -108,7 +119,7 @@ print-sources:
 	@echo "CORE $(CORE_SRC)"
 	@echo "BIND $(LUA_SRC)"
 	@echo "LIBS $(LIBS)"
-	@echo "DEFS $(URING_DEF) $(HTTP_CFLAGS)"
+	@echo "DEFS $(URING_DEF) $(HTTP_CFLAGS) $(ZSTD_CFLAGS)"
 
 # Mutation check (tools/mutate.lua, spec/mutations.txt): in a scratch copy
 # (build-mutate/), each listed bug is applied, the modules are rebuilt for
@@ -170,7 +181,7 @@ ROCK_OUT = build/rock/petrel/core.so
 LIBFLAG ?= -shared
 rock:
 	@mkdir -p $(dir $(ROCK_OUT))
-	$(CC) $(CFLAGS) -fPIC -std=gnu11 -fvisibility=hidden $(URING_DEF) $(HTTP_CFLAGS) -Icsrc \
+	$(CC) $(CFLAGS) -fPIC -std=gnu11 -fvisibility=hidden $(URING_DEF) $(HTTP_CFLAGS) $(ZSTD_CFLAGS) -Icsrc \
 	  -I$(LUA_INCDIR) $(LIBFLAG) -o $(ROCK_OUT) $(CORE_SRC) $(LUA_SRC) $(LIBS)
 
 bench-buffer: all

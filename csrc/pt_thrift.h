@@ -636,8 +636,10 @@ enum { PT_WIRE_THRIFT = 1, PT_WIRE_HTTP, PT_WIRE_TLS, PT_WIRE_UNKNOWN };
 enum { PT_TR_UNFRAMED = 1, PT_TR_FRAMED };
 typedef struct pt_detect {
   int wire;        /* PT_WIRE_* */
-  int transport;   /* PT_TR_* (Thrift) */
-  int proto;       /* PT_PROTO_* (Thrift) */
+  int transport;   /* PT_TR_* (Thrift): framed = a 4-byte length first */
+  int header;      /* PT_HDR_* (pt_header.h): THeader or TTHeader frames
+                      (framed: each inside a frame of its own) */
+  int proto;       /* PT_PROTO_* (Thrift; header frames: the first one's) */
   int strict;      /* Binary: a strict envelope */
   const char *what; /* a short description: "framed compact", "HTTP request" */
 } pt_detect;
@@ -647,8 +649,9 @@ typedef struct pt_detect {
  * Thrift), PT_NEED while more bytes could change the answer, never
  * guessing early. max_frame bounds frame lengths and max_name method
  * names that count as plausible. Candidates are tried as a table of
- * probes (pt_detect.c), so a new transport or protocol (THeader, TTHeader,
- * JSON) is a new probe. */
+ * probes (pt_detect.c): framed and unframed envelopes (Binary, Compact,
+ * JSON), THeader and TTHeader frames (told apart by their magic), a
+ * THeader frame inside a frame, HTTP and TLS. */
 int pt_detect_wire(const unsigned char *p, size_t n, uint64_t max_frame,
                    size_t max_name, pt_detect *d);
 

@@ -22,6 +22,7 @@
 
 #include "lpt_codec.h"
 #include "../pt_json.h"
+#include "../pt_xform.h"
 
 /* What one Lua table or string can hold: decoding more is an error, not a
  * raise from inside the VM. */
@@ -2180,32 +2181,56 @@ static int Lpt_type_encode(lua_State *L) {
   return 1;
 }
 
-/* T:encode_message(value, buffer, name, mtype, seqid [, framed
- *   [, protocol]]) -> buffer
- * Appends one Thrift message: [frame length when framed], the envelope
- * (Binary strict: version|mtype, name, seqid; Compact: 0x82, version and
- * type, seqid, name) and the struct, in one pass (large strings linked as
- * with encode into a buffer). */
+/* T:encode_message(value, buffer, name, mtype, seqid [, framing
+ *   [, protocol [, headers]]]) -> buffer
+ * Appends one Thrift message: its framing (framing = true: a 4-byte
+ * frame length; a framer (core.framer): what it says, header frames
+ * included, with the framer's flags, transforms and token, seqid as the
+ * header's sequence number and headers (a table: string keys, and
+ * TTHeader's integer keys, to string values) as info entries), the
+ * envelope (Binary strict, Compact or JSON) and the struct, in one pass
+ * (large strings linked as with encode into a buffer); lengths are
+ * patched once the message is written. With transforms the message is
+ * written first, then transformed, then framed. */
 static int Lpt_type_encode_message(lua_State *L) {
   lpt_Type *T = lpt_checktype(L, 1);
-  lua_settop(L, 8);
+  lua_settop(L, 9);
   pt_buf *out = lpt_checkbuf(L, 3);
   size_t nlen;
   const char *name = luaL_checklstring(L, 4, &nlen);
   int mtype = (int)lpt_checkint(L, 5, 1, 4);
   int64_t seq = lpt_checkint(L, 6, INT32_MIN, UINT32_MAX);
-  int framed = lua_toboolean(L, 7);
+  lpt_Framer *fr = lpt_testframer(L, 7);
   int proto = lua_isnoneornil(L, 8) ? PT_PROTO_BINARY : lpt_checkproto(L, 8);
+  int hidx = 0;
+  if (!lua_isnoneornil(L, 9)) {
+    luaL_checktype(L, 9, LUA_TTABLE);
+    hidx = 9;
+  }
   if (nlen > INT32_MAX) return luaL_argerror(L, 4, "name too long");
+  pt_framing f = {0, (uint8_t)lua_toboolean(L, 7), PT_HDR_NONE, 0};
+  if (fr) {
+    if (!fr->decided) return luaL_argerror(L, 7, "the framer has not seen a message yet");
+    f = fr->f;
+  }
+  if (f.unframed) f.outer = 0;
+  pt_hdr_out ho;
+  pt_hdr_kv kvs[16];
+  memset(&ho, 0, sizeof ho);
+  if (f.header) lpt_framer_header(L, fr, hidx, (int32_t)(uint32_t)seq, proto, &ho, kvs, 16);
+  size_t room = pt_frame_room(&f, &ho);
+  if (f.header && !room)
+    return luaL_error(L, "the header does not fit its frame (too many or too long entries)");
+  int xf = f.header && fr->nxf > 0;
   Ctx c;
   ctx_open(&c, L, 1, T->plan);
   set_proto(&c, proto);
   c.mode = M_BUFFER;
   c.link_min = out->nocopy_min;
   enc_begin(&c, 0);
-  w_need(&c, 4 + pt_msg_room(proto, nlen));
-  unsigned char *frame = c.wr.w;
-  if (framed) c.wr.w += 4; /* patched below */
+  pt_frame_mark m;
+  w_need(&c, (xf ? 0 : room) + pt_msg_room(proto, nlen));
+  if (!xf) c.wr.w = pt_frame_open(c.wr.w, &f, &ho, &m, 0);
   c.wr.w = pt_msg_write(c.wr.w, proto, name, (uint32_t)nlen, mtype,
                         (int32_t)(uint32_t)seq);
   enc_struct(&c, T->plan, 2);
@@ -2214,13 +2239,40 @@ static int Lpt_type_encode_message(lua_State *L) {
     *c.wr.w++ = ']';
   }
   size_t n = enc_end(&c);
-  if (framed) {
-    if (n - 4 > INT32_MAX) {
-      pt_buf_clear(&c.S->wb);
-      return luaL_error(L, "message too large for a frame");
+  if (xf) { /* transform the message, then frame what comes out */
+    const void *msg = pt_buf_peek(&c.S->wb, n);
+    if (!msg) return luaL_error(L, "out of memory");
+    unsigned char *cur = NULL;
+    size_t curn = n;
+    for (int i = 0; i < fr->nxf; i++) {
+      unsigned char *o;
+      size_t on;
+      int r = pt_xform_apply(fr->xf[i], cur ? (const void *)cur : msg, curn, &o, &on);
+      free(cur);
+      if (r) {
+        pt_buf_clear(&c.S->wb);
+        return luaL_error(L, "transform %s failed (out of memory)", pt_xform_name(fr->xf[i]));
+      }
+      cur = o;
+      curn = on;
     }
-    pt_st32(frame, (uint32_t)(n - 4));
+    pt_buf_clear(&c.S->wb);
+    enc_begin(&c, 0);
+    if (pt_wr_need(&c.wr, room) != 0) {
+      free(cur);
+      return luaL_error(L, "out of memory");
+    }
+    c.wr.w = pt_frame_open(c.wr.w, &f, &ho, &m, 0);
+    int r = pt_wr_bytes(&c.wr, cur, curn);
+    free(cur);
+    if (r) return luaL_error(L, "out of memory");
+    n = enc_end(&c);
   }
+  if (n - (f.outer || f.header ? 4 : 0) > INT32_MAX) {
+    pt_buf_clear(&c.S->wb);
+    return luaL_error(L, "message too large for a frame");
+  }
+  pt_frame_close(&m, n);
   scratch_to(L, c.S, out);
   lua_pushvalue(L, 3);
   return 1;
@@ -2289,6 +2341,7 @@ void lpt_open_codec(lua_State *L) {
   lpt_open_schema(L);
   lpt_open_array(L);
   lpt_open_wire(L);
+  lpt_open_frame(L);
   luaL_getmetatable(L, LPT_TYPE_MT);
   lua_getfield(L, -1, "__index");
   lpt_setfuncs(L, -1, mod, walker_methods);

@@ -6,7 +6,9 @@
 #ifndef LPT_CODEC_H
 #define LPT_CODEC_H
 
+#include "../pt_header.h"
 #include "../pt_plan.h"
+#include "../pt_scan.h"
 #include "lpt.h"
 
 #define LPT_SCHEMA_MT "petrel.schema"
@@ -61,12 +63,42 @@ lpt_Array *lpt_array_alloc(lua_State *L, int kind, size_t n, int mt);
 /* The array kind holding values of type kind k (PT_K_*), -1 if none. */
 int lpt_ar_kind_of(int k);
 
+/* ---- framers (lpt_frame.c) --------------------------------------------- */
+
+#define LPT_FRAMER_MT "petrel.framer"
+
+/* One connection's framing: how its messages are read (fr:next) and
+ * written (T:encode_message(..., fr, ...)). */
+typedef struct lpt_Framer {
+  pt_framing f;        /* decided, or to detect */
+  int autodetect, decided;
+  uint64_t max_frame;
+  uint32_t max_name;
+  uint32_t accept;     /* bit id: transform id accepted on input */
+  /* writing */
+  uint16_t flags;
+  int nxf;
+  uint32_t xf[PT_HDR_MAX_XFORMS]; /* applied in this order */
+  int echo;            /* replies as the last frame read: flags,
+                          transforms, a TTHeader's inner frame */
+  char *acl;           /* TTHeader ACL token to send, or NULL */
+  size_t acl_len;
+  pt_scan scan;        /* unframed input (last: not cleared at creation) */
+} lpt_Framer;
+
+lpt_Framer *lpt_testframer(lua_State *L, int idx);
+const char *lpt_framing_name(const pt_framing *f);
+/* The header of one message written through fr (see lpt_frame.c). */
+void lpt_framer_header(lua_State *L, lpt_Framer *fr, int hidx, int32_t seqid,
+                       int proto, pt_hdr_out *o, pt_hdr_kv *kv, size_t cap);
+
 /* ---- opening ---------------------------------------------------------- */
 
 /* each: stack = module, state, buffer metatable (lpt_open_* contract) */
 void lpt_open_schema(lua_State *L);
 void lpt_open_array(lua_State *L);
 void lpt_open_wire(lua_State *L);
+void lpt_open_frame(lua_State *L);
 
 /* Contiguous input: a string or a buffer's readable bytes. */
 const unsigned char *lpt_input_bytes(lua_State *L, int idx, size_t *len);
