@@ -15,7 +15,9 @@
 #include "pt_header.h"
 #include "pt_thrift.h"
 
-enum { P_OUT, P_NEED, P_MATCH };
+/* P_DECIDE: a match no longer input could undo, taken even while other
+ * probes still need bytes. */
+enum { P_OUT, P_NEED, P_MATCH, P_DECIDE };
 
 typedef struct probe_ctx {
   uint64_t max_frame;
@@ -80,7 +82,13 @@ static int probe_framed(const unsigned char *p, size_t n,
   if (n < 4) return P_NEED;
   uint32_t len = pt_ld32(p);
   if (len < 5 || len > cx->max_frame || len > INT32_MAX) return P_OUT;
-  return envelope_probe(p + 4, n - 4, len, cx, d);
+  int r = envelope_probe(p + 4, n - 4, len, cx, d);
+  /* the whole frame is here and holds a strict envelope: a non-strict
+   * unframed reading (its name the frame's own printable bytes, as a
+   * framed JSON message's are) would need bytes past it, which a peer
+   * waiting for its reply never sends */
+  if (r == P_MATCH && d->strict && n >= (size_t)len + 4) return P_DECIDE;
+  return r;
 }
 
 /* The first 15 bytes of a header frame at p: a length within max_frame,
@@ -183,14 +191,15 @@ int pt_detect_wire(const unsigned char *p, size_t n, uint64_t max_frame,
   if (!n) return PT_NEED;
   probe_ctx cx = {max_frame, max_name};
   pt_detect found[NPROBES];
-  int pick = -1, waiting = 0;
+  int pick = -1, waiting = 0, decided = 0;
   for (size_t i = 0; i < NPROBES; i++) {
     memset(&found[i], 0, sizeof found[i]);
     int r = probes[i].fn(p, n, &cx, &found[i]);
     if (r == P_NEED) waiting = 1;
-    if (r == P_MATCH && pick < 0) pick = (int)i;
+    if (r == P_DECIDE) decided = 1;
+    if ((r == P_MATCH || r == P_DECIDE) && pick < 0) pick = (int)i;
   }
-  if (waiting) return PT_NEED;
+  if (waiting && !decided) return PT_NEED;
   if (pick < 0) {
     memset(d, 0, sizeof *d);
     d->wire = PT_WIRE_UNKNOWN;

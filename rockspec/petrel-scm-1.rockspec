@@ -53,6 +53,7 @@ build = {
       ["petrel.balance"] = "lua/petrel/balance.lua",
       ["petrel.breaker"] = "lua/petrel/breaker.lua",
       ["petrel.cluster"] = "lua/petrel/cluster.lua",
+      ["petrel.transmeta"] = "lua/petrel/transmeta.lua",
     },
     lib = {
       ["petrel.core"] = "build/rock/petrel/core.so",
