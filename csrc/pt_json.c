@@ -589,25 +589,32 @@ int pt_json_rd_int(const unsigned char *p, size_t n, pt_jctx *jc,
   END(jc);
 }
 
+/* bytes a number's text may hold; and those of the words for the special
+ * values (NaN, Infinity; nan and inf as Apache's Python library writes
+ * them, unquoted) */
+#define NUM_CHARS "+-.0123456789eE"
+#define WORD_CHARS NUM_CHARS "aAfFiInNtTyY"
+
 static int parse_double(const unsigned char *s, size_t n, double *v) {
   char tmp[72];
   if (n == 0 || n >= sizeof tmp) return PT_BAD;
   memcpy(tmp, s, n);
   tmp[n] = 0;
-  if (n == 3 && memcmp(tmp, "NaN", 3) == 0) {
-    *v = NAN;
-    return 0;
-  }
-  if (n == 8 && memcmp(tmp, "Infinity", 8) == 0) {
-    *v = INFINITY;
-    return 0;
-  }
-  if (n == 9 && memcmp(tmp, "-Infinity", 9) == 0) {
-    *v = -INFINITY;
-    return 0;
-  }
+  static const struct {
+    const char *w;
+    int sign; /* 0: NaN */
+  } words[] = {{"NaN", 0},       {"nan", 0},         {"-nan", 0},
+               {"Infinity", 1},  {"-Infinity", -1},  {"+Infinity", 1},
+               {"inf", 1},       {"-inf", -1},       {"+inf", 1},
+               {"Inf", 1},       {"-Inf", -1},       {"infinity", 1},
+               {"-infinity", -1}};
+  for (size_t i = 0; i < sizeof words / sizeof *words; i++)
+    if (strcmp(tmp, words[i].w) == 0) {
+      *v = words[i].sign == 0 ? NAN : words[i].sign > 0 ? INFINITY : -INFINITY;
+      return 0;
+    }
   for (size_t i = 0; i < n; i++)
-    if (!strchr("+-.0123456789eE", tmp[i])) return PT_BAD;
+    if (!strchr(NUM_CHARS, tmp[i])) return PT_BAD;
   char *end;
   *v = strtod(tmp, &end);
   return end == tmp + n ? 0 : PT_BAD;
@@ -635,7 +642,7 @@ int pt_json_rd_double(const unsigned char *p, size_t n, pt_jctx *jc,
     rc_ = PT_BAD;
     if (key) goto fail;
     size_t i = r->i;
-    while (i < n && strchr("+-.0123456789eE", p[i]) && p[i]) i++;
+    while (i < n && p[i] && strchr(WORD_CHARS, p[i])) i++;
     rc_ = PT_NEED;
     if (i >= n) goto fail;
     STEP(parse_double(p + r->i, i - r->i, v));
@@ -765,7 +772,7 @@ int pt_json_rd_map_end(const unsigned char *p, size_t n, pt_jctx *jc) {
 static int r_scalar(rd *r) {
   const unsigned char *p = r->p;
   size_t i = r->i;
-  if (p[i] == 't' || p[i] == 'f' || p[i] == 'n') {
+  if (p[i] == 't' || p[i] == 'f' || (p[i] == 'n' && r->n - i > 1 && p[i + 1] == 'u')) {
     const char *lit = p[i] == 't' ? "true" : p[i] == 'f' ? "false" : "null";
     size_t k = strlen(lit);
     size_t have = r->n - i < k ? r->n - i : k;
@@ -774,13 +781,12 @@ static int r_scalar(rd *r) {
     r->i = i + k;
     return 0;
   }
-  size_t d = 0;
-  while (i < r->n && strchr("+-.0123456789eE", p[i]) && p[i]) {
-    if (p[i] >= '0' && p[i] <= '9') d++;
-    i++;
-  }
+  if (p[i] == 'n' && r->n - i == 1) return PT_NEED; /* null or nan */
+  /* a number, or a word parse_double takes (NaN, inf...) */
+  while (i < r->n && p[i] && strchr(WORD_CHARS, p[i])) i++;
   if (i >= r->n) return PT_NEED;
-  if (!d) return PT_BAD;
+  double v;
+  if (parse_double(p + r->i, i - r->i, &v)) return PT_BAD;
   r->i = i;
   return 0;
 }
