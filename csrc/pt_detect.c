@@ -98,6 +98,7 @@ static int header_probe(const unsigned char *p, size_t n, const probe_ctx *cx,
   if (n < 4) return P_NEED;
   uint32_t len = pt_ld32(p);
   if (len < 12 || len > cx->max_frame || len > INT32_MAX) return P_OUT;
+  if (n < 5) return P_NEED;
   if (n < 6) return p[4] == 0x0f || p[4] == 0x10 ? P_NEED : P_OUT;
   uint16_t magic = pt_ld16(p + 4);
   if (magic != PT_THEADER_MAGIC && magic != PT_TTHEADER_MAGIC) return P_OUT;
