@@ -70,7 +70,7 @@ CTESTS   = $(patsubst spec/c/%.c,$(BUILD)/ctest/%,$(wildcard spec/c/test_*.c))
 MOD54 = $(BUILD)/lua5.4/petrel/core.so
 MODJIT = $(BUILD)/luajit/petrel/core.so
 
-.PHONY: all test demo asan valgrind bench bench-buffer deps ctest rock-test clean fuzz bench-codec bench-idl bench-rpc bench-uring bench-zerocopy check-data mutate print-sources bench-openresty rock FORCE bench-cluster
+.PHONY: all test demo asan valgrind bench bench-buffer deps ctest rock-test clean fuzz bench-codec bench-idl bench-rpc bench-rpc-wires bench-uring bench-zerocopy check-data mutate print-sources bench-openresty rock FORCE bench-cluster
 
 TOOLS = $(BUILD)/tools/no_uring
 
@@ -206,17 +206,22 @@ bench-buffer: all
 #   http    HTTP/1.1 responses (pt_http over http_parser) fed whole and in
 #           random pieces, pipelined, closed at the end; corpus: spec/c
 #           responses and etcd gateway answers (fuzz/http-seeds)
+#   header  the header frame parsers over every framing (THeader, TTHeader,
+#           framed or not, TTHeaderFramed), their info entries written
+#           back and parsed again, transforms undone, and the detector
+#           (fuzz/fuzz_header.c); corpus: frames petrel writes
+#           (fuzz/header_seeds.lua)
 # A crash, leak or sanitizer report fails the target (its input is saved
 # as build-fuzz/crash-*); the full log is build-fuzz/<target>.log.
 FUZZ_SECONDS ?= 60
 FUZZ_DATA ?= bench/data
-FUZZ_TARGET ?= compact diff decode scan http
+FUZZ_TARGET ?= compact diff decode scan http header
 FUZZ_CFLAGS = -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
-FUZZ_CORE = csrc/pt_scan.c csrc/pt_thrift.c csrc/pt_simd.c csrc/pt_buf.c csrc/pt_plan.c
+FUZZ_CORE = csrc/pt_scan.c csrc/pt_thrift.c csrc/pt_simd.c csrc/pt_buf.c csrc/pt_plan.c csrc/pt_json.c
 
 build-fuzz/fuzz_decode: fuzz/fuzz_decode.c $(CORE_SRC) $(CORE_HDR) $(LUA_SRC) $(LUA_HDR)
 	@mkdir -p $(@D)
-	clang $(FUZZ_CFLAGS) $(URING_DEF) $(HTTP_CFLAGS) -I$(LUA54_INC) -o $@ fuzz/fuzz_decode.c $(CORE_SRC) $(LUA_SRC) \
+	clang $(FUZZ_CFLAGS) $(URING_DEF) $(HTTP_CFLAGS) $(ZSTD_CFLAGS) -I$(LUA54_INC) -o $@ fuzz/fuzz_decode.c $(CORE_SRC) $(LUA_SRC) \
 	  -llua5.4 $(LIBS)
 
 build-fuzz/fuzz_http: fuzz/fuzz_http.c csrc/pt_http.c csrc/pt_buf.c $(CORE_HDR)
@@ -226,8 +231,13 @@ build-fuzz/fuzz_http: fuzz/fuzz_http.c csrc/pt_http.c csrc/pt_buf.c $(CORE_HDR)
 
 build-fuzz/fuzz_compact build-fuzz/fuzz_diff: build-fuzz/fuzz_%: fuzz/fuzz_decode.c $(CORE_SRC) $(CORE_HDR) $(LUA_SRC) $(LUA_HDR)
 	@mkdir -p $(@D)
-	clang $(FUZZ_CFLAGS) -DFUZZ_MODE='"$*"' -I$(LUA54_INC) -o $@ fuzz/fuzz_decode.c $(CORE_SRC) \
-	  $(LUA_SRC) -llua5.4 -luring -lm
+	clang $(FUZZ_CFLAGS) -DFUZZ_MODE='"$*"' $(URING_DEF) $(HTTP_CFLAGS) $(ZSTD_CFLAGS) -I$(LUA54_INC) -o $@ fuzz/fuzz_decode.c $(CORE_SRC) \
+	  $(LUA_SRC) -llua5.4 $(LIBS)
+
+build-fuzz/fuzz_header: fuzz/fuzz_header.c $(FUZZ_CORE) csrc/pt_header.c csrc/pt_detect.c csrc/pt_xform.c $(CORE_HDR)
+	@mkdir -p $(@D)
+	clang $(FUZZ_CFLAGS) $(ZSTD_CFLAGS) -o $@ fuzz/fuzz_header.c $(FUZZ_CORE) csrc/pt_header.c \
+	  csrc/pt_detect.c csrc/pt_xform.c -lz $(ZSTD_LIBS) -lm
 
 build-fuzz/fuzz_scan: fuzz/fuzz_scan.c $(FUZZ_CORE) $(CORE_HDR)
 	@mkdir -p $(@D)
@@ -235,7 +245,8 @@ build-fuzz/fuzz_scan: fuzz/fuzz_scan.c $(FUZZ_CORE) $(CORE_HDR)
 
 fuzz: deps $(MOD54) $(patsubst %,build-fuzz/fuzz_%,$(FUZZ_TARGET))
 	@mkdir -p build-fuzz/corpus-decode build-fuzz/corpus-scan build-fuzz/corpus-compact \
-	  build-fuzz/corpus-diff build-fuzz/corpus-http
+	  build-fuzz/corpus-diff build-fuzz/corpus-http build-fuzz/corpus-header
+	@PETREL_BUILD=$(BUILD) lua5.4 fuzz/header_seeds.lua build-fuzz/corpus-header
 	@PETREL_BUILD=$(BUILD) lua5.4 fuzz/fuzz_decode.lua seeds build-fuzz/corpus-decode binary
 	@PETREL_BUILD=$(BUILD) lua5.4 fuzz/fuzz_decode.lua seeds build-fuzz/corpus-compact compact
 	@cp build-fuzz/corpus-decode/seed-* build-fuzz/corpus-diff/ 2>/dev/null; \
@@ -275,6 +286,14 @@ bench-idl: all
 bench-rpc: all
 	@bench/peers/build_rpc.sh >/dev/null
 	@bench/peers/rpc_peers.sh
+
+# petrel's Echo server over framed Binary, framed Compact, THeader and
+# TTHeader (the bench-rpc rows petrel-wire-*), ratios against framed
+# Binary timed the same way (loadgen --payload): the headers' cost.
+WIRE_ROWS = $(foreach r,5.4 jit,$(foreach w,binary compact theader ttheader,petrel-wire-$(w)-$(r)))
+bench-rpc-wires: all
+	@bench/peers/build_rpc.sh >/dev/null
+	@ONLY="$(WIRE_ROWS)" FLOOR=petrel-wire-binary-5.4 CONNS="$${CONNS:-1 100}" bench/peers/rpc_peers.sh
 
 # io_uring against epoll, C pair and petrel, 1 KiB and 64 KiB messages, 10,
 # 100 and 1000 connections, system calls per call counted by perf.
