@@ -404,12 +404,14 @@ end
 -- [, unsent]] (stale: a reused pooled connection failed before any reply;
 -- worth one retry on a fresh one; unsent: not a byte of the call left, so
 -- any call may be retried). deadline: loop ms (default: now + timeout;
--- petrel.cluster passes the call's own, shared by its retries).
-function Client:_send(fn, name, seqid, msg, deadline, o)
+-- petrel.cluster passes the call's own, shared by its retries). o: the
+-- call's petrel.with options; shown: the timeout its messages name (ms).
+function Client:_send(fn, name, seqid, msg, deadline, o, shown)
   local loop = self.loop
   local timeout = self.timeout
   if deadline then
-    timeout = deadline - loop:now() -- for messages (ms; deadlines are integers)
+    -- for messages: the call's own timeout (shown), or what is left
+    timeout = shown or deadline - loop:now()
   else
     deadline = timeout > 0 and loop:now() + timeout or nil
   end
@@ -504,13 +506,13 @@ function Client:call_with(o, fn, name, ...)
   local deadline = timeout > 0 and self.loop:now() + timeout or nil
   local hdrs = o and o.headers
   local msg, seqid = self:_encode(fn, name, hdrs, deadline, ...)
-  local res, err, stale = self:_send(fn, name, seqid, msg, deadline, o)
+  local res, err, stale = self:_send(fn, name, seqid, msg, deadline, o, timeout)
   if stale then
     -- a pooled connection the server had closed while it sat idle (its
     -- close not seen yet): nothing was answered; once more on a fresh one
     -- (as OpenResty's keepalive pools do)
     msg, seqid = self:_encode(fn, name, hdrs, deadline, ...)
-    res, err = self:_send(fn, name, seqid, msg, deadline, o)
+    res, err = self:_send(fn, name, seqid, msg, deadline, o, timeout)
   end
   return res, err
 end
@@ -550,6 +552,7 @@ function M.call(proxy, name, ...)
       tostring(name)), 2)
   end
   local r, e = st:call(fn, name, ...)
+  if e == nil then return r end -- one value on success: print(c:add(2, 3)) prints 5
   return r, e
 end
 
@@ -577,7 +580,11 @@ end
 -- has the methods a cluster state has (call, close, stats, configure).
 local View = { cluster = true, single = true }
 View.__index = View
-function View:call(fn, name, ...) return self.base:call_with(self.o, fn, name, ...) end
+function View:call(fn, name, ...)
+  local r, e = self.base:call_with(self.o, fn, name, ...)
+  if e == nil then return r end -- one value on success, as the client's own calls
+  return r, e
+end
 function View:close() return self.base:close() end
 function View:stats()
   local st = self.base
@@ -641,6 +648,7 @@ ProxyMT.__index = function(proxy, k)
           k, k, k), 2)
       end
       local r, e = st:call(fn, k, ...)
+      if e == nil then return r end -- one value on success
       return r, e
     end
     rawset(proxy, k, f)
