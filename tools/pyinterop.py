@@ -494,8 +494,10 @@ def generic_read(proto, ttype, targs):
     if ttype == TType.DOUBLE:
         return canon_double(proto.readDouble())
     if ttype == TType.STRING:
-        b = proto.readBinary()
-        return {"hex": b.hex()} if targs == "BINARY" else b.decode("utf-8")
+        # string and binary differ on the wire in JSON (text / base64)
+        if targs == "BINARY":
+            return {"hex": proto.readBinary().hex()}
+        return proto.readString()
     if ttype == TType.STRUCT:
         return generic_read_struct(proto, targs[0])
     if ttype == TType.LIST:
