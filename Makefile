@@ -46,7 +46,18 @@ HTTP_CFLAGS = -DPT_HAVE_HTTP_PARSER=1
 HTTP_LIBS = -lhttp_parser
 endif
 CFLAGS_ALL += $(HTTP_CFLAGS)
-LIBS    = $(URING_LIB) -lpthread -lm $(HTTP_LIBS)
+# Header frames' payload transforms: zlib (zlib1g-dev) always; zstd
+# (libzstd-dev) where <zstd.h> is found, else petrel builds without it and
+# refuses the "zstd" transform ("zstd was not compiled in"). ZSTD=0 forces
+# that build.
+ZSTD ?= $(shell printf '\043include <zstd.h>\nint main(void){return ZSTD_versionNumber() == 0;}\n' \
+  | $(CC) -x c - -o /dev/null -lzstd >/dev/null 2>&1 && echo 1 || echo 0)
+ifeq ($(ZSTD),1)
+ZSTD_CFLAGS = -DPT_HAVE_ZSTD=1
+ZSTD_LIBS = -lzstd
+endif
+CFLAGS_ALL += $(ZSTD_CFLAGS)
+LIBS    = $(URING_LIB) -lpthread -lm $(HTTP_LIBS) -lz $(ZSTD_LIBS)
 
 CORE_SRC = $(wildcard csrc/*.c) $(BE_SRC)
 CORE_HDR = $(wildcard csrc/*.h) $(FLAGS)
@@ -59,7 +70,7 @@ CTESTS   = $(patsubst spec/c/%.c,$(BUILD)/ctest/%,$(wildcard spec/c/test_*.c))
 MOD54 = $(BUILD)/lua5.4/petrel/core.so
 MODJIT = $(BUILD)/luajit/petrel/core.so
 
-.PHONY: all test test-run demo demo-run asan asan-run valgrind bench bench-buffer deps ctest rock-test clean fuzz bench-codec bench-view bench-idl bench-rpc bench-rpc-view bench-uring bench-zerocopy check-data mutate print-sources bench-openresty rock FORCE bench-cluster bench-memory
+.PHONY: all test test-run demo demo-run asan asan-run valgrind bench bench-buffer deps ctest rock-test clean fuzz bench-codec bench-view bench-idl bench-rpc bench-rpc-view bench-uring bench-zerocopy check-data mutate print-sources bench-openresty rock FORCE bench-cluster bench-memory bench-rpc-wires
 
 TOOLS = $(BUILD)/tools/no_uring
 
@@ -113,7 +124,7 @@ print-sources:
 	@echo "CORE $(CORE_SRC)"
 	@echo "BIND $(LUA_SRC)"
 	@echo "LIBS $(LIBS)"
-	@echo "DEFS $(URING_DEF) $(HTTP_CFLAGS)"
+	@echo "DEFS $(URING_DEF) $(HTTP_CFLAGS) $(ZSTD_CFLAGS)"
 
 # Mutation check (tools/mutate.lua, spec/mutations.txt): in a scratch copy
 # (build-mutate/), each listed bug is applied, the modules are rebuilt for
@@ -181,7 +192,7 @@ ROCK_OUT = build/rock/petrel/core.so
 LIBFLAG ?= -shared
 rock:
 	@mkdir -p $(dir $(ROCK_OUT))
-	$(CC) $(CFLAGS) -fPIC -std=gnu11 -fvisibility=hidden $(URING_DEF) $(HTTP_CFLAGS) -Icsrc \
+	$(CC) $(CFLAGS) -fPIC -std=gnu11 -fvisibility=hidden $(URING_DEF) $(HTTP_CFLAGS) $(ZSTD_CFLAGS) -Icsrc \
 	  -I$(LUA_INCDIR) $(LIBFLAG) -o $(ROCK_OUT) $(CORE_SRC) $(LUA_SRC) $(LIBS)
 
 bench-buffer: all
@@ -210,17 +221,23 @@ bench-buffer: all
 #           Compact: raises name a path and an offset, views agree with
 #           decode where it accepts, expiry (fuzz/fuzz_view.lua); corpus:
 #           the decode and compact seeds
+
+#   header  the header frame parsers over every framing (THeader, TTHeader,
+#           framed or not, TTHeaderFramed), their info entries written
+#           back and parsed again, transforms undone, and the detector
+#           (fuzz/fuzz_header.c); corpus: frames petrel writes
+#           (fuzz/header_seeds.lua)
 # A crash, leak or sanitizer report fails the target (its input is saved
 # as build-fuzz/crash-*); the full log is build-fuzz/<target>.log.
 FUZZ_SECONDS ?= 60
 FUZZ_DATA ?= bench/data
-FUZZ_TARGET ?= compact diff decode scan http view
+FUZZ_TARGET ?= compact diff decode scan http view header
 FUZZ_CFLAGS = -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
-FUZZ_CORE = csrc/pt_scan.c csrc/pt_thrift.c csrc/pt_simd.c csrc/pt_buf.c csrc/pt_plan.c
+FUZZ_CORE = csrc/pt_scan.c csrc/pt_thrift.c csrc/pt_simd.c csrc/pt_buf.c csrc/pt_plan.c csrc/pt_json.c
 
 build-fuzz/fuzz_decode: fuzz/fuzz_decode.c $(CORE_SRC) $(CORE_HDR) $(LUA_SRC) $(LUA_HDR)
 	@mkdir -p $(@D)
-	clang $(FUZZ_CFLAGS) $(URING_DEF) $(HTTP_CFLAGS) -I$(LUA54_INC) -o $@ fuzz/fuzz_decode.c $(CORE_SRC) $(LUA_SRC) \
+	clang $(FUZZ_CFLAGS) $(URING_DEF) $(HTTP_CFLAGS) $(ZSTD_CFLAGS) -I$(LUA54_INC) -o $@ fuzz/fuzz_decode.c $(CORE_SRC) $(LUA_SRC) \
 	  -llua5.4 $(LIBS)
 
 build-fuzz/fuzz_http: fuzz/fuzz_http.c csrc/pt_http.c csrc/pt_buf.c $(CORE_HDR)
@@ -230,8 +247,13 @@ build-fuzz/fuzz_http: fuzz/fuzz_http.c csrc/pt_http.c csrc/pt_buf.c $(CORE_HDR)
 
 build-fuzz/fuzz_compact build-fuzz/fuzz_diff build-fuzz/fuzz_view: build-fuzz/fuzz_%: fuzz/fuzz_decode.c $(CORE_SRC) $(CORE_HDR) $(LUA_SRC) $(LUA_HDR)
 	@mkdir -p $(@D)
-	clang $(FUZZ_CFLAGS) -DFUZZ_MODE='"$*"' -I$(LUA54_INC) -o $@ fuzz/fuzz_decode.c $(CORE_SRC) \
-	  $(LUA_SRC) -llua5.4 -luring -lm
+	clang $(FUZZ_CFLAGS) -DFUZZ_MODE='"$*"' $(URING_DEF) $(HTTP_CFLAGS) $(ZSTD_CFLAGS) -I$(LUA54_INC) -o $@ fuzz/fuzz_decode.c $(CORE_SRC) \
+	  $(LUA_SRC) -llua5.4 $(LIBS)
+
+build-fuzz/fuzz_header: fuzz/fuzz_header.c $(FUZZ_CORE) csrc/pt_header.c csrc/pt_detect.c csrc/pt_xform.c $(CORE_HDR)
+	@mkdir -p $(@D)
+	clang $(FUZZ_CFLAGS) $(ZSTD_CFLAGS) -o $@ fuzz/fuzz_header.c $(FUZZ_CORE) csrc/pt_header.c \
+	  csrc/pt_detect.c csrc/pt_xform.c -lz $(ZSTD_LIBS) -lm
 
 build-fuzz/fuzz_scan: fuzz/fuzz_scan.c $(FUZZ_CORE) $(CORE_HDR)
 	@mkdir -p $(@D)
@@ -239,7 +261,8 @@ build-fuzz/fuzz_scan: fuzz/fuzz_scan.c $(FUZZ_CORE) $(CORE_HDR)
 
 fuzz: deps $(MOD54) $(patsubst %,build-fuzz/fuzz_%,$(FUZZ_TARGET))
 	@mkdir -p build-fuzz/corpus-decode build-fuzz/corpus-scan build-fuzz/corpus-compact \
-	  build-fuzz/corpus-diff build-fuzz/corpus-http build-fuzz/corpus-view
+	  build-fuzz/corpus-diff build-fuzz/corpus-http build-fuzz/corpus-view build-fuzz/corpus-header
+	@PETREL_BUILD=$(BUILD) lua5.4 fuzz/header_seeds.lua build-fuzz/corpus-header
 	@PETREL_BUILD=$(BUILD) lua5.4 fuzz/fuzz_decode.lua seeds build-fuzz/corpus-decode binary
 	@PETREL_BUILD=$(BUILD) lua5.4 fuzz/fuzz_decode.lua seeds build-fuzz/corpus-compact compact
 	@cp build-fuzz/corpus-decode/seed-* build-fuzz/corpus-diff/ 2>/dev/null; \
@@ -295,6 +318,14 @@ bench-rpc-view: all
 	@bench/peers/build_rpc.sh >/dev/null
 	@CONNS=$${CONNS:-100} ONLY="petrel-echo-5.4 petrel-echo-jit petrel-lazy-5.4 petrel-lazy-jit petrel-lazy3-5.4 petrel-lazy3-jit" \
 	  bench/peers/rpc_peers.sh
+
+# petrel's Echo server over framed Binary, framed Compact, THeader and
+# TTHeader (the bench-rpc rows petrel-wire-*), ratios against framed
+# Binary timed the same way (loadgen --payload): the headers' cost.
+WIRE_ROWS = $(foreach r,5.4 jit,$(foreach w,binary compact theader ttheader,petrel-wire-$(w)-$(r)))
+bench-rpc-wires: all
+	@bench/peers/build_rpc.sh >/dev/null
+	@ONLY="$(WIRE_ROWS)" FLOOR=petrel-wire-binary-5.4 CONNS="$${CONNS:-1 100}" bench/peers/rpc_peers.sh
 
 # io_uring against epoll, C pair and petrel, 1 KiB and 64 KiB messages, 10,
 # 100 and 1000 connections, system calls per call counted by perf.

@@ -6,15 +6,18 @@
  * this, and says what). The answer is decided only when no probe still
  * needs bytes: a guess is never made on a prefix that a longer input
  * could turn into something else. Thrift probes read the envelope with
- * the one envelope reader (pt_msg_head / pt_msg_tail). A transport or
- * protocol to come (THeader 0x0FFF, Kitex TTHeader 0x1000, JSON) is one
- * more probe in the table at the end.
+ * the one envelope reader (pt_msg_head / pt_msg_tail); header probes read
+ * the first 15 bytes of a THeader (magic 0x0FFF) or TTHeader (0x1000)
+ * frame: length, magic, header size, protocol id.
  */
 #include <string.h>
 
+#include "pt_header.h"
 #include "pt_thrift.h"
 
-enum { P_OUT, P_NEED, P_MATCH };
+/* P_DECIDE: a match no longer input could undo, taken even while other
+ * probes still need bytes. */
+enum { P_OUT, P_NEED, P_MATCH, P_DECIDE };
 
 typedef struct probe_ctx {
   uint64_t max_frame;
@@ -46,6 +49,14 @@ static int envelope_probe(const unsigned char *p, size_t n, size_t limit,
   if (h == PT_NEED) return seen < limit ? P_NEED : P_OUT;
   d->proto = m.proto;
   d->strict = m.strict;
+  if (m.proto == PT_PROTO_JSON) { /* the type is after the name */
+    size_t at = (size_t)h + m.name_len;
+    if (at >= seen) return seen < limit ? P_NEED : P_OUT;
+    int t = pt_msg_tail(p + at, seen - at, &m);
+    if (t == PT_BAD) return P_OUT;
+    if (t == PT_NEED) return seen < limit ? P_NEED : P_OUT;
+    return m.mtype >= 1 && m.mtype <= 4 ? P_MATCH : P_OUT;
+  }
   if (m.strict) return m.mtype >= 1 && m.mtype <= 4 ? P_MATCH : P_OUT;
   size_t end = (size_t)h + m.name_len; /* where the type byte is */
   if (end >= limit) return P_OUT;
@@ -71,7 +82,56 @@ static int probe_framed(const unsigned char *p, size_t n,
   if (n < 4) return P_NEED;
   uint32_t len = pt_ld32(p);
   if (len < 5 || len > cx->max_frame || len > INT32_MAX) return P_OUT;
-  return envelope_probe(p + 4, n - 4, len, cx, d);
+  int r = envelope_probe(p + 4, n - 4, len, cx, d);
+  /* the whole frame is here and holds a strict envelope: a non-strict
+   * unframed reading (its name the frame's own printable bytes, as a
+   * framed JSON message's are) would need bytes past it, which a peer
+   * waiting for its reply never sends */
+  if (r == P_MATCH && d->strict && n >= (size_t)len + 4) return P_DECIDE;
+  return r;
+}
+
+/* The first 15 bytes of a header frame at p: a length within max_frame,
+ * the magic, a header size that fits the frame, the protocol id. */
+static int header_probe(const unsigned char *p, size_t n, const probe_ctx *cx,
+                        pt_detect *d) {
+  if (n < 4) return P_NEED;
+  uint32_t len = pt_ld32(p);
+  if (len < 12 || len > cx->max_frame || len > INT32_MAX) return P_OUT;
+  if (n < 5) return P_NEED;
+  if (n < 6) return p[4] == 0x0f || p[4] == 0x10 ? P_NEED : P_OUT;
+  uint16_t magic = pt_ld16(p + 4);
+  if (magic != PT_THEADER_MAGIC && magic != PT_TTHEADER_MAGIC) return P_OUT;
+  d->header = magic == PT_THEADER_MAGIC ? PT_HDR_THEADER : PT_HDR_TTHEADER;
+  if (n < 14) return P_NEED;
+  uint32_t hsize = (uint32_t)pt_ld16(p + 12) * 4;
+  if (hsize < 2 || hsize > len - 10) return P_OUT;
+  if (n < 15) return P_NEED;
+  int proto = pt_hdr_proto(d->header, p[14]); /* one-byte varint or u8 */
+  d->proto = proto < 0 ? PT_PROTO_BINARY : proto;
+  d->strict = 1;
+  return P_MATCH;
+}
+
+/* THeader or TTHeader frames. */
+static int probe_header(const unsigned char *p, size_t n,
+                        const probe_ctx *cx, pt_detect *d) {
+  d->wire = PT_WIRE_THRIFT;
+  d->transport = PT_TR_UNFRAMED;
+  return header_probe(p, n, cx, d);
+}
+
+/* A header frame inside a frame (what Apache's clients send with
+ * --transport framed --protocol header): the two lengths agree. */
+static int probe_framed_header(const unsigned char *p, size_t n,
+                               const probe_ctx *cx, pt_detect *d) {
+  d->wire = PT_WIRE_THRIFT;
+  d->transport = PT_TR_FRAMED;
+  if (n < 4) return P_NEED;
+  uint32_t len = pt_ld32(p);
+  if (len < 16 || len > cx->max_frame || len > INT32_MAX) return P_OUT;
+  if (n >= 8 && pt_ld32(p + 4) != len - 4) return P_OUT;
+  return header_probe(p + 4, n - 4, cx, d);
 }
 
 /* An HTTP/1 request line or the HTTP/2 preface. */
@@ -111,14 +171,20 @@ static int probe_tls(const unsigned char *p, size_t n,
 /* In order of preference when several match. */
 static const struct {
   probe_fn fn;
-} probes[] = {{probe_framed}, {probe_unframed}, {probe_http}, {probe_tls}};
+} probes[] = {{probe_framed}, {probe_unframed}, {probe_header},
+              {probe_framed_header}, {probe_http}, {probe_tls}};
 #define NPROBES (sizeof probes / sizeof *probes)
 
 static const char *thrift_what(const pt_detect *d) {
-  static const char *const w[2][2] = {
-      {"unframed binary", "unframed compact"},
-      {"framed binary", "framed compact"}};
-  return w[d->transport == PT_TR_FRAMED][d->proto == PT_PROTO_COMPACT];
+  static const char *const w[2][3][PT_PROTO_COUNT] = {
+      {{"unframed binary", "unframed compact", "unframed json"},
+       {"THeader binary", "THeader compact", "THeader json"},
+       {"TTHeader binary", "TTHeader compact", "TTHeader json"}},
+      {{"framed binary", "framed compact", "framed json"},
+       {"framed THeader binary", "framed THeader compact", "framed THeader json"},
+       {"framed TTHeader binary", "framed TTHeader compact",
+        "framed TTHeader json"}}};
+  return w[d->transport == PT_TR_FRAMED][d->header][d->proto];
 }
 
 int pt_detect_wire(const unsigned char *p, size_t n, uint64_t max_frame,
@@ -126,14 +192,15 @@ int pt_detect_wire(const unsigned char *p, size_t n, uint64_t max_frame,
   if (!n) return PT_NEED;
   probe_ctx cx = {max_frame, max_name};
   pt_detect found[NPROBES];
-  int pick = -1, waiting = 0;
+  int pick = -1, waiting = 0, decided = 0;
   for (size_t i = 0; i < NPROBES; i++) {
     memset(&found[i], 0, sizeof found[i]);
     int r = probes[i].fn(p, n, &cx, &found[i]);
     if (r == P_NEED) waiting = 1;
-    if (r == P_MATCH && pick < 0) pick = (int)i;
+    if (r == P_DECIDE) decided = 1;
+    if ((r == P_MATCH || r == P_DECIDE) && pick < 0) pick = (int)i;
   }
-  if (waiting) return PT_NEED;
+  if (waiting && !decided) return PT_NEED;
   if (pick < 0) {
     memset(d, 0, sizeof *d);
     d->wire = PT_WIRE_UNKNOWN;

@@ -25,6 +25,7 @@ enum {
   SC_CMAPT,   /* Compact 1: map key and value types */
   SC_VARINT,  /* Compact 1 at a time: a varint whose value matters */
   SC_VRUN,    /* Compact: s->vleft varints to pass (not gathered) */
+  SC_JSON,    /* JSON: bytes until the brackets balance */
 };
 enum { SC_AFTER_VALUE, SC_AFTER_NAME };
 /* what a gathered Compact varint is */
@@ -41,6 +42,8 @@ void pt_scan_reset(pt_scan *s) {
   s->proto = PT_PROTO_BINARY;
   s->sp = 0;
   s->err = NULL;
+  s->jstr = s->jesc = 0;
+  s->jdepth = 0;
 }
 
 void pt_scan_init(pt_scan *s, uint64_t max_bytes, int max_depth) {
@@ -306,9 +309,45 @@ static int sc_act(pt_scan *s) {
   return sc_bad(s, "scanner state");
 }
 
+/* JSON: one byte at a time; the message ends at the byte that closes its
+ * outer array. Nesting is capped like the other protocols' (twice: a
+ * struct level is an object and a field object). */
+static int sc_json(pt_scan *s, const unsigned char *p, size_t n, size_t *i) {
+  while (*i < n) {
+    if (s->fed + 1 > s->max_bytes) return sc_bad(s, "message too large");
+    unsigned char c = p[(*i)++];
+    s->fed++;
+    if (s->jstr) {
+      if (s->jesc)
+        s->jesc = 0;
+      else if (c == '\\')
+        s->jesc = 1;
+      else if (c == '"')
+        s->jstr = 0;
+      continue;
+    }
+    if (c == '"') {
+      s->jstr = 1;
+    } else if (c == '[' || c == '{') {
+      if (s->jdepth >= 2 * s->max_depth + 4) return sc_bad(s, "nesting too deep");
+      s->jdepth++;
+    } else if (c == ']' || c == '}') {
+      if (--s->jdepth == 0) return PT_SCAN_DONE;
+    }
+  }
+  return PT_SCAN_MORE;
+}
+
 int pt_scan_feed(pt_scan *s, const unsigned char *p, size_t n, size_t *used) {
   size_t i = 0;
   int r = s->err ? PT_SCAN_BAD : PT_SCAN_MORE;
+  if (r == PT_SCAN_MORE && n && s->state == SC_HEAD && s->have == 0 &&
+      p[0] == '[') { /* JSON */
+    s->state = SC_JSON;
+    s->env.proto = PT_PROTO_JSON;
+    s->env.strict = 1;
+  }
+  if (s->state == SC_JSON && r == PT_SCAN_MORE) r = sc_json(s, p, n, &i);
   while (r == PT_SCAN_MORE && i < n) {
     if (s->skip) {
       uint64_t k = s->skip < n - i ? s->skip : n - i;

@@ -12,7 +12,10 @@
 #include "pt_thrift.h"
 
 /* The envelope (Binary strict or not, or Compact: read with pt_msg_head /
- * pt_msg_tail) says the protocol of the body struct that follows. Every
+ * pt_msg_tail) says the protocol of the body struct that follows; a
+ * message whose first byte is '[' is JSON and ends where its brackets
+ * balance (strings and their escapes taken into account; the envelope is
+ * read by whoever decodes it). Every
  * byte is looked at once, whatever the size of the pieces, so a peer
  * dribbling a large message costs linear time; nothing is allocated.
  * Declared sizes are checked against max_bytes as soon as they are read. */
@@ -40,6 +43,8 @@ typedef struct pt_scan {
   uint8_t vlen, vmax; /* Compact: bytes of the current varint, the most */
   uint8_t vuse;       /* Compact: what the varint being read is */
   uint8_t ftype;      /* field type between the type byte and the id */
+  uint8_t jstr, jesc; /* JSON: inside a string, after a backslash */
+  int jdepth;         /* JSON: open arrays and objects */
   uint8_t tok[16];
   int sp;             /* frames on the stack */
   const char *err;    /* after PT_SCAN_BAD */

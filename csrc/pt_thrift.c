@@ -5,6 +5,9 @@
 #include "pt_thrift.h"
 
 #include <errno.h>
+#include <stdlib.h>
+
+#include "pt_json.h"
 #include <string.h>
 
 const pt_ttype_info pt_ttypes[PT_T_LIMIT] = {
@@ -124,6 +127,7 @@ int pt_wr_bytes(pt_wr *wr, const void *p, size_t n) {
 int pt_msg_head(const unsigned char *p, size_t n, size_t max_name,
                 pt_msg *m) {
   if (!n) return PT_NEED;
+  if (p[0] == '[') return pt_json_msg_head(p, n, max_name, m);
   if (p[0] == 0x82) { /* Compact: id, version|type, seqid, name length */
     if (n < 2) return PT_NEED;
     if ((p[1] & 0x1f) != 1) {
@@ -182,6 +186,7 @@ int pt_msg_head(const unsigned char *p, size_t n, size_t max_name,
 
 int pt_msg_tail(const unsigned char *p, size_t n, pt_msg *m) {
   if (m->proto == PT_PROTO_COMPACT) return 0;
+  if (m->proto == PT_PROTO_JSON) return pt_json_msg_tail(p, n, m);
   if (m->strict) {
     if (n < 4) return PT_NEED;
     m->seqid = (int32_t)pt_ld32(p);
@@ -210,6 +215,8 @@ int pt_msg_parse(const unsigned char *p, size_t n, size_t max_name,
 
 unsigned char *pt_msg_write(unsigned char *w, int proto, const char *name,
                             uint32_t nlen, int mtype, int32_t seqid) {
+  if (proto == PT_PROTO_JSON)
+    return pt_json_msg_write(w, name, nlen, mtype, seqid);
   if (proto == PT_PROTO_COMPACT) {
     *w++ = 0x82;
     *w++ = (unsigned char)(1 | (mtype & 7) << 5);
@@ -401,6 +408,14 @@ static size_t skip_cpt(const unsigned char *p, const unsigned char *end,
 size_t pt_skip_proto(int proto, const unsigned char *p,
                      const unsigned char *end, int ttype, int max_depth) {
   if (!p || p > end) return 0;
+  if (proto == PT_PROTO_JSON) {
+    pt_jctx jc;
+    pt_json_reset(&jc);
+    size_t n = (size_t)(end - p);
+    int k = pt_json_skip(p, n > INT32_MAX ? INT32_MAX : n, &jc, max_depth);
+    (void)ttype;
+    return k > 0 ? (size_t)k : 0;
+  }
   return proto == PT_PROTO_COMPACT ? skip_cpt(p, end, ttype, max_depth)
                                    : skip_bin(p, end, ttype, max_depth);
 }
@@ -414,10 +429,23 @@ size_t pt_skip(const unsigned char *p, const unsigned char *end, int ttype,
 
 typedef struct tc {
   int from, to;
-  const unsigned char *base, *p, *end;
+  const unsigned char *p, *end;
   pt_wr *out;
+  pt_jctx *jr, *jw; /* JSON contexts: reading (from JSON), writing (to) */
 } tc;
 
+#define TC_LEFT(c) ((size_t)((c)->end - (c)->p))
+/* a reader's answer: bytes taken, or the failure */
+#define TC_RD(c, x)            \
+  do {                         \
+    int k_ = (x);              \
+    if (k_ < 0) return k_;     \
+    (c)->p += k_;              \
+  } while (0)
+#define TC_WR(x)                      \
+  do {                                \
+    if ((x) != 0) return PT_NOMEM;    \
+  } while (0)
 #define TC_NEED(c, k) \
   do {                \
     if ((k) < 0) return (k); \
@@ -429,8 +457,24 @@ typedef struct tc {
 
 static int tc_value(tc *c, int t, int depth);
 
-/* Binary bool element / field value and Compact bool element */
+/* A JSON integer of TType t, range-checked. */
+static int tc_json_int(tc *c, int t, int64_t *v) {
+  TC_RD(c, pt_json_rd_int(c->p, TC_LEFT(c), c->jr, v));
+  int64_t lo = t == PT_T_BYTE ? INT8_MIN : t == PT_T_I16 ? INT16_MIN
+               : t == PT_T_I32 ? INT32_MIN : INT64_MIN;
+  int64_t hi = t == PT_T_BYTE ? INT8_MAX : t == PT_T_I16 ? INT16_MAX
+               : t == PT_T_I32 ? INT32_MAX : INT64_MAX;
+  return *v < lo || *v > hi ? PT_BAD : 0;
+}
+
+/* Binary bool element / field value, Compact bool element, JSON 0 / 1 */
 static int tc_bool(tc *c, int *v) {
+  if (c->from == PT_PROTO_JSON) {
+    int64_t x;
+    TC_RD(c, pt_json_rd_int(c->p, TC_LEFT(c), c->jr, &x));
+    *v = x != 0;
+    return 0;
+  }
   if (c->p >= c->end) return PT_NEED;
   *v = c->from == PT_PROTO_COMPACT ? *c->p == PT_CT_TRUE : *c->p != 0;
   c->p++;
@@ -438,6 +482,10 @@ static int tc_bool(tc *c, int *v) {
 }
 
 static int tc_write_bool(tc *c, int v) {
+  if (c->to == PT_PROTO_JSON) {
+    TC_WR(pt_json_wr_bool(c->out, c->jw, v));
+    return 0;
+  }
   TC_ROOM(c, 1);
   *c->out->w++ = (unsigned char)(c->to == PT_PROTO_COMPACT
                                      ? (v ? PT_CT_TRUE : PT_CT_FALSE)
@@ -446,8 +494,9 @@ static int tc_write_bool(tc *c, int v) {
 }
 
 static int tc_int(tc *c, int t, int64_t *v) {
-  size_t n = (size_t)(c->end - c->p);
+  size_t n = TC_LEFT(c);
   int k;
+  if (c->from == PT_PROTO_JSON) return tc_json_int(c, t, v);
   if (c->from == PT_PROTO_BINARY) {
     size_t w = pt_ttype_width(t);
     if (n < w) return PT_NEED;
@@ -474,6 +523,10 @@ static int tc_int(tc *c, int t, int64_t *v) {
 }
 
 static int tc_write_int(tc *c, int t, int64_t v) {
+  if (c->to == PT_PROTO_JSON) {
+    TC_WR(pt_json_wr_int(c->out, c->jw, v));
+    return 0;
+  }
   TC_ROOM(c, PT_MAX_VARINT);
   unsigned char *w = c->out->w;
   if (c->to == PT_PROTO_BINARY) {
@@ -489,39 +542,147 @@ static int tc_write_int(tc *c, int t, int64_t v) {
   return 0;
 }
 
-/* One struct field's value after its header (bool fields: value known). */
+static int hexnib(int h) {
+  return h >= '0' && h <= '9'   ? h - '0'
+         : h >= 'a' && h <= 'f' ? h - 'a' + 10
+         : h >= 'A' && h <= 'F' ? h - 'A' + 10
+                                : -1;
+}
+
+/* A uuid: 16 bytes in Binary and Compact, its text in JSON. */
+static int tc_uuid(tc *c) {
+  unsigned char u[16];
+  if (c->from == PT_PROTO_JSON) {
+    pt_jstr s;
+    const unsigned char *at = c->p;
+    TC_RD(c, pt_json_rd_string(c->p, TC_LEFT(c), c->jr, &s));
+    const unsigned char *t = at + s.at;
+    if (s.escaped || s.raw != 36) return PT_BAD;
+    for (int i = 0, k = 0; i < 36; i++) {
+      if (i == 8 || i == 13 || i == 18 || i == 23) {
+        if (t[i] != '-') return PT_BAD;
+        continue;
+      }
+      int h = hexnib(t[i]), l = hexnib(t[i + 1]);
+      if (h < 0 || l < 0) return PT_BAD;
+      u[k++] = (unsigned char)(h << 4 | l);
+      i++;
+    }
+  } else {
+    if (TC_LEFT(c) < 16) return PT_NEED;
+    memcpy(u, c->p, 16);
+    c->p += 16;
+  }
+  if (c->to == PT_PROTO_JSON) {
+    static const char hx[] = "0123456789abcdef";
+    char txt[36];
+    for (int i = 0, k = 0; i < 16; i++) {
+      if (i == 4 || i == 6 || i == 8 || i == 10) txt[k++] = '-';
+      txt[k++] = hx[u[i] >> 4];
+      txt[k++] = hx[u[i] & 15];
+    }
+    TC_WR(pt_json_wr_string(c->out, c->jw, txt, 36));
+    return 0;
+  }
+  TC_ROOM(c, 16);
+  memcpy(c->out->w, u, 16);
+  c->out->w += 16;
+  return 0;
+}
+
+static int tc_string(tc *c) {
+  size_t n = TC_LEFT(c);
+  const unsigned char *s;
+  unsigned char *tmp = NULL;
+  uint32_t len;
+  if (c->from == PT_PROTO_JSON) {
+    pt_jstr js;
+    int k = pt_json_rd_string(c->p, n, c->jr, &js);
+    if (k < 0) return k;
+    s = c->p + js.at;
+    if (js.len > INT32_MAX) return PT_BAD;
+    len = (uint32_t)js.len;
+    if (js.escaped) {
+      tmp = malloc(js.len ? js.len : 1);
+      if (!tmp) return PT_NOMEM;
+      pt_json_unescape(s, js.raw, tmp);
+      s = tmp;
+    }
+    c->p += k;
+  } else {
+    int k = c->from == PT_PROTO_COMPACT ? pt_cpt_rd_len(c->p, n, &len)
+                                        : pt_bin_rd_len(c->p, n, &len);
+    TC_NEED(c, k);
+    if ((size_t)len > n - (size_t)k) return PT_NEED;
+    s = c->p + k;
+    c->p += (size_t)k + len;
+  }
+  int r = 0;
+  if (c->to == PT_PROTO_JSON) {
+    if (pt_json_wr_string(c->out, c->jw, s, len) != 0) r = PT_NOMEM;
+  } else if (pt_wr_need(c->out, PT_MAX_LEN) != 0) {
+    r = PT_NOMEM;
+  } else {
+    if (c->to == PT_PROTO_COMPACT)
+      c->out->w = pt_wr_varint32(c->out->w, len);
+    else
+      pt_st32(c->out->w, len), c->out->w += 4;
+    if (pt_wr_bytes(c->out, s, len) != 0) r = PT_NOMEM;
+  }
+  free(tmp);
+  return r;
+}
+
+/* One struct field's value after its header (bool fields: value known
+ * when read from Compact), and, in JSON, the field's end. */
 static int tc_field(tc *c, int ft, int id, int boolv, int *last, int depth) {
-  if (ft == PT_T_BOOL && c->from == PT_PROTO_BINARY) {
+  if (ft == PT_T_BOOL && c->from != PT_PROTO_COMPACT) {
     int k = tc_bool(c, &boolv);
     if (k < 0) return k;
   }
-  TC_ROOM(c, PT_MAX_FIELD + 1);
   if (c->to == PT_PROTO_COMPACT) {
+    TC_ROOM(c, PT_MAX_FIELD);
     c->out->w = pt_cpt_wr_field(c->out->w, ft, id, last, boolv);
-    if (ft == PT_T_BOOL) return 0;
-  } else {
+  } else if (c->to == PT_PROTO_BINARY) {
+    TC_ROOM(c, PT_MAX_FIELD + 1);
     c->out->w = pt_bin_wr_field(c->out->w, ft, id);
-    if (ft == PT_T_BOOL) {
-      *c->out->w++ = (unsigned char)(boolv != 0);
-      return 0;
-    }
+    if (ft == PT_T_BOOL) *c->out->w++ = (unsigned char)(boolv != 0);
+  } else {
+    TC_WR(pt_json_wr_field_begin(c->out, c->jw, id, ft));
+    if (ft == PT_T_BOOL) TC_WR(pt_json_wr_bool(c->out, c->jw, boolv));
   }
-  return tc_value(c, ft, depth);
+  if (ft != PT_T_BOOL) {
+    int k = tc_value(c, ft, depth);
+    if (k < 0) return k;
+  }
+  if (c->to == PT_PROTO_JSON) TC_WR(pt_json_wr_field_end(c->out, c->jw));
+  if (c->from == PT_PROTO_JSON)
+    TC_RD(c, pt_json_rd_field_end(c->p, TC_LEFT(c), c->jr));
+  return 0;
 }
 
 static int tc_struct(tc *c, int depth) {
   int rlast = 0, wlast = 0;
+  if (c->from == PT_PROTO_JSON)
+    TC_RD(c, pt_json_rd_struct_begin(c->p, TC_LEFT(c), c->jr));
+  if (c->to == PT_PROTO_JSON) TC_WR(pt_json_wr_struct_begin(c->out, c->jw));
   for (;;) {
-    int ft, id = 0, bv = 0, k;
-    size_t n = (size_t)(c->end - c->p);
+    int ft = 0, id = 0, bv = 0, k;
+    size_t n = TC_LEFT(c);
     k = c->from == PT_PROTO_COMPACT
             ? pt_cpt_rd_field(c->p, n, &rlast, &ft, &id, &bv)
+        : c->from == PT_PROTO_JSON
+            ? pt_json_rd_field(c->p, n, c->jr, &ft, &id)
             : pt_bin_rd_field(c->p, n, &ft, &id);
     TC_NEED(c, k);
     c->p += k;
     if (ft == PT_T_STOP) {
-      TC_ROOM(c, 1);
-      *c->out->w++ = 0;
+      if (c->to == PT_PROTO_JSON) {
+        TC_WR(pt_json_wr_struct_end(c->out, c->jw));
+      } else {
+        TC_ROOM(c, 1);
+        *c->out->w++ = 0;
+      }
       return 0;
     }
     if (!pt_ttype_valid(ft)) return PT_BAD;
@@ -533,64 +694,92 @@ static int tc_struct(tc *c, int depth) {
 static int tc_list(tc *c, int depth) {
   int et, k;
   uint32_t n;
-  size_t left = (size_t)(c->end - c->p);
+  size_t left = TC_LEFT(c);
   k = c->from == PT_PROTO_COMPACT ? pt_cpt_rd_list(c->p, left, &et, &n)
+      : c->from == PT_PROTO_JSON  ? pt_json_rd_list(c->p, left, c->jr, &et, &n)
                                   : pt_bin_rd_list(c->p, left, &et, &n);
   TC_NEED(c, k);
   c->p += k;
   if (n && !pt_ttype_valid(et)) return PT_BAD;
   if (!pt_ttype_valid(et)) et = PT_T_BYTE; /* empty, of no valid type */
   /* every element takes at least its minimum: bound the loop */
-  if ((size_t)n > (size_t)(c->end - c->p) / pt_elem_min(c->from, et))
-    return PT_NEED;
-  TC_ROOM(c, PT_MAX_LIST);
-  c->out->w = c->to == PT_PROTO_COMPACT ? pt_cpt_wr_list(c->out->w, et, n)
-                                        : pt_bin_wr_list(c->out->w, et, n);
+  if ((size_t)n > TC_LEFT(c) / pt_elem_min(c->from, et)) return PT_NEED;
+  if (c->to == PT_PROTO_JSON) {
+    TC_WR(pt_json_wr_list_begin(c->out, c->jw, et, n));
+  } else {
+    TC_ROOM(c, PT_MAX_LIST);
+    c->out->w = c->to == PT_PROTO_COMPACT ? pt_cpt_wr_list(c->out->w, et, n)
+                                          : pt_bin_wr_list(c->out->w, et, n);
+  }
   for (uint32_t i = 0; i < n; i++) {
     k = tc_value(c, et, depth);
     if (k < 0) return k;
   }
+  if (c->from == PT_PROTO_JSON)
+    TC_RD(c, pt_json_rd_list_end(c->p, TC_LEFT(c), c->jr));
+  if (c->to == PT_PROTO_JSON) TC_WR(pt_json_wr_list_end(c->out, c->jw));
   return 0;
 }
 
 static int tc_map(tc *c, int depth) {
   int kt, vt, k;
   uint32_t n;
-  size_t left = (size_t)(c->end - c->p);
+  size_t left = TC_LEFT(c);
   k = c->from == PT_PROTO_COMPACT ? pt_cpt_rd_map(c->p, left, &kt, &vt, &n)
-                                  : pt_bin_rd_map(c->p, left, &kt, &vt, &n);
+      : c->from == PT_PROTO_JSON
+          ? pt_json_rd_map(c->p, left, c->jr, &kt, &vt, &n)
+          : pt_bin_rd_map(c->p, left, &kt, &vt, &n);
   TC_NEED(c, k);
   c->p += k;
   if (n && (!pt_ttype_valid(kt) || !pt_ttype_valid(vt))) return PT_BAD;
-  if (!n) kt = vt = PT_T_BYTE;
+  if (!pt_ttype_valid(kt) || !pt_ttype_valid(vt)) kt = vt = PT_T_BYTE;
   size_t mw = pt_elem_min(c->from, kt) + pt_elem_min(c->from, vt);
-  if ((size_t)n > (size_t)(c->end - c->p) / mw) return PT_NEED;
-  TC_ROOM(c, PT_MAX_MAP);
-  c->out->w = c->to == PT_PROTO_COMPACT
-                  ? pt_cpt_wr_map(c->out->w, kt, vt, n)
-                  : pt_bin_wr_map(c->out->w, kt, vt, n);
+  if ((size_t)n > TC_LEFT(c) / mw) return PT_NEED;
+  if (c->to == PT_PROTO_JSON) {
+    TC_WR(pt_json_wr_map_begin(c->out, c->jw, kt, vt, n));
+  } else {
+    TC_ROOM(c, PT_MAX_MAP);
+    c->out->w = c->to == PT_PROTO_COMPACT
+                    ? pt_cpt_wr_map(c->out->w, kt, vt, n)
+                    : pt_bin_wr_map(c->out->w, kt, vt, n);
+  }
   for (uint32_t i = 0; i < n; i++) {
     k = tc_value(c, kt, depth);
     if (k < 0) return k;
     k = tc_value(c, vt, depth);
     if (k < 0) return k;
   }
+  if (c->from == PT_PROTO_JSON)
+    TC_RD(c, pt_json_rd_map_end(c->p, TC_LEFT(c), c->jr));
+  if (c->to == PT_PROTO_JSON) TC_WR(pt_json_wr_map_end(c->out, c->jw));
   return 0;
 }
 
 static int tc_value(tc *c, int t, int depth) {
-  size_t n = (size_t)(c->end - c->p);
+  size_t n = TC_LEFT(c);
   switch (t) {
     case PT_T_BOOL: {
       int v, k = tc_bool(c, &v);
       if (k < 0) return k;
       return tc_write_bool(c, v);
     }
-    case PT_T_BYTE:
-      if (n < 1) return PT_NEED;
+    case PT_T_BYTE: {
+      int64_t v;
+      if (c->from == PT_PROTO_JSON) {
+        int k = tc_json_int(c, t, &v);
+        if (k < 0) return k;
+      } else {
+        if (n < 1) return PT_NEED;
+        v = (int8_t)*c->p++;
+      }
+      if (c->to == PT_PROTO_JSON) {
+        TC_WR(pt_json_wr_int(c->out, c->jw, v));
+        return 0;
+      }
       TC_ROOM(c, 1);
-      *c->out->w++ = *c->p++;
+      *c->out->w++ = (unsigned char)v;
       return 0;
+    }
     case PT_T_I16:
     case PT_T_I32:
     case PT_T_I64: {
@@ -600,9 +789,21 @@ static int tc_value(tc *c, int t, int depth) {
       return tc_write_int(c, t, v);
     }
     case PT_T_DOUBLE: {
-      if (n < 8) return PT_NEED;
-      uint64_t u = c->from == PT_PROTO_COMPACT ? pt_ld64le(c->p) : pt_ld64(c->p);
-      c->p += 8;
+      double d;
+      uint64_t u;
+      if (c->from == PT_PROTO_JSON) {
+        TC_RD(c, pt_json_rd_double(c->p, n, c->jr, &d));
+        memcpy(&u, &d, 8);
+      } else {
+        if (n < 8) return PT_NEED;
+        u = c->from == PT_PROTO_COMPACT ? pt_ld64le(c->p) : pt_ld64(c->p);
+        c->p += 8;
+      }
+      if (c->to == PT_PROTO_JSON) {
+        memcpy(&d, &u, 8);
+        TC_WR(pt_json_wr_double(c->out, c->jw, d));
+        return 0;
+      }
       TC_ROOM(c, 8);
       if (c->to == PT_PROTO_COMPACT)
         pt_st64le(c->out->w, u);
@@ -611,29 +812,8 @@ static int tc_value(tc *c, int t, int depth) {
       c->out->w += 8;
       return 0;
     }
-    case PT_T_UUID:
-      if (n < 16) return PT_NEED;
-      TC_ROOM(c, 16);
-      memcpy(c->out->w, c->p, 16);
-      c->out->w += 16;
-      c->p += 16;
-      return 0;
-    case PT_T_STRING: {
-      uint32_t len;
-      int k = c->from == PT_PROTO_COMPACT ? pt_cpt_rd_len(c->p, n, &len)
-                                          : pt_bin_rd_len(c->p, n, &len);
-      TC_NEED(c, k);
-      if ((size_t)len > n - (size_t)k) return PT_NEED;
-      c->p += k;
-      TC_ROOM(c, PT_MAX_LEN);
-      if (c->to == PT_PROTO_COMPACT)
-        c->out->w = pt_wr_varint32(c->out->w, len);
-      else
-        pt_st32(c->out->w, len), c->out->w += 4;
-      if (pt_wr_bytes(c->out, c->p, len) != 0) return PT_NOMEM;
-      c->p += len;
-      return 0;
-    }
+    case PT_T_UUID: return tc_uuid(c);
+    case PT_T_STRING: return tc_string(c);
     default:
       break;
   }
@@ -649,16 +829,28 @@ static int tc_value(tc *c, int t, int depth) {
 
 ptrdiff_t pt_transcode(int from, const unsigned char *p, size_t n, int ttype,
                        int to, pt_wr *out, int max_depth) {
-  tc c = {from, to, p, p, p + n, out};
+  pt_jctx *jr = NULL, *jw = NULL;
+  if (from == PT_PROTO_JSON || to == PT_PROTO_JSON) {
+    jr = malloc(2 * sizeof *jr);
+    if (!jr) return PT_NOMEM;
+    jw = jr + 1;
+    pt_json_reset(jr);
+    pt_json_reset(jw);
+  }
+  if (n > INT32_MAX) n = INT32_MAX; /* the JSON readers' counts are ints */
+  tc c = {from, to, p, p + n, out, jr, jw};
   int r = tc_value(&c, ttype, max_depth);
+  free(jr);
   if (r < 0) return r;
   return c.p - p;
 }
 
 ptrdiff_t pt_transcode_field(int from, const unsigned char *p, size_t n,
                              int ttype, int id, int boolv, int to,
-                             pt_wr *out, int *last, int max_depth) {
-  tc c = {from, to, p, p, p + n, out};
+                             pt_wr *out, int *last, int max_depth,
+                             pt_jctx *jin, pt_jctx *jout) {
+  if (n > INT32_MAX) n = INT32_MAX;
+  tc c = {from, to, p, p + n, out, jin, jout};
   if (!pt_ttype_valid(ttype)) return PT_BAD;
   int r = tc_field(&c, ttype, id, boolv, last, max_depth);
   if (r < 0) return r;

@@ -95,7 +95,8 @@ static inline size_t pt_ttype_width(int t) {
 
 /* ---- protocols ------------------------------------------------------- */
 
-#define PT_PROTOS(X) X(BINARY, "binary") X(COMPACT, "compact")
+#define PT_PROTOS(X) \
+  X(BINARY, "binary") X(COMPACT, "compact") X(JSON, "json")
 enum {
 #define X(n, name) PT_PROTO_##n,
   PT_PROTOS(X)
@@ -105,14 +106,15 @@ enum {
 extern const char *const pt_proto_names[PT_PROTO_COUNT];
 
 /* Fixed width of an element of type t in protocol proto, 0 if variable;
- * and the fewest bytes one can take (bounds counts against input). */
+ * and the fewest bytes one can take (bounds counts against input). JSON
+ * text has no fixed widths; every value takes a byte at least. */
 static inline size_t pt_elem_width(int proto, int t) {
-  if (t < 0 || t >= PT_T_LIMIT) return 0;
+  if (t < 0 || t >= PT_T_LIMIT || proto == PT_PROTO_JSON) return 0;
   return proto == PT_PROTO_COMPACT ? pt_ttypes[t].cpt_width
                                    : pt_ttypes[t].bin_width;
 }
 static inline size_t pt_elem_min(int proto, int t) {
-  if (t < 0 || t >= PT_T_LIMIT) return 1;
+  if (t < 0 || t >= PT_T_LIMIT || proto == PT_PROTO_JSON) return 1;
   size_t m = proto == PT_PROTO_COMPACT ? pt_ttypes[t].cpt_min
                                        : pt_ttypes[t].bin_min;
   return m ? m : 1;
@@ -553,7 +555,7 @@ int pt_wr_bytes(pt_wr *wr, const void *p, size_t n);
 
 /* What the envelope of one message says. */
 typedef struct pt_msg {
-  int proto;        /* PT_PROTO_BINARY or PT_PROTO_COMPACT */
+  int proto;        /* PT_PROTO_* */
   int strict;       /* Binary: the version word is there */
   int mtype;        /* message type (1 call, 2 reply, 3 exception, 4 oneway) */
   int32_t seqid;
@@ -571,22 +573,29 @@ typedef struct pt_msg {
  * name; then pt_msg_tail reads what follows the name (Binary strict: the
  * seqid; non-strict: type and seqid; Compact: nothing) and returns its
  * length (0 for Compact). The first byte tells the protocol: 0x80 Binary
- * strict, 0x82 Compact, below 0x80 Binary non-strict. PT_BAD for another
- * protocol id, a bad version or a name longer than max_name. */
+ * strict, 0x82 Compact, '[' JSON (pt_json.h: head [1," then the name up to
+ * its quote, tail ",mtype,seqid,), other bytes below 0x80 Binary
+ * non-strict. PT_BAD for another protocol id, a bad version or a name
+ * longer than max_name. */
 int pt_msg_head(const unsigned char *p, size_t n, size_t max_name, pt_msg *m);
 int pt_msg_tail(const unsigned char *p, size_t n, pt_msg *m);
 /* The whole envelope: head, name, tail. Returns the bytes it takes. */
 int pt_msg_parse(const unsigned char *p, size_t n, size_t max_name,
                  pt_msg *m);
-/* Write an envelope (strict for Binary) at w: room PT_MAX_HEAD + nlen.
- * Returns the end. */
+/* Write an envelope (strict for Binary) at w: room pt_msg_room(proto,
+ * nlen). Returns the end. A JSON message also needs its closing ']'
+ * after the struct. */
+static inline size_t pt_msg_room(int proto, size_t nlen) {
+  return proto == PT_PROTO_JSON ? 40 + 6 * nlen : PT_MAX_HEAD + nlen;
+}
 unsigned char *pt_msg_write(unsigned char *w, int proto, const char *name,
                             uint32_t nlen, int mtype, int32_t seqid);
 
 /* ---- skipping and transcoding ----------------------------------------- */
 
 /* Skip one value of TType ttype in [p, end) in protocol proto (a list
- * element; a Compact bool field has no value to skip). Returns the bytes
+ * element; a Compact bool field has no value to skip; JSON: any one JSON
+ * value, whatever ttype, with no separator before it). Returns the bytes
  * it occupies, 0 if it is cut short or malformed (bad type, negative size,
  * nesting deeper than max_depth). Checks every length against the bytes
  * present, allocates nothing; recurses up to max_depth deep, so callers
@@ -601,16 +610,24 @@ size_t pt_skip(const unsigned char *p, const unsigned char *end, int ttype,
  * Compact headers in the short form where the ids allow). Returns the
  * bytes read, PT_BAD (malformed, deeper than max_depth) or PT_NEED (cut
  * short); -3 when out could not grow (ENOMEM). What out holds after a
- * failure is unspecified. */
+ * failure is unspecified. JSON: a value read or written alone (no
+ * separator before it); strings are text on both sides (JSON's "str" does
+ * not tell a binary field, base64 on the wire, from a string). */
 #define PT_NOMEM (-3)
 ptrdiff_t pt_transcode(int from, const unsigned char *p, size_t n, int ttype,
                        int to, pt_wr *out, int max_depth);
 /* The same for one struct field whose header was read already (id, type,
  * and for a Compact bool field its value): writes the field in the other
- * protocol (*last: Compact's previous field id), then its value. */
+ * protocol (*last: Compact's previous field id), then its value. Reading
+ * JSON, jin is the reader's context (the value is read in it, and the
+ * field's closing '}' after it); writing JSON, jout the writer's (the
+ * field header, the value and the field's end are written in it); NULL
+ * for the other protocols. */
+typedef struct pt_jctx pt_jctx;
 ptrdiff_t pt_transcode_field(int from, const unsigned char *p, size_t n,
                              int ttype, int id, int boolv, int to,
-                             pt_wr *out, int *last, int max_depth);
+                             pt_wr *out, int *last, int max_depth,
+                             pt_jctx *jin, pt_jctx *jout);
 
 /* ---- transport detection ----------------------------------------------- */
 
@@ -619,8 +636,10 @@ enum { PT_WIRE_THRIFT = 1, PT_WIRE_HTTP, PT_WIRE_TLS, PT_WIRE_UNKNOWN };
 enum { PT_TR_UNFRAMED = 1, PT_TR_FRAMED };
 typedef struct pt_detect {
   int wire;        /* PT_WIRE_* */
-  int transport;   /* PT_TR_* (Thrift) */
-  int proto;       /* PT_PROTO_* (Thrift) */
+  int transport;   /* PT_TR_* (Thrift): framed = a 4-byte length first */
+  int header;      /* PT_HDR_* (pt_header.h): THeader or TTHeader frames
+                      (framed: each inside a frame of its own) */
+  int proto;       /* PT_PROTO_* (Thrift; header frames: the first one's) */
   int strict;      /* Binary: a strict envelope */
   const char *what; /* a short description: "framed compact", "HTTP request" */
 } pt_detect;
@@ -630,8 +649,9 @@ typedef struct pt_detect {
  * Thrift), PT_NEED while more bytes could change the answer, never
  * guessing early. max_frame bounds frame lengths and max_name method
  * names that count as plausible. Candidates are tried as a table of
- * probes (pt_detect.c), so a new transport or protocol (THeader, TTHeader,
- * JSON) is a new probe. */
+ * probes (pt_detect.c): framed and unframed envelopes (Binary, Compact,
+ * JSON), THeader and TTHeader frames (told apart by their magic), a
+ * THeader frame inside a frame, HTTP and TLS. */
 int pt_detect_wire(const unsigned char *p, size_t n, uint64_t max_frame,
                    size_t max_name, pt_detect *d);
 

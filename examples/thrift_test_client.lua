@@ -107,7 +107,7 @@ local function new_client(service, service_name)
   local o = { loop = loop, service = service, transport = transport, timeout = timeout_ms,
     connect_timeout = timeout_ms, host = opts.host or "127.0.0.1", port = opts.port or 9090,
     unix = opts["domain-socket"] }
-  for k, v in pairs(common.client_opts(proto, service_name)) do o[k] = v end
+  for k, v in pairs(common.client_opts(proto, service_name, transport)) do o[k] = v end
   return petrel.client(o)
 end
 

@@ -33,16 +33,16 @@ M.IDL = M.root .. "/spec/thrift/thrift_test.thrift"
 M.PROTOCOLS = {
   { name = "binary",  protocol = "binary", ready = true },
   { name = "accel",   protocol = "binary", ready = true },  -- Python's C codec; same bytes
-  { name = "compact", protocol = "compact" },
-  { name = "accelc",  protocol = "compact" },
-  { name = "json",    protocol = "json" },
-  { name = "header",  protocol = "binary", header = true },
-  { name = "multi",   protocol = "binary", multiplexed = true },
-  { name = "multia",  protocol = "binary", multiplexed = true },
-  { name = "multic",  protocol = "compact", multiplexed = true },
-  { name = "multiac", protocol = "compact", multiplexed = true },
-  { name = "multih",  protocol = "binary", header = true, multiplexed = true },
-  { name = "multij",  protocol = "json", multiplexed = true },
+  { name = "compact", protocol = "compact", ready = true },
+  { name = "accelc",  protocol = "compact", ready = true },
+  { name = "json",    protocol = "json", ready = true },
+  { name = "header",  protocol = "binary", header = true, ready = true },
+  { name = "multi",   protocol = "binary", multiplexed = true, ready = true },
+  { name = "multia",  protocol = "binary", multiplexed = true, ready = true },
+  { name = "multic",  protocol = "compact", multiplexed = true, ready = true },
+  { name = "multiac", protocol = "compact", multiplexed = true, ready = true },
+  { name = "multih",  protocol = "binary", header = true, multiplexed = true, ready = true },
+  { name = "multij",  protocol = "json", multiplexed = true, ready = true },
 }
 M.TRANSPORTS = { "buffered", "framed" }
 
@@ -52,14 +52,15 @@ function M.protocol(name)
   end
 end
 
--- The petrel client options a row asks for, for a client of `service_name`.
--- Only plain Binary needs none today; the option names for the others are
--- the ones their issues propose (protocol = "compact" | "json"; header and
--- multiplexing are named here until petrel settles them).
-function M.client_opts(p, service_name)
+-- The petrel client options a row asks for, for a client of `service_name`
+-- over `transport` (Apache's --transport: buffered or framed). A header
+-- row speaks THeader: over "buffered" a THeader frame is all there is
+-- (transport = "header"); over "framed" Apache's clients and servers put
+-- each THeader frame inside a frame (transport = "framed-header").
+function M.client_opts(p, service_name, transport)
   local o = {}
   if p.protocol ~= "binary" then o.protocol = p.protocol end
-  if p.header then o.header = true end
+  if p.header then o.transport = transport == "framed" and "framed-header" or "header" end
   if p.multiplexed then o.multiplexed = service_name end
   return o
 end

@@ -14,7 +14,9 @@
  * one is found by the other with the same length; the scanner may refuse
  * only for its depth cap (then pt_skip at that depth refuses too) or for
  * max_bytes (then the message is longer). After a message the scanner
- * starts over on the rest and must match a fresh scanner. */
+ * starts over on the rest and must match a fresh scanner. JSON messages
+ * are only delimited (brackets balanced outside strings): there the
+ * reference binds only when it finds a message. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -148,9 +150,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   size_t body;
   int proto = PT_PROTO_BINARY;
   size_t ref = reference(p, n, PT_SCAN_MAXDEPTH + 1, &body, &proto);
+  /* JSON ('[' first): the scanner only finds where the outer array
+   * closes (the decoder judges the bytes), so a message it delimits need
+   * not be well-formed; a well-formed one must end where it says */
+  int json = n > 0 && p[0] == '[';
   if (a.r == PT_SCAN_DONE) {
     CHECK(a.fed <= max);
-    CHECK(ref == a.fed);
+    CHECK(ref == a.fed || (json && ref == 0));
   } else if (ref) {
     CHECK(a.r == PT_SCAN_BAD);
     if (strcmp(a.err, "nesting too deep") == 0)

@@ -1,6 +1,7 @@
 -- Install: luarocks --lua-version=5.4 --tree=DIR make rockspec/petrel-scm-1.rockspec
 -- (LuaJIT: --lua-version=5.1). Builds offline from this checkout; needs a C
--- compiler and GNU make; liburing-dev is optional (see build below).
+-- compiler, GNU make and zlib (zlib1g-dev: header frames' zlib transform);
+-- liburing-dev and libzstd-dev are optional (see build below).
 rockspec_format = "3.0"
 package = "petrel"
 version = "scm-1"
@@ -24,6 +25,8 @@ dependencies = {
 -- <liburing.h> is found the io_uring back end is built in, else petrel has
 -- epoll only (core.loop{ backend = "uring" } then says "io_uring was not
 -- compiled in"). URING=0 in the environment leaves it out on purpose.
+-- libzstd likewise: without it the "zstd" transform says "zstd was not
+-- compiled in" (ZSTD=0 leaves it out).
 build = {
   type = "make",
   build_target = "rock",
@@ -53,6 +56,7 @@ build = {
       ["petrel.balance"] = "lua/petrel/balance.lua",
       ["petrel.breaker"] = "lua/petrel/breaker.lua",
       ["petrel.cluster"] = "lua/petrel/cluster.lua",
+      ["petrel.transmeta"] = "lua/petrel/transmeta.lua",
     },
     lib = {
       ["petrel.core"] = "build/rock/petrel/core.so",

@@ -44,13 +44,43 @@ local function seeded(seed)
   end
 end
 
--- Both directions for a list of values of one struct type, in Binary and
--- in Compact (Python's accelerated and pure readers and writers).
+-- Both directions for a list of values of one struct type, in Binary, in
+-- Compact (Python's accelerated and pure readers and writers) and in JSON
+-- (TJSONProtocol, pure Python only).
 local PY_WAYS = {
   { "binary", "--reader accel", "--writer pure" },
   { "compact", "--reader accel", "--writer pure" },
   { "compact", "--reader pure", "--writer accel" },
+  { "json", "--reader pure", "--writer pure" },
 }
+-- Whether s is valid UTF-8 (LuaJIT has no utf8 library).
+local function valid_utf8(s)
+  local i, n = 1, #s
+  while i <= n do
+    local c = s:byte(i)
+    local k = c < 0x80 and 0 or (c >= 0xc2 and c < 0xe0) and 1 or (c >= 0xe0 and c < 0xf0) and 2
+      or (c >= 0xf0 and c < 0xf5) and 3 or -1
+    if k < 0 then return false end
+    for j = i + 1, i + k do
+      local d = s:byte(j)
+      if not d or d < 0x80 or d >= 0xc0 then return false end
+    end
+    i = i + k + 1
+  end
+  return true
+end
+
+-- Apache's TJSONProtocol reads and writes strings as UTF-8 text, so a
+-- value holding a string that is not UTF-8 (which Binary and Compact
+-- carry as bytes) has no JSON form there: Python refuses it with a
+-- UnicodeDecodeError, and petrel's JSON for it is not UTF-8 either.
+local function json_unrepresentable(T, v, err, proto)
+  if proto ~= "json" or type(err) ~= "table" or not tostring(err["$error"]):find("Unicode") then
+    return false
+  end
+  return not valid_utf8(T:encode(v, { protocol = "json" }))
+end
+
 local function check_both_ways(defs, ns, thrift, struct, values, includes)
   local T = ns[struct]
   for _, way in ipairs(PY_WAYS) do
@@ -64,11 +94,13 @@ local function check_both_ways(defs, ns, thrift, struct, values, includes)
       flags .. " " .. reader)
     assert.equal(#values, #decoded)
     for i, v in ipairs(values) do
-      assert.is_nil(type(decoded[i]) == "table" and decoded[i]["$error"] or nil)
-      local want = canon.normal(defs, struct, v)
-      local got = canon.normal_py(defs, struct, decoded[i])
-      assert.is_true(canon.equal(want, got), struct .. " value #" .. i ..
-        " differs after Python decode (" .. proto .. ", " .. reader .. ")")
+      if not json_unrepresentable(T, v, decoded[i], proto) then
+        assert.is_nil(type(decoded[i]) == "table" and decoded[i]["$error"] or nil)
+        local want = canon.normal(defs, struct, v)
+        local got = canon.normal_py(defs, struct, decoded[i])
+        assert.is_true(canon.equal(want, got), struct .. " value #" .. i ..
+          " differs after Python decode (" .. proto .. ", " .. reader .. ")")
+      end
     end
     -- Python -> petrel
     local jsons = {}
@@ -77,11 +109,13 @@ local function check_both_ways(defs, ns, thrift, struct, values, includes)
       flags .. " " .. writer)
     assert.equal(#values, #encoded)
     for i, v in ipairs(values) do
-      assert.is_string(encoded[i], "Python could not encode " .. struct .. " #" .. i)
-      local d, err = T:decode(fromhex(encoded[i]), 1, o)
-      assert.is_table(d, err)
-      assert.is_true(canon.equal(canon.normal(defs, struct, v), canon.normal(defs, struct, d)),
-        struct .. " value #" .. i .. " differs after petrel decode (" .. proto .. ", " .. writer .. ")")
+      if not json_unrepresentable(T, v, encoded[i], proto) then
+        assert.is_string(encoded[i], "Python could not encode " .. struct .. " #" .. i)
+        local d, err = T:decode(fromhex(encoded[i]), 1, o)
+        assert.is_table(d, err)
+        assert.is_true(canon.equal(canon.normal(defs, struct, v), canon.normal(defs, struct, d)),
+          struct .. " value #" .. i .. " differs after petrel decode (" .. proto .. ", " .. writer .. ")")
+      end
     end
   end
 end

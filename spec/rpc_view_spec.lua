@@ -73,8 +73,11 @@ describe("lazy rpc server (" .. be.name .. ")", function()
   end
 
   for _, case in ipairs({ { "binary", "framed" }, { "compact", "framed" },
-    { "binary", "buffered" }, { "compact", "buffered" } }) do
+    { "binary", "buffered" }, { "compact", "buffered" }, { "binary", "header" },
+    { "compact", "ttheader" }, { "json", "framed" } }) do
     local proto, transport = case[1], case[2]
+    -- header frames hand the server their payload (a message holding a
+    -- string); JSON calls are decoded (views read Binary and Compact)
     it("echo returns its argument view as it came (" .. proto .. ", " .. transport .. ")", function()
       server(true, transport == "buffered" and "buffered" or nil)
       local c = petrel.client { loop = loop, service = W.Echo, port = srv.port,
@@ -84,10 +87,14 @@ describe("lazy rpc server (" .. be.name .. ")", function()
         local d = W.Request:decode(slurp(DATA .. w .. ".bin"))
         local r, e = call(c, "echo", d)
         assert.is_nil(e)
-        assert.is_true(seen.echo)
         assert.equal(W.Request:encode(d), W.Request:encode(r))
-        -- the handler's view expired when it returned
-        assert.error_matches(function() return kept.user_id end, "view expired")
+        if proto == "json" then
+          assert.is_false(seen.echo) -- decoded: a table
+        else
+          assert.is_true(seen.echo)
+          -- the handler's view expired when it returned
+          assert.error_matches(function() return kept.user_id end, "view expired")
+        end
       end
       c:close()
       collectgarbage()

@@ -9,8 +9,9 @@ reference implementation in petrel's interop tests.  Run with /usr/bin/python3.
 --decode  stdin: Thrift bytes of one struct (no message header, no
           framing).  stdout: its canonical JSON + "\\n".
 --encode  stdin: canonical JSON of one struct.  stdout: Thrift bytes.
---protocol binary|compact   the protocol of those bytes (default binary):
-          TBinaryProtocol / TCompactProtocol and their Accelerated twins.
+--protocol binary|compact|json   the protocol of those bytes (default
+          binary): TBinaryProtocol / TCompactProtocol and their Accelerated
+          twins, TJSONProtocol (pure Python only).
 --construct  stdin: a JSON array of {"struct": NAME, "args": {...}}; each
           value is built by calling the generated class with the args as
           keyword arguments (JSON numbers, strings, booleans, arrays as
@@ -120,7 +121,7 @@ if "san" in os.environ.get("LD_PRELOAD", "") and __name__ == "__main__":
 ROOT = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from thrift.Thrift import TType  # noqa: E402
-from thrift.protocol import TBinaryProtocol, TCompactProtocol  # noqa: E402
+from thrift.protocol import TBinaryProtocol, TCompactProtocol, TJSONProtocol  # noqa: E402
 from thrift.transport import TTransport  # noqa: E402
 
 try:
@@ -426,6 +427,8 @@ def struct_from_canon(cls, j, opts):
 PROTOCOLS = {
     "binary": (TBinaryProtocol.TBinaryProtocol, TBinaryProtocol.TBinaryProtocolAccelerated),
     "compact": (TCompactProtocol.TCompactProtocol, TCompactProtocol.TCompactProtocolAccelerated),
+    # no accelerated twin: the pure-Python protocol both ways
+    "json": (TJSONProtocol.TJSONProtocol, TJSONProtocol.TJSONProtocol),
 }
 
 
@@ -491,8 +494,10 @@ def generic_read(proto, ttype, targs):
     if ttype == TType.DOUBLE:
         return canon_double(proto.readDouble())
     if ttype == TType.STRING:
-        b = proto.readBinary()
-        return {"hex": b.hex()} if targs == "BINARY" else b.decode("utf-8")
+        # string and binary differ on the wire in JSON (text / base64)
+        if targs == "BINARY":
+            return {"hex": proto.readBinary().hex()}
+        return proto.readString()
     if ttype == TType.STRUCT:
         return generic_read_struct(proto, targs[0])
     if ttype == TType.LIST:
@@ -840,7 +845,7 @@ def main(argv):
     g.add_argument("--selftest", action="store_true")
     g.add_argument("--construct", action="store_true")
     p.add_argument("--many", action="store_true")
-    p.add_argument("--protocol", choices=["binary", "compact"], default="binary")
+    p.add_argument("--protocol", choices=["binary", "compact", "json"], default="binary")
     p.add_argument("--writer", choices=["pure", "accel"], default="pure")
     p.add_argument("--gen-dir")
     p.add_argument("--reader", choices=["accel", "pure", "generic"], default="accel")

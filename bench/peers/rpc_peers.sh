@@ -137,6 +137,19 @@ add_server petrel-raw-5.4-uring 'env PETREL_BACKEND=uring lua5.4 $ROOT/bench/rpc
 add_server petrel-raw-5.4-sqpoll 'env PETREL_BACKEND=uring PETREL_SQPOLL=1 lua5.4 $ROOT/bench/rpc_server.lua raw $PORT $LIMIT' \
                            '--echo-frame $PAYLOAD --wrap'
 
+# petrel's server (the same Echo server) over each wire its header rows
+# compare, every row timed the same way (loadgen --payload with a request
+# bench/rpc_frames.lua wrote): framed Binary, framed Compact, Apache
+# THeader, Kitex TTHeader (`make bench-rpc-wires` runs these alone, with
+# framed Binary as the ratio's base)
+for rt in 5.4 jit; do
+    lua=lua5.4; [ $rt = jit ] && lua=luajit
+    for w in binary compact theader ttheader; do
+        add_server petrel-wire-$w-$rt "env PETREL_BACKEND=epoll $lua \$ROOT/bench/rpc_server.lua thrift \$PORT \$LIMIT" \
+                                   "--payload \$BIN/frames/echo-$w.bin"
+    done
+done
+
 # ---------------------------------------------------------------- process care
 PIDS=()
 cleanup() {
@@ -271,6 +284,12 @@ if ! bench/peers/build_rpc.sh >"$LOGS/build.log" 2>&1; then
 fi
 [ -x "$BIN/loadgen" ] || { echo "rpc_peers: no $BIN/loadgen" >&2; exit 1; }
 [ -f "$PAYLOAD" ] || { echo "rpc_peers: no payload $PAYLOAD" >&2; exit 1; }
+# the petrel-wire-* rows' requests (needs the petrel module built)
+mkdir -p "$BIN/frames"
+if ! PETREL_BUILD=$BUILD lua5.4 bench/rpc_frames.lua "$PAYLOAD" "$BIN/frames" >"$LOGS/frames.log" 2>&1; then
+    echo "rpc_peers: bench/rpc_frames.lua failed (petrel-wire-* rows will fail):" >&2
+    tail -3 "$LOGS/frames.log" >&2
+fi
 LIMIT=$(awk "BEGIN { print int($DURATION + $WARMUP + 20) }")
 LG_TIMEOUT=$(awk "BEGIN { print int($DURATION + $WARMUP + 10) }")
 

@@ -21,6 +21,8 @@
 #include <string.h>
 
 #include "lpt_codec.h"
+#include "../pt_json.h"
+#include "../pt_xform.h"
 
 /* What one Lua table or string can hold: decoding more is an error, not a
  * raise from inside the VM. */
@@ -62,6 +64,7 @@ typedef struct Ctx {
   int depth, max_depth;
   int proto;      /* PT_PROTO_* */
   int cpt;        /* proto == PT_PROTO_COMPACT */
+  int json;       /* proto == PT_PROTO_JSON: the events below matter */
   /* decode */
   const unsigned char *base, *p, *end;
   int typed, enum_names, keep_unknown, i64str;
@@ -73,7 +76,8 @@ typedef struct Ctx {
   int mode;           /* M_* */
   int strict;         /* refuse table keys that are not fields */
   const char *prefix; /* a view's path: names the value at depth 0 */
-  path_ent path[LPT_MAXDEPTH_LIMIT + 2]; /* last: not cleared per call */
+  path_ent path[LPT_MAXDEPTH_LIMIT + 2]; /* not cleared per call */
+  pt_jctx jc;     /* JSON: separators and key quoting (reset by set_proto) */
 } Ctx;
 
 /* A key for a path: ["name"], [5], [true]; other keys say nothing. */
@@ -202,6 +206,12 @@ static inline void w_need(Ctx *c, size_t n) {
   if (pt_wr_need(&c->wr, n) != 0) luaL_error(c->L, "out of memory");
 }
 
+/* A JSON writer's answer (pt_json.h): it fails only when it cannot grow. */
+#define JW(c, x)                                           \
+  do {                                                     \
+    if ((x) != 0) luaL_error((c)->L, "out of memory");    \
+  } while (0)
+
 /* The state's scratch buffer, empty (an encode that raised left bytes,
  * links or a reservation in it: they go now). */
 static pt_buf *scratch(lpt_State *S) {
@@ -325,6 +335,33 @@ static void enc_uuid(Ctx *c, int idx) {
   if (lua_type(c->L, idx) != LUA_TSTRING)
     enc_error(c, "uuid expected, got %s", luaL_typename(c->L, idx));
   const char *s = lua_tolstring(c->L, idx, &n);
+  if (c->json) { /* the text, lower case */
+    static const char hx[] = "0123456789abcdef";
+    char txt[36];
+    unsigned char u[16];
+    if (n == 16) {
+      memcpy(u, s, 16);
+    } else {
+      if (n != 36) enc_error(c, "uuid must be 36 characters or 16 bytes");
+      for (int i = 0, k = 0; i < 36; i++) {
+        if (i == 8 || i == 13 || i == 18 || i == 23) {
+          if (s[i] != '-') enc_error(c, "malformed uuid '%s'", s);
+          continue;
+        }
+        int h = hexval((unsigned char)s[i]), l = hexval((unsigned char)s[i + 1]);
+        if (h < 0 || l < 0) enc_error(c, "malformed uuid '%s'", s);
+        u[k++] = (unsigned char)(h << 4 | l);
+        i++;
+      }
+    }
+    for (int i = 0, k = 0; i < 16; i++) {
+      if (i == 4 || i == 6 || i == 8 || i == 10) txt[k++] = '-';
+      txt[k++] = hx[u[i] >> 4];
+      txt[k++] = hx[u[i] & 15];
+    }
+    JW(c, pt_json_wr_string(&c->wr, &c->jc, txt, 36));
+    return;
+  }
   w_need(c, 16);
   if (n == 16) {
     memcpy(c->wr.w, s, 16);
@@ -350,6 +387,10 @@ static void enc_uuid(Ctx *c, int idx) {
 
 /* Integers of width 2, 4, 8 (and enums) in the call's protocol. */
 static inline void w_int(Ctx *c, int w, int64_t v) {
+  if (__builtin_expect(c->json, 0)) {
+    JW(c, pt_json_wr_int(&c->wr, &c->jc, v));
+    return;
+  }
   w_need(c, PT_MAX_VARINT);
   unsigned char *p = c->wr.w;
   if (c->cpt) {
@@ -373,14 +414,24 @@ static void enc_scalar(Ctx *c, const pt_type *t, int idx) {
       if (lua_type(L, idx) != LUA_TBOOLEAN)
         enc_error(c, "boolean expected, got %s", luaL_typename(L, idx));
       int b = lua_toboolean(L, idx);
+      if (c->json) {
+        JW(c, pt_json_wr_bool(&c->wr, &c->jc, b));
+        return;
+      }
       w_need(c, 1);
       *c->wr.w++ = (unsigned char)(c->cpt ? (b ? PT_CT_TRUE : PT_CT_FALSE) : b);
       return;
     }
-    case PT_K_I8:
+    case PT_K_I8: {
+      int64_t v = enc_int(c, idx, -128, 127, "i8");
+      if (c->json) {
+        JW(c, pt_json_wr_int(&c->wr, &c->jc, v));
+        return;
+      }
       w_need(c, 1);
-      *c->wr.w++ = (unsigned char)(uint8_t)enc_int(c, idx, -128, 127, "i8");
+      *c->wr.w++ = (unsigned char)(uint8_t)v;
       return;
+    }
     case PT_K_I16:
       w_int(c, 2, enc_int(c, idx, INT16_MIN, INT16_MAX, "i16"));
       return;
@@ -397,6 +448,10 @@ static void enc_scalar(Ctx *c, const pt_type *t, int idx) {
       if (lua_type(L, idx) != LUA_TNUMBER)
         enc_error(c, "number expected, got %s", luaL_typename(L, idx));
       double d = (double)lua_tonumber(L, idx);
+      if (c->json) {
+        JW(c, pt_json_wr_double(&c->wr, &c->jc, d));
+        return;
+      }
       uint64_t u;
       memcpy(&u, &d, 8);
       w_need(c, 8);
@@ -413,6 +468,11 @@ static void enc_scalar(Ctx *c, const pt_type *t, int idx) {
         enc_error(c, "string expected, got %s", luaL_typename(L, idx));
       size_t n;
       const char *s = lua_tolstring(L, idx, &n);
+      if (c->json) {
+        JW(c, t->kind == PT_K_BINARY ? pt_json_wr_base64(&c->wr, &c->jc, s, n)
+                                     : pt_json_wr_string(&c->wr, &c->jc, s, n));
+        return;
+      }
       w_bytes(c, idx, s, n);
       return;
     }
@@ -438,7 +498,7 @@ static void push_frame(Ctx *c, int kind, const pt_plan *plan) {
 /* Kept unknown fields (Binary bytes): verbatim in Binary, rewritten field
  * by field in Compact after the known ones (*last: the previous id). */
 static void enc_unknown(Ctx *c, const char *u, size_t n, int *last) {
-  if (!c->cpt) {
+  if (c->proto == PT_PROTO_BINARY) {
     w_need(c, n);
     memcpy(c->wr.w, u, n);
     c->wr.w += n;
@@ -451,8 +511,8 @@ static void enc_unknown(Ctx *c, const char *u, size_t n, int *last) {
     if (k < 0 || ft == PT_T_STOP) break;
     p += k;
     ptrdiff_t m = pt_transcode_field(PT_PROTO_BINARY, p, (size_t)(end - p), ft,
-                                     id, 0, PT_PROTO_COMPACT, &c->wr, last,
-                                     LPT_MAXDEPTH_LIMIT);
+                                     id, 0, c->proto, &c->wr, last,
+                                     LPT_MAXDEPTH_LIMIT, NULL, &c->jc);
     if (m == PT_NOMEM) luaL_error(c->L, "out of memory");
     if (m < 0) enc_error(c, "kept unknown fields are malformed");
     p += m;
@@ -522,6 +582,7 @@ static void enc_struct(Ctx *c, const pt_plan *p, int idx) {
   e->kind = 0;
   e->plan = p;
   int nset = 0, present = 0, last = 0;
+  if (c->json) JW(c, pt_json_wr_struct_begin(&c->wr, &c->jc));
   /* fields[] is in ascending id order: the wire order */
   for (int k = 0; k < p->nfields; k++) {
     const pt_field *f = &p->fields[k];
@@ -541,8 +602,13 @@ static void enc_struct(Ctx *c, const pt_plan *p, int idx) {
     const pt_type *ft = f->type;
     int v = lua_gettop(L);
     w_need(c, PT_MAX_FIELD);
-    if (!c->cpt) {
+    if (c->proto == PT_PROTO_BINARY) {
       c->wr.w = pt_bin_wr_field(c->wr.w, ft->ttype, f->id);
+    } else if (c->json) { /* "id":{"type":value} */
+      JW(c, pt_json_wr_field_begin(&c->wr, &c->jc, f->id, ft->ttype));
+      enc_value(c, ft, v);
+      JW(c, pt_json_wr_field_end(&c->wr, &c->jc));
+      continue;
     } else if (ft->kind == PT_K_BOOL) { /* the value goes in the header */
       if (lua_type(L, v) != LUA_TBOOLEAN)
         enc_error(c, "boolean expected, got %s", luaL_typename(L, v));
@@ -566,12 +632,20 @@ static void enc_struct(Ctx *c, const pt_plan *p, int idx) {
     enc_unknown(c, u, n, &last);
   }
   lua_settop(L, top);
+  if (c->json) {
+    JW(c, pt_json_wr_struct_end(&c->wr, &c->jc));
+    return;
+  }
   w_need(c, 1);
   *c->wr.w++ = PT_T_STOP;
 }
 
 /* A list / set header in the call's protocol. */
 static inline void w_list(Ctx *c, int et, uint32_t n) {
+  if (c->json) {
+    JW(c, pt_json_wr_list_begin(&c->wr, &c->jc, et, n));
+    return;
+  }
   w_need(c, PT_MAX_LIST);
   c->wr.w = c->cpt ? pt_cpt_wr_list(c->wr.w, et, n)
                    : pt_bin_wr_list(c->wr.w, et, n);
@@ -613,6 +687,25 @@ static int enc_array(Ctx *c, const pt_type *et, int idx) {
   if (a->n > INT32_MAX) enc_error(c, "too many elements");
   int w = lpt_ar_width[a->kind];
   w_list(c, et->ttype, (uint32_t)a->n);
+  if (c->json) { /* element by element */
+    for (size_t i = 0; i < a->n; i++) {
+      const unsigned char *q = a->data + i * (size_t)w;
+      if (a->kind == AR_DOUBLE) {
+        double d;
+        memcpy(&d, q, 8);
+        JW(c, pt_json_wr_double(&c->wr, &c->jc, d));
+        continue;
+      }
+      int64_t v;
+      if (w == 1) v = (int8_t)q[0];
+      else if (w == 2) { int16_t x; memcpy(&x, q, 2); v = x; }
+      else if (w == 4) { int32_t x; memcpy(&x, q, 4); v = x; }
+      else memcpy(&v, q, 8);
+      JW(c, pt_json_wr_int(&c->wr, &c->jc, v));
+    }
+    JW(c, pt_json_wr_list_end(&c->wr, &c->jc));
+    return 1;
+  }
   w_need(c, body_room(c, a->n, w, a->kind == AR_DOUBLE));
   w_native(c, a->data, a->n, w, a->kind == AR_DOUBLE);
   return 1;
@@ -703,6 +796,7 @@ static int enc_numeric_list(Ctx *c, const pt_type *et, int idx, size_t n) {
   int w = (int)pt_kind_width(k);
   if (k != PT_K_I64 && k != PT_K_I32 && k != PT_K_I16 && k != PT_K_DOUBLE)
     return 0;
+  if (c->json) return 0; /* value by value */
   int dbl = k == PT_K_DOUBLE;
   int zz = c->cpt && !dbl; /* varints written as read */
   size_t room = body_room(c, n, w, dbl) + (zz ? 16 : 0);
@@ -1023,6 +1117,7 @@ static void enc_keyset(Ctx *c, const pt_type *t, int idx) {
       enc_value(c, et, lua_gettop(L));
     }
   }
+  if (c->json) JW(c, pt_json_wr_list_end(&c->wr, &c->jc));
   c->depth--;
 }
 
@@ -1043,7 +1138,7 @@ static void enc_list(Ctx *c, const pt_type *t, int idx) {
   if (n > INT32_MAX) enc_error(c, "too many elements");
   w_list(c, et->ttype, (uint32_t)n);
   push_frame(c, 1, NULL);
-  if ((et->kind == PT_K_STRING || et->kind == PT_K_BINARY) && n) {
+  if ((et->kind == PT_K_STRING || et->kind == PT_K_BINARY) && n && !c->json) {
     /* strings fetched 16 at a time and popped together */
     path_ent *e = &c->path[c->depth];
     luaL_checkstack(L, 17, "petrel: stack");
@@ -1069,6 +1164,7 @@ static void enc_list(Ctx *c, const pt_type *t, int idx) {
       lua_pop(L, 1);
     }
   }
+  if (c->json) JW(c, pt_json_wr_list_end(&c->wr, &c->jc));
   c->depth--;
 }
 
@@ -1095,11 +1191,16 @@ static void enc_map(Ctx *c, const pt_type *t, int idx) {
     n++;
   }
   if (n > INT32_MAX) enc_error(c, "too many entries");
-  w_need(c, PT_MAX_MAP);
-  c->wr.w = c->cpt ? pt_cpt_wr_map(c->wr.w, t->elem->ttype, t->val->ttype,
-                                   (uint32_t)n)
-                   : pt_bin_wr_map(c->wr.w, t->elem->ttype, t->val->ttype,
-                                   (uint32_t)n);
+  if (c->json) {
+    JW(c, pt_json_wr_map_begin(&c->wr, &c->jc, t->elem->ttype, t->val->ttype,
+                               (uint32_t)n));
+  } else {
+    w_need(c, PT_MAX_MAP);
+    c->wr.w = c->cpt ? pt_cpt_wr_map(c->wr.w, t->elem->ttype, t->val->ttype,
+                                     (uint32_t)n)
+                     : pt_bin_wr_map(c->wr.w, t->elem->ttype, t->val->ttype,
+                                     (uint32_t)n);
+  }
   push_frame(c, 2, NULL);
   path_ent *e = &c->path[c->depth];
   int aux = 0;
@@ -1108,8 +1209,8 @@ static void enc_map(Ctx *c, const pt_type *t, int idx) {
                      : NULL;
   if (keys) {
     int sk = sort_kind(t->elem->kind);
-    int fast = sk == SK_STR && !aux && (t->val->kind == PT_K_STRING ||
-                                        t->val->kind == PT_K_BINARY);
+    int fast = sk == SK_STR && !aux && !c->json &&
+               (t->val->kind == PT_K_STRING || t->val->kind == PT_K_BINARY);
     for (size_t i = 0; i < count; i++) {
       e->kind = 2;
       e->keyidx = 0;
@@ -1147,6 +1248,7 @@ static void enc_map(Ctx *c, const pt_type *t, int idx) {
       lua_pop(L, 1);
     }
   }
+  if (c->json) JW(c, pt_json_wr_map_end(&c->wr, &c->jc));
   e->keyidx = 0;
   c->depth--;
 }
@@ -1187,6 +1289,13 @@ static int rd_fail(Ctx *c, int k, const char *what) {
   if (k == PT_NEED)
     return dec_error(c, "%s cut short (%zu bytes left)", what, left(c));
   return dec_error(c, "bad %s", what);
+}
+
+/* A JSON reader's answer (pt_json.h): the bytes it took, or the error. */
+static inline int rd_json(Ctx *c, int k, const char *what) {
+  if (k < 0) return rd_fail(c, k, what);
+  c->p += k;
+  return 0;
 }
 
 /* Slots to preallocate for a table that will get n: all of them while the
@@ -1239,6 +1348,86 @@ static int dec_enum(Ctx *c, const pt_type *t, int32_t v) {
     lua_pop(L, 3);
   }
   lua_pushinteger(L, v);
+  return 0;
+}
+
+/* A JSON value of a scalar kind; pushes it. */
+static int dec_json_scalar(Ctx *c, const pt_type *t) {
+  lua_State *L = c->L;
+  int64_t v = 0;
+  int64_t lo = INT64_MIN, hi = INT64_MAX;
+  switch (t->kind) {
+    case PT_K_BOOL:
+      if (rd_json(c, pt_json_rd_int(c->p, left(c), &c->jc, &v), "bool"))
+        return -1;
+      lua_pushboolean(L, v != 0);
+      return 0;
+    case PT_K_I8: lo = -128, hi = 127; break;
+    case PT_K_I16: lo = INT16_MIN, hi = INT16_MAX; break;
+    case PT_K_I32:
+    case PT_K_ENUM: lo = INT32_MIN, hi = INT32_MAX; break;
+    case PT_K_I64: break;
+    case PT_K_DOUBLE: {
+      double d;
+      if (rd_json(c, pt_json_rd_double(c->p, left(c), &c->jc, &d), "double"))
+        return -1;
+      lua_pushnumber(L, d);
+      return 0;
+    }
+    case PT_K_STRING:
+    case PT_K_BINARY:
+    case PT_K_UUID: {
+      pt_jstr js;
+      const unsigned char *at = c->p;
+      if (rd_json(c, pt_json_rd_string(c->p, left(c), &c->jc, &js), "string"))
+        return -1;
+      const unsigned char *raw = at + js.at;
+      size_t n = js.len;
+      if (js.escaped) {
+        unsigned char *tmp = lua_newuserdata(L, n ? n : 1);
+        pt_json_unescape(raw, js.raw, tmp);
+        raw = tmp;
+      }
+      if (t->kind == PT_K_STRING) {
+        lua_pushlstring(L, (const char *)raw, n);
+      } else if (t->kind == PT_K_BINARY) {
+        unsigned char *out = lua_newuserdata(L, pt_json_b64_room(n));
+        ptrdiff_t m = pt_json_b64_decode(raw, n, out);
+        if (m < 0) return dec_error(c, "bad base64");
+        lua_pushlstring(L, (const char *)out, (size_t)m);
+        lua_remove(L, -2);
+      } else {
+        unsigned char u[16];
+        int ok = n == 36;
+        for (int i = 0, k = 0; ok && i < 36; i++) {
+          if (i == 8 || i == 13 || i == 18 || i == 23) {
+            ok = raw[i] == '-';
+            continue;
+          }
+          int h = hexval(raw[i]), l = hexval(raw[i + 1]);
+          ok = h >= 0 && l >= 0;
+          u[k++] = (unsigned char)(h << 4 | l);
+          i++;
+        }
+        if (!ok) return dec_error(c, "bad uuid");
+        lpt_push_uuid(L, u);
+      }
+      if (js.escaped) lua_remove(L, -2);
+      return 0;
+    }
+    default:
+      return dec_error(c, "bad type");
+  }
+  if (rd_json(c, pt_json_rd_int(c->p, left(c), &c->jc, &v), pt_kind_names[t->kind]))
+    return -1;
+  if (v < lo || v > hi)
+    return dec_error(c, "value %lld out of range for %s", (long long)v,
+                     pt_kind_names[t->kind]);
+  if (t->kind == PT_K_ENUM) return dec_enum(c, t, (int32_t)v);
+  if (t->kind == PT_K_I64)
+    push_i64(c, v);
+  else
+    lua_pushinteger(L, (lua_Integer)v);
   return 0;
 }
 
@@ -1402,8 +1591,9 @@ static int ubuf_grow(pt_wr *wr, size_t need) {
 }
 
 /* Keep one unknown field (its header was read: type ft, id, Compact bool
- * value bv) as Binary bytes; c->p is at its value, k its Binary length
- * (Binary input) and moves past it. */
+ * value bv) as Binary bytes; c->p is at its value, k its length (Binary,
+ * Compact; JSON: unused, the value and the field's end are read here)
+ * and moves past it. */
 static int keep_unknown(Ctx *c, int ft, int id, int bv, size_t k) {
   lpt_State *S = c->S;
   if (!S->ubuf) {
@@ -1418,19 +1608,20 @@ static int keep_unknown(Ctx *c, int ft, int id, int bv, size_t k) {
   u.start = S->ubuf;
   u.w = S->ubuf + S->ulen;
   u.end = S->ubuf + S->ucap;
-  if (!c->cpt) {
+  if (c->proto == PT_PROTO_BINARY) {
     if (pt_wr_need(&u, k + 3) != 0) luaL_error(c->L, "out of memory");
     memcpy(u.w, c->p - 3, k + 3);
     u.w += k + 3;
   } else {
     int last = 0;
-    ptrdiff_t m = pt_transcode_field(PT_PROTO_COMPACT, c->p, left(c), ft, id,
+    ptrdiff_t m = pt_transcode_field(c->proto, c->p, left(c), ft, id,
                                      bv, PT_PROTO_BINARY, &u, &last,
-                                     c->max_depth - c->depth);
+                                     c->max_depth - c->depth, &c->jc, NULL);
     if (m == PT_NOMEM) luaL_error(c->L, "out of memory");
-    if (m < 0 || (size_t)m != k)
+    if (m < 0 || (!c->json && (size_t)m != k))
       return dec_error(c, "cannot keep field %d of type %s", id,
                        pt_ttype_name(ft));
+    if (c->json) k = (size_t)m;
   }
   S->ulen = (size_t)(u.w - S->ubuf);
   c->p += k;
@@ -1439,6 +1630,9 @@ static int keep_unknown(Ctx *c, int ft, int id, int bv, size_t k) {
 
 /* Read a field header: *ft 0 at STOP. */
 static inline int rd_field(Ctx *c, int *last, int *ft, int *id, int *bv) {
+  if (__builtin_expect(c->json, 0))
+    return rd_json(c, pt_json_rd_field(c->p, left(c), &c->jc, ft, id),
+                   "field header");
   int k = c->cpt ? pt_cpt_rd_field(c->p, left(c), last, ft, id, bv)
                  : pt_bin_rd_field(c->p, left(c), ft, id);
   if (k >= 0) {
@@ -1466,6 +1660,9 @@ static int dec_struct(Ctx *c, const pt_plan *p) {
   lpt_State *S = c->S;
   size_t umark = S->ulen;
   int last = 0;
+  if (c->json &&
+      rd_json(c, pt_json_rd_struct_begin(c->p, left(c), &c->jc), "struct"))
+    return -1;
   for (;;) {
     int ft = 0, id = 0, bv = 0;
     if (rd_field(c, &last, &ft, &id, &bv)) return -1;
@@ -1475,6 +1672,20 @@ static int dec_struct(Ctx *c, const pt_plan *p) {
       /* unknown field, or a type we do not expect: skip it (a Compact
        * bool field has nothing after its header) */
       size_t k = 0;
+      if (c->json) {
+        if (c->keep_unknown) {
+          if (keep_unknown(c, ft, id, bv, 0)) return -1;
+          continue;
+        }
+        int m = pt_json_skip(c->p, left(c), &c->jc, c->max_depth - c->depth);
+        if (m < 0)
+          return dec_error(c, "cannot skip field %d of type %s", id,
+                           pt_ttype_name(ft));
+        c->p += m;
+        if (rd_json(c, pt_json_rd_field_end(c->p, left(c), &c->jc), "field end"))
+          return -1;
+        continue;
+      }
       if (!(c->cpt && ft == PT_T_BOOL)) {
         k = pt_skip_proto(c->proto, c->p, c->end, ft, c->max_depth - c->depth);
         if (!k)
@@ -1494,6 +1705,9 @@ static int dec_struct(Ctx *c, const pt_plan *p) {
     if (c->cpt && ft == PT_T_BOOL)
       lua_pushboolean(L, bv);
     else if (dec_value(c, f->type))
+      return -1;
+    if (c->json &&
+        rd_json(c, pt_json_rd_field_end(c->p, left(c), &c->jc), "field end"))
       return -1;
     lua_rawset(L, tidx);
     if (track) seen[slot >> 6] |= (uint64_t)1 << (slot & 63);
@@ -1544,7 +1758,32 @@ static int dec_typed(Ctx *c, const pt_type *et, size_t n) {
   int ak = lpt_ar_kind_of(et->kind);
   size_t w = lpt_ar_width[ak];
   lpt_Array *a = lpt_array_alloc(L, ak, n, c->array_mt);
-  if (w == 1 || (c->cpt && ak == AR_DOUBLE)) {
+  if (c->json) {
+    static const int64_t lo[] = {INT8_MIN, INT16_MIN, INT32_MIN, INT64_MIN};
+    static const int64_t hi[] = {INT8_MAX, INT16_MAX, INT32_MAX, INT64_MAX};
+    for (size_t i = 0; i < n; i++) {
+      unsigned char *q = a->data + i * w;
+      c->path[c->depth].index = (int64_t)i + 1;
+      if (ak == AR_DOUBLE) {
+        double d;
+        if (rd_json(c, pt_json_rd_double(c->p, left(c), &c->jc, &d), "double"))
+          return -1;
+        memcpy(q, &d, 8);
+        continue;
+      }
+      int64_t v;
+      if (rd_json(c, pt_json_rd_int(c->p, left(c), &c->jc, &v),
+                  pt_kind_names[et->kind]))
+        return -1;
+      if (v < lo[ak] || v > hi[ak])
+        return dec_error(c, "value %lld out of range for %s", (long long)v,
+                         pt_kind_names[et->kind]);
+      if (w == 1) q[0] = (unsigned char)v;
+      else if (w == 2) { int16_t x = (int16_t)v; memcpy(q, &x, 2); }
+      else if (w == 4) { int32_t x = (int32_t)v; memcpy(q, &x, 4); }
+      else memcpy(q, &v, 8);
+    }
+  } else if (w == 1 || (c->cpt && ak == AR_DOUBLE)) {
     memcpy(a->data, c->p, n * w);
     c->p += n * w;
   } else if (c->cpt && n) {
@@ -1624,13 +1863,16 @@ static int dec_list(Ctx *c, const pt_type *t) {
   const pt_type *et = t->elem;
   int wt;
   uint32_t un;
-  int k = c->cpt ? pt_cpt_rd_list(c->p, left(c), &wt, &un)
-                 : pt_bin_rd_list(c->p, left(c), &wt, &un);
-  if (k == PT_NEED) return c->cpt ? rd_fail(c, k, "list header") : need(c, 5);
+  int k = c->cpt    ? pt_cpt_rd_list(c->p, left(c), &wt, &un)
+          : c->json ? pt_json_rd_list(c->p, left(c), &c->jc, &wt, &un)
+                    : pt_bin_rd_list(c->p, left(c), &wt, &un);
+  if (k == PT_NEED)
+    return c->proto != PT_PROTO_BINARY ? rd_fail(c, k, "list header") : need(c, 5);
   if (k == PT_BAD)
-    return c->cpt ? dec_error(c, "bad list header")
-                  : dec_error(c, "negative element count %d",
-                              (int)(int32_t)pt_ld32(c->p + 1));
+    return c->proto != PT_PROTO_BINARY
+               ? dec_error(c, "bad list header")
+               : dec_error(c, "negative element count %d",
+                           (int)(int32_t)pt_ld32(c->p + 1));
   int32_t n = (int32_t)un;
   if (wt != et->ttype && n > 0)
     return dec_error(c, "%s element type %s, expected %s",
@@ -1647,6 +1889,9 @@ static int dec_list(Ctx *c, const pt_type *t) {
       et->kind != PT_K_ENUM) {
     if (dec_typed(c, et, (size_t)n)) return -1;
     c->depth--;
+    if (c->json &&
+        rd_json(c, pt_json_rd_list_end(c->p, left(c), &c->jc), "list end"))
+      return -1;
     return 0;
   }
   luaL_checkstack(L, 6, "petrel: nesting too deep");
@@ -1661,7 +1906,7 @@ static int dec_list(Ctx *c, const pt_type *t) {
   const unsigned char *p = c->p;
   path_ent *e = &c->path[c->depth];
   size_t nbig = 0;
-  switch (c->cpt ? -et->kind - 1 : et->kind) {
+  switch (c->cpt ? -et->kind - 1 : c->json ? -100 : et->kind) {
     case PT_K_I64:
       for (int32_t i = 0; i < n; i++)
         set_i64(c, tidx, i + 1, (int64_t)pt_ld64(p + 8 * (size_t)i), &nbig);
@@ -1742,6 +1987,9 @@ static int dec_list(Ctx *c, const pt_type *t) {
   fix_run(c, tidx, nbig);
 #endif
   c->depth--;
+  if (c->json &&
+      rd_json(c, pt_json_rd_list_end(c->p, left(c), &c->jc), "list end"))
+    return -1;
   lua_pushvalue(L, t->kind == PT_K_SET ? c->set_mt : c->list_mt);
   lua_setmetatable(L, tidx);
   return 0;
@@ -1751,13 +1999,16 @@ static int dec_map(Ctx *c, const pt_type *t) {
   lua_State *L = c->L;
   int kt, vt;
   uint32_t un;
-  int k = c->cpt ? pt_cpt_rd_map(c->p, left(c), &kt, &vt, &un)
-                 : pt_bin_rd_map(c->p, left(c), &kt, &vt, &un);
-  if (k == PT_NEED) return c->cpt ? rd_fail(c, k, "map header") : need(c, 6);
+  int k = c->cpt    ? pt_cpt_rd_map(c->p, left(c), &kt, &vt, &un)
+          : c->json ? pt_json_rd_map(c->p, left(c), &c->jc, &kt, &vt, &un)
+                    : pt_bin_rd_map(c->p, left(c), &kt, &vt, &un);
+  if (k == PT_NEED)
+    return c->proto != PT_PROTO_BINARY ? rd_fail(c, k, "map header") : need(c, 6);
   if (k == PT_BAD)
-    return c->cpt ? dec_error(c, "bad map header")
-                  : dec_error(c, "negative entry count %d",
-                              (int)(int32_t)pt_ld32(c->p + 2));
+    return c->proto != PT_PROTO_BINARY
+               ? dec_error(c, "bad map header")
+               : dec_error(c, "negative entry count %d",
+                           (int)(int32_t)pt_ld32(c->p + 2));
   int32_t n = (int32_t)un;
   if (n > 0 && (kt != t->elem->ttype || vt != t->val->ttype))
     return dec_error(c, "map<%s,%s> on the wire, expected map<%s,%s>",
@@ -1793,6 +2044,9 @@ static int dec_map(Ctx *c, const pt_type *t) {
   }
   e->keyidx = 0;
   c->depth--;
+  if (c->json &&
+      rd_json(c, pt_json_rd_map_end(c->p, left(c), &c->jc), "map end"))
+    return -1;
   lua_pushvalue(L, c->map_mt);
   lua_setmetatable(L, tidx);
   return 0;
@@ -1812,6 +2066,7 @@ static int dec_value(Ctx *c, const pt_type *t) {
     case PT_K_MAP:
       return dec_map(c, t);
     default:
+      if (__builtin_expect(c->json, 0)) return dec_json_scalar(c, t);
       return dec_scalar(c, t);
   }
 }
@@ -1852,6 +2107,8 @@ static void ctx_open_cx(Ctx *c, lua_State *L, int cx, const pt_plan *p) {
 static void set_proto(Ctx *c, int proto) {
   c->proto = proto;
   c->cpt = proto == PT_PROTO_COMPACT;
+  c->json = proto == PT_PROTO_JSON;
+  if (c->json) pt_json_reset(&c->jc);
 }
 
 /* Options of encode and decode (a table at idx, or nil). */
@@ -1951,43 +2208,98 @@ static int Lpt_type_encode(lua_State *L) {
   return 1;
 }
 
-/* T:encode_message(value, buffer, name, mtype, seqid [, framed
- *   [, protocol]]) -> buffer
- * Appends one Thrift message: [frame length when framed], the envelope
- * (Binary strict: version|mtype, name, seqid; Compact: 0x82, version and
- * type, seqid, name) and the struct, in one pass (large strings linked as
- * with encode into a buffer). */
+/* T:encode_message(value, buffer, name, mtype, seqid [, framing
+ *   [, protocol [, headers]]]) -> buffer
+ * Appends one Thrift message: its framing (framing = true: a 4-byte
+ * frame length; a framer (core.framer): what it says, header frames
+ * included, with the framer's flags, transforms and token, seqid as the
+ * header's sequence number and headers (a table: string keys, and
+ * TTHeader's integer keys, to string values) as info entries), the
+ * envelope (Binary strict, Compact or JSON) and the struct, in one pass
+ * (large strings linked as with encode into a buffer); lengths are
+ * patched once the message is written. With transforms the message is
+ * written first, then transformed, then framed. */
 static int Lpt_type_encode_message(lua_State *L) {
   lpt_Type *T = lpt_checktype(L, 1);
-  lua_settop(L, 8);
+  lua_settop(L, 9);
   pt_buf *out = lpt_checkbuf(L, 3);
   size_t nlen;
   const char *name = luaL_checklstring(L, 4, &nlen);
   int mtype = (int)lpt_checkint(L, 5, 1, 4);
   int64_t seq = lpt_checkint(L, 6, INT32_MIN, UINT32_MAX);
-  int framed = lua_toboolean(L, 7);
+  lpt_Framer *fr = lpt_testframer(L, 7);
   int proto = lua_isnoneornil(L, 8) ? PT_PROTO_BINARY : lpt_checkproto(L, 8);
+  int hidx = 0;
+  if (!lua_isnoneornil(L, 9)) {
+    luaL_checktype(L, 9, LUA_TTABLE);
+    hidx = 9;
+  }
   if (nlen > INT32_MAX) return luaL_argerror(L, 4, "name too long");
+  pt_framing f = {0, (uint8_t)lua_toboolean(L, 7), PT_HDR_NONE, 0};
+  if (fr) {
+    if (!fr->decided) return luaL_argerror(L, 7, "the framer has not seen a message yet");
+    f = fr->f;
+  }
+  if (f.unframed) f.outer = 0;
+  pt_hdr_out ho;
+  pt_hdr_kv kvs[16];
+  memset(&ho, 0, sizeof ho);
+  if (f.header) lpt_framer_header(L, fr, hidx, (int32_t)(uint32_t)seq, proto, &ho, kvs, 16);
+  size_t room = pt_frame_room(&f, &ho);
+  if (f.header && !room)
+    return luaL_error(L, "the header does not fit its frame (too many or too long entries)");
+  int xf = f.header && fr->nxf > 0;
   Ctx c;
   ctx_open(&c, L, 1, T->plan);
   set_proto(&c, proto);
   c.mode = M_BUFFER;
   c.link_min = out->nocopy_min;
   enc_begin(&c, 0);
-  w_need(&c, 4 + PT_MAX_HEAD + nlen);
-  unsigned char *frame = c.wr.w;
-  if (framed) c.wr.w += 4; /* patched below */
+  pt_frame_mark m;
+  w_need(&c, (xf ? 0 : room) + pt_msg_room(proto, nlen));
+  if (!xf) c.wr.w = pt_frame_open(c.wr.w, &f, &ho, &m, 0);
   c.wr.w = pt_msg_write(c.wr.w, proto, name, (uint32_t)nlen, mtype,
                         (int32_t)(uint32_t)seq);
   enc_struct(&c, T->plan, 2);
-  size_t n = enc_end(&c);
-  if (framed) {
-    if (n - 4 > INT32_MAX) {
-      pt_buf_clear(&c.S->wb);
-      return luaL_error(L, "message too large for a frame");
-    }
-    pt_st32(frame, (uint32_t)(n - 4));
+  if (c.json) { /* the envelope's array ends after the struct */
+    w_need(&c, 1);
+    *c.wr.w++ = ']';
   }
+  size_t n = enc_end(&c);
+  if (xf) { /* transform the message, then frame what comes out */
+    const void *msg = pt_buf_peek(&c.S->wb, n);
+    if (!msg) return luaL_error(L, "out of memory");
+    unsigned char *cur = NULL;
+    size_t curn = n;
+    for (int i = 0; i < fr->nxf; i++) {
+      unsigned char *o;
+      size_t on;
+      int r = pt_xform_apply(fr->xf[i], cur ? (const void *)cur : msg, curn, &o, &on);
+      free(cur);
+      if (r) {
+        pt_buf_clear(&c.S->wb);
+        return luaL_error(L, "transform %s failed (out of memory)", pt_xform_name(fr->xf[i]));
+      }
+      cur = o;
+      curn = on;
+    }
+    pt_buf_clear(&c.S->wb);
+    enc_begin(&c, 0);
+    if (pt_wr_need(&c.wr, room) != 0) {
+      free(cur);
+      return luaL_error(L, "out of memory");
+    }
+    c.wr.w = pt_frame_open(c.wr.w, &f, &ho, &m, 0);
+    int r = pt_wr_bytes(&c.wr, cur, curn);
+    free(cur);
+    if (r) return luaL_error(L, "out of memory");
+    n = enc_end(&c);
+  }
+  if (n - (f.outer || f.header ? 4 : 0) > INT32_MAX) {
+    pt_buf_clear(&c.S->wb);
+    return luaL_error(L, "message too large for a frame");
+  }
+  pt_frame_close(&m, n);
   scratch_to(L, c.S, out);
   lua_pushvalue(L, 3);
   return 1;
@@ -2124,6 +2436,7 @@ void lpt_open_codec(lua_State *L) {
   lpt_open_array(L);
   lpt_open_wire(L);
   lpt_open_view(L);
+  lpt_open_frame(L);
   luaL_getmetatable(L, LPT_TYPE_MT);
   lua_getfield(L, -1, "__index");
   lpt_setfuncs(L, -1, mod, walker_methods);

@@ -6,7 +6,9 @@
 #ifndef LPT_CODEC_H
 #define LPT_CODEC_H
 
+#include "../pt_header.h"
 #include "../pt_plan.h"
+#include "../pt_scan.h"
 #include "lpt.h"
 
 #define LPT_SCHEMA_MT "petrel.schema"
@@ -101,7 +103,45 @@ int lpt_view_write(lua_State *L, int idx, const pt_plan *p, const pt_type *t,
 /* The bytes of a message source at idx (T:decode takes them), or NULL
  * when idx is no message source. */
 const unsigned char *lpt_vsrc_bytes(lua_State *L, int idx, size_t *len);
+/* Framers hand lazy servers their messages: lpt_msg_take(L, m, b, skip,
+ * n, consume) makes message m (a stack index) hold bytes [skip, skip + n)
+ * of b (pinned where they lie in one block, else copied once) and
+ * consumes `consume` bytes of b; lpt_msg_hold(L, m) makes it hold the
+ * string on top of the stack (popped). Both expire m's earlier views and
+ * push m; a retained message raises. */
+void lpt_msg_take(lua_State *L, int idx, pt_buf *b, size_t skip, size_t n,
+                  size_t consume);
+void lpt_msg_hold(lua_State *L, int idx);
 void lpt_open_view(lua_State *L);
+
+/* ---- framers (lpt_frame.c) --------------------------------------------- */
+
+#define LPT_FRAMER_MT "petrel.framer"
+
+/* One connection's framing: how its messages are read (fr:next) and
+ * written (T:encode_message(..., fr, ...)). */
+typedef struct lpt_Framer {
+  pt_framing f;        /* decided, or to detect */
+  int autodetect, decided;
+  uint64_t max_frame;
+  uint32_t max_name;
+  uint32_t accept;     /* bit id: transform id accepted on input */
+  /* writing */
+  uint16_t flags;
+  int nxf;
+  uint32_t xf[PT_HDR_MAX_XFORMS]; /* applied in this order */
+  int echo;            /* replies as the last frame read: flags,
+                          transforms, a TTHeader's inner frame */
+  char *acl;           /* TTHeader ACL token to send, or NULL */
+  size_t acl_len;
+  pt_scan scan;        /* unframed input (last: not cleared at creation) */
+} lpt_Framer;
+
+lpt_Framer *lpt_testframer(lua_State *L, int idx);
+const char *lpt_framing_name(const pt_framing *f);
+/* The header of one message written through fr (see lpt_frame.c). */
+void lpt_framer_header(lua_State *L, lpt_Framer *fr, int hidx, int32_t seqid,
+                       int proto, pt_hdr_out *o, pt_hdr_kv *kv, size_t cap);
 
 /* ---- opening ---------------------------------------------------------- */
 
@@ -109,6 +149,7 @@ void lpt_open_view(lua_State *L);
 void lpt_open_schema(lua_State *L);
 void lpt_open_array(lua_State *L);
 void lpt_open_wire(lua_State *L);
+void lpt_open_frame(lua_State *L);
 
 /* Contiguous input: a string or a buffer's readable bytes. */
 const unsigned char *lpt_input_bytes(lua_State *L, int idx, size_t *len);

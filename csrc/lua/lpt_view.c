@@ -1859,6 +1859,39 @@ static int Lpt_message_take(lua_State *L) {
   return 1;
 }
 
+/* For framers (lpt_frame.c): message at idx takes bytes [skip, skip + n)
+ * of b, then the first `consume` bytes of b are consumed (consume >=
+ * skip + n); pushes the message. */
+void lpt_msg_take(lua_State *L, int idx, pt_buf *b, size_t skip, size_t n,
+                  size_t consume) {
+  idx = lua_absindex(L, idx);
+  lpt_VSrc *src = checkmsg(L, idx);
+  if (src->retained)
+    luaL_error(L, "petrel.view: a retained message cannot take new bytes");
+  msg_expire(L, idx, src);
+  msg_set_buf(L, src, b, skip, n);
+  pt_buf_skip(b, consume);
+  lua_pushvalue(L, idx);
+}
+
+/* For framers: message at idx holds the string on top of the stack
+ * (popped); pushes the message. */
+void lpt_msg_hold(lua_State *L, int idx) {
+  idx = lua_absindex(L, idx);
+  lpt_VSrc *src = checkmsg(L, idx);
+  if (src->retained)
+    luaL_error(L, "petrel.view: a retained message cannot take new bytes");
+  size_t n;
+  const char *s = lua_tolstring(L, -1, &n);
+  if (n >= PT_VIEW_MAX) luaL_error(L, "petrel.view: message of %zu bytes is too large", n);
+  msg_expire(L, idx, src);
+  set_msg_uv(L, idx, 1); /* pops the string */
+  src->has_str = 1;
+  src->base = (const unsigned char *)s;
+  src->len = n;
+  lua_pushvalue(L, idx);
+}
+
 /* core.take_frame(buf, max, m) -> m | nil (not all here yet) | false, err:
  * the next length-prefixed frame of buf into message m, as buf:read_frame
  * reads one into a string, but with no copy where it lies in one block */

@@ -61,7 +61,9 @@ static int Lpt_msg_header(lua_State *L) {
 }
 
 /* core.detect(buf | s [, max_frame [, max_name]])
- *   -> transport ("framed" | "buffered"), protocol ("binary" | "compact")
+ *   -> transport ("framed" | "buffered" | "header" | "framed-header" |
+ *      "ttheader" | "framed-ttheader"), protocol ("binary" | "compact" |
+ *      "json"; header frames: the first one's)
  *   | nil (more bytes needed to tell)
  *   | false, what ("an HTTP request", ...), wire ("http" | "tls" | "unknown")
  * What a connection's peer speaks, from its first bytes (pt_detect_wire). */
@@ -74,7 +76,9 @@ static int Lpt_detect(lua_State *L) {
   if (pt_detect_wire(p, len, (uint64_t)maxf, (size_t)maxn, &d) == PT_NEED)
     return 0;
   if (d.wire == PT_WIRE_THRIFT) {
-    lua_pushstring(L, d.transport == PT_TR_FRAMED ? "framed" : "buffered");
+    pt_framing f = {d.transport == PT_TR_UNFRAMED && d.header == PT_HDR_NONE,
+                    d.transport == PT_TR_FRAMED, (uint8_t)d.header, 0};
+    lua_pushstring(L, lpt_framing_name(&f));
     lua_pushstring(L, pt_proto_names[d.proto]);
     return 2;
   }

@@ -30,6 +30,20 @@ local app_error, parse_header = rpc.app_error, rpc.parse_header
 
 local M = {}
 
+-- A table of header entries: string keys (any transport with headers),
+-- integer keys 0-65535 (TTHeader), string values.
+local function headers_check(v)
+  if type(v) ~= "table" then return "a table of header entries" end
+  for k, x in pairs(v) do
+    if type(x) ~= "string" then return "a table of string values (" .. tostring(k) .. " is not)" end
+    if type(k) ~= "string" and not (options.integral(k) and k >= 0 and k <= 65535) then
+      return "a table with string keys or integer keys 0-65535"
+    end
+  end
+  return true
+end
+M._headers_check = headers_check
+
 local STATE = setmetatable({}, { __tostring = function() return "petrel.client state" end })
 
 -- After this many replies owed to timed-out calls, a multiplexed
@@ -69,7 +83,7 @@ local function connect(st)
   if not id then return nil, "connect " .. st.peer .. ": " .. tostring(err) end
   local conn = setmetatable({ id = id, st = st, pending = {}, npending = 0, late = {},
     nlate = 0, epoch = st.epoch }, Conn)
-  conn.next = new_reader(loop, id, st.transport, st.max_frame)
+  conn.next = new_reader(loop, id, st.transport, st.max_frame, st.ropts)
   loop:attach(id, conn)
   loop.c:caps(id, st.max_frame + 4 + 65536, 0)
   local w = loop:waiter()
@@ -139,10 +153,19 @@ end
 function Conn:on_data()
   local st = self.st
   while true do
-    local msg, err = self.next()
+    local msg, err, rseq = self.next()
     if msg == nil then break end
     if msg == false then
-      return self:close("read from " .. st.peer .. ": protocol error: " .. tostring(err))
+      local w = rseq and self.pending[rseq]
+      if not w then
+        return self:close("read from " .. st.peer .. ": protocol error: " .. tostring(err))
+      end
+      -- one reply frame refused (a transform this client does not take):
+      -- that call fails, the connection goes on
+      self.pending[rseq] = nil
+      self.npending = self.npending - 1
+      w:done(nil, app_error(rpc.INVALID_TRANSFORM, "reply: " .. tostring(err)))
+      goto continue
     end
     local name, mtype, seqid, pos, proto = parse_header(msg, 1, st.max_frame)
     if not name then
@@ -153,7 +176,7 @@ function Conn:on_data()
     if w then
       self.pending[seqid] = nil
       self.npending = self.npending - 1
-      w:done(msg, mtype, pos, proto)
+      w:done(msg, mtype, pos, proto, err) -- err: the reply's header entries
     elseif self.late[seqid] then
       self.late[seqid] = nil
       self.nlate = self.nlate - 1
@@ -161,6 +184,7 @@ function Conn:on_data()
       return self:close("read from " .. st.peer .. ": reply with unknown sequence id "
         .. tostring(seqid))
     end
+    ::continue::
   end
   if self.retired and self.npending == 0 then return self:close() end
   st.loop.c:consumed(self.id)
@@ -304,9 +328,33 @@ local function recycle(st, msg)
   end
 end
 
+local TO_METHOD, RPC_TIMEOUT = rpc.transmeta.TO_METHOD, rpc.transmeta.RPC_TIMEOUT
+local floor = math.floor
+
+-- The header entries of one call (header transports): the client's
+-- headers, the call's, and with TTHeader the method (ToMethod) and the
+-- time left (RPCTimeout, ms), as Kitex clients send them. A table reused
+-- by every call (emptied after the encode), or nil when there are none.
+local function call_headers(self, name, hdrs, deadline)
+  local tt = self.ttheader
+  if not (tt or hdrs or self.headers) then return nil end
+  local h = self.hbuf
+  if self.headers then for k, v in pairs(self.headers) do h[k] = v end end
+  if hdrs then for k, v in pairs(hdrs) do h[k] = v end end
+  if tt then
+    h[TO_METHOD] = name
+    if deadline then
+      local left = deadline - self.loop:now()
+      h[RPC_TIMEOUT] = tostring(left > 1 and floor(left) or 1)
+    end
+  end
+  return h
+end
+
 -- Encode a call (raises on bad arguments, before any connection is
--- involved): message buffer, seqid.
-function Client:_encode(fn, name, ...)
+-- involved): message buffer, seqid. hdrs: the call's own header entries;
+-- deadline: its deadline (loop ms; sent as TTHeader's RPCTimeout).
+function Client:_encode(fn, name, hdrs, deadline, ...)
   local seqid = self.seq % 0x7fffffff + 1
   self.seq = seqid
   local names = argnames(fn)
@@ -314,12 +362,15 @@ function Client:_encode(fn, name, ...)
   for i = 1, #names do args[names[i]] = (select(i, ...)) end
   local msg = self.wbuf
   if msg then self.wbuf = nil else msg = core.buffer() end
-  local ok, err = pcall(fn.args.encode_message, fn.args, args, msg, name,
-    fn.oneway and ONEWAY or CALL, seqid, self.framed, self.protocol)
+  local h = self.wf ~= true and self.wf ~= false and call_headers(self, name, hdrs, deadline) or nil
+  local ok, err = pcall(fn.args.encode_message, fn.args, args, msg, self.wire_names[name] or name,
+    fn.oneway and ONEWAY or CALL, seqid, self.wf, self.protocol, h)
   for i = 1, #names do args[names[i]] = nil end
+  if h then for k in pairs(h) do h[k] = nil end end
   if not ok then
     recycle(self, msg)
-    -- levels: _encode, Client.call, the method (or petrel.call), its caller
+    -- levels: _encode, Client.call_with (Client.call tail-calls it), the
+    -- method (or petrel.call), its caller
     error("petrel.client: " .. name .. ": " .. tostring(err), 4)
   end
   return msg, seqid
@@ -353,7 +404,7 @@ local function decode_reply(fn, name, msg, mtype, pos, proto, lazy)
     return nil, app_error(rpc.INVALID_MESSAGE_TYPE, "unexpected message type " .. tostring(mtype))
   end
   local res, derr
-  if lazy then
+  if lazy and proto ~= "json" then -- views read Binary and Compact
     res, derr = view_result(fn, msg, pos, dopts)
   else
     res, derr = fn.result:decode(msg, pos, dopts)
@@ -374,12 +425,14 @@ end
 -- [, unsent]] (stale: a reused pooled connection failed before any reply;
 -- worth one retry on a fresh one; unsent: not a byte of the call left, so
 -- any call may be retried). deadline: loop ms (default: now + timeout;
--- petrel.cluster passes the call's own, shared by its retries).
-function Client:_send(fn, name, seqid, msg, deadline)
+-- petrel.cluster passes the call's own, shared by its retries). o: the
+-- call's petrel.with options; shown: the timeout its messages name (ms).
+function Client:_send(fn, name, seqid, msg, deadline, o, shown)
   local loop = self.loop
   local timeout = self.timeout
   if deadline then
-    timeout = deadline - loop:now() -- for messages (ms; deadlines are integers)
+    -- for messages: the call's own timeout (shown), or what is left
+    timeout = shown or deadline - loop:now()
   else
     deadline = timeout > 0 and loop:now() + timeout or nil
   end
@@ -439,7 +492,7 @@ function Client:_send(fn, name, seqid, msg, deadline)
     end
     return nil, e, reused
   end
-  local m, mtype, pos, proto = loop:await(w, remaining(loop, deadline))
+  local m, mtype, pos, proto, rh = loop:await(w, remaining(loop, deadline))
   self.inflight = self.inflight - 1
   if not m then
     if mtype ~= "timeout" then return nil, mtype, reused end -- the connection failed
@@ -461,21 +514,32 @@ function Client:_send(fn, name, seqid, msg, deadline)
     return nil, e
   end
   if not self.multiplex then self:_release(conn) end
+  if rh and o and o.reply_headers then -- petrel.with(c, { reply_headers = t })
+    for k, v in pairs(rh) do o.reply_headers[k] = v end
+  end
   return decode_reply(fn, name, m, mtype, pos, proto, self.lazy)
 end
 
--- One RPC: value | nil, err.
-function Client:call(fn, name, ...)
-  local msg, seqid = self:_encode(fn, name, ...)
-  local res, err, stale = self:_send(fn, name, seqid, msg)
+-- One RPC: value | nil, err. o: per-call options (petrel.with): timeout,
+-- headers, reply_headers.
+function Client:call_with(o, fn, name, ...)
+  local timeout = o and o.timeout or self.timeout
+  local deadline = timeout > 0 and self.loop:now() + timeout or nil
+  local hdrs = o and o.headers
+  local msg, seqid = self:_encode(fn, name, hdrs, deadline, ...)
+  local res, err, stale = self:_send(fn, name, seqid, msg, deadline, o, timeout)
   if stale then
     -- a pooled connection the server had closed while it sat idle (its
     -- close not seen yet): nothing was answered; once more on a fresh one
     -- (as OpenResty's keepalive pools do)
-    msg, seqid = self:_encode(fn, name, ...)
-    res, err = self:_send(fn, name, seqid, msg)
+    msg, seqid = self:_encode(fn, name, hdrs, deadline, ...)
+    res, err = self:_send(fn, name, seqid, msg, deadline, o, timeout)
   end
   return res, err
+end
+
+function Client:call(fn, name, ...)
+  return self:call_with(nil, fn, name, ...)
 end
 
 -- Close idle connections and the multiplexed one; connections busy with a
@@ -531,6 +595,60 @@ function M.is_client(x)
   return type(x) == "table" and rawget(x, STATE) ~= nil
 end
 
+-- ---- per-call options: petrel.with ------------------------------------------------
+
+-- A view of a single client whose calls carry options of their own; it
+-- has the methods a cluster state has (call, close, stats, configure).
+local View = { cluster = true, single = true }
+View.__index = View
+function View:call(fn, name, ...)
+  local r, e = self.base:call_with(self.o, fn, name, ...)
+  if e == nil then return r end -- one value on success, as the client's own calls
+  return r, e
+end
+function View:close() return self.base:close() end
+function View:stats()
+  local st = self.base
+  return { open = st.nopen, idle = #st.idle, waiting = st.nwaiting, inflight = st.inflight,
+    peer = st.peer, max_conns = st.max_conns }
+end
+function View:configure(opts, level) return M.configure(M._proxy(self.base), opts, (level or 1) + 1) end
+
+-- petrel.with(c, { timeout = ms, headers = { ... }, reply_headers = t })
+-- for a client of one address: a client making c's calls with that
+-- deadline, those header entries (header transports; TTHeader also sends
+-- the deadline as RPCTimeout) and, when reply_headers is given, the
+-- reply's header entries copied into it. (petrel.cluster's with takes
+-- clients over many instances and passes the others here.)
+function M.with(proxy, o, level)
+  level = (level or 1) + 1
+  local st = state_of(proxy, "petrel.with")
+  if type(o) ~= "table" then error("petrel.with: options table expected", level) end
+  options.check("petrel.with", { timeout = options.ms, headers = headers_check,
+    reply_headers = options.table }, o, level)
+  local merged = {}
+  if st.single then -- a view of a view: the options add up
+    for k, v in pairs(st.o) do merged[k] = v end
+    st = st.base
+  end
+  for k, v in pairs(o) do merged[k] = v end
+  if merged.headers then
+    if st.wf == true or st.wf == false then
+      error("petrel.with: 'headers' need a transport with headers (\"header\" or "
+        .. "\"ttheader\"), this client's is " .. st.transport, level)
+    end
+    if not st.ttheader then
+      for k in pairs(merged.headers) do
+        if type(k) ~= "string" then
+          error("petrel.with: integer header keys need TTHeader", level)
+        end
+      end
+    end
+  end
+  return M._proxy(setmetatable({ base = st, o = merged, service = st.service, peer = st.peer },
+    View))
+end
+
 -- For petrel.cluster: clients over many instances share the proxy (their
 -- state has call, close, stats, configure and cluster = true).
 M._Client = Client
@@ -575,11 +693,26 @@ function M._proxy(st)
   return setmetatable(proxy, ProxyMT)
 end
 
+local function transforms_check(v)
+  if type(v) ~= "table" then return "a list of transforms (\"zlib\", \"zstd\")" end
+  for _, x in ipairs(v) do
+    if x ~= "zlib" and x ~= "zstd" then return "a list of \"zlib\" and \"zstd\"" end
+  end
+  return true
+end
+
 -- The options petrel.client takes, and their checks.
 local CLIENT_OPTIONS = {
   service = options.service, loop = options.loop, host = options.string,
   port = options.port, unix = options.string,
-  transport = options.oneof("framed", "buffered"), protocol = options.oneof("binary", "compact"),
+  transport = options.oneof("framed", "buffered", "header", "framed-header", "ttheader",
+    "ttheader-framed"),
+  protocol = options.oneof("binary", "compact", "json"),
+  -- TMultiplexedProtocol: calls name "Service:method" (true: this service)
+  multiplexed = function(v)
+    return v == true or v == false or type(v) == "string" or "true or a service name"
+  end,
+  headers = headers_check, transforms = transforms_check, acl_token = options.string,
   timeout = options.ms,
   connect_timeout = options.ms, pool_size = options.int(0), keepalive_timeout = options.ms,
   multiplex = options.bool, max_frame = options.int(1), max_conns = options.int(1),
@@ -617,6 +750,44 @@ function M.client(opts)
     error("petrel.client: option 'port' or 'unix' is required", 2)
   end
   local transport = opts.transport or "framed"
+  local headered = rpc.HEADERED[transport]
+  for _, k in ipairs({ "headers", "transforms", "acl_token" }) do
+    if opts[k] ~= nil and not headered then
+      error(string.format("petrel.client: option '%s' needs a transport with headers "
+        .. "(\"header\" or \"ttheader\"), not %q", k, transport), 2)
+    end
+  end
+  if opts.protocol == "json" and transport:find("ttheader", 1, true) then
+    error("petrel.client: TTHeader carries Binary or Compact, not JSON (Kitex has no id for it)", 2)
+  end
+  if opts.acl_token and not transport:find("ttheader", 1, true) then
+    error("petrel.client: option 'acl_token' needs TTHeader (transport = \"ttheader\")", 2)
+  end
+  if opts.headers and not transport:find("ttheader", 1, true) then
+    for k in pairs(opts.headers) do
+      if type(k) ~= "string" then
+        error("petrel.client: integer header keys need TTHeader (transport = \"ttheader\")", 2)
+      end
+    end
+  end
+  local max_frame = opts.max_frame or rpc.DEFAULT_MAX_FRAME
+  -- how calls are framed: a boolean (framed or not), or a framer that
+  -- writes header frames (its transforms, its ACL token)
+  local wf = transport == "framed"
+  local accept = { "zlib" }
+  if headered then
+    for _, x in ipairs(opts.transforms or {}) do
+      if x ~= "zlib" then accept[#accept + 1] = x end
+    end
+    wf = core.framer { transport = transport, max_frame = max_frame,
+      transforms = opts.transforms, acl_token = opts.acl_token }
+  end
+  local wire_names = {}
+  local mux = opts.multiplexed
+  if mux then
+    local prefix = (mux == true and opts.service.name or mux) .. ":"
+    for fname in pairs(opts.service.functions) do wire_names[fname] = prefix .. fname end
+  end
   local st = setmetatable({
     service = opts.service,
     loop = opts.loop or loopmod.default(),
@@ -625,6 +796,12 @@ function M.client(opts)
     unix = opts.unix,
     transport = transport,
     framed = transport == "framed",
+    wf = wf, -- what encode_message frames calls with
+    ropts = { accept = accept }, -- the reply framers' options
+    ttheader = transport:find("ttheader", 1, true) ~= nil,
+    headers = opts.headers,
+    hbuf = {},
+    wire_names = wire_names,
     protocol = opts.protocol or "binary",
     timeout = opts.timeout or 5000,
     connect_timeout = opts.connect_timeout or 3000,
@@ -632,7 +809,7 @@ function M.client(opts)
     keepalive = opts.keepalive_timeout or 60000,
     multiplex = opts.multiplex or false,
     lazy = opts.lazy or false,
-    max_frame = opts.max_frame or rpc.DEFAULT_MAX_FRAME,
+    max_frame = max_frame,
     max_conns = opts.max_conns,
     backlog = opts.backlog,
     sockopts = { nodelay = opts.nodelay, keepalive = opts.keepalive,

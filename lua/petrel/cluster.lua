@@ -106,7 +106,8 @@ OPTIONS.host, OPTIONS.port, OPTIONS.unix = nil, nil, nil -- the instances say wh
 for k, v in pairs(CLUSTER_ONLY) do OPTIONS[k] = v end
 
 -- Options each instance's own client gets.
-local PER_INSTANCE = { "service", "loop", "transport", "timeout", "connect_timeout", "pool_size",
+local PER_INSTANCE = { "service", "loop", "transport", "protocol", "multiplexed", "headers",
+  "transforms", "acl_token", "timeout", "connect_timeout", "pool_size",
   "keepalive_timeout", "multiplex", "max_frame", "max_conns", "backlog", "nodelay", "keepalive",
   "sndbuf", "rcvbuf" }
 
@@ -334,10 +335,10 @@ end
 -- instance's client (its seqids, its reused message buffer). Called as a
 -- tail call (Cluster:call, View:call), so the encoder's errors for bad
 -- arguments point at the caller's line, as a single client's do.
-local function run(self, fn, name, key, timeout, ...)
+local function run(self, fn, name, key, timeout, hdrs, ...)
   local loop = self.loop
   if self.closed then
-    encode(self, fn, name, ...):clear() -- bad arguments raise all the same
+    encode(self, fn, name, nil, nil, ...):clear() -- bad arguments raise all the same
     return nil, "call " .. self.service.name .. "." .. name .. ": client closed"
   end
   local start = clock()
@@ -352,7 +353,7 @@ local function run(self, fn, name, key, timeout, ...)
   end
   if not self.ready then
     -- bad arguments raise now, not after the wait
-    local m = encode(self, fn, name, ...)
+    local m = encode(self, fn, name, nil, nil, ...)
     m:clear()
     self.wbuf = m
     local ok, err = self:_await_ready(deadline)
@@ -366,7 +367,7 @@ local function run(self, fn, name, key, timeout, ...)
   -- does not compile `...` in a loop; retries are the loop's rare path)
   local inst = lb:pick(key, nil) or pick_any(self, key, nil)
   if not inst then return no_instance(self, name) end
-  local msg, seqid = encode(inst.st, fn, name, ...)
+  local msg, seqid = encode(inst.st, fn, name, hdrs, deadline, ...)
   while true do
     local st = inst.st
     local b = inst.breaker
@@ -438,7 +439,7 @@ local function run(self, fn, name, key, timeout, ...)
     attempt = attempt + 1
     inst = lb:pick(key, tried) or pick_any(self, key, tried)
     if not inst then return no_instance(self, name) end
-    msg, seqid = encode(inst.st, fn, name, ...)
+    msg, seqid = encode(inst.st, fn, name, hdrs, deadline, ...)
   end
   self.nerrors = self.nerrors + 1
   return nil, last_err
@@ -447,8 +448,8 @@ Cluster._run = run
 
 function Cluster:call(fn, name, ...)
   local hk = self.hash_key
-  if hk then return run(self, fn, name, hk(name, ...), self.timeout, ...) end
-  return run(self, fn, name, nil, self.timeout, ...)
+  if hk then return run(self, fn, name, hk(name, ...), self.timeout, nil, ...) end
+  return run(self, fn, name, nil, self.timeout, nil, ...)
 end
 
 -- petrel.close(c): stop resolving, close every connection (busy ones
@@ -523,27 +524,30 @@ function View:call(fn, name, ...)
   local base = self.base
   local key = self.key
   if key == nil and base.hash_key then key = base.hash_key(name, ...) end
-  return run(base, fn, name, key, self.timeout or base.timeout, ...)
+  return run(base, fn, name, key, self.timeout or base.timeout, self.headers, ...)
 end
 
 function View:stats() return self.base:stats() end
 function View:close() return self.base:close() end
 function View:configure(opts, level) return self.base:configure(opts, (level or 1) + 1) end
 
--- petrel.with(c, { key = k, timeout = ms }) -> a client making c's calls
--- with that hash key (balance = "chash") and deadline.
+-- petrel.with(c, { key = k, timeout = ms, headers = {...} }) -> a client
+-- making c's calls with that hash key (balance = "chash"), deadline and
+-- header entries (header transports); single clients: client.with.
 function M.with(proxy, o)
-  if not client.is_client(proxy) or not client._state(proxy).cluster then
-    error("petrel.with: a client made with 'resolve' or 'instances' expected", 2)
+  if not client.is_client(proxy) then
+    error("petrel.with: a petrel client expected, got " .. type(proxy), 2)
   end
+  local cst = client._state(proxy)
+  if not cst.cluster or cst.single then return client.with(proxy, o, 2) end
   if type(o) ~= "table" then error("petrel.with: options table expected", 2) end
   options.check("petrel.with", { key = function(v)
     return (type(v) == "string" or type(v) == "number") or "a string or a number" end,
-    timeout = options.ms }, o, 2)
+    timeout = options.ms, headers = client._headers_check }, o, 2)
   local st = client._state(proxy)
   if st.base then st = st.base end
   return client._proxy(setmetatable({ base = st, key = o.key, timeout = o.timeout,
-    cluster = true }, View))
+    headers = o.headers, cluster = true }, View))
 end
 
 -- ---- construction -----------------------------------------------------------------------
@@ -626,6 +630,8 @@ function M.client(opts, level)
     timeout = opts.timeout or 5000,
     connect_timeout = opts.connect_timeout or 3000,
     framed = (opts.transport or "framed") == "framed",
+    -- for encodes that only check arguments (no instance chosen yet)
+    wf = false, wire_names = {}, protocol = opts.protocol,
     lb = balance.new(opts.balance or "wrr", { vnodes = opts.vnodes,
       bounded_load = opts.bounded_load }),
     hash_key = opts.hash_key,

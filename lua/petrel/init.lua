@@ -71,9 +71,15 @@ local function client() return require "petrel.client" end
 function petrel.close(c) return client().close(c) end
 function petrel.call(c, name, ...) return client().call(c, name, ...) end
 function petrel.configure(c, opts) return client().configure(c, opts) end
--- petrel.with(c, { key =, timeout = }): c's calls with a hash key and a
--- deadline of their own (clients over many instances, petrel/cluster.lua)
+-- petrel.with(c, { timeout =, headers =, key = }): c's calls with a
+-- deadline, header entries and (clients over many instances) a hash key
+-- of their own (petrel/client.lua, petrel/cluster.lua)
 function petrel.with(c, opts) return require("petrel.cluster").with(c, opts) end
+-- petrel.context(): inside a handler, the call it serves: service, method,
+-- seqid, peer, transport, protocol, headers, deadline, ctx:remaining(),
+-- reply_headers (petrel/rpc.lua); nil elsewhere
+function petrel.context() return rpc().context() end
+petrel.transmeta = require "petrel.transmeta" -- TTHeader's integer keys
 -- petrel.stats(client) -> { open, idle, waiting, inflight, ... };
 -- petrel.stats(server) is server:stats()
 function petrel.stats(x)

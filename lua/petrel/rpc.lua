@@ -1,8 +1,9 @@
--- petrel.rpc: Thrift RPC over the petrel loop — messages (strict and
--- non-strict binary envelopes), framed and unframed ("buffered")
--- transports, and servers with coroutine handlers. Clients are in
--- petrel.client, petrel.serve's worker processes in petrel.supervisor.
--- Interoperates with Apache Thrift.
+-- petrel.rpc: Thrift RPC over the petrel loop — messages (Binary strict
+-- and non-strict, Compact, JSON envelopes), transports (framed, unframed
+-- "buffered", Apache's THeader, Kitex's TTHeader: the core's framers),
+-- multiplexed services, per-call context, and servers with coroutine
+-- handlers. Clients are in petrel.client, petrel.serve's worker processes
+-- in petrel.supervisor. Interoperates with Apache Thrift and Kitex.
 local core = require "petrel.core"
 local schema = require "petrel.schema"
 local loopmod = require "petrel.loop"
@@ -26,6 +27,7 @@ local AX = schema.compile {
 local TAppEx = AX.TApplicationException
 M.UNKNOWN, M.UNKNOWN_METHOD, M.INVALID_MESSAGE_TYPE, M.WRONG_METHOD_NAME = 0, 1, 2, 3
 M.BAD_SEQUENCE_ID, M.MISSING_RESULT, M.INTERNAL_ERROR, M.PROTOCOL_ERROR = 4, 5, 6, 7
+M.INVALID_TRANSFORM, M.INVALID_PROTOCOL = 8, 9
 local APP_NAMES = { [0] = "UNKNOWN", "UNKNOWN_METHOD", "INVALID_MESSAGE_TYPE",
   "WRONG_METHOD_NAME", "BAD_SEQUENCE_ID", "MISSING_RESULT", "INTERNAL_ERROR",
   "PROTOCOL_ERROR", "INVALID_TRANSFORM", "INVALID_PROTOCOL", "UNSUPPORTED_CLIENT_TYPE" }
@@ -145,55 +147,100 @@ M.parse_header = parse_header
 
 -- Decode options per protocol (the protocol of each message is in its
 -- envelope: core.msg_header's fifth result).
-local DEC = { binary = nil, compact = { protocol = "compact" } }
+local DEC = { binary = nil, compact = { protocol = "compact" }, json = { protocol = "json" } }
 M.DEC = DEC
-M.PROTOCOLS = { binary = true, compact = true }
+M.PROTOCOLS = { binary = true, compact = true, json = true }
+-- Transports: the names a framer (core.framer) takes. "header" is Apache's
+-- THeader, "framed-header" a THeader frame inside a frame (Apache's
+-- clients with --transport framed --protocol header), "ttheader" Kitex's
+-- TTHeader, "ttheader-framed" Kitex's TTHeaderFramed (the payload inside
+-- the TTHeader carries its own frame length).
+M.TRANSPORTS = { "framed", "buffered", "header", "framed-header", "ttheader", "ttheader-framed" }
+-- Transports with a header (replies are written through the framer).
+local HEADERED = { header = true, ["framed-header"] = true, ttheader = true,
+  ["ttheader-framed"] = true, ["framed-ttheader"] = true }
+M.HEADERED = HEADERED
 
--- Framing of a connection's input: yields complete message strings.
--- mode "framed" | "buffered" | "auto" (server side: decided from the first
--- bytes by core.detect, which waits until they tell: framed or not, Binary
--- or Compact; an HTTP or TLS peer is named as such). Returns a function
--- next() -> msg | nil (need more) | false, err, and mode() -> the mode.
--- With take (lazy servers: take(inb, n) -> a message holding the next n
--- bytes, consumed from inb without a copy where they lie in one block),
--- next() yields messages (core.message) instead of strings.
-local function new_reader(loop, id, mode, max_frame, take)
+-- Kitex's integer keys of TTHeader (petrel/transmeta.lua)
+M.transmeta = require "petrel.transmeta"
+local RPC_TIMEOUT = M.transmeta.RPC_TIMEOUT
+
+-- The deadline (loop ms) a call's headers ask for, from now: TTHeader's
+-- RPCTimeout (ms, as Kitex clients send it) or THeader's client_timeout
+-- (ms, as fbthrift clients send it).
+local function header_deadline(headers, now)
+  local t = headers[RPC_TIMEOUT] or headers.client_timeout
+  local ms = t and tonumber(t)
+  if ms and ms > 0 then return now + ms end
+end
+M._header_deadline = header_deadline
+
+-- Framing of a connection's input: yields complete messages. mode: a
+-- transport name (M.TRANSPORTS) or "auto" (server side: decided from the
+-- first bytes by the core's detection, which waits until they tell:
+-- framed or not, THeader or TTHeader or none, Binary, Compact or JSON; an
+-- HTTP or TLS peer is named as such). Returns next() -> msg [, headers [,
+-- acl_token]] | nil (need more) | false, err [, seqid] (seqid: only that
+-- frame was refused), mode() -> the transport (nil while undecided), and
+-- the framer. With msgs (a lazy server's pool of messages), next() yields
+-- messages (core.message) instead of strings, with no copy where a plain
+-- frame or an unframed message lies in one block of the input.
+local function new_reader(loop, id, mode, max_frame, fopts, msgs)
   local inb = loop.c:input(id)
-  local scan
-  return function()
-    if #inb == 0 then return nil end
-    if mode == "auto" then
-      local tr, what, wire = core.detect(inb, max_frame)
-      if tr == nil then return nil end
-      if tr == false then
-        return false, what .. " on a Thrift port (" .. wire .. "), not a Thrift message"
-      end
-      mode = tr
+  local o = { transport = mode, max_frame = max_frame }
+  if fopts then for k, v in pairs(fopts) do o[k] = v end end
+  local fr = core.framer(o)
+  local next
+  if msgs then
+    -- lazy servers: each message goes into a message (core.message, from
+    -- the pool msgs) holding its bytes where they lie in the input
+    next = function()
+      local m = msgs[#msgs]
+      if m then msgs[#msgs] = nil else m = core.message() end
+      local msg, a, b = fr:next(inb, m)
+      if msg ~= m then msgs[#msgs + 1] = m end
+      return msg, a, b
     end
-    if mode == "framed" then
-      if take then
-        if #inb < 4 then return nil end
-        local len = inb:peek_u32()
-        if len == 0 or len > max_frame then
-          return false, ("frame of %d bytes (limit %d)"):format(len, max_frame)
-        end
-        if #inb - 4 < len then return nil end
-        inb:skip(4)
-        return take(inb, len)
-      end
-      return inb:read_frame(max_frame)
-    end
-    -- buffered (unframed): an incremental scanner finds where the message
-    -- ends, looking at each byte once however the bytes arrive.
-    if not scan then scan = core.scanner(max_frame) end
-    local n, err = scan:feed(inb)
-    if n == nil then return nil end
-    if n == false then return false, err end
-    if take then return take(inb, n) end
-    return inb:read(n)
-  end, function() return mode end
+  else
+    next = function() return fr:next(inb) end
+  end
+  return next, function() return fr:transport() end, fr
 end
 M._reader = new_reader -- for the specs
+
+-- ---- per-call context ----------------------------------------------------------
+
+-- The call a handler coroutine is running (weak: a finished call's entry
+-- goes with its coroutine).
+local CURRENT = setmetatable({}, { __mode = "k" })
+local co_running = coroutine.running
+
+local Ctx = {}
+Ctx.__index = Ctx
+-- ms left until the caller's deadline, nil when it sent none
+function Ctx:remaining()
+  if not self.deadline then return nil end
+  local left = self.deadline - self._loop:now()
+  return left > 0 and left or 0
+end
+
+-- petrel.context(): the call the running handler serves, nil outside one.
+function M.context()
+  local job = CURRENT[co_running()]
+  if not job then return nil end
+  local c = job.ctx
+  if c then return c end
+  local conn = job.conn
+  c = setmetatable({
+    service = job.svc.service.name, method = job.name, seqid = job.seqid,
+    peer = conn.peer, transport = conn.transport or conn.mode(), protocol = job.proto,
+    headers = job.headers or {}, acl_token = job.acl, deadline = job.deadline,
+    reply_headers = {}, oneway = job.fn.oneway or job.mtype == ONEWAY,
+    _loop = conn.server.loop,
+  }, Ctx)
+  job.ctx = c
+  return c
+end
 
 -- ---- server ----------------------------------------------------------------
 
@@ -205,7 +252,14 @@ Server.__index = Server
 local SERVER_OPTIONS = {
   service = options.service, handler = options.table, loop = options.loop,
   host = options.string, port = options.port, unix = options.string,
-  transport = options.oneof("auto", "framed", "buffered"),
+  transport = options.oneof("auto", "framed", "buffered", "header", "framed-header",
+    "ttheader", "ttheader-framed"),
+  -- TMultiplexedProtocol: { Name = { service =, handler = } ... }; calls
+  -- named "Name:method" go to Name (service / handler: for calls that
+  -- name no service)
+  services = options.table,
+  -- transforms taken in header frames: { "zlib" } (default), "zstd" opt-in
+  transforms = options.table,
   max_frame = options.int(1), idle_timeout = options.ms, out_cap = options.int(1),
   write_timeout = options.ms, backlog = options.int(0), reuseport = options.bool,
   keepalive = options.bool, nodelay = options.bool, sndbuf = options.int(1),
@@ -267,19 +321,51 @@ M._check_handler = check_handler
 --   views expire when the handler returns unless v:retain() was called;
 --   a view returned, or placed in the result, is sent as its bytes) }
 -- Options are checked here: unknown keys and bad values raise.
+-- The services a server hosts: { [name] = { service =, handler =, missing
+-- = {...} } } and the default one (opts.service / opts.handler), checked.
+local function server_services(who, opts, level)
+  local by_name, default
+  if opts.services then
+    by_name = {}
+    for name, e in pairs(opts.services) do
+      if type(name) ~= "string" or type(e) ~= "table" or options.service(e.service) ~= true
+        or type(e.handler) ~= "table" then
+        error(string.format("%s: services[%s] must be { service = <compiled service>, "
+          .. "handler = { ... } }", who, tostring(name)), level + 1)
+      end
+      by_name[name] = { service = e.service, handler = e.handler,
+        missing = check_handler(who .. ": services." .. name, e.service, e.handler, level + 1) }
+    end
+  end
+  if opts.service or not opts.services then
+    if not opts.service then error(who .. ": option 'service' (a compiled service) is required", level + 1) end
+    if not opts.handler then error(who .. ": option 'handler' (a table of functions) is required", level + 1) end
+    default = { service = opts.service, handler = opts.handler,
+      missing = check_handler(who, opts.service, opts.handler, level + 1) }
+  end
+  return by_name, default
+end
+M._server_services = server_services
+
 function M.server(opts, level)
   level = (level or 1) + 1
   options.check("petrel.server", SERVER_OPTIONS, opts, level)
-  if not opts.service then error("petrel.server: option 'service' (a compiled service) is required", level) end
-  if not opts.handler then error("petrel.server: option 'handler' (a table of functions) is required", level) end
-  local missing = check_handler("petrel.server", opts.service, opts.handler, level)
+  local services, default = server_services("petrel.server", opts, level)
+  local missing = default and default.missing or {}
+  local accept = opts.transforms or { "zlib" }
+  -- a transform this build lacks raises now, not at the first frame
+  core.framer { transport = "framed", accept = accept }
   M._check_advertise("petrel.server", opts, level)
   local logger = opts.logger
   if logger == nil then logger = stderr_logger end
   local self = setmetatable({
     loop = opts.loop or loopmod.default(),
-    service = opts.service,
+    -- the default service, else (only multiplexed ones) the first, for logs
+    service = opts.service or services[M._service_name(opts)].service,
     handler = opts.handler,
+    default = default,   -- calls that name no service
+    services = services, -- multiplexed: name -> { service, handler }
+    accept = accept,
     transport = opts.transport or "auto",
     max_frame = opts.max_frame or DEFAULT_MAX_FRAME,
     idle_timeout = opts.idle_timeout,
@@ -288,7 +374,7 @@ function M.server(opts, level)
     conns = {},
     nconns = 0,
     inflight = 0,
-    counters = { connections = 0, calls = 0, errors = 0, bytes_in = 0, oneway = 0 },
+    counters = { connections = 0, calls = 0, errors = 0, bytes_in = 0, oneway = 0, expired = 0 },
     jobs = {},       -- recycled call jobs
     result_tab = {}, -- the result struct of every reply
     logger = logger or nil,
@@ -298,19 +384,26 @@ function M.server(opts, level)
     lazy = opts.lazy,   -- true | { method = bool } | nil
     msgs = {},          -- lazy servers: recycled messages
   }, Server)
-  if opts.lazy then
-    local svc = opts.service
-    if type(opts.lazy) == "table" then
-      for k in pairs(opts.lazy) do
-        if not svc.functions[k] then
-          error(("petrel.server: lazy names '%s', not a function of service %s"):format(k, svc.name), level)
-        end
+  if type(opts.lazy) == "table" then
+    -- names of functions of the services served (multiplexed ones too)
+    for k in pairs(opts.lazy) do
+      local found = default and default.service.functions[k]
+      for _, e in pairs(services or {}) do found = found or e.service.functions[k] end
+      if not found then
+        error(("petrel.server: lazy names '%s', not a function of service %s"):format(k,
+          self.service.name), level)
       end
     end
   end
   if #missing > 0 then
     self:_log(string.format("%s: no handler for %s (calls to them get UNKNOWN_METHOD)",
       self.service.name, table.concat(missing, ", ")), { kind = "missing", missing = missing })
+  end
+  for name, e in pairs(services or {}) do
+    if #e.missing > 0 then
+      self:_log(string.format("%s: no handler for %s (calls to them get UNKNOWN_METHOD)",
+        name, table.concat(e.missing, ", ")), { kind = "missing", missing = e.missing })
+    end
   end
   local host, port = opts.host or "127.0.0.1", opts.port or 0
   if opts.unix then host, port = "unix:" .. opts.unix, nil end
@@ -345,10 +438,20 @@ function M._check_advertise(who, opts, level)
   end
 end
 
+-- The name a server registers under by default: its service's, or (only
+-- multiplexed services) the first of their names.
+function M._service_name(opts)
+  if opts.service then return opts.service.name end
+  local names = {}
+  for name in pairs(opts.services or {}) do names[#names + 1] = name end
+  table.sort(names)
+  return names[1]
+end
+
 -- The arguments of registry:register for a server listening on host:port
 -- (or on opts.unix).
 function M._registration_args(opts, host, port, loop)
-  local a = { service = opts.service_name or opts.service.name, weight = opts.weight,
+  local a = { service = opts.service_name or M._service_name(opts), weight = opts.weight,
     tags = opts.tags, loop = loop }
   if opts.advertise then
     a.address = opts.advertise
@@ -388,16 +491,8 @@ function Server:on_accept(id)
   local peer = self.loop.c:info(id)
   if not peer or peer == "unix:" then peer = self.unix and ("unix:" .. self.unix) or "?" end
   local conn = { id = id, server = self, busy = 0, peer = peer }
-  local take
-  if self.lazy then
-    local msgs = self.msgs
-    take = function(inb, n)
-      local m = msgs[#msgs]
-      if m then msgs[#msgs] = nil else m = core.message() end
-      return m:take(inb, n)
-    end
-  end
-  conn.next, conn.mode = new_reader(self.loop, id, self.transport, self.max_frame, take)
+  conn.next, conn.mode, conn.fr = new_reader(self.loop, id, self.transport, self.max_frame,
+    { accept = self.accept, echo = true }, self.lazy and self.msgs)
   self.conns[id] = conn
   self.nconns = self.nconns + 1
   self.counters.connections = self.counters.connections + 1
@@ -438,12 +533,14 @@ function Server:on_closed(id)
 end
 
 -- Reply (or exception) for one call, queued for the round's single writev.
-local function send_reply(self, conn, name, mtype, seqid, T, value, proto)
+-- conn.wf: true (framed), false (unframed) or the framer (header frames);
+-- rh: the reply's header entries (header frames only).
+local function send_reply(self, conn, name, mtype, seqid, T, value, proto, rh)
   if conn.dropped then return end
   local loop = self.loop
   local out = loop.c:output(conn.id)
   if not out then return end
-  T:encode_message(value, out, name, mtype, seqid, conn.framed, proto)
+  T:encode_message(value, out, name, mtype, seqid, conn.wf, proto, rh)
   local r = loop.c:send_later(conn.id)
   if r == 2 and not conn.wtimer then
     -- over the output cap: a slow reader gets write_timeout ms to catch up
@@ -467,12 +564,13 @@ end
 
 -- A failed call: logged with method, peer and message; full is what the
 -- log says (with the handler's file:line), peer_msg what the peer is told.
-function Server:_call_error(conn, fn, name, kind, full, raw)
+function Server:_call_error(conn, fn, name, kind, full, raw, svc)
   self.counters.errors = self.counters.errors + 1
   local peer = conn.peer or "unknown peer"
   local oneway = fn.oneway
-  self:_log(string.format("%s.%s%s from %s: %s", self.service.name, name,
-    oneway and " (oneway)" or "", peer, full), { kind = kind, service = self.service.name,
+  local sname = (svc or self).service.name
+  self:_log(string.format("%s.%s%s from %s: %s", sname, name,
+    oneway and " (oneway)" or "", peer, full), { kind = kind, service = sname,
     method = name, peer = peer, message = full, error = raw, oneway = oneway })
 end
 
@@ -481,7 +579,10 @@ local function is_err(v) return type(v) == "table" and getmetatable(v) == ErrMT 
 -- A call's coroutine: run the handler, reply (or not, for oneway).
 local run_reply
 local function run_call(self, conn, job)
+  local co = co_running()
+  CURRENT[co] = job
   local ok, res, res2 = pcall(job.h, unpack(job, 1, job.n))
+  CURRENT[co] = nil
   local m = job.msg
   if not m then return run_reply(self, conn, job, ok, res, res2) end
   -- lazy: the reply is written (views in it linked or copied) before the
@@ -496,8 +597,11 @@ end
 
 function run_reply(self, conn, job, ok, res, res2)
   local fn, name, mtype, seqid, proto = job.fn, job.name, job.mtype, job.seqid, job.proto
+  local svc, ctx = job.svc, job.ctx
+  local rh = ctx and next(ctx.reply_headers) ~= nil and ctx.reply_headers or nil
   for i = 1, job.n do job[i] = nil end
   job.h, job.fn, job.name, job.proto = nil, nil, nil, nil
+  job.svc, job.ctx, job.headers, job.acl, job.deadline, job.conn = nil, nil, nil, nil, nil, nil
   local pool = self.jobs
   if #pool < 64 then pool[#pool + 1] = job end
   conn.busy = conn.busy - 1
@@ -515,11 +619,11 @@ function run_reply(self, conn, job, ok, res, res2)
     -- table per server serves every reply
     local r = self.result_tab
     r.success = res
-    local ok2, e2 = pcall(send_reply, self, conn, name, REPLY, seqid, fn.result, r, proto)
+    local ok2, e2 = pcall(send_reply, self, conn, name, REPLY, seqid, fn.result, r, proto, rh)
     r.success = nil
     if not ok2 then
       local m = "cannot encode the result: " .. tostring(e2)
-      self:_call_error(conn, fn, name, "encode", m, e2)
+      self:_call_error(conn, fn, name, "encode", m, e2, svc)
       send_reply(self, conn, name, EXCEPTION, seqid, TAppEx, { message = m, type = M.INTERNAL_ERROR }, proto)
     end
     return self:_maybe_finish()
@@ -531,15 +635,15 @@ function run_reply(self, conn, job, ok, res, res2)
     if th and not oneway then
       local r = self.result_tab
       r[th.name] = res.value
-      local ok2, e2 = pcall(send_reply, self, conn, name, REPLY, seqid, fn.result, r, proto)
+      local ok2, e2 = pcall(send_reply, self, conn, name, REPLY, seqid, fn.result, r, proto, rh)
       r[th.name] = nil
       if ok2 then return self:_maybe_finish() end
       full = string.format("cannot encode exception %s (%s): %s", th.name, th.type, tostring(e2))
-      self:_call_error(conn, fn, name, "encode", full, res)
+      self:_call_error(conn, fn, name, "encode", full, res, svc)
     else
       full = string.format("undeclared exception '%s' thrown by %s (%s)", res.name, name,
         declared(fn))
-      self:_call_error(conn, fn, name, "undeclared", full, res)
+      self:_call_error(conn, fn, name, "undeclared", full, res, svc)
     end
     peer_msg = full
   elseif is_err(res) and res.kind == "application" then
@@ -548,7 +652,7 @@ function run_reply(self, conn, job, ok, res, res2)
     t, peer_msg = res.type or M.INTERNAL_ERROR, res.message or ""
   else
     full = render(res)
-    self:_call_error(conn, fn, name, "handler", full, res)
+    self:_call_error(conn, fn, name, "handler", full, res, svc)
     peer_msg = (self.debug or type(res) ~= "string") and full or strip_position(full)
   end
   if not oneway then
@@ -582,121 +686,118 @@ local function take_job(self, fn, args, lazy)
   job.n = nargs
   return job
 end
-local function start_job(self, conn, job, h, fn, name, mtype, seqid, proto)
-  job.h, job.fn, job.name, job.mtype, job.seqid = h, fn, name, mtype, seqid
-  job.proto = proto -- the reply answers in the call's protocol
-  conn.busy = conn.busy + 1
-  self.inflight = self.inflight + 1
-  self.loop:spawn(run_call, self, conn, job)
-end
 
 -- A lazy server's message m done with before a handler got it.
-local view_decode = core.view_methods.decode
 local function drop_msg(self, m)
   if m:expire() and #self.msgs < 64 then self.msgs[#self.msgs + 1] = m end
 end
 
-function Server:_call(conn, msg)
+-- One call: msg (envelope and struct: a string, or on a lazy server a
+-- message, core.message), its header frame's entries and ACL token
+-- (header transports), the time its bytes were taken (loop ms).
+function Server:_call(conn, msg, headers, acl, now)
+  if type(msg) == "string" then return self:_dispatch(conn, msg, headers, acl, now) end
+  -- a message: handed to a lazy handler's views, or done with here
+  if not self:_dispatch(conn, msg, headers, acl, now) then drop_msg(self, msg) end
+end
+
+-- The call in msg (a string or a message) -> true when a lazy handler took
+-- the message (it expires when the handler is done: run_call).
+function Server:_dispatch(conn, msg, headers, acl, now)
   local name, mtype, seqid, pos, proto
-  local lazy = type(msg) ~= "string"
-  if lazy then
-    name, mtype, seqid, pos, proto = msg:header(self.max_frame)
-  else
+  if type(msg) == "string" then
     name, mtype, seqid, pos, proto = parse_header(msg, 1, self.max_frame)
+  else
+    name, mtype, seqid, pos, proto = msg:header(self.max_frame)
   end
-  if lazy then
-    -- every return below but the handler's spawn ends with the message
-    local m = msg
-    local fn = name and self.service.functions[name]
-    local per = self.lazy
-    if name and fn and (per == true or per[name]) and (mtype == CALL or mtype == ONEWAY) then
-      return self:_call_lazy(conn, m, name, mtype, seqid, pos, proto, fn)
-    end
-    -- not lazy for this method: decoded from the message as usual
-    local args, err
-    if name and fn and (mtype == CALL or mtype == ONEWAY) then
-      local v
-      v, err = fn.args:view(m, pos, DEC[proto])
-      if v then args, err = view_decode(v) end
-      if not args then args = false end
-    end
-    local r = self:_call_decoded(conn, name, mtype, seqid, proto, fn, args, err)
-    drop_msg(self, m)
-    return r
-  end
-  local fn = name and self.service.functions[name]
-  local args, err
-  if name and fn and (mtype == CALL or mtype == ONEWAY) then
-    args, err = fn.args:decode(msg, pos, DEC[proto])
-    if not args then args = false end
-  end
-  return self:_call_decoded(conn, name, mtype, seqid, proto, fn, args, err)
-end
-
--- A lazy call: the arguments as views of the message, which expires when
--- the handler is done (run_call).
-function Server:_call_lazy(conn, m, name, mtype, seqid, pos, proto, fn)
-  self.counters.calls = self.counters.calls + 1
-  local h = self.handler[name]
-  local args, err
-  if h then args, err = fn.args:view(m, pos, DEC[proto]) end
-  if not h or not args then
-    self.counters.errors = self.counters.errors + 1
-    drop_msg(self, m)
-    if mtype == ONEWAY then return end
-    if not h then
-      return send_reply(self, conn, name, EXCEPTION, seqid, TAppEx,
-        { message = "no handler for '" .. name .. "'", type = M.UNKNOWN_METHOD }, proto)
-    end
-    return send_reply(self, conn, name, EXCEPTION, seqid, TAppEx,
-      { message = "cannot decode arguments: " .. tostring(err), type = M.PROTOCOL_ERROR }, proto)
-  end
-  -- an argument that cannot be read (bad bytes) is a protocol error
-  local job, e = take_job(self, fn, args, true)
-  if not job then
-    self.counters.errors = self.counters.errors + 1
-    drop_msg(self, m)
-    if mtype == ONEWAY then return end
-    return send_reply(self, conn, name, EXCEPTION, seqid, TAppEx,
-      { message = "cannot decode arguments: " .. tostring(e), type = M.PROTOCOL_ERROR }, proto)
-  end
-  job.msg = m
-  start_job(self, conn, job, h, fn, name, mtype, seqid, proto)
-end
-
--- A call with its arguments decoded (args false: they did not decode, err
--- says why; name nil: the envelope is bad).
-function Server:_call_decoded(conn, name, mtype, seqid, proto, fn, args, err)
   if not name then
     self.counters.errors = self.counters.errors + 1
-    return self:_drop(conn)
+    self:_drop(conn)
+    return false
+  end
+  -- the service: the default one, or (multiplexed) the one the name names
+  -- ("Service:method"; the reply carries the method's bare name, as
+  -- Apache's TMultiplexedProcessor answers)
+  local svc = self.default
+  local fn = svc and svc.service.functions[name]
+  if not fn and self.services then
+    local i = name:find(":", 1, true)
+    local e = i and self.services[name:sub(1, i - 1)]
+    if e then
+      svc, name = e, name:sub(i + 1)
+      fn = e.service.functions[name]
+    end
   end
   self.counters.calls = self.counters.calls + 1
   if mtype ~= CALL and mtype ~= ONEWAY then
     self.counters.errors = self.counters.errors + 1
-    return send_reply(self, conn, name, EXCEPTION, seqid, TAppEx,
+    send_reply(self, conn, name, EXCEPTION, seqid, TAppEx,
       { message = "invalid message type " .. tostring(mtype), type = M.INVALID_MESSAGE_TYPE }, proto)
+    return false
   end
   if not fn then
     self.counters.errors = self.counters.errors + 1
-    if mtype == ONEWAY then return end
-    return send_reply(self, conn, name, EXCEPTION, seqid, TAppEx,
+    if mtype == ONEWAY then return false end
+    send_reply(self, conn, name, EXCEPTION, seqid, TAppEx,
       { message = "Invalid method name: '" .. name .. "'", type = M.UNKNOWN_METHOD }, proto)
+    return false
+  end
+  -- lazy methods get views of the message (Binary and Compact; a JSON
+  -- call is decoded)
+  local per = self.lazy
+  local lazy = type(msg) ~= "string" and proto ~= "json" and (per == true or (per and per[name]))
+    or false
+  local args, err
+  if lazy then
+    args, err = fn.args:view(msg, pos, DEC[proto])
+  else
+    args, err = fn.args:decode(msg, pos, DEC[proto])
+  end
+  local job
+  if args and lazy then
+    -- an argument that cannot be read (bad bytes) is a protocol error
+    job, err = take_job(self, fn, args, true)
+    if not job then args = nil end
   end
   if not args then
     self.counters.errors = self.counters.errors + 1
-    if mtype == ONEWAY then return end
-    return send_reply(self, conn, name, EXCEPTION, seqid, TAppEx,
+    if mtype == ONEWAY then return false end
+    send_reply(self, conn, name, EXCEPTION, seqid, TAppEx,
       { message = "cannot decode arguments: " .. tostring(err), type = M.PROTOCOL_ERROR }, proto)
+    return false
   end
-  local h = self.handler[name]
-  if not h then
+  -- a caller that sent its deadline (TTHeader's RPCTimeout) and has given
+  -- up by now: its work is not started
+  local deadline = headers and header_deadline(headers, now)
+  local h = svc.handler[name]
+  local why, etype
+  if deadline and self.loop:now() >= deadline then
+    self.counters.expired = self.counters.expired + 1
+    why = string.format("deadline exceeded before %s started (%s ms)", name,
+      tostring(headers[RPC_TIMEOUT] or headers.client_timeout))
+    etype = M.INTERNAL_ERROR
+  elseif not h then
     self.counters.errors = self.counters.errors + 1
-    if mtype == ONEWAY then return end
-    return send_reply(self, conn, name, EXCEPTION, seqid, TAppEx,
-      { message = "no handler for '" .. name .. "'", type = M.UNKNOWN_METHOD }, proto)
+    why, etype = "no handler for '" .. name .. "'", M.UNKNOWN_METHOD
   end
-  start_job(self, conn, take_job(self, fn, args), h, fn, name, mtype, seqid, proto)
+  if why then
+    if job then
+      for i = 1, job.n do job[i] = nil end
+      self.jobs[#self.jobs + 1] = job
+    end
+    if mtype == ONEWAY then return false end
+    send_reply(self, conn, name, EXCEPTION, seqid, TAppEx, { message = why, type = etype }, proto)
+    return false
+  end
+  job = job or take_job(self, fn, args)
+  job.h, job.fn, job.name, job.mtype, job.seqid = h, fn, name, mtype, seqid
+  job.proto = proto -- the reply answers in the call's protocol
+  job.svc, job.conn, job.headers, job.acl, job.deadline = svc, conn, headers, acl, deadline
+  if lazy then job.msg = msg end
+  conn.busy = conn.busy + 1
+  self.inflight = self.inflight + 1
+  self.loop:spawn(run_call, self, conn, job)
+  return lazy
 end
 
 function Server:on_data(id, n)
@@ -704,18 +805,34 @@ function Server:on_data(id, n)
   if not conn or conn.dropped then return end
   self.counters.bytes_in = self.counters.bytes_in + (n or 0)
   if self.idle_timeout then self:_arm_idle(conn) end
+  local now = self.loop:now() -- when these bytes were taken
   while not conn.dropped do
-    local msg, err = conn.next()
+    local msg, a, b = conn.next()
     if msg == nil then break end
     if msg == false then
       self.counters.errors = self.counters.errors + 1
-      self:_drop(conn, err)
-      break
+      if not b then
+        self:_drop(conn, a)
+        break
+      end
+      -- one header frame refused (a transform or protocol id this server
+      -- does not take): the caller is told, the connection goes on
+      self:_note_transport(conn)
+      send_reply(self, conn, "", EXCEPTION, b, TAppEx, { message = a,
+        type = a:find("protocol id", 1, true) and M.INVALID_PROTOCOL or M.INVALID_TRANSFORM })
+    else
+      if not conn.transport then self:_note_transport(conn) end
+      self:_call(conn, msg, a, b, now)
     end
-    conn.framed = conn.mode() == "framed"
-    self:_call(conn, msg)
   end
   if not conn.dropped then self.loop.c:consumed(id) end
+end
+
+-- The connection's transport is known: how replies are framed.
+function Server:_note_transport(conn)
+  local t = conn.mode()
+  conn.transport = t
+  if HEADERED[t] then conn.wf = conn.fr else conn.wf = t == "framed" end
 end
 
 function Server:_maybe_finish()

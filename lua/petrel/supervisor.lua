@@ -28,9 +28,7 @@ function M.serve(opts)
   for k, v in pairs(opts) do
     if not SERVE_ONLY[k] then sopts[k] = v end
   end
-  if type(opts.service) == "table" and type(opts.handler) == "table" then
-    rpc._check_handler("petrel.serve", opts.service, opts.handler, 2) -- before forking
-  end
+  rpc._server_services("petrel.serve", opts, 2) -- before forking
   rpc._check_advertise("petrel.serve", opts, 2)
   local workers = opts.workers or 1
   -- opts.gc = "generational" switches Lua 5.4's collector (process-wide)
