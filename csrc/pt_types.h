@@ -115,6 +115,7 @@ typedef struct pt_udp_stats {
   uint64_t kernel_drops; /* datagrams the kernel dropped on arrival (the
                             receive buffer was full: see rcvbuf); read
                             when asked (SO_MEMINFO) */
+  uint64_t queued;       /* bytes of datagrams not yet taken (records) */
   int rcvbuf, sndbuf;    /* the socket's buffer sizes (the kernel's
                             accounting, about twice what was asked) */
   int last_send_errno;   /* of the last refused datagram */

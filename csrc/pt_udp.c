@@ -391,6 +391,7 @@ int pt_udp_stats_get(pt_conn *c, pt_udp_stats *out) {
     il = sizeof st->sndbuf;
     getsockopt(c->fd, SOL_SOCKET, SO_SNDBUF, &st->sndbuf, &il);
   }
+  st->queued = pt_buf_len(c->in) - udp_of(c)->skip;
   *out = *st;
   return 0;
 }

@@ -168,12 +168,13 @@ static int Lpt_udp_send(lua_State *L) {
 
 #define UDP_FIELDS(X)                                                        \
   X(dgrams_in) X(bytes_in) X(cut) X(errors_in) X(dgrams_out) X(bytes_out)  \
-  X(send_errors) X(send_full) X(dropped) X(kernel_drops) X(rcvbuf)          \
-  X(sndbuf)
+  X(send_errors) X(send_full) X(dropped) X(kernel_drops) X(queued)         \
+  X(rcvbuf) X(sndbuf)
 
 /* loop:udp_stats(id) -> { dgrams_in, bytes_in, cut, errors_in, dgrams_out,
  *   bytes_out, send_errors, send_full, dropped, kernel_drops, rcvbuf,
- *   sndbuf, queued (datagram bytes waiting for udp_recv), last_send_error }
+ *   sndbuf, queued (bytes of datagrams waiting for udp_recv, with their
+ *   records' headers), last_send_error }
  *   | nil, "closed" */
 static int Lpt_udp_stats(lua_State *L) {
   pt_loop *l = lpt_checkloop(L, 1);
@@ -186,8 +187,6 @@ static int Lpt_udp_stats(lua_State *L) {
   lua_setfield(L, -2, #f);
   UDP_FIELDS(X)
 #undef X
-  lua_pushinteger(L, (lua_Integer)pt_buf_len(c->in));
-  lua_setfield(L, -2, "queued");
   if (st.last_send_errno) {
     lua_pushstring(L, strerror(st.last_send_errno));
     lua_setfield(L, -2, "last_send_error");

@@ -493,6 +493,7 @@ end
 -- connection slot), inflight calls.
 function M.stats(proxy)
   local st = state_of(proxy, "petrel.stats")
+  if st.udp then return st:stats() end
   return { open = st.nopen, idle = #st.idle, waiting = st.nwaiting, inflight = st.inflight,
     peer = st.peer, max_conns = st.max_conns }
 end
@@ -536,11 +537,11 @@ end
 local CLIENT_OPTIONS = {
   service = options.service, loop = options.loop, host = options.string,
   port = options.port, unix = options.string,
-  transport = options.oneof("framed", "buffered"), timeout = options.ms,
+  transport = options.oneof("framed", "buffered", "udp"), timeout = options.ms,
   connect_timeout = options.ms, pool_size = options.int(0), keepalive_timeout = options.ms,
   multiplex = options.bool, max_frame = options.int(1), max_conns = options.int(1),
   backlog = options.int(0), nodelay = options.bool, keepalive = options.bool,
-  sndbuf = options.int(1), rcvbuf = options.int(1),
+  sndbuf = options.int(1), rcvbuf = options.int(1), protocol = options.protocol,
 }
 M.CLIENT_OPTIONS = CLIENT_OPTIONS
 local MUTABLE = {
@@ -556,12 +557,19 @@ local MUTABLE = {
 --   0: never; default 60000), max_conns = n open connections at most
 --   (default: no cap), backlog = n callers queued for one (default: no
 --   cap), multiplex = bool, max_frame = bytes, nodelay, keepalive, sndbuf,
---   rcvbuf } -> client. Options are checked here: unknown keys and bad
+--   rcvbuf } -> client. transport = "udp": oneway calls, one datagram each
+--   (petrel.udp): host, port, loop, sndbuf, protocol = "binary"; a call
+--   returns true once its datagram is handed to the kernel. Options are checked here: unknown keys and bad
 -- values raise.
 function M.client(opts)
   options.check("petrel.client", CLIENT_OPTIONS, opts, 2)
   if not opts.service then
     error("petrel.client: option 'service' (a compiled service) is required", 2)
+  end
+  if opts.transport == "udp" then -- oneway calls in datagrams (petrel.udp)
+    local proxy = {}
+    rawset(proxy, STATE, require("petrel.udp").client_state(opts, 2))
+    return setmetatable(proxy, ProxyMT)
   end
   if not opts.port and not opts.unix then
     error("petrel.client: option 'port' or 'unix' is required", 2)
@@ -604,6 +612,7 @@ end
 --   keepalive_timeout =, max_conns =, backlog = }) -> c
 function M.configure(proxy, opts)
   local st = state_of(proxy, "petrel.configure")
+  if st.udp then error('petrel.configure: a transport = "udp" client has nothing to configure', 2) end
   options.check("petrel.configure", MUTABLE, opts, 2)
   for k, v in pairs(opts) do
     if k == "keepalive_timeout" then st.keepalive = v else st[k] = v end

@@ -425,7 +425,9 @@ M.UDP_OPTIONS = UDP_OPTIONS
 --   timeout = ms (recv's default; nil: none), out_cap = bytes (queued
 --   sends beyond it are refused; default 4 MiB), handler = function(data,
 --   peer, u) (called for each datagram as it arrives, inside the loop's
---   dispatch: it must not block; recv is then not used) }
+--   dispatch: it must not block; recv is then not used; a datagram cut at
+--   max_datagram or an error the socket reported comes as handler(nil,
+--   err, u, peer) with peer nil for socket errors) }
 -- -> udp | nil, err. host/port: bind there (default 127.0.0.1, port 0: the
 -- kernel picks, see u.port), unless only connect is given (then the
 -- connect binds). Numeric addresses and "localhost"; "*" is every IPv4
@@ -462,10 +464,7 @@ function Udp:on_datagram()
   if f then
     local data, peer, p2 = self.loop.c:udp_recv(self.id)
     if data then return f(data, peer, self) end
-    if data == false then
-      self.errors = (self.errors or 0) + 1
-      return f(nil, peer, self, p2) -- nil, err [, peer]: cut or a socket error
-    end
+    if data == false then return f(nil, peer, self, p2) end -- nil, err, u [, peer]
     return
   end
   local q = self.waiting

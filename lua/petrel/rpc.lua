@@ -193,13 +193,16 @@ Server.__index = Server
 local SERVER_OPTIONS = {
   service = options.service, handler = options.table, loop = options.loop,
   host = options.string, port = options.port, unix = options.string,
-  transport = options.oneof("auto", "framed", "buffered"),
+  transport = options.oneof("auto", "framed", "buffered", "udp"),
   max_frame = options.int(1), idle_timeout = options.ms, out_cap = options.int(1),
   write_timeout = options.ms, backlog = options.int(0), reuseport = options.bool,
   keepalive = options.bool, nodelay = options.bool, sndbuf = options.int(1),
   rcvbuf = options.int(1), logger = options.func_or_false, debug = options.bool,
+  -- transport = "udp" only (petrel.udp)
+  protocol = options.protocol, max_datagram = loopmod.UDP_OPTIONS.max_datagram,
 }
 M.SERVER_OPTIONS = SERVER_OPTIONS
+local UDP_ONLY = { protocol = true, max_datagram = true }
 
 -- The handler table against the service: a name the service lacks (a typo)
 -- or a value that is not a function raises; the functions without a
@@ -237,10 +240,20 @@ M._check_handler = check_handler
 --   default 10000), backlog = n, reuseport = bool, keepalive, nodelay,
 --   sndbuf, rcvbuf, logger = function(line, info) | false (handler errors;
 --   default: a line on stderr), debug = bool (peers get file:line too) }
+-- transport = "udp": a service of oneway methods over datagrams, one
+-- message per datagram (petrel.udp): host, port, reuseport, rcvbuf,
+-- protocol = "binary" (the socket's), max_datagram = bytes (longer ones
+-- are cut, counted and logged; default 65536), logger, debug.
 -- Options are checked here: unknown keys and bad values raise.
 function M.server(opts, level)
   level = (level or 1) + 1
   options.check("petrel.server", SERVER_OPTIONS, opts, level)
+  if opts.transport == "udp" then return require("petrel.udp").server(opts, level) end
+  for k in pairs(UDP_ONLY) do
+    if opts[k] ~= nil then
+      error(string.format('petrel.server: option \'%s\' is for transport = "udp"', k), level)
+    end
+  end
   if not opts.service then error("petrel.server: option 'service' (a compiled service) is required", level) end
   if not opts.handler then error("petrel.server: option 'handler' (a table of functions) is required", level) end
   local missing = check_handler("petrel.server", opts.service, opts.handler, level)
