@@ -2,6 +2,7 @@
  *   udp_peer send PORT SECONDS SIZE   sendmmsg 64 datagrams of SIZE bytes at
  *                                     a time to 127.0.0.1:PORT for SECONDS;
  *                                     prints "sent N"
+ *   udp_peer burst PORT COUNT SIZE    the same, COUNT datagrams
  *   udp_peer recv PORT RCVBUF         the minimal C receiver: a blocking
  *                                     recvmmsg (MSG_WAITFORONE) of up to 64
  *                                     datagrams at a time on a socket bound
@@ -15,6 +16,7 @@
  * counts the datagrams of the batches after the first. */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
+#include <errno.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,7 +41,8 @@ static double cpu(void) {
          (double)ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
 }
 
-static int do_send(int port, double secs, size_t size) {
+/* secs > 0: for secs seconds; else count datagrams (a burst) */
+static int do_send(int port, double secs, size_t size, unsigned long long count) {
   int fd = socket(AF_INET, SOCK_DGRAM, 0);
   struct sockaddr_in a;
   memset(&a, 0, sizeof a);
@@ -62,8 +65,10 @@ static int do_send(int port, double secs, size_t size) {
   }
   unsigned long long sent = 0;
   double end = now() + secs;
-  while (now() < end) {
-    int k = sendmmsg(fd, mm, BATCH, 0);
+  while (secs > 0 ? now() < end : sent < count) {
+    unsigned n = BATCH;
+    if (secs <= 0 && count - sent < n) n = (unsigned)(count - sent);
+    int k = sendmmsg(fd, mm, n, 0);
     if (k > 0) sent += (unsigned)k;
   }
   printf("sent %llu\n", sent);
@@ -108,7 +113,8 @@ static int do_recv(int port, int rcvbuf) {
       mm[i].msg_hdr.msg_iovlen = 1;
     }
     int k = recvmmsg(fd, mm, BATCH, MSG_WAITFORONE, NULL);
-    if (k <= 0) break; /* the timeout: quiet */
+    if (k < 0 && errno == EINTR) continue; /* stopped and continued */
+    if (k <= 0) break;                     /* the timeout: quiet */
     got += (unsigned)k;
     t1 = now();
     if (!t0) {
@@ -128,9 +134,12 @@ static int do_recv(int port, int rcvbuf) {
 
 int main(int argc, char **argv) {
   if (argc >= 5 && strcmp(argv[1], "send") == 0)
-    return do_send(atoi(argv[2]), atof(argv[3]), (size_t)atoi(argv[4]));
+    return do_send(atoi(argv[2]), atof(argv[3]), (size_t)atoi(argv[4]), 0);
+  if (argc >= 5 && strcmp(argv[1], "burst") == 0)
+    return do_send(atoi(argv[2]), 0, (size_t)atoi(argv[4]), strtoull(argv[3], NULL, 10));
   if (argc >= 4 && strcmp(argv[1], "recv") == 0)
     return do_recv(atoi(argv[2]), atoi(argv[3]));
-  fprintf(stderr, "usage: udp_peer send PORT SECONDS SIZE | recv PORT RCVBUF\n");
+  fprintf(stderr, "usage: udp_peer send PORT SECONDS SIZE | burst PORT COUNT SIZE | "
+                  "recv PORT RCVBUF\n");
   return 2;
 }

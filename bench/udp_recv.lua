@@ -46,3 +46,8 @@ while true do
 end
 local c1 = os.clock()
 io.write(string.format("result %d %d %.6f %.6f\n", n, n - first, (t1 or 0) - (t0 or 0), c1 - (c0 or c1)))
+if os.getenv("UDP_DEBUG") then
+  local st = loop:stats()
+  io.stderr:write(string.format("debug: dgrams_in %d ring_enobufs %d ring_cqes %d readv %d kernel_drops %d rd_paused %d\n",
+    st.dgrams_in, st.ring_enobufs, st.ring_cqes, st.readv_calls, u:stats().kernel_drops, st.rd_paused))
+end

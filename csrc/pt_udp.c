@@ -216,6 +216,14 @@ int pt_udp_recv(pt_conn *c, pt_dgram *d) {
   return 1;
 }
 
+void pt_udp_unrecv(pt_conn *c, const pt_dgram *d) {
+  pt_udp *u = udp_of(c);
+  if (d->data)
+    u->skip = 0; /* the record is still at the front */
+  else if (d->err)
+    u->pend_err = d->err;
+}
+
 /* ---- 3. sending ------------------------------------------------------------ */
 
 int pt_udp_send(pt_conn *c, const void *p, size_t n, const struct sockaddr *to,

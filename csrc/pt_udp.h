@@ -70,6 +70,10 @@ pt_conn *pt_udp_open(pt_loop *l, const char *host, int port, const char *peer,
  * once its queue is under the cap. */
 int pt_udp_recv(pt_conn *c, pt_dgram *d);
 
+/* Put back what the last pt_udp_recv on c handed out (d): the next call
+ * hands it out again. */
+void pt_udp_unrecv(pt_conn *c, const pt_dgram *d);
+
 /* Queue a datagram of n bytes to `to` (NULL: the connected peer) for the
  * next flush. 0, or -1 with errno: EPIPE (closed or closing), EMSGSIZE
  * (over 65507 bytes on IPv4, 65527 on IPv6), EDESTADDRREQ (no address and

@@ -42,8 +42,16 @@ local function tags(list)
   local out = {}
   for i, t in ipairs(list or {}) do
     local v = t[TAG[t.vType] or "vStr"]
-    if t.vType == 4 and v then v = "<" .. #v .. " bytes>" end
-    out[i] = t.key .. "=" .. (t.vType == 3 and v and int(v) or tostring(v))
+    if v == nil then
+      v = "nil"
+    elseif t.vType == 1 then
+      v = string.format("%.17g", v) -- the same text on both runtimes
+    elseif t.vType == 3 then
+      v = int(v)
+    elseif t.vType == 4 then
+      v = "<" .. #v .. " bytes>"
+    end
+    out[i] = t.key .. "=" .. tostring(v)
   end
   return table.concat(out, ",")
 end

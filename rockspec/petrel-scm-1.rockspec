@@ -47,6 +47,7 @@ build = {
       ["petrel.options"] = "lua/petrel/options.lua",
       ["petrel.ffi"] = "lua/petrel/ffi.lua",
       ["petrel.resty"] = "lua/petrel/resty.lua",
+      ["petrel.udp"] = "lua/petrel/udp.lua",
     },
     lib = {
       ["petrel.core"] = "build/rock/petrel/core.so",

@@ -328,19 +328,20 @@ static int ep_dgread(pt_behost *h, ep_state *s, pt_conn *c, pt_rep *out,
       return 1;
     }
     d->slots = m;
+    for (int i = 0; i < PT_DG_BATCH; i++) {
+      d->iov[i].iov_base = d->slots + (size_t)i * PT_DG_MAX;
+      d->mm[i].msg_hdr.msg_name = &d->from[i];
+      d->mm[i].msg_hdr.msg_iov = &d->iov[i];
+      d->mm[i].msg_hdr.msg_iovlen = 1;
+    }
     s->dg = d;
   }
   ep_dg *d = s->dg;
   size_t slot = c->dg->max < PT_DG_MAX ? c->dg->max : PT_DG_MAX;
   int n = max < PT_DG_BATCH ? max : PT_DG_BATCH;
-  for (int i = 0; i < n; i++) {
-    d->iov[i].iov_base = d->slots + (size_t)i * PT_DG_MAX;
+  for (int i = 0; i < n; i++) { /* the rest was set when d was made */
     d->iov[i].iov_len = slot;
-    memset(&d->mm[i].msg_hdr, 0, sizeof d->mm[i].msg_hdr);
-    d->mm[i].msg_hdr.msg_name = &d->from[i];
     d->mm[i].msg_hdr.msg_namelen = sizeof d->from[i];
-    d->mm[i].msg_hdr.msg_iov = &d->iov[i];
-    d->mm[i].msg_hdr.msg_iovlen = 1;
   }
   int r;
   do {

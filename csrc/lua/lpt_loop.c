@@ -292,7 +292,10 @@ static int Lpt_connect(lua_State *L) {
 /* loop:poll([timeout_ms = -1 [, max = 256]]) -> n, types, ids, errs, args
  * The four arrays are the same tables every call; entries 1..n are this
  * batch. types are core.loop_events values; errs are errno numbers (0 =
- * none); args: DATA bytes read, ACCEPTED listener id, else 0. */
+ * none); args: DATA bytes read, ACCEPTED listener id, else 0. The core's
+ * DATAGRAM completions (one per datagram) of one socket that follow each
+ * other are one entry: arg = how many, err 0 (loop:udp_recv takes each
+ * datagram with its sender, length and error). */
 static int Lpt_poll(lua_State *L) {
   lpt_Loop *LL = check_loop(L);
   int timeout = -1;
@@ -312,20 +315,40 @@ static int Lpt_poll(lua_State *L) {
   int n = pt_loop_poll(LL->loop, LL->ev, max, timeout);
   LL->L = NULL;
   if (n < 0) return io_fail(L, pt_loop_error(LL->loop));
-  lua_pushinteger(L, n);
+  lua_pushinteger(L, n); /* replaced by the count of entries below */
   for (int k = 0; k < 4; k++) lua_rawgeti(L, 2, UV_TYPES + k);
   /* 5: n, 6: types, 7: ids, 8: errs, 9: args */
+  int k = 0;
+  uint64_t dg_id = 0; /* the socket of the run of datagrams entry k holds */
+  lua_Integer dg_n = 0;
   for (int i = 0; i < n; i++) {
     const pt_event *e = &LL->ev[i];
+    if (e->type == PT_EV_DGRAM && k > 0 && dg_id == e->id) {
+      dg_n++; /* the run goes on: one entry */
+      continue;
+    }
+    if (dg_n > 1) { /* the run before this one ended */
+      lua_pushinteger(L, dg_n);
+      lua_rawseti(L, 9, k);
+    }
+    dg_id = e->type == PT_EV_DGRAM ? e->id : 0;
+    dg_n = 1;
+    k++;
     lua_pushinteger(L, e->type);
-    lua_rawseti(L, 6, i + 1);
+    lua_rawseti(L, 6, k);
     lua_pushinteger(L, (lua_Integer)e->id);
-    lua_rawseti(L, 7, i + 1);
-    lua_pushinteger(L, e->err);
-    lua_rawseti(L, 8, i + 1);
-    lua_pushinteger(L, (lua_Integer)e->arg);
-    lua_rawseti(L, 9, i + 1);
+    lua_rawseti(L, 7, k);
+    lua_pushinteger(L, e->type == PT_EV_DGRAM ? 0 : e->err);
+    lua_rawseti(L, 8, k);
+    lua_pushinteger(L, e->type == PT_EV_DGRAM ? 1 : (lua_Integer)e->arg);
+    lua_rawseti(L, 9, k);
   }
+  if (dg_n > 1) {
+    lua_pushinteger(L, dg_n);
+    lua_rawseti(L, 9, k);
+  }
+  lua_pushinteger(L, k);
+  lua_replace(L, 5);
   return 5;
 }
 

@@ -113,6 +113,55 @@ static int Lpt_udp_recv(lua_State *L) {
   return 2;
 }
 
+/* loop:udp_recvn(id, max, datas, peers) -> n | 0, err, peer
+ * Up to max whole datagrams into datas[1..n] and their senders into
+ * peers[1..n] (the caller's tables; entries past n are left as they were).
+ * Stops before a datagram cut at max_datagram or an error the socket
+ * reported; when that comes first it is taken: 0, err [, peer]. 0 alone:
+ * none queued. The batch form of udp_recv (one call a batch). */
+static int Lpt_udp_recvn(lua_State *L) {
+  pt_loop *l = lpt_checkloop(L, 1);
+  pt_conn *c = check_dgram(L, l, 2);
+  int max = (int)lpt_checkint(L, 3, 1, 1 << 20);
+  luaL_checktype(L, 4, LUA_TTABLE);
+  luaL_checktype(L, 5, LUA_TTABLE);
+  if (!c) {
+    lua_pushinteger(L, 0);
+    lua_pushliteral(L, "closed");
+    return 2;
+  }
+  int n = 0;
+  pt_dgram d;
+  while (n < max && pt_udp_recv(c, &d)) {
+    if (d.err) {
+      if (n > 0) { /* next time: put it back by not taking it */
+        pt_udp_unrecv(c, &d);
+        break;
+      }
+      lua_pushinteger(L, 0);
+      if (!d.data) {
+        lua_pushstring(L, strerror(d.err));
+        return 2;
+      }
+      size_t tl;
+      const char *peer = pt_udp_peer_text(c, d.addr, d.alen, &tl);
+      lua_pushfstring(L, "datagram of %d bytes cut at max_datagram (%d)", (int)d.full,
+                      (int)c->dg->max);
+      lua_pushlstring(L, peer, tl);
+      return 3;
+    }
+    size_t tl;
+    const char *peer = pt_udp_peer_text(c, d.addr, d.alen, &tl);
+    n++;
+    lua_pushlstring(L, d.data, d.len);
+    lua_rawseti(L, 4, n);
+    lua_pushlstring(L, peer, tl);
+    lua_rawseti(L, 5, n);
+  }
+  lua_pushinteger(L, n);
+  return 1;
+}
+
 static int send_fail(lua_State *L, pt_conn *c, int e, size_t n,
                      const char *peer) {
   switch (e) {
@@ -197,6 +246,7 @@ static int Lpt_udp_stats(lua_State *L) {
 const luaL_Reg lpt_udp_methods[] = {
     {"udp_open", Lpt_udp_open},
     {"udp_recv", Lpt_udp_recv},
+    {"udp_recvn", Lpt_udp_recvn},
     {"udp_send", Lpt_udp_send},
     {"udp_stats", Lpt_udp_stats},
     {NULL, NULL}};

@@ -205,7 +205,7 @@ function Loop:_step(timeout_ms)
       if h then h:on_data(id, args[i]) end
     elseif t == E_DGRAM then
       local h = conns[id]
-      if h then h:on_datagram() end
+      if h then h:on_datagram(args[i]) end
     elseif t == E_ACCEPTED then
       local h = conns[args[i]]
       if h then h:on_accept(id) else self.c:close(id) end
@@ -452,24 +452,49 @@ function Loop:udp(opts)
   local id, err = self.c:udp_open(o)
   if not id then return nil, err end
   local u = setmetatable({ loop = self, id = id, port = self.c:port(id),
-    timeout = opts.timeout, handler = opts.handler, waiting = {} }, Udp)
+    timeout = opts.timeout, handler = opts.handler, waiting = {},
+    rd = {}, rp = {}, ri = 1, rn = 0 }, Udp)
   self:attach(id, u)
   return u
 end
 
--- A datagram arrived (one call per datagram): the handler takes it, or the
--- first waiting recv wakes.
-function Udp:on_datagram()
+-- Datagrams taken a batch at a time (loop:udp_recvn): u.rd / u.rp hold
+-- the data and senders of the batch, u.ri the next one, u.rn how many.
+local BATCH = 64
+
+local function refill(self)
+  local n, err, peer = self.loop.c:udp_recvn(self.id, BATCH, self.rd, self.rp)
+  self.ri, self.rn = 1, n
+  return n, err, peer
+end
+
+-- n datagrams arrived: the handler takes them, or as many waiting recv
+-- calls wake.
+function Udp:on_datagram(n)
   local f = self.handler
   if f then
-    local data, peer, p2 = self.loop.c:udp_recv(self.id)
-    if data then return f(data, peer, self) end
-    if data == false then return f(nil, peer, self, p2) end -- nil, err, u [, peer]
+    local rd, rp = self.rd, self.rp
+    while n > 0 and not self.closed do
+      local k, err, peer = refill(self)
+      if k == 0 then
+        if not err then return end
+        f(nil, err, self, peer) -- cut at max_datagram or a socket error
+        n = n - 1
+      else
+        for i = 1, k do
+          self.ri = i + 1
+          f(rd[i], rp[i], self)
+          if self.closed then return end
+        end
+        n = n - k
+      end
+    end
     return
   end
   local q = self.waiting
-  local w = q[1]
-  if w then
+  for _ = 1, n do
+    local w = q[1]
+    if not w then return end
     table.remove(q, 1)
     w:done(true)
   end
@@ -488,12 +513,19 @@ end
 -- sent from this socket met a closed port).
 function Udp:recv(timeout)
   local loop = self.loop
-  local c, id = loop.c, self.id
   while true do
-    local data, peer, p2 = c:udp_recv(id)
-    if data then return data, peer end
-    if data == false then return nil, peer, p2 end
+    local i = self.ri
+    if i <= self.rn then
+      self.ri = i + 1
+      return self.rd[i], self.rp[i]
+    end
     if self.closed then return nil, "closed" end
+    local n, err, peer = refill(self)
+    if n > 0 then
+      self.ri = 2
+      return self.rd[1], self.rp[1]
+    end
+    if err then return nil, err, peer end
     local w = loop:waiter()
     local q = self.waiting
     q[#q + 1] = w

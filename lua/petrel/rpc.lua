@@ -248,7 +248,10 @@ M._check_handler = check_handler
 function M.server(opts, level)
   level = (level or 1) + 1
   options.check("petrel.server", SERVER_OPTIONS, opts, level)
-  if opts.transport == "udp" then return require("petrel.udp").server(opts, level) end
+  if opts.transport == "udp" then
+    local srv, err = require("petrel.udp").server(opts, level + 1)
+    return srv, err
+  end
   for k in pairs(UDP_ONLY) do
     if opts[k] ~= nil then
       error(string.format('petrel.server: option \'%s\' is for transport = "udp"', k), level)

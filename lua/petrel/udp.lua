@@ -50,8 +50,10 @@ local Server = {}
 Server.__index = Server
 M.Server = Server
 
+-- petrel.server's transport = "udp" (rpc.lua checked the options; level:
+-- where errors point, from here).
 function M.server(opts, level)
-  level = (level or 1) + 1
+  level = level or 2
   local keys = {}
   for k in pairs(opts) do keys[#keys + 1] = k end
   table.sort(keys)
