@@ -1,24 +1,35 @@
 -- bench/udp.lua (make bench-udp): 512-byte datagrams into a Lua handler.
 --
--- A C sender (bench/udp_peer.c send: sendmmsg, 64 at a time, as fast as it
--- can for UDP_SECONDS, default 2) pinned to core 1 sends to a receiver
--- pinned to core 0: the minimal C loop (udp_peer recv: a blocking recvmmsg
--- of 64) or petrel (bench/udp_recv.lua: loop:udp, each datagram handed to
--- Lua, on Lua 5.4 and LuaJIT, epoll and io_uring, through u:recv() in a
--- coroutine or a handler). Every receiver is timed by the same rule: from
--- the end of its first batch to the end of its last, datagrams of the
--- batches after the first; the same 4 MiB receive buffer. Rows run in
--- interleaved rounds (UDP_ROUNDS, default 3); the table gives each row's
--- best datagrams/s with the spread over rounds, the ratio to the C loop's
--- best, the loss (datagrams the sender sent that the receiver did not get:
--- the kernel dropped them when the receive buffer was full) and the
--- receiver's CPU time per datagram.
---   UDP_ROWS="c petrel-5.4-epoll ..." limits the rows.
+-- Receivers, each pinned to core 0: the minimal C loop (bench/udp_peer.c
+-- recv: a blocking recvmmsg of 64) and petrel (bench/udp_recv.lua:
+-- loop:udp, each datagram handed to Lua, on Lua 5.4 and LuaJIT, epoll and
+-- io_uring, through u:recv() in a coroutine or a handler). The sender
+-- (udp_peer.c: sendmmsg, 64 at a time) is pinned to core 1. Two ways:
+--   burst   the receiver is stopped (SIGSTOP) while the sender queues
+--           UDP_BURST datagrams (default 100,000) in its receive buffer
+--           (128 MiB: none is dropped), then continued: how fast it drains
+--           them is its own capacity, whatever the sender's speed;
+--   stream  the sender sends for UDP_SECONDS (default 2) as fast as it can
+--           while the receiver reads (4 MiB receive buffer): its rate, and
+--           the loss (what the kernel dropped because the receiver fell
+--           behind). On loopback the sender does the kernel's delivery
+--           work too, so it can be the slower side: then every receiver
+--           shows the sender's rate, and the burst rows are the comparison.
+-- Every receiver is timed by one rule: from the end of its first batch to
+-- the end of its last, counting the datagrams of the batches after the
+-- first. Rows run in interleaved rounds (UDP_ROUNDS, default 3); the tables
+-- give each row's best datagrams/s with the spread over rounds, the ratio
+-- to the C loop's best, and the receiver's CPU time per datagram (best).
+--   UDP_ROWS="petrel-5.4-epoll ..." limits the rows (the C loop always
+--   runs); UDP_MODES="burst" or "stream" one way only.
 local BUILD = os.getenv("PETREL_BUILD") or "build"
 local SECONDS = tonumber(os.getenv("UDP_SECONDS") or "2")
 local ROUNDS = tonumber(os.getenv("UDP_ROUNDS") or "3")
+local BURST = tonumber(os.getenv("UDP_BURST") or "100000")
+local MODES = {}
+for m in (os.getenv("UDP_MODES") or "burst stream"):gmatch("%S+") do MODES[#MODES + 1] = m end
 local SIZE = 512
-local RCVBUF = 4 * 1024 * 1024
+local RCVBUF = { stream = 4 * 1024 * 1024, burst = 128 * 1024 * 1024 }
 local PEER = BUILD .. "/bench/udp_peer"
 
 package.path = "lua/?.lua;lua/?/init.lua;" .. package.path
@@ -29,11 +40,11 @@ local loop = assert(petrel.loop())
 local function lua_cmd(rt, mode, backend)
   local cpath = rt == "luajit" and "LUA_CPATH" or "LUA_CPATH_5_4"
   return string.format("env LUA_PATH='lua/?.lua;lua/?/init.lua;;' %s='%s/%s/?.so;;' %s "
-    .. "bench/udp_recv.lua %s %s %d", cpath, BUILD, rt, rt, mode, backend, RCVBUF)
+    .. "bench/udp_recv.lua %s %s", cpath, BUILD, rt, rt, mode, backend)
 end
 
 local ROWS = {
-  { name = "C recvmmsg loop", key = "c", cmd = PEER .. " recv 0 " .. RCVBUF },
+  { name = "C recvmmsg loop", key = "c", cmd = PEER .. " recv 0" },
   { name = "petrel Lua 5.4 epoll, u:recv()", key = "petrel-5.4-epoll", cmd = lua_cmd("lua5.4", "recv", "epoll") },
   { name = "petrel Lua 5.4 epoll, handler", key = "petrel-5.4-epoll-handler", cmd = lua_cmd("lua5.4", "handler", "epoll") },
   { name = "petrel Lua 5.4 io_uring, u:recv()", key = "petrel-5.4-uring", cmd = lua_cmd("lua5.4", "recv", "uring"), uring = true },
@@ -79,9 +90,16 @@ local function wait_for(path, pat, ms)
   end
 end
 
--- One measurement of row r: { rate, loss, cpu_ns, got, sent } | nil, why
-local function measure(r)
-  local pid, out = bg("taskset -c 0 " .. r.cmd)
+local function sh(cmd)
+  local p = io.popen(cmd)
+  local out = p:read("*a")
+  p:close()
+  return out
+end
+
+-- One measurement of row r in mode: { rate, loss, cpu_ns, sent } | nil, why
+local function measure(r, mode)
+  local pid, out = bg("taskset -c 0 " .. r.cmd .. " " .. RCVBUF[mode])
   local port = wait_for(out, "port (%d+)", 10000)
   if not port then
     os.execute("kill " .. pid .. " 2>/dev/null")
@@ -89,37 +107,49 @@ local function measure(r)
     os.remove(out)
     return nil, "receiver did not start: " .. why
   end
-  local p = io.popen("taskset -c 1 " .. PEER .. " send " .. port .. " " .. SECONDS .. " " .. SIZE)
-  local sent = tonumber((p:read("*a")):match("sent (%d+)"))
-  p:close()
-  local res = wait_for(out, "result ([^\n]+)\n", 30000)
+  local sent
+  if mode == "burst" then
+    os.execute("kill -STOP " .. pid)
+    sent = tonumber(sh("taskset -c 1 " .. PEER .. " burst " .. port .. " " .. BURST .. " " .. SIZE)
+      :match("sent (%d+)"))
+    os.execute("kill -CONT " .. pid)
+  else
+    sent = tonumber(sh("taskset -c 1 " .. PEER .. " send " .. port .. " " .. SECONDS .. " " .. SIZE)
+      :match("sent (%d+)"))
+  end
+  local res = wait_for(out, "result ([^\n]+)\n", 60000)
   os.execute("kill " .. pid .. " 2>/dev/null")
   os.remove(out)
   if not res or not sent then return nil, "no result" end
   local got, counted, secs, cpu = res:match("(%d+) (%d+) ([%d.]+) ([%d.]+)")
   got, counted, secs, cpu = tonumber(got), tonumber(counted), tonumber(secs), tonumber(cpu)
-  if secs <= 0 then return nil, "too few datagrams" end
-  return { rate = counted / secs, loss = 1 - got / sent, cpu_ns = cpu / counted * 1e9, got = got,
+  if secs <= 0 or counted == 0 then return nil, "too few datagrams" end
+  return { rate = counted / secs, loss = 1 - got / sent, cpu_ns = cpu / counted * 1e9,
     sent = sent, send_rate = sent / SECONDS }
 end
 
 local results = {}
-for _, r in ipairs(ROWS) do results[r.key] = {} end
+for _, mode in ipairs(MODES) do
+  results[mode] = {}
+  for _, r in ipairs(ROWS) do results[mode][r.key] = {} end
+end
 for round = 1, ROUNDS do
   -- interleaved: each round in another order
-  for i = 0, #ROWS - 1 do
-    local r = ROWS[(i + round - 1) % #ROWS + 1]
-    if r.uring and not uring_ok then
-      r.skip = "io_uring is not available here"
-    else
-      local m, why = measure(r)
-      if m then
-        local t = results[r.key]
-        t[#t + 1] = m
-        io.stderr:write(string.format("round %d %-36s %10.0f dgrams/s  loss %5.1f%%  %6.0f ns cpu/dgram"
-          .. "  (sender %.0f/s)\n", round, r.name, m.rate, m.loss * 100, m.cpu_ns, m.send_rate))
+  for _, mode in ipairs(MODES) do
+    for i = 0, #ROWS - 1 do
+      local r = ROWS[(i + round - 1) % #ROWS + 1]
+      if r.uring and not uring_ok then
+        r.skip = "io_uring is not available here"
       else
-        io.stderr:write(string.format("round %d %s: %s\n", round, r.name, why))
+        local m, why = measure(r, mode)
+        if m then
+          local t = results[mode][r.key]
+          t[#t + 1] = m
+          io.stderr:write(string.format("round %d %-6s %-36s %10.0f dgrams/s  loss %5.1f%%  "
+            .. "%6.0f ns cpu/dgram\n", round, mode, r.name, m.rate, m.loss * 100, m.cpu_ns))
+        else
+          io.stderr:write(string.format("round %d %s %s: %s\n", round, mode, r.name, why))
+        end
       end
     end
   end
@@ -142,21 +172,35 @@ local function spread(t, f)
   return lo, hi
 end
 
-local c = best(results.c or {}, "rate")
-print(string.format("\nUDP receive, %d-byte datagrams, sender (C sendmmsg) on core 1, receiver on core 0, "
-  .. "%d rounds of %g s, %d MiB receive buffer\n", SIZE, ROUNDS, SECONDS, RCVBUF >> 20))
-print("| receiver | datagrams/s (best) | spread over rounds | vs C loop | loss (best round) | CPU ns/datagram (best) | sender datagrams/s |")
-print("|---|---:|---:|---:|---:|---:|---:|")
-for _, r in ipairs(ROWS) do
-  local t = results[r.key]
-  if #t == 0 then
-    print(string.format("| %s | skipped: %s | | | | | |", r.name, r.skip or "no result"))
+for _, mode in ipairs(MODES) do
+  local res = results[mode]
+  local c = best(res.c, "rate")
+  if mode == "burst" then
+    print(string.format("\nUDP receive, burst: %d datagrams of %d bytes queued while the receiver "
+      .. "was stopped, then drained (receiver on core 0); %d rounds\n", BURST, SIZE, ROUNDS))
   else
-    local b = best(t, "rate")
-    local lo, hi = spread(t, "rate")
-    local cb = best(t, "cpu_ns", true)
-    print(string.format("| %s | %.0f | %.0f-%.0f | %s | %.1f%% | %.0f | %.0f |", r.name, b.rate, lo, hi,
-      c and string.format("%.2fx", b.rate / c.rate) or "-", b.loss * 100, cb.cpu_ns, b.send_rate))
+    print(string.format("\nUDP receive, stream: %d-byte datagrams from a C sendmmsg sender on core 1 "
+      .. "for %g s, receiver on core 0, 4 MiB receive buffer; %d rounds\n", SIZE, SECONDS, ROUNDS))
+  end
+  print("| receiver | datagrams/s (best) | spread over rounds | vs C loop | CPU ns/datagram (best) | vs C loop (CPU) | loss (best round) |")
+  print("|---|---:|---:|---:|---:|---:|---:|")
+  local cc = best(res.c, "cpu_ns", true)
+  for _, r in ipairs(ROWS) do
+    local t = res[r.key]
+    if #t == 0 then
+      print(string.format("| %s | skipped: %s | | | | | |", r.name, r.skip or "no result"))
+    else
+      local b = best(t, "rate")
+      local lo, hi = spread(t, "rate")
+      local cb = best(t, "cpu_ns", true)
+      print(string.format("| %s | %.0f | %.0f-%.0f | %s | %.0f | %s | %.1f%% |", r.name, b.rate, lo, hi,
+        c and string.format("%.2fx", b.rate / c.rate) or "-", cb.cpu_ns,
+        cc and string.format("%.2fx", cc.cpu_ns / cb.cpu_ns) or "-", b.loss * 100))
+    end
+  end
+  if mode == "stream" then
+    local s = best(res.c, "send_rate")
+    if s then print(string.format("\nthe sender sent at most %.0f datagrams/s", s.send_rate)) end
   end
 end
 print("\ntarget: a Lua handler >= 0.70x the C loop's datagrams/s")

@@ -419,6 +419,65 @@ describe("petrel.server and petrel.client over udp", function()
   end)
 end)
 
+describe("petrel.serve over udp", function()
+  it("runs workers that share the port (SO_REUSEPORT) and stop on SIGTERM", function()
+    -- a free port: bound, then let go
+    local loop = assert(petrel.loop())
+    local tmp = assert(loop:udp { port = 0 })
+    local port = tmp.port
+    tmp:close(false)
+    loop:step(0)
+    loop:step(10)
+    local script = os.tmpname()
+    local f = assert(io.open(script, "w"))
+    f:write(string.format([[
+      package.path = %q
+      package.cpath = %q
+      local petrel = require "petrel"
+      local core = require "petrel.core"
+      local S = assert(petrel.load("service P { oneway void hit(1: i32 n) }", { text = true }))
+      assert(petrel.serve { service = S.P, transport = "udp", port = %d, workers = 2,
+        handler = { hit = function(n)
+          io.write("worker ", core.getpid(), " hit ", n, "\n")
+          io.stdout:flush()
+        end } })
+      print("exited cleanly")
+    ]], package.path, package.cpath, port))
+    f:close()
+    local pid, out = bg("timeout 60 " .. RT .. " " .. script)
+    local workers, hits = {}, 0
+    local ok, err = pcall(function()
+      local S = assert(petrel.load("service P { oneway void hit(1: i32 n) }", { text = true }))
+      local deadline = loop:now() + 20000
+      local i = 0
+      -- each call from a fresh client (a new source port): the kernel
+      -- spreads them over the workers' sockets
+      while loop:now() < deadline do
+        i = i + 1
+        local c = petrel.client { loop = loop, service = S.P, transport = "udp", port = port }
+        assert(c:hit(i))
+        petrel.close(c)
+        loop:sleep(20)
+        workers, hits = {}, 0
+        for w in read_file(out):gmatch("worker (%d+) hit %d+") do
+          if not workers[w] then workers[w] = true; hits = hits + 1 end
+        end
+        if hits >= 2 then break end
+      end
+      assert.equal(2, hits)
+      os.execute("kill -TERM " .. pid)
+      assert.is_true(run_until(loop, function() return not alive(pid) end, 10000))
+    end)
+    if alive(pid) then os.execute("kill " .. pid) end
+    loop:free()
+    local text = read_file(out)
+    os.remove(out)
+    os.remove(script)
+    assert.is_true(ok, tostring(err) .. "\n" .. text)
+    assert.matches("exited cleanly", text)
+  end)
+end)
+
 -- ---- the example, fed by both senders --------------------------------------------
 
 describe("examples/jaeger_agent.lua", function()
