@@ -342,13 +342,17 @@ void pt__input(pt_conn *c, size_t n) {
     c->dq_round = l->round;
     c->dq = l->qlen - 1;
   }
+  pt__cap_check(c);
+  pt__account(c);
+}
+
+void pt__cap_check(pt_conn *c) {
   if (c->in_cap && pt_buf_len(c->in) >= c->in_cap &&
       !(c->flags & PT_CF_RD_PAUSED)) {
     c->flags |= PT_CF_RD_PAUSED;
-    l->st.rd_paused++;
+    c->loop->st.rd_paused++;
     pt__rearm(c);
   }
-  pt__account(c);
 }
 
 /* Half-close: stop reading, flush the replies of this batch at the start

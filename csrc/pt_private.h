@@ -157,6 +157,8 @@ int pt__arm(pt_conn *c);
 /* Bytes arrived in c->in: DATA (one per conn and round), input cap,
  * budget. */
 void pt__input(pt_conn *c, size_t n);
+/* The input holds in_cap bytes: stop reading until pt_conn_consumed. */
+void pt__cap_check(pt_conn *c);
 /* The peer finished sending: CLOSED(0), stop reading, flush, close. */
 void pt__read_eof(pt_conn *c);
 /* Write the output now: PT_SEND_DONE / PT_SEND_PENDING, or -1 with the

@@ -176,12 +176,7 @@ void pt__udp_report(pt_conn *c, int kind, int64_t res) {
   }
   pt__push(l, PT_EV_DGRAM, kind == PT_RP_DGCUT ? EMSGSIZE : 0, c->id,
            (uint64_t)res, c);
-  if (c->in_cap && pt_buf_len(c->in) >= c->in_cap &&
-      !(c->flags & PT_CF_RD_PAUSED)) {
-    c->flags |= PT_CF_RD_PAUSED;
-    l->st.rd_paused++;
-    pt__rearm(c);
-  }
+  pt__cap_check(c);
   pt__account(c);
 }
 

@@ -55,6 +55,10 @@ function M.serve(opts)
   if not opts.port or opts.port == 0 then
     return nil, "petrel.serve: workers need a fixed port"
   end
+  -- trapped before forking: a SIGTERM that comes while the workers start is
+  -- not lost (workers inherit the trap; theirs takes over in M.serve)
+  local loop = assert(loopmod.new())
+  loop.c:trap("TERM", "INT")
   local pids = {}
   for _ = 1, workers do
     local pid, err = core.fork()
@@ -70,8 +74,7 @@ function M.serve(opts)
     end
     pids[#pids + 1] = pid
   end
-  local loop = assert(loopmod.new())
-  loop.c:trap("TERM", "INT", "CHLD")
+  loop.c:trap("CHLD")
   local alive = #pids
   while alive > 0 do
     loop:step(500)
