@@ -47,6 +47,12 @@ build = {
       ["petrel.options"] = "lua/petrel/options.lua",
       ["petrel.ffi"] = "lua/petrel/ffi.lua",
       ["petrel.resty"] = "lua/petrel/resty.lua",
+      ["petrel.http"] = "lua/petrel/http.lua",
+      ["petrel.json"] = "lua/petrel/json.lua",
+      ["petrel.etcd"] = "lua/petrel/etcd.lua",
+      ["petrel.balance"] = "lua/petrel/balance.lua",
+      ["petrel.breaker"] = "lua/petrel/breaker.lua",
+      ["petrel.cluster"] = "lua/petrel/cluster.lua",
       ["petrel.udp"] = "lua/petrel/udp.lua",
     },
     lib = {

@@ -478,6 +478,36 @@ describe("petrel.serve over udp", function()
   end)
 end)
 
+describe("udp services speak their socket's protocol", function()
+  it("Compact: Apache's TCompactProtocol and petrel's client; Binary there is malformed", function()
+    local loop = assert(petrel.loop())
+    local J = assert(petrel.load("examples/jaeger/agent.thrift"))
+    local batches, lines = {}, {}
+    local srv = assert(petrel.server { loop = loop, service = J.Agent, transport = "udp",
+      protocol = "compact", port = 0, logger = function(line) lines[#lines + 1] = line end,
+      handler = { emitBatch = function(b) batches[#batches + 1] = b end } })
+    local out, ok = run_cmd("timeout 60 /usr/bin/python3 tools/jaeger_send.py --protocol compact --port "
+      .. srv.port .. " --batches 2 --spans 3 --service compact-py")
+    assert.is_true(ok, out)
+    assert.is_true(run_until(loop, function() return #batches == 2 end, 20000))
+    assert.equal("compact-py", batches[1].process.serviceName)
+    assert.equal("op-1-2", batches[2].spans[3].operationName)
+    assert.equal("fffffffffffffffe", hex(batches[2].spans[3].spanId))
+    local c = petrel.client { loop = loop, service = J.Agent, transport = "udp", port = srv.port,
+      protocol = "compact" }
+    assert(c:emitBatch { process = { serviceName = "compact-lua" }, spans = {} })
+    assert.is_true(run_until(loop, function() return #batches == 3 end, 20000))
+    assert.equal("compact-lua", batches[3].process.serviceName)
+    -- a Binary message on the Compact socket
+    local b = petrel.client { loop = loop, service = J.Agent, transport = "udp", port = srv.port }
+    assert(b:emitBatch { process = { serviceName = "binary-lua" }, spans = {} })
+    assert.is_true(run_until(loop, function() return srv:stats().malformed == 1 end, 20000))
+    assert.equal(3, #batches)
+    assert.matches("a binary message on a compact socket", lines[1])
+    loop:free()
+  end)
+end)
+
 -- ---- the example, fed by both senders --------------------------------------------
 
 describe("examples/jaeger_agent.lua", function()

@@ -49,12 +49,19 @@ function M.func_or_false(v) return type(v) == "function" or v == false or "a fun
 function M.port(v) return (integral(v) and v >= 0 and v <= 65535) or "a port number (0..65535)" end
 
 -- a wire protocol of the codec's message functions (they take its name)
-M.protocol = M.oneof("binary")
+M.protocol = M.oneof("binary", "compact")
 
 -- a compiled service (ns.Name from petrel.schema or petrel.load)
 function M.service(v)
   return (type(v) == "table" and type(v.functions) == "table" and type(v.name) == "string")
     or "a compiled service (ns.Name from petrel.schema or petrel.load)"
+end
+
+-- a service registry (petrel.etcd{...}, or any table with register /
+-- resolver methods)
+function M.registry(v)
+  return (type(v) == "table" and type(v.register) == "function")
+    or "a registry (petrel.etcd{ endpoints = {...} })"
 end
 
 -- a petrel loop
