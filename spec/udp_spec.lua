@@ -213,6 +213,19 @@ describe("loop:udp", function()
     assert.is_true(run_until(loop, function() return #seen == 2 end))
     assert.same({ "one", (cli:address()) }, seen[1])
     assert.same({ nil, "datagram of 11 bytes cut at max_datagram (10)", (cli:address()) }, seen[2])
+    -- a handler's error goes to loop.on_error and the next datagram comes
+    local errs = {}
+    loop.on_error = function(e) errs[#errs + 1] = tostring(e) end
+    local n = 0
+    local h2 = assert(loop:udp { port = 0, handler = function(data)
+      n = n + 1
+      if data == "bad" then error("handler blew up") end
+    end })
+    local c2 = assert(loop:udp { connect = "127.0.0.1:" .. h2.port })
+    loop:spawn(function() c2:send("bad"); c2:send("good") end)
+    assert.is_true(run_until(loop, function() return n == 2 end))
+    assert.equal(1, #errs)
+    assert.matches("handler blew up", errs[1])
   end)
 
   it("refuses bad sends with nil, err and closes cleanly", function()
@@ -229,6 +242,17 @@ describe("loop:udp", function()
         { u:sendto(string.rep("x", 900), "127.0.0.1:9") })
     end)
     assert.equal(1, u:stats().send_full)
+    -- a datagram the kernel refuses (port 0) is dropped and counted; the
+    -- next one of the same flush goes
+    local to = assert(loop:udp { port = 0 })
+    loop.c:flush() -- the 900 bytes queued above leave
+    loop:spawn(function()
+      assert(u:sendto("nowhere", "127.0.0.1:0"))
+      assert(u:sendto("there", "127.0.0.1:" .. to.port))
+    end)
+    assert.equal("there", (to:recv(5000)))
+    assert.equal(1, u:stats().send_errors)
+    assert.equal("Invalid argument", u:stats().last_send_error)
     -- a buffer is sent by copy
     local b = petrel.buffer("from a buffer")
     local r = assert(loop:udp { port = 0 })

@@ -425,7 +425,8 @@ M.UDP_OPTIONS = UDP_OPTIONS
 --   timeout = ms (recv's default; nil: none), out_cap = bytes (queued
 --   sends beyond it are refused; default 4 MiB), handler = function(data,
 --   peer, u) (called for each datagram as it arrives, inside the loop's
---   dispatch: it must not block; recv is then not used; a datagram cut at
+--   dispatch: it must not block (an error it raises goes to loop.on_error);
+--   recv is then not used; a datagram cut at
 --   max_datagram or an error the socket reported comes as handler(nil,
 --   err, u, peer) with peer nil for socket errors) }
 -- -> udp | nil, err. host/port: bind there (default 127.0.0.1, port 0: the
@@ -468,22 +469,26 @@ local function refill(self)
   return n, err, peer
 end
 
--- n datagrams arrived: the handler takes them, or as many waiting recv
--- calls wake.
+-- n datagrams arrived: the handler takes them (an error it raises goes
+-- to loop.on_error, the next datagram is handed on), or as many waiting
+-- recv calls wake.
 function Udp:on_datagram(n)
   local f = self.handler
   if f then
-    local rd, rp = self.rd, self.rp
+    local rd, rp, loop = self.rd, self.rp, self.loop
     while n > 0 and not self.closed do
       local k, err, peer = refill(self)
+      local ok, e = true, nil
       if k == 0 then
         if not err then return end
-        f(nil, err, self, peer) -- cut at max_datagram or a socket error
+        ok, e = pcall(f, nil, err, self, peer) -- cut at max_datagram or a socket error
+        if not ok then loop.on_error(e) end
         n = n - 1
       else
         for i = 1, k do
           self.ri = i + 1
-          f(rd[i], rp[i], self)
+          ok, e = pcall(f, rd[i], rp[i], self)
+          if not ok then loop.on_error(e) end
           if self.closed then return end
         end
         n = n - k

@@ -389,6 +389,45 @@ static void test_refused(void) {
   pt_loop_free(l);
 }
 
+/* A datagram the kernel refuses (port 0: EINVAL) is dropped and counted;
+ * the ones queued after it leave in the same flush. */
+typedef struct refusedsend {
+  pt_conn *srv;
+  int got;
+} refusedsend;
+
+static int refusedsend_fn(pt_loop *l, pt_event *e, void *ctx) {
+  (void)l;
+  refusedsend *s = ctx;
+  pt_dgram d;
+  if (e->type == PT_EV_DGRAM && e->conn == s->srv)
+    while (pt_udp_recv(s->srv, &d)) s->got++;
+  return s->got == 2;
+}
+
+static void test_send_refused(void) {
+  pt_loop *l = pt_loop_new(NULL, NULL);
+  refusedsend s;
+  memset(&s, 0, sizeof s);
+  s.srv = pt_udp_open(l, "127.0.0.1", 0, NULL, 0, NULL);
+  pt_conn *u = pt_udp_open(l, "127.0.0.1", 0, NULL, 0, NULL);
+  if (!s.srv || !u) {
+    CHECK(0);
+    pt_loop_free(l);
+    return;
+  }
+  char to[64];
+  snprintf(to, sizeof to, "127.0.0.1:%d", port_of(s.srv));
+  CHECK(pt_udp_sendto(u, "one", 3, to) == 0);
+  CHECK(pt_udp_sendto(u, "nowhere", 7, "127.0.0.1:0") == 0);
+  CHECK(pt_udp_sendto(u, "two", 3, to) == 0);
+  CHECK(run(l, refusedsend_fn, &s, 5000));
+  pt_udp_stats st;
+  pt_udp_stats_get(u, &st);
+  CHECK(st.dgrams_out == 2 && st.send_errors == 1 && st.last_send_errno == EINVAL);
+  pt_loop_free(l);
+}
+
 /* ---- the input cap ------------------------------------------------------- */
 
 typedef struct capped {
@@ -554,6 +593,7 @@ int main(void) {
   TEST(test_cut);
   TEST(test_drops);
   TEST(test_refused);
+  TEST(test_send_refused);
   TEST(test_input_cap);
   TEST(test_close);
   TEST(test_refusals);
