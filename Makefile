@@ -59,7 +59,7 @@ CTESTS   = $(patsubst spec/c/%.c,$(BUILD)/ctest/%,$(wildcard spec/c/test_*.c))
 MOD54 = $(BUILD)/lua5.4/petrel/core.so
 MODJIT = $(BUILD)/luajit/petrel/core.so
 
-.PHONY: all test demo asan valgrind bench bench-buffer deps ctest rock-test clean fuzz bench-codec bench-idl bench-rpc bench-uring bench-zerocopy check-data mutate print-sources bench-openresty rock FORCE bench-cluster bench-udp
+.PHONY: all test test-run demo demo-run asan asan-run valgrind bench bench-buffer deps ctest rock-test clean fuzz bench-codec bench-idl bench-rpc bench-uring bench-zerocopy check-data mutate print-sources bench-openresty rock FORCE bench-cluster bench-udp
 
 TOOLS = $(BUILD)/tools/no_uring
 
@@ -97,8 +97,13 @@ deps:
 
 # The suite on the normal build, then (where liburing is found) the
 # epoll-only build's run (tools/test-nouring.sh) counted into the same
-# summary line.
+# summary line. The run is a make of its own, started once deps.sh has
+# installed what was missing: URING and HTTP_PARSER are found from the
+# headers present then (a fresh machine gets liburing-dev from deps.sh).
 test: deps
+	@$(MAKE) --no-print-directory test-run
+
+test-run:
 	@$(MAKE) --no-print-directory all
 	@if [ "$(URING)" != 0 ]; then $(MAKE) --no-print-directory all URING=0 BUILD=build-nouring; fi
 	@PETREL_NOURING_BUILD=$$([ "$(URING)" != 0 ] && echo build-nouring) tools/runtests.sh $(BUILD)
@@ -127,6 +132,9 @@ ctest: $(CTESTS)
 
 # the demo on both runtimes, one after the other
 demo: deps
+	@$(MAKE) --no-print-directory demo-run
+
+demo-run:
 	@$(MAKE) --no-print-directory all
 	@echo "== examples/demo.lua on Lua 5.4"
 	@LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH_5_4="$(BUILD)/lua5.4/?.so;;" \
@@ -141,6 +149,9 @@ demo: deps
 ASAN_LIB = $(shell $(CC) -print-file-name=libasan.so)
 UBSAN_LIB = $(shell $(CC) -print-file-name=libubsan.so)
 asan: deps
+	@$(MAKE) --no-print-directory asan-run
+
+asan-run:
 	@$(MAKE) --no-print-directory all BUILD=build-asan OPT=-O1 \
 	  SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all"
 	@PETREL_PRELOAD="$(ASAN_LIB) $(UBSAN_LIB)" \
