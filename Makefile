@@ -93,7 +93,6 @@ $(BUILD)/ctest/test_walk: spec/c/test_walk.c spec/c/ctest.h $(CORE_SRC) $(CORE_H
 
 deps:
 	@tools/deps.sh
-	@tools/npm-peers.sh
 
 # The suite on the normal build, then (where liburing is found) the
 # epoll-only build's run (tools/test-nouring.sh) counted into the same
