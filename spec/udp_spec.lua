@@ -42,12 +42,14 @@ local function alive(pid)
   return ok == true or ok == 0
 end
 
--- Run a command to its end: its output, and whether it exited 0.
+-- Run a command to its end: its output, and whether it exited 0 (the
+-- status is echoed: LuaJIT's popen close does not give it).
 local function run_cmd(cmd)
-  local p = assert(io.popen(cmd .. " 2>&1"))
+  local p = assert(io.popen("(" .. cmd .. ") 2>&1; echo \"<exit $?>\""))
   local out = p:read("*a")
-  local ok = p:close()
-  return out, ok == true or ok == 0
+  p:close()
+  local body, code = out:match("^(.-)<exit (%d+)>%s*$")
+  return body or out, code == "0"
 end
 
 -- loop steps until pred() or ms pass
