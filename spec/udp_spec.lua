@@ -340,6 +340,7 @@ describe("petrel.server and petrel.client over udp", function()
       { "handler", {}, "no handler for a oneway method of Sink" },
       { "backlog", 10, "option 'backlog' does not apply to transport = \"udp\"" },
       { "max_frame", 10, "option 'max_frame' does not apply" },
+      { "lazy", true, "option 'lazy' does not apply to transport = \"udp\"" },
       { "protocol", "json", "option 'protocol' must be one of" },
     })
     net.bad_options(function(o) return petrel.server(o) end, "petrel.server",
@@ -350,6 +351,7 @@ describe("petrel.server and petrel.client over udp", function()
     net.bad_options(function(o) return petrel.client(o) end, "petrel.client",
       { loop = loop, service = SINK.Sink, transport = "udp", port = 9 }, {
         { "pool_size", 2, "option 'pool_size' does not apply to transport = \"udp\"" },
+        { "lazy", true, "option 'lazy' does not apply to transport = \"udp\"" },
         { "protocol", "xml", "option 'protocol' must be one of" },
       })
     local c = petrel.client { loop = loop, service = SINK.Sink, transport = "udp", port = 9 }

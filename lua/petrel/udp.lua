@@ -38,6 +38,7 @@ local STREAM_ONLY = {
   write_timeout = "nothing is sent back", backlog = "there is nothing to accept",
   keepalive = "there are no connections", nodelay = "there are no connections",
   sndbuf = "nothing is sent back",
+  lazy = "arguments are decoded (message views are for stream servers)",
 }
 
 local function stderr_logger(line)
@@ -233,7 +234,7 @@ Client.__index = Client
 local CLIENT_STREAM_ONLY = {
   unix = true, timeout = true, connect_timeout = true, pool_size = true,
   keepalive_timeout = true, multiplex = true, max_frame = true, max_conns = true,
-  backlog = true, nodelay = true, keepalive = true, rcvbuf = true,
+  backlog = true, nodelay = true, keepalive = true, rcvbuf = true, lazy = true,
 }
 
 -- The state of a petrel.client with transport = "udp" (client.lua makes
