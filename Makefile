@@ -70,7 +70,7 @@ CTESTS   = $(patsubst spec/c/%.c,$(BUILD)/ctest/%,$(wildcard spec/c/test_*.c))
 MOD54 = $(BUILD)/lua5.4/petrel/core.so
 MODJIT = $(BUILD)/luajit/petrel/core.so
 
-.PHONY: all test test-run demo demo-run asan asan-run valgrind bench bench-buffer deps ctest rock-test clean fuzz bench-codec bench-view bench-idl bench-rpc bench-rpc-view bench-uring bench-zerocopy check-data mutate print-sources bench-openresty rock FORCE bench-cluster bench-memory bench-rpc-wires
+.PHONY: all test test-run demo demo-run asan asan-run valgrind bench bench-buffer deps ctest rock-test clean fuzz bench-codec bench-view bench-idl bench-rpc bench-rpc-view bench-uring bench-zerocopy check-data mutate print-sources bench-openresty rock FORCE bench-cluster bench-memory bench-rpc-wires bench-udp
 
 TOOLS = $(BUILD)/tools/no_uring
 
@@ -368,6 +368,16 @@ $(BUILD)/bench/c_epoll_echo: bench/peers/c_epoll_echo.c bench/peers/echo_common.
 
 bench-openresty: deps all $(BUILD)/bench/c_epoll_echo
 	@PETREL_BUILD=$(BUILD) lua5.4 bench/openresty.lua
+
+# UDP: 512-byte datagrams from a C sendmmsg sender (core 1) into a Lua
+# handler (petrel, core 0) against a minimal C recvmmsg loop, timed the
+# same way; datagrams/s, loss, CPU per datagram, rounds interleaved.
+$(BUILD)/bench/udp_peer: bench/udp_peer.c
+	@mkdir -p $(@D)
+	$(CC) -O2 -Wall -Wextra -Werror -o $@ $<
+
+bench-udp: all $(BUILD)/bench/udp_peer
+	@PETREL_BUILD=$(BUILD) lua5.4 bench/udp.lua
 
 # Service discovery on etcd, balancing, resilience (issue 16): the overhead
 # of resolving + balancing against a client pinned to one address (server

@@ -55,10 +55,26 @@
  * still in the kernel (its memory must stay; the loop asks at each batch
  * boundary), ops.release just before its memory goes.
  *
- * Datagram sockets (to come): a kind PT_KIND_DGRAM with PT_W_RECV meaning
- * "receive datagrams" (recvmmsg under epoll, multishot recvmsg with the
- * buffer ring under io_uring), reported one PT_RP_INPUT per datagram with
- * the peer address kept by the back end; sends through ops.send.
+ * Datagram sockets (c->kind == PT_KIND_DGRAM, c->dg their state). Their
+ * input and output hold records (pt_dgrec below), one per datagram.
+ *   PT_W_RECV   receive datagrams: each one becomes a record appended to
+ *               c->in with pt_be_dgput (it counts it in c->dg->st and the
+ *               loop's counters) and one report: PT_RP_DGRAM (res = bytes
+ *               kept) or PT_RP_DGCUT (longer than c->dg->max: cut there, res
+ *               = bytes kept). At most pt_be_room() bytes per event (a
+ *               multishot receive may overshoot by what it had in flight).
+ *               epoll: recvmmsg; io_uring: multishot recvmsg into a buffer
+ *               ring of its own whose buffers hold any UDP datagram.
+ *   errors      an error the socket reports (ECONNREFUSED after an ICMP
+ *               port unreachable, ...) is PT_RP_DGERR res = errno, no
+ *               record; the socket stays open: never PT_RP_FAIL, EOF or HUP
+ *               for what a peer did.
+ *   send        ops.send sends every record of c->out with pt_be_dgsend
+ *               (sendmmsg, on both back ends: io_uring has no batched send
+ *               of datagrams, and one request and completion per datagram
+ *               cost more than one sendmmsg per round). A datagram the
+ *               kernel refuses is dropped and counted. PT_SEND_PENDING when
+ *               the socket is full: PT_RP_SENT once it has room.
  */
 #ifndef PT_BE_H
 #define PT_BE_H
@@ -92,7 +108,10 @@ enum {
   PT_RP_READY,
   PT_RP_SENT,
   PT_RP_HUP,
-  PT_RP_WAKE
+  PT_RP_WAKE,
+  PT_RP_DGRAM, /* datagram sockets: see above */
+  PT_RP_DGCUT,
+  PT_RP_DGERR
 };
 
 typedef struct pt_rep {
@@ -192,6 +211,124 @@ static inline int pt_be_sendbuf(int fd, pt_buf *b, size_t limit,
     st->bytes_out += (uint64_t)r;
     if (limit != SIZE_MAX) limit -= (size_t)r;
     if ((size_t)r < total) return 1;
+  }
+  return 0;
+}
+
+/* ---- datagram records ------------------------------------------------------
+ * A record: this header, alen bytes of address (a struct sockaddr: the
+ * sender of a datagram received; the destination of one to send, none for
+ * a connected socket), len bytes of payload, padding to a multiple of 8.
+ * Each is written with one pt_buf_reserve, so it lies within one node of
+ * its buffer: the record at the front is whole at pt_buf_peek, a walk over
+ * pt_buf_iov's windows meets only whole records, and headers and addresses
+ * are 8- and 4-aligned (blocks start aligned and records are padded). */
+typedef struct pt_dgrec {
+  uint32_t len;  /* payload bytes */
+  uint32_t full; /* received: the datagram's length on the wire (> len:
+                    cut at c->dg->max); to send: len */
+  uint16_t alen; /* address bytes after the header */
+  uint16_t pad;
+} pt_dgrec;
+
+#define PT_DG_MAX 65536u /* room for any UDP datagram's payload */
+#define PT_DG_BATCH 64   /* datagrams per recvmmsg / sendmmsg */
+
+static inline size_t pt_dgrec_size(size_t alen, size_t len) {
+  return (sizeof(pt_dgrec) + alen + len + 7) & ~(size_t)7;
+}
+
+/* Append a datagram received from addr to c->in: kept of its full bytes
+ * at data. Counts it (c->dg->st, the loop's). 0, or -1 when there was no
+ * memory for it (counted as dropped). */
+static inline int pt_be_dgput(pt_behost *h, pt_conn *c, const void *addr,
+                              socklen_t alen, const void *data, size_t kept,
+                              size_t full) {
+  pt_udp_stats *st = &c->dg->st;
+  size_t n = pt_dgrec_size(alen, kept);
+  char *p = pt_buf_reserve(c->in, n);
+  if (!p) {
+    st->dropped++;
+    return -1;
+  }
+  pt_dgrec r;
+  r.len = (uint32_t)kept;
+  r.full = (uint32_t)full;
+  r.alen = (uint16_t)alen;
+  r.pad = 0;
+  memcpy(p, &r, sizeof r);
+  if (alen) memcpy(p + sizeof r, addr, alen);
+  if (kept) memcpy(p + sizeof r + alen, data, kept);
+  memset(p + sizeof r + alen + kept, 0, n - sizeof r - alen - kept);
+  pt_buf_commit(c->in, n);
+  st->dgrams_in++;
+  st->bytes_in += kept;
+  h->st->dgrams_in++;
+  h->st->bytes_in += kept;
+  if (full > kept) {
+    st->cut++;
+    h->st->dgrams_cut++;
+  }
+  return 0;
+}
+
+/* Send the records of c->out with sendmmsg, PT_DG_BATCH at a time: 0 all
+ * of them left, 1 the socket is full (the rest stays queued), -1 the
+ * output is not records (EINVAL). A datagram the kernel refuses
+ * (EMSGSIZE, ECONNREFUSED, ENETUNREACH...) is dropped and counted. */
+static inline int pt_be_dgsend(pt_behost *h, pt_conn *c) {
+  pt_buf *b = c->out;
+  pt_udp_stats *st = &c->dg->st;
+  struct iovec win[PT_DG_BATCH], iov[PT_DG_BATCH];
+  struct mmsghdr mm[PT_DG_BATCH];
+  size_t sz[PT_DG_BATCH];
+  while (pt_buf_len(b)) {
+    int nw = pt_buf_iov(b, win, PT_DG_BATCH, SIZE_MAX), n = 0;
+    for (int w = 0; w < nw && n < PT_DG_BATCH; w++) {
+      char *p = win[w].iov_base, *end = p + win[w].iov_len;
+      while (n < PT_DG_BATCH && (size_t)(end - p) >= sizeof(pt_dgrec)) {
+        pt_dgrec r;
+        memcpy(&r, p, sizeof r);
+        size_t size = pt_dgrec_size(r.alen, r.len);
+        if (size > (size_t)(end - p)) break;
+        memset(&mm[n], 0, sizeof mm[n]);
+        mm[n].msg_hdr.msg_name = r.alen ? p + sizeof r : NULL;
+        mm[n].msg_hdr.msg_namelen = r.alen;
+        iov[n].iov_base = p + sizeof r + r.alen;
+        iov[n].iov_len = r.len;
+        mm[n].msg_hdr.msg_iov = &iov[n];
+        mm[n].msg_hdr.msg_iovlen = 1;
+        sz[n++] = size;
+        p += size;
+      }
+      if (n < PT_DG_BATCH && p != end) break; /* cut by a window: not records */
+    }
+    if (n == 0) {
+      errno = EINVAL;
+      return -1;
+    }
+    int k = sendmmsg(c->fd, mm, (unsigned)n, MSG_NOSIGNAL | MSG_DONTWAIT);
+    h->st->writev_calls++;
+    if (k < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) return 1;
+      /* the first one is refused: it is dropped, the rest go on */
+      st->send_errors++;
+      st->last_send_errno = errno;
+      h->st->dgram_send_errors++;
+      pt_buf_skip(b, sz[0]);
+      continue;
+    }
+    size_t done = 0;
+    for (int i = 0; i < k; i++) {
+      done += sz[i];
+      st->bytes_out += iov[i].iov_len;
+      h->st->bytes_out += iov[i].iov_len;
+    }
+    st->dgrams_out += (uint64_t)k;
+    h->st->dgrams_out += (uint64_t)k;
+    pt_buf_skip(b, done);
+    /* k < n: the next call says why the k-th did not go */
   }
   return 0;
 }

@@ -160,6 +160,8 @@ pt_conn *pt__conn_new(pt_loop *l, int fd, int kind, int family) {
   l->bo->attach(&l->be, c);
   if (kind == PT_KIND_LISTENER)
     l->st.listeners_open++;
+  else if (kind == PT_KIND_DGRAM)
+    l->st.udp_open++;
   else
     l->st.conns_open++;
   return c;
@@ -173,6 +175,7 @@ static void conn_free(pt_loop *l, pt_conn *c) {
   pt_buf_free(&c->out_own);
   free(c->host);
   free(c->errmsg);
+  free(c->dg); /* a datagram socket's state (pt_udp.c) */
   free(c);
   l->st.recycled++;
 }
@@ -212,7 +215,7 @@ static uint32_t want_of(const pt_conn *c) {
 
 int pt__arm(pt_conn *c) {
   pt_loop *l = c->loop;
-  if (c->kind == PT_KIND_STREAM && !c->spj_in && c->in_cap &&
+  if (c->kind != PT_KIND_LISTENER && !c->spj_in && c->in_cap &&
       !(c->flags & PT_CF_RD_PAUSED) && pt_buf_len(c->in) >= c->in_cap) {
     c->flags |= PT_CF_RD_PAUSED; /* the cap shrank below what is held */
     l->st.rd_paused++;
@@ -254,7 +257,7 @@ static void budget_recount(pt_loop *l) {
   for (uint32_t s = 0; s < l->ncs; s++) {
     pt_conn *c = l->cs[s].c;
     if (!c) continue;
-    c->held = c->kind == PT_KIND_STREAM && !(c->flags & PT_CF_CLOSED)
+    c->held = c->kind != PT_KIND_LISTENER && !(c->flags & PT_CF_CLOSED)
                   ? pt_buf_len(c->in) + unsent(c)
                   : 0;
     sum += c->held;
@@ -290,7 +293,7 @@ static void budget_leave(pt_loop *l) {
 
 void pt__account(pt_conn *c) {
   pt_loop *l = c->loop;
-  if (c->kind != PT_KIND_STREAM) return;
+  if (c->kind == PT_KIND_LISTENER) return;
   int live = !(c->flags & PT_CF_CLOSED);
   size_t u = live ? unsent(c) : 0;
   size_t now = live ? pt_buf_len(c->in) + u : 0;
@@ -349,13 +352,17 @@ void pt__input(pt_conn *c, size_t n) {
     c->next_trim = l->trim;
     l->trim = c;
   }
+  pt__cap_check(c);
+  pt__account(c);
+}
+
+void pt__cap_check(pt_conn *c) {
   if (c->in_cap && pt_buf_len(c->in) >= c->in_cap &&
       !(c->flags & PT_CF_RD_PAUSED)) {
     c->flags |= PT_CF_RD_PAUSED;
-    l->st.rd_paused++;
+    c->loop->st.rd_paused++;
     pt__rearm(c);
   }
-  pt__account(c);
 }
 
 /* Half-close: stop reading, flush the replies of this batch at the start
@@ -699,6 +706,8 @@ void pt__close(pt_conn *c, int err, int notify) {
   if (c->spj_out) pt__spj_end(l, c->spj_out, err ? err : EPIPE);
   if (c->kind == PT_KIND_LISTENER) {
     l->st.listeners_open--;
+  } else if (c->kind == PT_KIND_DGRAM) {
+    l->st.udp_open--;
   } else {
     l->st.conns_open--;
     l->st.closed++;
@@ -711,7 +720,7 @@ void pt__close(pt_conn *c, int err, int notify) {
 void pt_conn_close(pt_conn *c, int flush) {
   if (c->flags & PT_CF_CLOSED) return;
   c->flags |= PT_CF_USER_CLOSED | PT_CF_NOTIFIED;
-  if (!flush || c->kind != PT_KIND_STREAM || (c->flags & PT_CF_CONNECTING)) {
+  if (!flush || c->kind == PT_KIND_LISTENER || (c->flags & PT_CF_CONNECTING)) {
     pt__close(c, 0, 0);
     return;
   }

@@ -184,6 +184,11 @@ static void act(pt_loop *l, const pt_rep *r) {
       /* both directions down: a conn that saw EOF closes now */
       if (c->flags & (PT_CF_RD_EOF | PT_CF_CLOSING)) pt__close(c, 0, 1);
       break;
+    case PT_RP_DGRAM:
+    case PT_RP_DGCUT:
+    case PT_RP_DGERR:
+      pt__udp_report(c, r->kind, r->res);
+      break;
   }
 }
 

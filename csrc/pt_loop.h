@@ -11,6 +11,7 @@
  *                  addresses (pt_conn_addr, _port, _error)
  *   pt_dns.c       host names resolved on a thread, with a TTL cache
  *   pt_zc.c        zero-copy jobs: pt_conn_sendfile, pt_conn_splice
+ *   pt_udp.c       datagram sockets: pt_udp_open, _recv, _send, _stats
  *   pt_timer.c     the timer heap (pt_loop_timer, pt_loop_cancel in pt_loop.c)
  *   be/pt_epoll.c  the epoll back end; be/pt_uring.c the io_uring one,
  *                  both behind the private interface of pt_be.h
@@ -23,10 +24,11 @@
  *             a binary min-heap of timers (monotonic clock, ms), the
  *             connections, and a queue of completions. Not thread-safe except
  *             pt_loop_wake, which any thread may call.
- *   pt_conn   a listener or a byte stream. A stream has an input buffer the
- *             loop reads into and an output buffer the loop writes from
- *             (MSG_NOSIGNAL: no SIGPIPE). Both are attached to the loop's
- *             pool.
+ *   pt_conn   a listener, a byte stream or a datagram socket. A stream has
+ *             an input buffer the loop reads into and an output buffer the
+ *             loop writes from (MSG_NOSIGNAL: no SIGPIPE). Both are attached
+ *             to the loop's pool. A datagram socket queues datagrams in
+ *             them (pt_udp.h).
  *
  * Completions (pt_loop_poll fills an array of pt_event; the core never calls
  * back into the user except through opts.on_release, see below)
@@ -48,6 +50,9 @@
  *              pt_conn_error says what failed.
  *   TIMER      id = timer id.
  *   WAKE       pt_loop_wake was called (coalesced: at most one per round).
+ *   DGRAM      id = a datagram socket, one per datagram received, arg =
+ *              its bytes kept, err = 0, EMSGSIZE (cut at max_datagram) or
+ *              the socket's errno instead of a datagram (pt_udp.h).
  *   SPLICED    id = the source conn of a pt_conn_splice job that ended,
  *              arg = bytes moved, err = 0 (len moved, or EOF of the source)
  *              or errno (a side failed or closed). ev.conn is NULL: the
@@ -96,6 +101,7 @@
 #include "pt_conn.h"
 #include "pt_sock.h"
 #include "pt_zc.h"
+#include "pt_udp.h"
 
 /* Loops. pool NULL: the loop makes its own. The loop keeps the pool alive
  * while it or any of its buffers lives. opts may be NULL. */

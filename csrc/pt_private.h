@@ -5,6 +5,8 @@
  *
  *   pt_loop.c     loops and the round (pt_loop_poll: flush, recycle, wait,
  *                 act on the back end's reports, fire timers by kind)
+ *   pt_udp.c      datagram sockets: open (bind, connect), receive, send,
+ *                 counters (addresses by pt_sock.c's rules)
  *   pt_sock.c     sockets: addresses, listen, connect (names through
  *                 pt_dns.c), accept, options, addresses as text
  *   pt_zc.c       zero-copy jobs: sendfile and splice (proxy is two splices)
@@ -169,6 +171,8 @@ void pt__input(pt_conn *c, size_t n);
  * blocks or in ring buffers move to pool blocks sized to them
  * (pt_buf_settle); closed conns are skipped. */
 void pt__trim(pt_loop *l);
+/* The input holds in_cap bytes: stop reading until pt_conn_consumed. */
+void pt__cap_check(pt_conn *c);
 /* The peer finished sending: CLOSED(0), stop reading, flush, close. */
 void pt__read_eof(pt_conn *c);
 /* Write the output now: PT_SEND_DONE / PT_SEND_PENDING, or -1 with the
@@ -216,6 +220,18 @@ void pt__sock_listen_resume(pt_conn *c);
 int pt__sock_error(int fd);
 /* An answer of the resolver. */
 void pt__sock_resolved(pt_loop *l, const pt_dns_answer *a);
+/* Addresses by pt_sock.c's rules, for pt_udp.c: host/port to *ss (0; 1
+ * host is a name to resolve; -1 why says what is wrong; passive: "", "*"
+ * mean any) and host/port as a person writes it ("[::1]:80"). */
+int pt__sock_parse(const char *host, int port, int passive,
+                   struct sockaddr_storage *ss, socklen_t *len, char *why,
+                   size_t wn);
+void pt__sock_where(char *buf, size_t n, const char *host, int port);
+
+/* ---- pt_udp.c ------------------------------------------------------------ */
+
+/* A back end's PT_RP_DGRAM / _DGCUT / _DGERR for datagram socket c. */
+void pt__udp_report(pt_conn *c, int kind, int64_t res);
 
 /* ---- pt_zc.c ------------------------------------------------------------ */
 

@@ -520,3 +520,15 @@ void pt__sock_connect_timeout(pt_conn *c) {
 }
 
 int pt__sock_error(int fd) { return sock_error(fd); }
+
+/* ---- for the datagram sockets (pt_udp.c) ------------------------------- */
+
+int pt__sock_parse(const char *host, int port, int passive,
+                   struct sockaddr_storage *ss, socklen_t *len, char *why,
+                   size_t wn) {
+  return parse_addr(host, port, passive, ss, len, why, wn);
+}
+
+void pt__sock_where(char *buf, size_t n, const char *host, int port) {
+  where(buf, n, host, port);
+}

@@ -23,7 +23,8 @@ typedef struct pt_conn pt_conn;
   X(CONNECTED, 5, "connected")      \
   X(TIMER, 6, "timer")              \
   X(WAKE, 7, "wake")                \
-  X(SPLICED, 8, "spliced")
+  X(SPLICED, 8, "spliced")          \
+  X(DGRAM, 9, "datagram")
 
 enum pt_event_type {
 #define PT_X(n, v, s) PT_EV_##n = v,
@@ -36,12 +37,13 @@ typedef struct pt_event {
   int32_t type;  /* PT_EV_* */
   int32_t err;   /* errno or 0 */
   uint64_t id;   /* conn id, or timer id for TIMER, 0 for WAKE */
-  uint64_t arg;  /* DATA: bytes read; ACCEPTED: listener id; else 0 */
+  uint64_t arg;  /* DATA: bytes read; ACCEPTED: listener id; DGRAM: the
+                    datagram's bytes kept; else 0 */
   pt_conn *conn; /* valid until the batch boundary; NULL for TIMER, WAKE,
                   SPLICED */
 } pt_event;
 
-enum { PT_KIND_LISTENER = 1, PT_KIND_STREAM = 2 };
+enum { PT_KIND_LISTENER = 1, PT_KIND_STREAM = 2, PT_KIND_DGRAM = 3 };
 
 /* conn->flags */
 #define PT_CF_CONNECTING 0x001u /* async connect in progress */
@@ -97,7 +99,33 @@ struct pt_conn {
   uint64_t dq_round;      /* round and queue slot of this round's DATA */
   int dq;
   size_t held;            /* bytes counted in the loop's budget */
+  struct pt_dgstate *dg;  /* datagram sockets: their state (pt_udp.c) */
 };
+
+/* A datagram socket's counters (pt_udp_stats_get). */
+typedef struct pt_udp_stats {
+  uint64_t dgrams_in, bytes_in; /* datagrams received (cut ones too) */
+  uint64_t cut;          /* received longer than max_datagram: cut there */
+  uint64_t errors_in;    /* errors the socket reported instead of data
+                            (ECONNREFUSED after a peer's port closed...) */
+  uint64_t dgrams_out, bytes_out; /* datagrams the kernel took */
+  uint64_t send_errors;  /* datagrams the kernel refused (each dropped) */
+  uint64_t send_full;    /* sends refused: the queue was over out_cap */
+  uint64_t dropped;      /* received, dropped here: no memory for them */
+  uint64_t kernel_drops; /* datagrams the kernel dropped on arrival (the
+                            receive buffer was full: see rcvbuf); read
+                            when asked (SO_MEMINFO) */
+  uint64_t queued;       /* bytes of datagrams not yet taken (records) */
+  int rcvbuf, sndbuf;    /* the socket's buffer sizes (the kernel's
+                            accounting, about twice what was asked) */
+  int last_send_errno;   /* of the last refused datagram */
+} pt_udp_stats;
+
+/* What a datagram socket's back end sees of it (c->dg; pt_be.h). */
+typedef struct pt_dgstate {
+  size_t max;       /* longest datagram kept whole */
+  pt_udp_stats st;  /* the back end counts sends and receives here */
+} pt_dgstate;
 
 /* opts.backend */
 enum {
@@ -135,6 +163,8 @@ typedef struct pt_loop_opts {
   unsigned ring_bufs;  /* provided buffers; 0: by kernel features */
   unsigned ring_buf_size;
   int ring_noinc;      /* 1: no incremental buffer consumption */
+  unsigned ring_dgram_bufs; /* datagram sockets' buffer ring: buffers of
+                               64 KiB (mapped lazily), a power of 2; 0: 128 */
   /* pt_loop_new writes why it failed (or why "auto" fell back) here */
   char *err;
   size_t errlen;
@@ -145,6 +175,7 @@ typedef struct pt_loop_opts {
 
 typedef struct pt_loop_stats {
   uint64_t conns_open;     /* streams open now */
+  uint64_t udp_open;       /* datagram sockets open now */
   uint64_t listeners_open;
   uint64_t accepted, connected, closed; /* closed: streams */
   uint64_t bytes_in, bytes_out;
@@ -174,6 +205,8 @@ typedef struct pt_loop_stats {
   uint64_t ring_linked;    /* receives linked into the input, not copied */
   uint64_t zc_sends;       /* sendmsg_zc requests */
   uint64_t zc_copied;      /* of which the kernel copied anyway */
+  /* datagram sockets, all of the loop's (pt_udp_stats_get: one socket's) */
+  uint64_t dgrams_in, dgrams_out, dgrams_cut, dgram_send_errors;
 } pt_loop_stats;
 
 /* Send results */

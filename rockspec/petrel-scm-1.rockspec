@@ -57,6 +57,7 @@ build = {
       ["petrel.breaker"] = "lua/petrel/breaker.lua",
       ["petrel.cluster"] = "lua/petrel/cluster.lua",
       ["petrel.transmeta"] = "lua/petrel/transmeta.lua",
+      ["petrel.udp"] = "lua/petrel/udp.lua",
     },
     lib = {
       ["petrel.core"] = "build/rock/petrel/core.so",

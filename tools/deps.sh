@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install the Debian packages petrel builds, tests and benches with, if any
-# is missing. Safe to run repeatedly; needs root (or sudo) only to install.
+# is missing, then the npm peers of the specs (tools/npm-peers.sh). Safe to
+# run repeatedly; needs root (or sudo) only to install.
 # nginx + lua-nginx-module (spec/resty_spec.lua, bench-openresty) needs
 # OpenResty's LuaJIT2 (luajit2, libluajit2-5.1-dev), which is also the
 # project's LuaJIT: the Debian luajit / libluajit-5.1-dev packages conflict
@@ -18,10 +19,24 @@ missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
-[ ${#missing[@]} -eq 0 ] && exit 0
-echo "deps: installing ${missing[*]}"
-SUDO=""
-[ "$(id -u)" -eq 0 ] || SUDO=sudo
-export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -qq
-$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# Node.js and npm (the npm jaeger-client, spec/udp_spec.lua): Debian's
+# nodejs and npm where there is no node / npm command (checked by command,
+# not by package: NodeSource's nodejs carries npm and conflicts with
+# Debian's npm package)
+command -v node >/dev/null || missing+=(nodejs)
+command -v npm >/dev/null || missing+=(npm)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "deps: installing ${missing[*]}"
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO=sudo
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# npm packages into build/npm (nothing is fetched when they are there). A
+# machine that cannot reach npm's registry still builds and tests: the
+# specs that need them skip LOUDLY (counted in make test's summary).
+if ! "$(dirname "$0")/npm-peers.sh"; then
+  echo "deps: WARNING: the npm jaeger-client could not be installed into build/npm;" \
+       "spec/udp_spec.lua will SKIP its npm sender" >&2
+fi

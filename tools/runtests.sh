@@ -88,7 +88,8 @@ export PETREL_BACKEND=epoll
 for lua in lua5.4 luajit; do run_busted "" "$lua"; done
 run_c "epoll"
 
-NET_SPECS=(spec/loop_spec.lua spec/rpc_spec.lua spec/zerocopy_spec.lua spec/crosstest_spec.lua)
+NET_SPECS=(spec/loop_spec.lua spec/rpc_spec.lua spec/zerocopy_spec.lua spec/crosstest_spec.lua
+           spec/udp_spec.lua)
 why=$(LD_PRELOAD="${PETREL_PRELOAD:-}" lua5.4 -e '
   package.cpath = os.getenv("PETREL_BUILD") .. "/lua5.4/?.so;" .. package.cpath
   local core = require "petrel.core"
@@ -97,11 +98,11 @@ why=$(LD_PRELOAD="${PETREL_PRELOAD:-}" lua5.4 -e '
 if [ -z "$why" ]; then
   export PETREL_BACKEND=uring
   for lua in lua5.4 luajit; do run_busted "io_uring" "$lua" "${NET_SPECS[@]}"; done
-  run_c "io_uring" "test_loop"
+  run_c "io_uring" "test_[lu]*" # test_loop, test_udp
 else
   # count what those runs would have run: the network specs on both
   # runtimes and the loop's C test cases
-  n=${cases_test_loop:-0}
+  n=$(( ${cases_test_loop:-0} + ${cases_test_udp:-0} ))
   for lua in lua5.4 luajit; do
     k=$(busted --lua="$lua" --list "${NET_SPECS[@]}" 2>/dev/null | grep -c ': ')
     n=$((n + k))

@@ -10,7 +10,12 @@
  * read left mostly empty for a small one at the batch boundary if its
  * bytes still wait, pt_buf_settle), then PT_RP_READY for the
  * loop's own jobs, PT_RP_SENT when a held send may go on, and the socket's
- * error or hang-up last.
+ * error or hang-up last. A datagram socket's become recvmmsg calls into a
+ * scratch area made at the first of them (PT_DG_BATCH slots of PT_DG_MAX
+ * bytes, mapped lazily: pages are touched only as far as datagrams reach),
+ * each datagram copied into the input as a record (pt_be_dgput), at most
+ * EP_DG_BUDGET datagrams per readiness; their sends are sendmmsg
+ * (pt_be_dgsend).
  *
  * Invariants
  *   - ec->armed is what the kernel has for the fd while ec->registered.
@@ -20,9 +25,11 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -35,6 +42,7 @@
 #define EP_RD_MAX (1u << 20)
 #define EP_RD_ROUNDS 8       /* readv calls per readiness at most */
 #define EP_ACCEPT_BUDGET 128 /* accepts per readiness at most */
+#define EP_DG_BUDGET 512     /* datagrams per readiness at most */
 
 typedef struct ep_conn {
   uint32_t armed;  /* events registered */
@@ -44,12 +52,21 @@ typedef struct ep_conn {
   size_t rd_hint;  /* adaptive read size */
 } ep_conn;
 
+/* recvmmsg's scratch for datagram sockets */
+typedef struct ep_dg {
+  struct mmsghdr mm[PT_DG_BATCH];
+  struct iovec iov[PT_DG_BATCH];
+  struct sockaddr_in6 from[PT_DG_BATCH];
+  char *slots; /* PT_DG_BATCH x PT_DG_MAX bytes */
+} ep_dg;
+
 typedef struct ep_state {
   int epfd;
   struct epoll_event *eps;
   int cap;
   int n, i; /* events of the last wait, the next to turn into reports */
-  int acc;  /* accepts made for event i */
+  int acc;  /* accepts (datagrams) made for event i; -1: its reads are done */
+  ep_dg *dg; /* made for the first datagram socket */
   struct iovec iov[EP_IOV_MAX];
 } ep_state;
 
@@ -80,6 +97,8 @@ static void ep_free(pt_behost *h) {
   if (!s) return;
   if (s->epfd >= 0) close(s->epfd);
   free(s->eps);
+  if (s->dg) munmap(s->dg->slots, (size_t)PT_DG_BATCH * PT_DG_MAX);
+  free(s->dg);
   free(s);
   h->state = NULL;
 }
@@ -148,7 +167,10 @@ static size_t ep_held(const pt_conn *c) {
 static int ep_send(pt_behost *h, pt_conn *c) {
   ep_state *s = h->state;
   ep_conn *ec = c->be;
-  int r = pt_be_sendbuf(c->fd, c->out, SIZE_MAX, s->iov, EP_IOV_MAX, h->st);
+  int r = c->kind == PT_KIND_DGRAM
+              ? pt_be_dgsend(h, c)
+              : pt_be_sendbuf(c->fd, c->out, SIZE_MAX, s->iov, EP_IOV_MAX,
+                              h->st);
   if (r < 0) return -1;
   if (r == 0) return PT_SEND_DONE;
   ec->wpend = 1;
@@ -282,6 +304,113 @@ static int ep_stream(pt_behost *h, pt_conn *c, uint32_t e, pt_rep *out) {
   return k;
 }
 
+static int ep_sockerr(int fd) {
+  int err = 0;
+  socklen_t len = sizeof err;
+  if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) return errno;
+  return err;
+}
+
+/* recvmmsg once into the scratch, then the datagrams into c->in: up to max
+ * reports. Marks the event's reads done (s->acc = -1) when the socket is
+ * empty, the budget is spent or the input has no room. */
+static int ep_dgread(pt_behost *h, ep_state *s, pt_conn *c, pt_rep *out,
+                     int max) {
+  size_t room = pt_be_room(h, c);
+  if (!room || max <= 0) {
+    s->acc = -1;
+    return 0;
+  }
+  if (!s->dg) {
+    ep_dg *d = calloc(1, sizeof *d);
+    void *m = d ? mmap(NULL, (size_t)PT_DG_BATCH * PT_DG_MAX,
+                       PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+                : MAP_FAILED;
+    if (m == MAP_FAILED) {
+      free(d);
+      s->acc = -1;
+      out[0] = rep(PT_RP_FAIL, c, ENOMEM);
+      return 1;
+    }
+    d->slots = m;
+    for (int i = 0; i < PT_DG_BATCH; i++) {
+      d->iov[i].iov_base = d->slots + (size_t)i * PT_DG_MAX;
+      d->mm[i].msg_hdr.msg_name = &d->from[i];
+      d->mm[i].msg_hdr.msg_iov = &d->iov[i];
+      d->mm[i].msg_hdr.msg_iovlen = 1;
+    }
+    s->dg = d;
+  }
+  ep_dg *d = s->dg;
+  size_t slot = c->dg->max < PT_DG_MAX ? c->dg->max : PT_DG_MAX;
+  int n = max < PT_DG_BATCH ? max : PT_DG_BATCH;
+  for (int i = 0; i < n; i++) { /* the rest was set when d was made */
+    d->iov[i].iov_len = slot;
+    d->mm[i].msg_hdr.msg_namelen = sizeof d->from[i];
+  }
+  int r;
+  do {
+    /* MSG_TRUNC: msg_len is the datagram's real length */
+    r = recvmmsg(c->fd, d->mm, (unsigned)n, MSG_DONTWAIT | MSG_TRUNC, NULL);
+    h->st->readv_calls++;
+  } while (r < 0 && errno == EINTR);
+  if (r < 0) {
+    int e = errno;
+    if (e == EAGAIN || e == EWOULDBLOCK) {
+      s->acc = -1;
+      return 0;
+    }
+    if (e == ENOMEM || e == ENOBUFS) { /* try on the next readiness */
+      s->acc = -1;
+      return 0;
+    }
+    s->acc++; /* counts toward the budget too */
+    out[0] = rep(PT_RP_DGERR, c, e); /* ECONNREFUSED...: reading goes on */
+    return 1;
+  }
+  int k = 0;
+  size_t got = 0;
+  for (int i = 0; i < r; i++) {
+    size_t full = d->mm[i].msg_len;
+    size_t kept = full < slot ? full : slot;
+    socklen_t alen = d->mm[i].msg_hdr.msg_namelen;
+    if (alen > sizeof d->from[i]) alen = sizeof d->from[i];
+    if (pt_be_dgput(h, c, &d->from[i], alen, d->iov[i].iov_base, kept, full) != 0)
+      continue; /* no memory: dropped and counted */
+    got += kept;
+    out[k++] = rep(full > kept ? PT_RP_DGCUT : PT_RP_DGRAM, c, (int64_t)kept);
+  }
+  s->acc += r;
+  if (r < n || s->acc >= EP_DG_BUDGET || got >= room) s->acc = -1;
+  return k;
+}
+
+/* One datagram socket's event: its reads (the event stays current while
+ * they go on: *again), then a held send's writability and a socket error
+ * no read took. */
+static int ep_dgram(pt_behost *h, ep_state *s, pt_conn *c, uint32_t e,
+                    pt_rep *out, int max, int *again) {
+  ep_conn *ec = c->be;
+  int k = 0;
+  *again = 0;
+  if ((c->want & PT_W_RECV) && (e & (EPOLLIN | EPOLLERR)) && s->acc >= 0) {
+    k = ep_dgread(h, s, c, out, max - 2);
+    if (s->acc >= 0) {
+      *again = 1;
+      return k;
+    }
+  }
+  if (ec->wpend && (e & (EPOLLOUT | EPOLLERR))) {
+    ec->wpend = 0;
+    out[k++] = rep(PT_RP_SENT, c, 0);
+  }
+  if ((e & EPOLLERR) && !(c->want & PT_W_RECV)) {
+    int err = ep_sockerr(c->fd); /* reading it clears it */
+    if (err) out[k++] = rep(PT_RP_DGERR, c, err);
+  }
+  return k;
+}
+
 static int ep_next(pt_behost *h, pt_rep *out, int max) {
   ep_state *s = h->state;
   while (s->i < s->n) {
@@ -298,6 +427,13 @@ static int ep_next(pt_behost *h, pt_rep *out, int max) {
     } else if (c->kind == PT_KIND_LISTENER) {
       if (c->want & PT_W_ACCEPT) k = ep_accept(h, s, c, out, max);
       if (k) return k; /* the same event again: more to accept */
+    } else if (c->kind == PT_KIND_DGRAM) {
+      int again;
+      k = ep_dgram(h, s, c, ev->events, out, max, &again);
+      if (again) {
+        if (k) return k;
+        continue; /* the same event again: more to read */
+      }
     } else {
       k = ep_stream(h, c, ev->events, out);
     }

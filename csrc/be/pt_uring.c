@@ -24,6 +24,13 @@
  *             splice: the loop does those steps itself).
  *   U_WAKE    multishot poll on the wake eventfd.
  *   U_CANCEL  cancel requests (their completions are ignored).
+ *   U_DGRECV  datagram sockets: multishot recvmsg into a buffer ring of
+ *             their own (group U_DG_BGID, made for the first of them,
+ *             ring_dgram_bufs buffers each holding any UDP datagram with
+ *             its sender, mapped lazily); each completion's datagram is
+ *             copied into the input as a record and its buffer goes back
+ *             at once. Sends are sendmmsg (pt_be_dgsend): no ring request.
+ *   U_DGOUT   a datagram socket's poll for room after sendmmsg found it full.
  *
  * Invariants
  *   - uc->ops counts requests in flight naming the conn (u->nops all of
@@ -62,7 +69,8 @@
 #define IORING_NOTIF_USAGE_ZC_COPIED (1U << 31)
 #endif
 
-enum { U_ACCEPT = 1, U_RECV, U_SEND, U_ZC, U_POLL, U_WAKE, U_CANCEL };
+enum { U_ACCEPT = 1, U_RECV, U_SEND, U_ZC, U_POLL, U_WAKE, U_CANCEL,
+       U_DGRECV, U_DGOUT };
 #define U_TAGMASK 15u
 
 /* uc->flags */
@@ -77,6 +85,7 @@ enum { U_ACCEPT = 1, U_RECV, U_SEND, U_ZC, U_POLL, U_WAKE, U_CANCEL };
 #define UF_RECV1 0x100u   /* the recv is single-shot (near the input cap) */
 #define UF_NOZC 0x200u    /* plain sends only: the route copies anyway */
 #define UF_ZCCHK 0x400u   /* the route was looked at */
+#define UF_DGOUT 0x800u   /* a datagram socket waits for room (U_DGOUT) */
 
 /* Within this many bytes of a conn's input cap, recvs are single-shot and
  * ask for exactly the room left, so reading stops at the cap as it does
@@ -89,6 +98,8 @@ enum { U_ACCEPT = 1, U_RECV, U_SEND, U_ZC, U_POLL, U_WAKE, U_CANCEL };
 #define U_CQ_ENTRIES 16384
 #define U_BGID 0
 #define U_LINK_MIN (8u << 10) /* recvs this large are linked, not copied */
+#define U_DG_BGID 1           /* the datagram sockets' buffer ring */
+#define U_DG_NBUFS 128        /* its buffers by default */
 
 /* Bytes the input may still take before its cap (SIZE_MAX: no cap). The
  * loop's budget (pt_be_room) is not asked here: multishot recvs stay on
@@ -145,6 +156,12 @@ struct pt_uring {
   int broken;           /* errno of a failed submission: the loop fails */
   pt_conn *again;       /* re-arm once the loop acted on its reports */
   char note[160];
+  /* datagram sockets' buffer ring (made for the first of them) */
+  struct io_uring_buf_ring *dbr;
+  unsigned char *dbufs;
+  unsigned dnbufs;
+  unsigned dbsize;
+  struct msghdr dg_tmpl; /* what multishot recvmsg fills: the sender */
 };
 
 static inline uint64_t u_ud(const void *p, unsigned tag) {
@@ -313,6 +330,8 @@ static const char *u_note(pt_behost *h) {
 static void u_memory_free(struct pt_uring *u) {
   if (u->br) munmap(u->br, (size_t)u->nbufs * sizeof(struct io_uring_buf));
   if (u->bufs) munmap(u->bufs, (size_t)u->nbufs * u->bsize);
+  if (u->dbr) munmap(u->dbr, (size_t)u->dnbufs * sizeof(struct io_uring_buf));
+  if (u->dbufs) munmap(u->dbufs, (size_t)u->dnbufs * u->dbsize);
   free(u->boff);
   free(u->brefs);
   free(u->bkern);
@@ -443,9 +462,113 @@ static int u_submit_tx(pt_behost *h, pt_conn *c) {
   return 0;
 }
 
+/* ---- datagram sockets ------------------------------------------------------ */
+
+/* Their buffer ring, made once: 0, or -1 with errno and h->err. */
+static int u_dg_setup(pt_behost *h) {
+  struct pt_uring *u = h->state;
+  if (u->dbr) return 0;
+  unsigned n = h->o->ring_dgram_bufs ? h->o->ring_dgram_bufs : U_DG_NBUFS;
+  if (n & (n - 1) || n > 32768)
+    return pt_errf(h->err, h->errlen, EINVAL,
+                   "ring_dgram_bufs (a power of 2 up to 32768)");
+  /* the completion's header, the sender, any UDP datagram */
+  size_t bsize = sizeof(struct io_uring_recvmsg_out) +
+                 sizeof(struct sockaddr_in6) + PT_DG_MAX;
+  bsize = (bsize + 63) & ~(size_t)63;
+  size_t rsz = (size_t)n * sizeof(struct io_uring_buf);
+  void *rm = mmap(NULL, rsz, PROT_READ | PROT_WRITE,
+                  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (rm == MAP_FAILED) return pt_errf(h->err, h->errlen, errno, "mmap");
+  void *bm = mmap(NULL, (size_t)n * bsize, PROT_READ | PROT_WRITE,
+                  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (bm == MAP_FAILED) {
+    int e = errno;
+    munmap(rm, rsz);
+    return pt_errf(h->err, h->errlen, e, "mmap");
+  }
+  io_uring_buf_ring_init(rm);
+  struct io_uring_buf_reg reg;
+  memset(&reg, 0, sizeof reg);
+  reg.ring_addr = (uint64_t)(uintptr_t)rm;
+  reg.ring_entries = n;
+  reg.bgid = U_DG_BGID;
+  int r = io_uring_register_buf_ring(&u->ring, &reg, 0);
+  if (r != 0) {
+    munmap(rm, rsz);
+    munmap(bm, (size_t)n * bsize);
+    return pt_errf(h->err, h->errlen, -r, "io_uring: buffer ring for datagrams");
+  }
+  u->dbr = rm;
+  u->dbufs = bm;
+  u->dnbufs = n;
+  u->dbsize = (unsigned)bsize;
+  for (unsigned i = 0; i < n; i++)
+    io_uring_buf_ring_add(u->dbr, u->dbufs + (size_t)i * bsize,
+                          (unsigned)bsize, (unsigned short)i,
+                          io_uring_buf_ring_mask(n), (int)i);
+  io_uring_buf_ring_advance(u->dbr, (int)n);
+  memset(&u->dg_tmpl, 0, sizeof u->dg_tmpl);
+  u->dg_tmpl.msg_namelen = sizeof(struct sockaddr_in6);
+  return 0;
+}
+
+static void u_dgbuf_put(struct pt_uring *u, unsigned bid) {
+  if (u->dead) return;
+  io_uring_buf_ring_add(u->dbr, u->dbufs + (size_t)bid * u->dbsize, u->dbsize,
+                        (unsigned short)bid, io_uring_buf_ring_mask(u->dnbufs),
+                        0);
+  io_uring_buf_ring_advance(u->dbr, 1);
+}
+
+static int u_dg_arm(pt_behost *h, pt_conn *c) {
+  struct pt_uring *u = h->state;
+  ur_conn *uc = c->be;
+  int want = (c->want & PT_W_RECV) != 0;
+  if (want && !(uc->flags & UF_RECV)) {
+    if (u_dg_setup(h) != 0) return -1;
+    struct io_uring_sqe *sqe = u_sqe(h);
+    if (!sqe) return 0;
+    /* MSG_TRUNC: payloadlen is the datagram's real length */
+    io_uring_prep_recvmsg_multishot(sqe, c->fd, &u->dg_tmpl, MSG_TRUNC);
+    sqe->flags |= IOSQE_BUFFER_SELECT;
+    sqe->buf_group = U_DG_BGID;
+    io_uring_sqe_set_data64(sqe, u_ud(c, U_DGRECV));
+    uc->flags |= UF_RECV;
+    uc->ops++;
+    u->nops++;
+  }
+  if (!want && (uc->flags & UF_RECV) && !(uc->flags & UF_RECV_CXL)) {
+    u_cancel(h, u_ud(c, U_DGRECV));
+    uc->flags |= UF_RECV_CXL;
+  }
+  return 0;
+}
+
+/* sendmmsg now; when the socket is full, a poll says when to go on. */
+static int u_dg_send(pt_behost *h, pt_conn *c) {
+  struct pt_uring *u = h->state;
+  ur_conn *uc = c->be;
+  if (uc->flags & UF_DGOUT) return PT_SEND_PENDING;
+  int r = pt_be_dgsend(h, c);
+  if (r <= 0) return r < 0 ? -1 : PT_SEND_DONE;
+  struct io_uring_sqe *sqe = u_sqe(h);
+  if (!sqe) {
+    errno = EBUSY;
+    return -1;
+  }
+  io_uring_prep_poll_add(sqe, c->fd, POLLOUT);
+  io_uring_sqe_set_data64(sqe, u_ud(c, U_DGOUT));
+  uc->flags |= UF_DGOUT;
+  uc->ops++;
+  u->nops++;
+  return PT_SEND_PENDING;
+}
+
 /* The output moves to tx and leaves in one request (no copy). */
 static int u_send(pt_behost *h, pt_conn *c) {
   ur_conn *uc = c->be;
+  if (c->kind == PT_KIND_DGRAM) return u_dg_send(h, c);
   if (uc->flags & UF_SEND) return PT_SEND_PENDING;
   if (!pt_buf_len(c->out)) return PT_SEND_DONE;
   pt_buf_move(&uc->tx, c->out);
@@ -458,6 +581,7 @@ static int u_arm(pt_behost *h, pt_conn *c) {
   ur_conn *uc = c->be;
   uint32_t w = c->want, pmask = 0;
   if (c->flags & PT_CF_CLOSED) return 0;
+  if (c->kind == PT_KIND_DGRAM) return u_dg_arm(h, c);
   if (c->kind == PT_KIND_LISTENER) {
     int want = (w & PT_W_ACCEPT) != 0;
     if (want && !(uc->flags & UF_ACCEPT)) u_arm_accept(h, c);
@@ -495,6 +619,13 @@ static int u_arm(pt_behost *h, pt_conn *c) {
 /* The conn is closing: cancel whatever it has in flight. */
 static void u_forget(pt_behost *h, pt_conn *c) {
   ur_conn *uc = c->be;
+  if (c->kind == PT_KIND_DGRAM) {
+    if ((uc->flags & UF_RECV) && !(uc->flags & UF_RECV_CXL))
+      u_cancel(h, u_ud(c, U_DGRECV));
+    if (uc->flags & UF_DGOUT) u_cancel(h, u_ud(c, U_DGOUT));
+    uc->flags |= UF_RECV_CXL;
+    return;
+  }
   if ((uc->flags & UF_ACCEPT) && !(uc->flags & UF_ACC_CXL))
     u_cancel(h, u_ud(c, U_ACCEPT));
   if ((uc->flags & UF_RECV) && !(uc->flags & UF_RECV_CXL))
@@ -742,6 +873,53 @@ static int u_on_poll(pt_behost *h, pt_conn *c, struct io_uring_cqe *cqe,
   return k;
 }
 
+/* A datagram, or how a datagram socket's receive ended. */
+static int u_on_dgrecv(pt_behost *h, pt_conn *c, struct io_uring_cqe *cqe,
+                       pt_rep *out) {
+  struct pt_uring *u = h->state;
+  int res = cqe->res;
+  if (!(cqe->flags & IORING_CQE_F_MORE)) u_done(u, c, UF_RECV | UF_RECV_CXL);
+  if (res >= 0 && (cqe->flags & IORING_CQE_F_BUFFER)) {
+    unsigned bid = cqe->flags >> IORING_CQE_BUFFER_SHIFT;
+    if (bid >= u->dnbufs) return 0; /* cannot happen */
+    unsigned char *buf = u->dbufs + (size_t)bid * u->dbsize;
+    struct msghdr *t = &u->dg_tmpl;
+    struct io_uring_recvmsg_out *o;
+    int k = 0;
+    if (!(c->flags & PT_CF_CLOSED) &&
+        (o = io_uring_recvmsg_validate(buf, res, t)) != NULL) {
+      socklen_t alen = o->namelen < t->msg_namelen ? o->namelen : t->msg_namelen;
+      size_t have = io_uring_recvmsg_payload_length(o, res, t);
+      size_t full = o->payloadlen > have ? o->payloadlen : have;
+      size_t kept = have < c->dg->max ? have : c->dg->max;
+      h->st->readv_calls++;
+      if (pt_be_dgput(h, c, io_uring_recvmsg_name(o), alen,
+                      io_uring_recvmsg_payload(o, t), kept, full) == 0)
+        out[k++] = rep(full > kept ? PT_RP_DGCUT : PT_RP_DGRAM, c, (int64_t)kept);
+    }
+    u_dgbuf_put(u, bid);
+    return k;
+  }
+  if (c->flags & PT_CF_CLOSED) return 0;
+  if (res == -ENOBUFS) { /* the ring ran dry: re-armed at once (u->again) */
+    h->st->ring_enobufs++;
+    return 0;
+  }
+  if (res >= 0 || res == -ECANCELED || res == -EINTR || res == -EAGAIN)
+    return 0;
+  out[0] = rep(PT_RP_DGERR, c, -res); /* ECONNREFUSED...: re-armed */
+  return 1;
+}
+
+static int u_on_dgout(pt_behost *h, pt_conn *c, struct io_uring_cqe *cqe,
+                      pt_rep *out) {
+  (void)cqe;
+  u_done(h->state, c, UF_DGOUT);
+  if (c->flags & PT_CF_CLOSED) return 0;
+  out[0] = rep(PT_RP_SENT, c, 0); /* the next send says how it went */
+  return 1;
+}
+
 static int u_dispatch(pt_behost *h, struct io_uring_cqe *cqe, pt_rep *out) {
   struct pt_uring *u = h->state;
   uint64_t ud = io_uring_cqe_get_data64(cqe);
@@ -752,6 +930,8 @@ static int u_dispatch(pt_behost *h, struct io_uring_cqe *cqe, pt_rep *out) {
     case U_SEND: return u_sent(h, p, cqe->res, NULL, out);
     case U_ZC: return u_on_zc(h, p, cqe, out);
     case U_POLL: return u_on_poll(h, p, cqe, out);
+    case U_DGRECV: return u_on_dgrecv(h, p, cqe, out);
+    case U_DGOUT: return u_on_dgout(h, p, cqe, out);
     case U_WAKE:
       if (!(cqe->flags & IORING_CQE_F_MORE)) u->wake_armed = 0;
       if (cqe->res < 0) return 0;

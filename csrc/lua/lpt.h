@@ -124,6 +124,11 @@ int64_t lpt_checkint(lua_State *L, int idx, int64_t lo, int64_t hi);
 void lpt_open_buffer(lua_State *L); /* adds buffer functions to table -1 */
 void lpt_open_codec(lua_State *L);  /* same stack contract */
 void lpt_open_loop(lua_State *L);   /* same stack contract */
+/* lpt_loop.c: the pt_loop of the loop userdata at idx (raises when it is
+ * not one or is closed). lpt_udp.c: the datagram methods of the loop
+ * userdata (lpt_open_loop adds them). */
+struct pt_loop *lpt_checkloop(lua_State *L, int idx);
+extern const luaL_Reg lpt_udp_methods[];
 /* lpt_proc.c: processes and signals. Adds core.fork, wait, kill, getpid,
  * _exit, signals to the module table at mod (called by lpt_open_loop). */
 struct pt_loop;

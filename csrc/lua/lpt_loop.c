@@ -69,6 +69,12 @@ static lpt_Loop *check_loop(lua_State *L) {
   return LL;
 }
 
+struct pt_loop *lpt_checkloop(lua_State *L, int idx) {
+  lpt_Loop *LL = luaL_checkudata(L, idx, LPT_LOOP_MT);
+  if (!LL->loop) luaL_argerror(L, idx, "loop is closed");
+  return LL->loop;
+}
+
 /* Push the anchor tables and let on_release use them. */
 static void hook_on(lua_State *L, lpt_Loop *LL) {
   lpt_getuv(L, 1);
@@ -138,7 +144,8 @@ static const char *get_addr(lua_State *L, int *port) {
 
 /* core.loop([{pool=, in_cap=, out_cap=, budget=, dns_ttl=, close_timeout=,
  *             max_events=, no_spin=, backend=, sqpoll=, zc_min=, zc_force=,
- *             ring_bufs=, ring_buf_size=, ring_incremental=, no_sendfile=,
+ *             ring_bufs=, ring_buf_size=, ring_incremental=,
+ *             ring_dgram_bufs=, no_sendfile=,
  *             no_splice=, dns_delay=}]) -> loop | nil, err
  * budget = false: no loop-wide budget. no_sendfile / no_splice force the
  * copying fallbacks, dns_delay (ms) slows every name lookup (tests,
@@ -190,6 +197,7 @@ static int Lpt_loop(lua_State *L) {
     o.ring_bufs = (unsigned)opt_int(L, 1, "ring_bufs", 0, 1, 32768);
     o.ring_buf_size = (unsigned)opt_int(L, 1, "ring_buf_size", 0, 256, 1 << 30);
     o.ring_noinc = opt_int(L, 1, "ring_incremental", 0, -1, 1) < 0;
+    o.ring_dgram_bufs = (unsigned)opt_int(L, 1, "ring_dgram_bufs", 0, 1, 32768);
     o.zc_force = opt_int(L, 1, "zc_force", 0, -1, 1) > 0;
   }
   char err[256] = "";
@@ -284,7 +292,10 @@ static int Lpt_connect(lua_State *L) {
 /* loop:poll([timeout_ms = -1 [, max = 256]]) -> n, types, ids, errs, args
  * The four arrays are the same tables every call; entries 1..n are this
  * batch. types are core.loop_events values; errs are errno numbers (0 =
- * none); args: DATA bytes read, ACCEPTED listener id, else 0. */
+ * none); args: DATA bytes read, ACCEPTED listener id, else 0. The core's
+ * DATAGRAM completions (one per datagram) of one socket that follow each
+ * other are one entry: arg = how many, err 0 (loop:udp_recv takes each
+ * datagram with its sender, length and error). */
 static int Lpt_poll(lua_State *L) {
   lpt_Loop *LL = check_loop(L);
   int timeout = -1;
@@ -304,20 +315,40 @@ static int Lpt_poll(lua_State *L) {
   int n = pt_loop_poll(LL->loop, LL->ev, max, timeout);
   LL->L = NULL;
   if (n < 0) return io_fail(L, pt_loop_error(LL->loop));
-  lua_pushinteger(L, n);
+  lua_pushinteger(L, n); /* replaced by the count of entries below */
   for (int k = 0; k < 4; k++) lua_rawgeti(L, 2, UV_TYPES + k);
   /* 5: n, 6: types, 7: ids, 8: errs, 9: args */
+  int k = 0;
+  uint64_t dg_id = 0; /* the socket of the run of datagrams entry k holds */
+  lua_Integer dg_n = 0;
   for (int i = 0; i < n; i++) {
     const pt_event *e = &LL->ev[i];
+    if (e->type == PT_EV_DGRAM && k > 0 && dg_id == e->id) {
+      dg_n++; /* the run goes on: one entry */
+      continue;
+    }
+    if (dg_n > 1) { /* the run before this one ended */
+      lua_pushinteger(L, dg_n);
+      lua_rawseti(L, 9, k);
+    }
+    dg_id = e->type == PT_EV_DGRAM ? e->id : 0;
+    dg_n = 1;
+    k++;
     lua_pushinteger(L, e->type);
-    lua_rawseti(L, 6, i + 1);
+    lua_rawseti(L, 6, k);
     lua_pushinteger(L, (lua_Integer)e->id);
-    lua_rawseti(L, 7, i + 1);
-    lua_pushinteger(L, e->err);
-    lua_rawseti(L, 8, i + 1);
-    lua_pushinteger(L, (lua_Integer)e->arg);
-    lua_rawseti(L, 9, i + 1);
+    lua_rawseti(L, 7, k);
+    lua_pushinteger(L, e->type == PT_EV_DGRAM ? 0 : e->err);
+    lua_rawseti(L, 8, k);
+    lua_pushinteger(L, e->type == PT_EV_DGRAM ? 1 : (lua_Integer)e->arg);
+    lua_rawseti(L, 9, k);
   }
+  if (dg_n > 1) {
+    lua_pushinteger(L, dg_n);
+    lua_rawseti(L, 9, k);
+  }
+  lua_pushinteger(L, k);
+  lua_replace(L, 5);
   return 5;
 }
 
@@ -521,7 +552,8 @@ static int Lpt_now(lua_State *L) {
   return 1;
 }
 
-/* loop:info(id) -> peer, local (address strings) | nil, err */
+/* loop:info(id) -> peer, local (address strings) | nil, err. peer is nil
+ * for listeners and unconnected datagram sockets. */
 static int Lpt_info(lua_State *L) {
   lpt_Loop *LL = check_loop(L);
   pt_conn *c = find_conn(L, LL, 2);
@@ -529,7 +561,7 @@ static int Lpt_info(lua_State *L) {
   if (!c || c->fd < 0) return io_fail(L, "connection closed");
   if (pt_conn_addr(c, 0, local, sizeof local) != 0)
     return io_fail(L, strerror(errno));
-  if (c->kind != PT_KIND_STREAM || pt_conn_addr(c, 1, peer, sizeof peer) != 0)
+  if (c->kind == PT_KIND_LISTENER || pt_conn_addr(c, 1, peer, sizeof peer) != 0)
     lua_pushnil(L);
   else
     lua_pushstring(L, peer);
@@ -584,13 +616,14 @@ static int Lpt_close_all(lua_State *L) {
   X(rd_paused) X(wr_paused) X(budget_paused) X(held) X(accept_dropped)   \
   X(recycled) X(dns_lookups) X(dns_cached) X(ring_sqes) X(ring_cqes)      \
   X(ring_enters) X(ring_enobufs) X(ring_linked) X(zc_sends) X(zc_copied)  \
-  X(splice_pipes) X(settled)
+  X(splice_pipes) X(settled)  \
+  X(udp_open) X(dgrams_in) X(dgrams_out) X(dgrams_cut) X(dgram_send_errors)
 
 /* loop:stats() -> table of counters */
 static int Lpt_stats(lua_State *L) {
   pt_loop_stats st;
   pt_loop_stats_get(check_loop(L)->loop, &st);
-  lua_createtable(L, 0, 32);
+  lua_createtable(L, 0, 40);
 #define X(f)                                 \
   lua_pushinteger(L, (lua_Integer)st.f);     \
   lua_setfield(L, -2, #f);
@@ -634,6 +667,7 @@ void lpt_open_loop(lua_State *L) {
   luaL_newmetatable(L, LPT_LOOP_MT); /* module, state, bmt, mt */
   lua_newtable(L);                   /* methods */
   lpt_setfuncs(L, -1, mod, loop_methods);
+  lpt_setfuncs(L, -1, mod, lpt_udp_methods);
   lua_setfield(L, -2, "__index");
   lpt_setfuncs(L, -1, mod, loop_meta);
   lua_pop(L, 1); /* module, state, bmt */

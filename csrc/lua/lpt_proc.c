@@ -7,7 +7,15 @@
  * handler only sets a flag and wakes that loop (pt_loop_wake: an atomic
  * and an eventfd write, both async-signal-safe); Lua collects the flags
  * with core.signals() after the poll returns.
+ *
+ * The handler lives in this module: once a signal is trapped the module
+ * is pinned in memory (RTLD_NODELETE), so a signal that comes while the
+ * process exits, after Lua has closed its C libraries, still finds it.
  */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* dladdr */
+#endif
+#include <dlfcn.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -48,7 +56,22 @@ static int io_fail(lua_State *L, const char *msg) {
   return 2;
 }
 
+/* Keep this module mapped until the process ends (the handler installed
+ * by lpt_trap stays after the loop is gone: a signal arriving after
+ * lua_close has unloaded the module would jump into unmapped code). Once;
+ * where the binding is linked into the executable dlopen finds nothing to
+ * pin and nothing needs it. */
+static void pin_module(void) {
+  static int pinned;
+  if (pinned) return;
+  pinned = 1;
+  Dl_info di;
+  if (dladdr((void *)&pin_module, &di) && di.dli_fname)
+    (void)dlopen(di.dli_fname, RTLD_NOW | RTLD_NOLOAD | RTLD_NODELETE); /* never closed */
+}
+
 void lpt_trap(lua_State *L, pt_loop *l, int first) {
+  pin_module();
   sig_loop = l;
   for (int i = first; i <= lua_gettop(L); i++) {
     struct sigaction sa;

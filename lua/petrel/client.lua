@@ -586,6 +586,7 @@ end
 -- connection slot), inflight calls.
 function M.stats(proxy)
   local st = state_of(proxy, "petrel.stats")
+  if st.udp then return st:stats() end
   if st.cluster then return st:stats() end
   return { open = st.nopen, idle = #st.idle, waiting = st.nwaiting, inflight = st.inflight,
     peer = st.peer, max_conns = st.max_conns }
@@ -706,7 +707,7 @@ local CLIENT_OPTIONS = {
   service = options.service, loop = options.loop, host = options.string,
   port = options.port, unix = options.string,
   transport = options.oneof("framed", "buffered", "header", "framed-header", "ttheader",
-    "ttheader-framed"),
+    "ttheader-framed", "udp"),
   protocol = options.oneof("binary", "compact", "json"),
   -- TMultiplexedProtocol: calls name "Service:method" (true: this service)
   multiplexed = function(v)
@@ -736,8 +737,11 @@ local MUTABLE = {
 --   cap), multiplex = bool, max_frame = bytes, nodelay, keepalive, sndbuf,
 --   rcvbuf, lazy = bool (results of struct or container types come as
 --   message views of the reply, T:view: read without decoding; they keep
---   the reply's bytes alive and never expire) } -> client. Options are
--- checked here: unknown keys and bad values raise.
+--   the reply's bytes alive and never expire) } -> client.
+--   transport = "udp": oneway calls, one datagram each (petrel.udp): host,
+--   port, loop, sndbuf, protocol = "binary" | "compact"; a call returns
+--   true once its datagram is handed to the kernel. Options are checked
+--   here: unknown keys and bad values raise.
 function M.client(opts)
   if type(opts) == "table" and (opts.resolve ~= nil or opts.instances ~= nil) then
     return require("petrel.cluster").client(opts) -- many instances (a tail call)
@@ -745,6 +749,11 @@ function M.client(opts)
   options.check("petrel.client", CLIENT_OPTIONS, opts, 2)
   if not opts.service then
     error("petrel.client: option 'service' (a compiled service) is required", 2)
+  end
+  if opts.transport == "udp" then -- oneway calls in datagrams (petrel.udp)
+    local proxy = {}
+    rawset(proxy, STATE, require("petrel.udp").client_state(opts, 2))
+    return setmetatable(proxy, ProxyMT)
   end
   if not opts.port and not opts.unix then
     error("petrel.client: option 'port' or 'unix' is required", 2)
@@ -833,6 +842,7 @@ end
 --   keepalive_timeout =, max_conns =, backlog = }) -> c
 function M.configure(proxy, opts)
   local st = state_of(proxy, "petrel.configure")
+  if st.udp then error('petrel.configure: a transport = "udp" client has nothing to configure', 2) end
   if st.cluster then st:configure(opts, 2); return proxy end
   options.check("petrel.configure", MUTABLE, opts, 2)
   for k, v in pairs(opts) do

@@ -7,11 +7,12 @@
 -- loop, and made outside any loop coroutine (a script, the REPL) runs the
 -- loop until it completes. Millisecond timeouts; failures are nil, err.
 local core = require "petrel.core"
+local options = require "petrel.options"
 
 local EV = core.loop_events
 local E_ACCEPTED, E_DATA, E_DRAINED = EV.accepted, EV.data, EV.drained
 local E_CLOSED, E_CONNECTED, E_TIMER = EV.closed, EV.connected, EV.timer
-local E_SPLICED = EV.spliced
+local E_SPLICED, E_DGRAM = EV.spliced, EV.datagram
 
 local unpack = table.unpack or unpack
 local co_running, co_yield, co_resume, co_create, co_status =
@@ -202,6 +203,9 @@ function Loop:_step(timeout_ms)
     if t == E_DATA then
       local h = conns[id]
       if h then h:on_data(id, args[i]) end
+    elseif t == E_DGRAM then
+      local h = conns[id]
+      if h then h:on_datagram(args[i]) end
     elseif t == E_ACCEPTED then
       local h = conns[args[i]]
       if h then h:on_accept(id) else self.c:close(id) end
@@ -376,6 +380,213 @@ function Loop:proxy(client, upstream, timeout_ms)
   end
   return up, down
 end
+
+-- ---- datagram sockets -----------------------------------------------------------
+-- loop:udp{...} -> a UDP socket in the cosocket style: recv waits (the
+-- running loop coroutine yields; outside one the loop runs) up to a
+-- timeout, send / sendto queue a datagram for the round's flush (one
+-- sendmmsg per socket per round). Failures are nil, err.
+
+local Udp = {}
+Udp.__index = Udp
+M.Udp = Udp
+
+-- "host:port" / "[v6]:port" -> host, port
+local function split_addr(s)
+  local h, p = s:match("^%[(.+)%]:(%d+)$")
+  if not h then h, p = s:match("^([^:]+):(%d+)$") end
+  return h, tonumber(p)
+end
+
+local function check_connect(v)
+  if type(v) == "string" then
+    local h, p = split_addr(v)
+    if h and p <= 65535 then return true end
+  elseif type(v) == "table" and type(v.host) == "string" and options.port(v.port) == true then
+    return true
+  end
+  return '"host:port", "[ipv6]:port" or { host =, port = }'
+end
+
+local UDP_OPTIONS = {
+  host = options.string, port = options.port, connect = check_connect,
+  rcvbuf = options.int(1), sndbuf = options.int(1), reuseport = options.bool,
+  max_datagram = function(v)
+    return (options.integral(v) and v >= 1 and v <= 65536) or "an integer from 1 to 65536"
+  end,
+  timeout = options.ms, handler = options.func, out_cap = options.int(1),
+}
+M.UDP_OPTIONS = UDP_OPTIONS
+
+-- loop:udp{ host =, port =, connect = "host:port" | { host =, port = },
+--   rcvbuf = bytes (SO_RCVBUF: the kernel's queue; what does not fit is
+--   dropped and counted), sndbuf =, max_datagram = bytes (longer datagrams
+--   are cut there and reported; default 65536: any), reuseport = bool,
+--   timeout = ms (recv's default; nil: none), out_cap = bytes (queued
+--   sends beyond it are refused; default 4 MiB), handler = function(data,
+--   peer, u) (called for each datagram as it arrives, inside the loop's
+--   dispatch: it must not block (an error it raises goes to loop.on_error);
+--   recv is then not used; a datagram cut at
+--   max_datagram or an error the socket reported comes as handler(nil,
+--   err, u, peer) with peer nil for socket errors) }
+-- -> udp | nil, err. host/port: bind there (default 127.0.0.1, port 0: the
+-- kernel picks, see u.port), unless only connect is given (then the
+-- connect binds). Numeric addresses and "localhost"; "*" is every IPv4
+-- address, "::" every IPv6 (and IPv4) one. Options are checked: unknown
+-- keys and bad values raise.
+function Loop:udp(opts)
+  opts = opts or {}
+  options.check("loop:udp", UDP_OPTIONS, opts, 2)
+  local o = { host = opts.host, port = opts.port, rcvbuf = opts.rcvbuf, sndbuf = opts.sndbuf,
+    max_datagram = opts.max_datagram, reuseport = opts.reuseport, out_cap = opts.out_cap }
+  local conn = opts.connect
+  if conn then
+    if type(conn) == "string" then
+      o.peer, o.peer_port = split_addr(conn)
+    else
+      o.peer, o.peer_port = conn.host, conn.port
+    end
+    if not o.host and o.port then o.host = o.peer:find(":", 1, true) and "::" or "*" end
+  elseif not o.host then
+    o.host = "127.0.0.1"
+  end
+  local id, err = self.c:udp_open(o)
+  if not id then return nil, err end
+  local u = setmetatable({ loop = self, id = id, port = self.c:port(id),
+    timeout = opts.timeout, handler = opts.handler, waiting = {},
+    rd = {}, rp = {}, ri = 1, rn = 0 }, Udp)
+  self:attach(id, u)
+  return u
+end
+
+-- Datagrams taken a batch at a time (loop:udp_recvn): u.rd / u.rp hold
+-- the data and senders of the batch, u.ri the next one, u.rn how many.
+local BATCH = 64
+
+local function refill(self)
+  local n, err, peer = self.loop.c:udp_recvn(self.id, BATCH, self.rd, self.rp)
+  self.ri, self.rn = 1, n
+  return n, err, peer
+end
+
+-- n datagrams arrived: the handler takes them (an error it raises goes
+-- to loop.on_error, the next datagram is handed on), or as many waiting
+-- recv calls wake.
+function Udp:on_datagram(n)
+  local f = self.handler
+  if f then
+    local rd, rp, loop = self.rd, self.rp, self.loop
+    while n > 0 and not self.closed do
+      local k, err, peer = refill(self)
+      local ok, e = true, nil
+      if k == 0 then
+        if not err then return end
+        ok, e = pcall(f, nil, err, self, peer) -- cut at max_datagram or a socket error
+        if not ok then loop.on_error(e) end
+        n = n - 1
+      else
+        for i = 1, k do
+          self.ri = i + 1
+          ok, e = pcall(f, rd[i], rp[i], self)
+          if not ok then loop.on_error(e) end
+          if self.closed then return end
+        end
+        n = n - k
+      end
+    end
+    return
+  end
+  local q = self.waiting
+  for _ = 1, n do
+    local w = q[1]
+    if not w then return end
+    table.remove(q, 1)
+    w:done(true)
+  end
+end
+
+function Udp:on_closed()
+  self.closed = true
+  local q = self.waiting
+  self.waiting = {}
+  for _, w in ipairs(q) do w:done(nil, "closed") end
+end
+
+-- u:recv([timeout_ms]) -> data, peer | nil, err [, peer]. err: "timeout",
+-- "closed", "datagram of N bytes cut at max_datagram (M)" (with its
+-- peer), or an error the socket reported ("Connection refused": a datagram
+-- sent from this socket met a closed port).
+function Udp:recv(timeout)
+  local loop = self.loop
+  while true do
+    local i = self.ri
+    if i <= self.rn then
+      self.ri = i + 1
+      return self.rd[i], self.rp[i]
+    end
+    if self.closed then return nil, "closed" end
+    local n, err, peer = refill(self)
+    if n > 0 then
+      self.ri = 2
+      return self.rd[1], self.rp[1]
+    end
+    if err then return nil, err, peer end
+    local w = loop:waiter()
+    local q = self.waiting
+    q[#q + 1] = w
+    local ok, err = loop:await(w, timeout or self.timeout)
+    if not ok then
+      for i = #q, 1, -1 do
+        if q[i] == w then table.remove(q, i) end
+      end
+      return nil, err
+    end
+  end
+end
+
+-- The datagram leaves in the next round's flush; called outside the
+-- loop's coroutines (a script), it leaves now.
+local function sent(self, ok, err)
+  if not ok then return nil, err end
+  local loop = self.loop
+  if not loop:in_coroutine() then loop.c:flush() end
+  return true
+end
+
+-- u:send(data) -> true | nil, err: to the connected peer. data: a string
+-- or a petrel.buffer (copied, not consumed).
+function Udp:send(data)
+  if self.closed then return nil, "closed" end
+  return sent(self, self.loop.c:udp_send(self.id, data))
+end
+
+-- u:sendto(data, "host:port") or u:sendto(data, host, port) -> true | nil, err
+function Udp:sendto(data, host, port)
+  if self.closed then return nil, "closed" end
+  if port ~= nil then
+    host = (host:find(":", 1, true) and "[" .. host .. "]" or host) .. ":" .. tostring(port)
+  end
+  return sent(self, self.loop.c:udp_send(self.id, data, host))
+end
+
+function Udp:settimeout(ms) self.timeout = ms end
+
+-- u:close([flush]): flush (default true) sends what is queued first
+function Udp:close(flush)
+  if self.closed then return end
+  self.loop:close(self.id, flush ~= false)
+  self:on_closed()
+end
+
+-- local address ("127.0.0.1:5353"), and the connected peer (or nil)
+function Udp:address()
+  local peer, loc = self.loop.c:info(self.id)
+  return loc, peer
+end
+
+-- counters: dgrams_in, bytes_in, cut, errors_in, dgrams_out, bytes_out,
+-- send_errors, send_full, kernel_drops, rcvbuf, sndbuf, queued, ...
+function Udp:stats() return self.loop.c:udp_stats(self.id) end
 
 M.Loop = Loop
 return M

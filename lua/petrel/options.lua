@@ -48,6 +48,9 @@ function M.table(v) return type(v) == "table" or "a table" end
 function M.func_or_false(v) return type(v) == "function" or v == false or "a function or false" end
 function M.port(v) return (integral(v) and v >= 0 and v <= 65535) or "a port number (0..65535)" end
 
+-- a wire protocol of the codec's message functions (they take its name)
+M.protocol = M.oneof("binary", "compact")
+
 -- a compiled service (ns.Name from petrel.schema or petrel.load)
 function M.service(v)
   return (type(v) == "table" and type(v.functions) == "table" and type(v.name) == "string")

@@ -253,7 +253,7 @@ local SERVER_OPTIONS = {
   service = options.service, handler = options.table, loop = options.loop,
   host = options.string, port = options.port, unix = options.string,
   transport = options.oneof("auto", "framed", "buffered", "header", "framed-header",
-    "ttheader", "ttheader-framed"),
+    "ttheader", "ttheader-framed", "udp"),
   -- TMultiplexedProtocol: { Name = { service =, handler = } ... }; calls
   -- named "Name:method" go to Name (service / handler: for calls that
   -- name no service)
@@ -277,8 +277,11 @@ local SERVER_OPTIONS = {
   -- service registry (petrel.etcd): see Server:_register
   registry = options.registry, service_name = options.string, weight = options.int(1),
   tags = options.table, advertise = options.string, deregister_wait = options.ms,
+  -- transport = "udp" only (petrel.udp)
+  protocol = options.protocol, max_datagram = loopmod.UDP_OPTIONS.max_datagram,
 }
 M.SERVER_OPTIONS = SERVER_OPTIONS
+local UDP_ONLY = { protocol = true, max_datagram = true }
 
 -- The handler table against the service: a name the service lacks (a typo)
 -- or a value that is not a function raises; the functions without a
@@ -320,6 +323,10 @@ M._check_handler = check_handler
 --   T:view, instead of decoded tables: nothing is decoded until read; the
 --   views expire when the handler returns unless v:retain() was called;
 --   a view returned, or placed in the result, is sent as its bytes) }
+-- transport = "udp": a service of oneway methods over datagrams, one
+-- message per datagram (petrel.udp): host, port, reuseport, rcvbuf,
+-- protocol = "binary" | "compact" (the socket's), max_datagram = bytes (longer ones
+-- are cut, counted and logged; default 65536), logger, debug.
 -- Options are checked here: unknown keys and bad values raise.
 -- The services a server hosts: { [name] = { service =, handler =, missing
 -- = {...} } } and the default one (opts.service / opts.handler), checked.
@@ -350,6 +357,15 @@ M._server_services = server_services
 function M.server(opts, level)
   level = (level or 1) + 1
   options.check("petrel.server", SERVER_OPTIONS, opts, level)
+  if opts.transport == "udp" then
+    local srv, err = require("petrel.udp").server(opts, level + 1)
+    return srv, err
+  end
+  for k in pairs(UDP_ONLY) do
+    if opts[k] ~= nil then
+      error(string.format('petrel.server: option \'%s\' is for transport = "udp"', k), level)
+    end
+  end
   local services, default = server_services("petrel.server", opts, level)
   local missing = default and default.missing or {}
   local accept = opts.transforms or { "zlib" }

@@ -54,6 +54,12 @@ function M.serve(opts)
   if not opts.port or opts.port == 0 then
     return nil, "petrel.serve: workers need a fixed port"
   end
+  -- trapped before forking: a SIGTERM that comes while the workers start is
+  -- not lost (workers inherit the trap; theirs takes over in M.serve).
+  -- With a registry the parent keeps the entry (on the registry's loop).
+  local loop = opts.registry and opts.registry.loop and opts.registry:loop()
+    or assert(loopmod.new())
+  loop.c:trap("TERM", "INT")
   local pids = {}
   for _ = 1, workers do
     local pid, err = core.fork()
@@ -70,10 +76,7 @@ function M.serve(opts)
     end
     pids[#pids + 1] = pid
   end
-  -- with a registry the parent keeps the entry (on the registry's loop)
-  local loop = opts.registry and opts.registry.loop and opts.registry:loop()
-    or assert(loopmod.new())
-  loop.c:trap("TERM", "INT", "CHLD")
+  loop.c:trap("CHLD")
   local registration = opts.registry and M._register_workers(opts, loop)
   local alive = #pids
   while alive > 0 do
