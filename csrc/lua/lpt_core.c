@@ -393,6 +393,7 @@ __attribute__((visibility("default"))) int luaopen_petrel_core(lua_State *L) {
   lpt_open_buffer(L);
   lpt_open_codec(L);
   lpt_open_loop(L);
+  lpt_open_fd(L);
   lua_pop(L, 2);
   return 1;
 }
