@@ -97,11 +97,11 @@ why=$(LD_PRELOAD="${PETREL_PRELOAD:-}" lua5.4 -e '
 if [ -z "$why" ]; then
   export PETREL_BACKEND=uring
   for lua in lua5.4 luajit; do run_busted "io_uring" "$lua" "${NET_SPECS[@]}"; done
-  for t in test_loop test_watch; do run_c "io_uring" "$t"; done
+  for t in test_loop test_watch test_bench; do run_c "io_uring" "$t"; done
 else
   # count what those runs would have run: the network specs on both
-  # runtimes and the loop's C test cases (test_loop, test_watch)
-  n=$(( ${cases_test_loop:-0} + ${cases_test_watch:-0} ))
+  # runtimes and the loop's C test cases (test_loop, test_watch, test_bench)
+  n=$(( ${cases_test_loop:-0} + ${cases_test_watch:-0} + ${cases_test_bench:-0} ))
   for lua in lua5.4 luajit; do
     k=$(busted --lua="$lua" --list "${NET_SPECS[@]}" 2>/dev/null | grep -c ': ')
     n=$((n + k))

@@ -128,6 +128,7 @@ void lpt_open_buffer(lua_State *L); /* adds buffer functions to table -1 */
 void lpt_open_codec(lua_State *L);  /* same stack contract */
 void lpt_open_loop(lua_State *L);   /* same stack contract */
 void lpt_open_fd(lua_State *L);     /* same stack contract (lpt_fd.c) */
+void lpt_open_bench(lua_State *L);  /* same stack contract (lpt_bench.c) */
 /* lpt_proc.c: processes and signals. Adds core.fork, wait, kill, getpid,
  * _exit, signals to the module table at mod (called by lpt_open_loop). */
 struct pt_loop;
