@@ -11,7 +11,7 @@ local core = require "petrel.core"
 local EV = core.loop_events
 local E_ACCEPTED, E_DATA, E_DRAINED = EV.accepted, EV.data, EV.drained
 local E_CLOSED, E_CONNECTED, E_TIMER = EV.closed, EV.connected, EV.timer
-local E_SPLICED, E_READY = EV.spliced, EV.ready
+local E_SPLICED, E_READY, E_WAKE = EV.spliced, EV.ready, EV.wake
 
 local unpack = table.unpack or unpack
 local co_running, co_yield, co_resume, co_create, co_status =
@@ -55,6 +55,9 @@ end
 -- In a forked child: forget the inherited default loop (its epoll fd is
 -- shared with the parent) so the next default() makes a fresh one.
 function M.reset_default() default = nil end
+
+-- Make loop l the default one (petrel repl --backend).
+function M.set_default(l) default = l end
 
 function Loop:now() return self.c:now() end
 
@@ -231,6 +234,9 @@ function Loop:_step(timeout_ms)
     elseif t == E_READY then
       local h = conns[id]
       if h and h.on_ready then h:on_ready(id, args[i]) end
+    elseif t == E_WAKE then
+      -- loop.c:wake() or a trapped signal (petrel repl checks for Ctrl-C)
+      if self.on_wake then self.on_wake() end
     end
   end
   -- resume waiters finished by this batch (they may finish more)
