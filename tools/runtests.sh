@@ -88,7 +88,7 @@ export PETREL_BACKEND=epoll
 for lua in lua5.4 luajit; do run_busted "" "$lua"; done
 run_c "epoll"
 
-NET_SPECS=(spec/loop_spec.lua spec/rpc_spec.lua spec/zerocopy_spec.lua spec/crosstest_spec.lua)
+NET_SPECS=(spec/loop_spec.lua spec/rpc_spec.lua spec/zerocopy_spec.lua spec/crosstest_spec.lua spec/cli_spec.lua)
 why=$(LD_PRELOAD="${PETREL_PRELOAD:-}" lua5.4 -e '
   package.cpath = os.getenv("PETREL_BUILD") .. "/lua5.4/?.so;" .. package.cpath
   local core = require "petrel.core"

@@ -48,6 +48,8 @@ local function loadchunk(text, name, env)
   return load(text, name, "t", env)
 end
 
+local function pack(...) return { n = select("#", ...), ... } end
+
 local function show_results(n, res)
   while n > 1 and res[n] == nil do n = n - 1 end -- c:add(1, 2) gives 3, nil
   if n == 0 then return end
@@ -241,7 +243,11 @@ function M.run(args)
     end
     local text = buffer and (buffer .. "\n" .. line) or line
     local src = text:gsub("^%s*=", "return ", 1)
-    local f, err = loadchunk("return " .. src, "=stdin", env)
+    -- an expression list first: its values are the arguments of a call
+    -- made in the chunk's own frame (not `return expr`, whose tail call
+    -- would hide the chunk's position from errors on LuaJIT)
+    local f, err = loadchunk("return (...)(" .. src .. "\n)", "=stdin", env)
+    local is_expr = f ~= nil
     if not f then f, err = loadchunk(src, "=stdin", env) end
     if not f then
       if err:find("<eof>") then
@@ -266,7 +272,7 @@ function M.run(args)
       debug.sethook(check, "", 1000)
       local res = { n = 0 }
       local ok, e = xpcall(function()
-        res = table.pack and table.pack(f()) or { n = select("#", f()), f() }
+        if is_expr then res = f(pack) else res = pack(f()) end
       end, function(m) return debug.traceback(tostring(m), 2) end)
       debug.sethook()
       loop.on_wake = nil
