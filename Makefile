@@ -49,7 +49,7 @@ CTESTS   = $(patsubst spec/c/%.c,$(BUILD)/ctest/%,$(wildcard spec/c/test_*.c))
 MOD54 = $(BUILD)/lua5.4/petrel/core.so
 MODJIT = $(BUILD)/luajit/petrel/core.so
 
-.PHONY: all test demo asan valgrind bench bench-buffer deps ctest rock-test clean fuzz bench-codec bench-idl bench-rpc bench-uring bench-zerocopy check-data mutate print-sources bench-openresty rock FORCE
+.PHONY: all test demo asan valgrind bench bench-buffer deps ctest rock-test clean fuzz bench-codec bench-idl bench-rpc bench-cli bench-uring bench-zerocopy check-data mutate print-sources bench-openresty rock FORCE
 
 TOOLS = $(BUILD)/tools/no_uring
 
@@ -223,6 +223,12 @@ bench-idl: all
 bench-rpc: all
 	@bench/peers/build_rpc.sh >/dev/null
 	@bench/peers/rpc_peers.sh
+
+# petrel bench (the core's load generator) beside bench/loadgen.c on the C
+# floor server, same run: server on core 0, generators on core 1.
+bench-cli: all
+	@bench/peers/build_rpc.sh >/dev/null || true
+	@PETREL_BUILD=$(BUILD) lua5.4 bench/cli.lua
 
 # io_uring against epoll, C pair and petrel, 1 KiB and 64 KiB messages, 10,
 # 100 and 1000 connections, system calls per call counted by perf.
