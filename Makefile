@@ -36,7 +36,17 @@ URING_LIB = -luring
 endif
 CFLAGS_ALL = $(OPT) -g -fPIC -std=gnu11 -Wall -Wextra -Werror \
              -fvisibility=hidden $(URING_DEF) $(SAN) $(CFLAGS)
-LIBS    = $(URING_LIB) -lpthread -lm
+# HTTP responses (the etcd client) are parsed by Debian's http_parser
+# (libhttp-parser-dev); without it petrel builds and says "HTTP support not
+# compiled in" when asked. HTTP_PARSER=0 forces that build.
+HTTP_PARSER ?= $(shell printf '\043include <http_parser.h>\nint main(void){return http_parser_version() == 0;}\n' \
+  | $(CC) -x c - -o /dev/null -lhttp_parser >/dev/null 2>&1 && echo 1 || echo 0)
+ifeq ($(HTTP_PARSER),1)
+HTTP_CFLAGS = -DPT_HAVE_HTTP_PARSER=1
+HTTP_LIBS = -lhttp_parser
+endif
+CFLAGS_ALL += $(HTTP_CFLAGS)
+LIBS    = $(URING_LIB) -lpthread -lm $(HTTP_LIBS)
 
 CORE_SRC = $(wildcard csrc/*.c) $(BE_SRC)
 CORE_HDR = $(wildcard csrc/*.h) $(FLAGS)
@@ -49,7 +59,7 @@ CTESTS   = $(patsubst spec/c/%.c,$(BUILD)/ctest/%,$(wildcard spec/c/test_*.c))
 MOD54 = $(BUILD)/lua5.4/petrel/core.so
 MODJIT = $(BUILD)/luajit/petrel/core.so
 
-.PHONY: all test demo asan valgrind bench bench-buffer deps ctest rock-test clean fuzz bench-codec bench-idl bench-rpc bench-cli bench-uring bench-zerocopy check-data mutate print-sources bench-openresty rock FORCE
+.PHONY: all test demo asan valgrind bench bench-buffer deps ctest rock-test clean fuzz bench-codec bench-idl bench-rpc bench-cli bench-uring bench-zerocopy check-data mutate print-sources bench-openresty rock FORCE bench-cluster
 
 TOOLS = $(BUILD)/tools/no_uring
 
@@ -76,6 +86,11 @@ $(BUILD)/ctest/%: spec/c/%.c spec/c/ctest.h $(CORE_SRC) $(CORE_HDR)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS_ALL) -Icsrc -o $@ $< $(CORE_SRC) $(LIBS)
 
+# the walkers' guard-page test embeds Lua 5.4 with the binding linked in
+$(BUILD)/ctest/test_walk: spec/c/test_walk.c spec/c/ctest.h $(CORE_SRC) $(CORE_HDR) $(LUA_SRC) $(LUA_HDR)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_ALL) -Icsrc -I$(LUA54_INC) -o $@ $< $(CORE_SRC) $(LUA_SRC) -llua5.4 $(LIBS)
+
 deps:
 	@tools/deps.sh
 
@@ -93,7 +108,7 @@ print-sources:
 	@echo "CORE $(CORE_SRC)"
 	@echo "BIND $(LUA_SRC)"
 	@echo "LIBS $(LIBS)"
-	@echo "DEFS $(URING_DEF)"
+	@echo "DEFS $(URING_DEF) $(HTTP_CFLAGS)"
 
 # Mutation check (tools/mutate.lua, spec/mutations.txt): in a scratch copy
 # (build-mutate/), each listed bug is applied, the modules are rebuilt for
@@ -155,7 +170,7 @@ ROCK_OUT = build/rock/petrel/core.so
 LIBFLAG ?= -shared
 rock:
 	@mkdir -p $(dir $(ROCK_OUT))
-	$(CC) $(CFLAGS) -fPIC -std=gnu11 -fvisibility=hidden $(URING_DEF) -Icsrc \
+	$(CC) $(CFLAGS) -fPIC -std=gnu11 -fvisibility=hidden $(URING_DEF) $(HTTP_CFLAGS) -Icsrc \
 	  -I$(LUA_INCDIR) $(LIBFLAG) -o $(ROCK_OUT) $(CORE_SRC) $(LUA_SRC) $(LIBS)
 
 bench-buffer: all
@@ -166,37 +181,63 @@ bench-buffer: all
 	  taskset -c 1 luajit bench/buffer.lua
 
 # Fuzzers: libFuzzer + ASan + UBSan, each bounded by FUZZ_SECONDS (default
-# 60). FUZZ_TARGET picks them (default both, one after the other):
-#   decode  the codec over Lua tables, several schemas and decode options
-#           (fuzz/fuzz_decode.lua); corpus seeded from bench/data
-#           and from encodings of random values of those schemas
+# 60). FUZZ_TARGET picks them (default all, one after the other):
+#   compact the codec over Lua tables in the Compact protocol, several
+#           schemas and decode options (fuzz/fuzz_decode.lua, mode
+#           compact); corpus: Compact encodings of random values and of
+#           the workload messages
+#   diff    differential: whatever decodes in either protocol is encoded
+#           in both, and decode(Binary) and decode(Compact) must agree
+#   decode  the same checks as compact in the Binary protocol; corpus
+#           seeded from bench/data and random values
 #   scan    the message scanner fed in random pieces against one-shot
-#           feeding and pt_skip; corpus: those bodies in envelopes
+#           feeding and the skippers; Binary and Compact envelopes
+#   http    HTTP/1.1 responses (pt_http over http_parser) fed whole and in
+#           random pieces, pipelined, closed at the end; corpus: spec/c
+#           responses and etcd gateway answers (fuzz/http-seeds)
 # A crash, leak or sanitizer report fails the target (its input is saved
 # as build-fuzz/crash-*); the full log is build-fuzz/<target>.log.
 FUZZ_SECONDS ?= 60
 FUZZ_DATA ?= bench/data
-FUZZ_TARGET ?= decode scan
+FUZZ_TARGET ?= compact diff decode scan http
 FUZZ_CFLAGS = -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
+FUZZ_CORE = csrc/pt_scan.c csrc/pt_thrift.c csrc/pt_simd.c csrc/pt_buf.c csrc/pt_plan.c
 
 build-fuzz/fuzz_decode: fuzz/fuzz_decode.c $(CORE_SRC) $(CORE_HDR) $(LUA_SRC) $(LUA_HDR)
 	@mkdir -p $(@D)
-	clang $(FUZZ_CFLAGS) $(URING_DEF) -I$(LUA54_INC) -o $@ fuzz/fuzz_decode.c $(CORE_SRC) $(LUA_SRC) \
+	clang $(FUZZ_CFLAGS) $(URING_DEF) $(HTTP_CFLAGS) -I$(LUA54_INC) -o $@ fuzz/fuzz_decode.c $(CORE_SRC) $(LUA_SRC) \
 	  -llua5.4 $(LIBS)
 
-build-fuzz/fuzz_scan: fuzz/fuzz_scan.c csrc/pt_plan.c csrc/pt_simd.c $(CORE_HDR)
+build-fuzz/fuzz_http: fuzz/fuzz_http.c csrc/pt_http.c csrc/pt_buf.c $(CORE_HDR)
 	@mkdir -p $(@D)
-	clang $(FUZZ_CFLAGS) -o $@ fuzz/fuzz_scan.c csrc/pt_plan.c csrc/pt_simd.c
+	clang $(FUZZ_CFLAGS) $(HTTP_CFLAGS) -o $@ fuzz/fuzz_http.c csrc/pt_http.c csrc/pt_buf.c \
+	  $(HTTP_LIBS)
+
+build-fuzz/fuzz_compact build-fuzz/fuzz_diff: build-fuzz/fuzz_%: fuzz/fuzz_decode.c $(CORE_SRC) $(CORE_HDR) $(LUA_SRC) $(LUA_HDR)
+	@mkdir -p $(@D)
+	clang $(FUZZ_CFLAGS) -DFUZZ_MODE='"$*"' -I$(LUA54_INC) -o $@ fuzz/fuzz_decode.c $(CORE_SRC) \
+	  $(LUA_SRC) -llua5.4 -luring -lm
+
+build-fuzz/fuzz_scan: fuzz/fuzz_scan.c $(FUZZ_CORE) $(CORE_HDR)
+	@mkdir -p $(@D)
+	clang $(FUZZ_CFLAGS) -o $@ fuzz/fuzz_scan.c $(FUZZ_CORE)
 
 fuzz: deps $(MOD54) $(patsubst %,build-fuzz/fuzz_%,$(FUZZ_TARGET))
-	@mkdir -p build-fuzz/corpus-decode build-fuzz/corpus-scan
-	@PETREL_BUILD=$(BUILD) lua5.4 fuzz/fuzz_decode.lua seeds build-fuzz/corpus-decode
+	@mkdir -p build-fuzz/corpus-decode build-fuzz/corpus-scan build-fuzz/corpus-compact \
+	  build-fuzz/corpus-diff build-fuzz/corpus-http
+	@PETREL_BUILD=$(BUILD) lua5.4 fuzz/fuzz_decode.lua seeds build-fuzz/corpus-decode binary
+	@PETREL_BUILD=$(BUILD) lua5.4 fuzz/fuzz_decode.lua seeds build-fuzz/corpus-compact compact
+	@cp build-fuzz/corpus-decode/seed-* build-fuzz/corpus-diff/ 2>/dev/null; \
+	  for f in build-fuzz/corpus-compact/seed-*; do cp $$f build-fuzz/corpus-diff/c$$(basename $$f); done
+	@for f in fuzz/http-seeds/*; do { printf '\7\2'; cat $$f; } > build-fuzz/corpus-http/$$(basename $$f); done
 	@for f in $(FUZZ_DATA)/*.bin; do b=$$(basename $$f .bin); \
 	  head -c 65536 $$f > build-fuzz/corpus-decode/$$b.bin; \
 	  { printf '\0\0\0\0\200\1\0\1\0\0\0\4echo\0\0\0\7'; head -c 65000 $$f; } \
 	    > build-fuzz/corpus-scan/$$b-strict.bin; \
 	  { printf '\1\7\1\1\0\0\0\2hi\1\0\0\0\11'; head -c 65000 $$f; } \
 	    > build-fuzz/corpus-scan/$$b-plain.bin; done
+	@for f in build-fuzz/corpus-compact/seed-0*; do b=$$(basename $$f .bin); \
+	  { printf '\0\0\0\0\202\41\7\4echo'; cat $$f; } > build-fuzz/corpus-scan/$$b-compact.bin; done
 	@for t in $(FUZZ_TARGET); do echo "== fuzz $$t ($(FUZZ_SECONDS) s)"; \
 	  build-fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -rss_limit_mb=4096 \
 	    -print_final_stats=1 -artifact_prefix=build-fuzz/ build-fuzz/corpus-$$t \
@@ -261,3 +302,13 @@ $(BUILD)/bench/c_epoll_echo: bench/peers/c_epoll_echo.c bench/peers/echo_common.
 
 bench-openresty: deps all $(BUILD)/bench/c_epoll_echo
 	@PETREL_BUILD=$(BUILD) lua5.4 bench/openresty.lua
+
+# Service discovery on etcd, balancing, resilience (issue 16): the overhead
+# of resolving + balancing against a client pinned to one address (server
+# on core 0, client on core 1), then the cluster scenarios with their
+# figures (SIGKILL, servers added, etcd outage, graceful removal,
+# consistent hashing). ROUNDS, SECONDS, WIDTH, OUTAGE, SCENARIOS=0;
+# BENCH_LUA=luajit for LuaJIT.
+BENCH_LUA ?= lua5.4
+bench-cluster: deps all
+	@PETREL_BUILD=$(BUILD) taskset -c 1 $(BENCH_LUA) bench/cluster.lua

@@ -1,20 +1,30 @@
--- bench/codec.lua — petrel's Thrift Binary codec against its peers, in one
--- run: petrel on Lua 5.4 and LuaJIT, the Lua floor (a schema-less C decoder
--- building the same tables, and a C walk reading every value), lua-cjson on
--- the JSON twins, Apache Thrift Python with its C accelerator, and Apache
--- Thrift C++ (templates, TBinaryProtocolT<TMemoryBuffer>).
+-- bench/codec.lua — petrel's Thrift codec, Binary and Compact, against its
+-- peers, in one run: petrel on Lua 5.4 and LuaJIT, the Lua floor (a
+-- schema-less C decoder building the same tables, and a C walk reading
+-- every value), lua-cjson on the JSON twins, Apache Thrift Python with its
+-- C accelerator (TBinaryProtocolAccelerated, TCompactProtocolAccelerated),
+-- and Apache Thrift C++ (templates: TBinaryProtocolT, TCompactProtocolT
+-- over TMemoryBuffer).
 --
---   make bench-codec          (builds the peers, pins to core 1, ~3 min)
+--   make bench-codec          (builds the peers, pins to core 1, ~4 min)
 --   lua5.4 bench/codec.lua --rows      one runtime's petrel rows only
 --
--- Every row is "peer workload op ns_per_op bytes"; the table is built from
--- the rows of this one run, so ratios compare like with like.
+-- Every peer is timed the same way: CPU time of its process; each job
+-- calibrates its iteration count to PEER_TARGET_SEC, then one timed run;
+-- the whole set of peers runs PETREL_ROUNDS times (default 5) in
+-- interleaved rounds (every peer once per round, one after the other), and
+-- each row keeps its best round. So machine noise, which comes in bursts
+-- on these shared cores, lands on every peer alike.
+--
+-- Every row is "peer workload op ns_per_op bytes"; the tables are built
+-- from the rows of this one run, so ratios compare like with like.
 local DATA = os.getenv("PETREL_DATA") or "bench/data"
 local WORKLOADS = {
   { "small", "Request" }, { "medium", "Request" }, { "large", "Request" },
   { "mytest", "MyTest" }, { "blob", "Blob" }, { "vectors", "Vectors" },
 }
-local TARGET = tonumber(os.getenv("PETREL_TARGET_SEC") or "0.25")
+local TARGET = tonumber(os.getenv("PEER_TARGET_SEC") or "0.1")
+local ROUNDS = tonumber(os.getenv("PETREL_ROUNDS") or "5")
 
 local function slurp(path)
   local f = assert(io.open(path, "rb"))
@@ -23,37 +33,27 @@ local function slurp(path)
   return s
 end
 
--- Jobs of one workload are timed in interleaved rounds (CPU time, best
--- round per job), so petrel and the floor see the same machine: on these
--- shared cores, noise comes in bursts that a job-after-job order would
--- give to one of them only.
-local ROUNDS = tonumber(os.getenv("PETREL_ROUNDS") or "5")
-
+-- The shared timing rule (as bench/peers/*: calibrate, then one run of
+-- about TARGET seconds of CPU time per job and round).
 local function calibrate(f)
   local n = 1
   while true do
     local t0 = os.clock()
     for _ = 1, n do f() end
     local dt = os.clock() - t0
-    if dt >= TARGET / ROUNDS or n >= 1e7 then return n end
-    n = n * 2
+    if dt >= TARGET / 8 or n >= 1e7 then return math.max(1, math.floor(n * TARGET / dt)) end
+    n = n * ((dt < TARGET / 80) and 10 or 2)
   end
 end
 
 local function measure_all(jobs)
   for _, j in ipairs(jobs) do
     j.n = calibrate(j.f)
-    j.best = math.huge
-  end
-  for _ = 1, ROUNDS do
-    for _, j in ipairs(jobs) do
-      collectgarbage("collect")
-      local t0 = os.clock()
-      local f = j.f
-      for _ = 1, j.n do f() end
-      local dt = (os.clock() - t0) / j.n
-      if dt < j.best then j.best = dt end
-    end
+    collectgarbage("collect")
+    local t0 = os.clock()
+    local f = j.f
+    for _ = 1, j.n do f() end
+    j.best = (os.clock() - t0) / j.n
   end
 end
 
@@ -63,25 +63,43 @@ local function rows_for_this_runtime()
   local rt = jit and "jit" or "5.4"
   local out = {}
   local floor = not jit and require "petrel_floor"
+  local C = { protocol = "compact" }
   for _, w in ipairs(WORKLOADS) do
     local name, T = w[1], W[w[2]]
     local bytes = slurp(DATA .. "/" .. name .. ".bin")
     local v = assert(T:decode(bytes))
     assert(T:encode(v) == bytes, name .. ": re-encode differs")
+    local cbytes = T:encode(v, C)
+    assert(T:encode(assert(T:decode(cbytes, 1, C)), C) == cbytes, name .. ": compact re-encode differs")
     local jobs = {}
-    local function job(peer, op, f) jobs[#jobs + 1] = { peer = peer, op = op, f = f } end
-    job("petrel-" .. rt, "decode", function() T:decode(bytes) end)
-    job("petrel-" .. rt, "encode", function() T:encode(v) end)
+    local function job(peer, op, f, size) jobs[#jobs + 1] = { peer = peer, op = op, f = f, size = size or #bytes } end
+    local p = "petrel-" .. rt
+    job(p, "decode", function() T:decode(bytes) end)
+    job(p, "encode", function() T:encode(v) end)
+    job(p .. "-compact", "decode", function() T:decode(cbytes, 1, C) end, #cbytes)
+    job(p .. "-compact", "encode", function() T:encode(v, C) end, #cbytes)
     local buf = petrel.buffer()
-    job("petrel-" .. rt .. "-buf", "encode", function() T:encode(v, buf); buf:clear() end)
-    -- the alternative strategy: BLength first (a sizing pass), then write
-    job("petrel-" .. rt .. "-blength", "encode",
-      function() T:size(v); T:encode(v, buf); buf:clear() end)
+    job(p .. "-buf", "encode", function() T:encode(v, buf); buf:clear() end)
+    if rt == "5.4" then
+      -- the alternative strategy: BLength first (a sizing pass), then write
+      job(p .. "-blength", "encode", function() T:size(v); T:encode(v, buf); buf:clear() end)
+    end
     if name == "mytest" or name == "vectors" then
-      local o = { typed = true }
+      local o, oc = { typed = true }, { typed = true, protocol = "compact" }
       local vt = T:decode(bytes, 1, o)
-      job("petrel-" .. rt .. "-typed", "decode", function() T:decode(bytes, 1, o) end)
-      job("petrel-" .. rt .. "-typed", "encode", function() T:encode(vt) end)
+      job(p .. "-typed", "decode", function() T:decode(bytes, 1, o) end)
+      job(p .. "-typed", "encode", function() T:encode(vt) end)
+      job(p .. "-compact-typed", "decode", function() T:decode(cbytes, 1, oc) end, #cbytes)
+      job(p .. "-compact-typed", "encode", function() T:encode(vt, C) end, #cbytes)
+      if rt == "5.4" then
+        -- the Compact varint kernels: the SIMD path against its scalar twin
+        job(p .. "-compact-typed-scalar", "decode", function()
+          petrel.simd(true); T:decode(cbytes, 1, oc); petrel.simd(false)
+        end, #cbytes)
+        job(p .. "-compact-typed-scalar", "encode", function()
+          petrel.simd(true); T:encode(vt, C); petrel.simd(false)
+        end, #cbytes)
+      end
     end
     if floor then
       job("floor", "decode", function() floor.decode(bytes) end)
@@ -92,7 +110,7 @@ local function rows_for_this_runtime()
     end
     measure_all(jobs)
     for _, j in ipairs(jobs) do
-      out[#out + 1] = string.format("%s %s %s %.1f %d", j.peer, name, j.op, j.best * 1e9, #bytes)
+      out[#out + 1] = string.format("%s %s %s %.1f %d", j.peer, name, j.op, j.best * 1e9, j.size)
       io.stderr:write(out[#out], "\n")
     end
   end
@@ -117,22 +135,33 @@ end
 
 local env = 'LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH_5_4="build/lua5.4/?.so;;" '
   .. 'LUA_CPATH="build/luajit/?.so;;" PETREL_DATA="' .. DATA .. '" '
+  .. 'PEER_TARGET_SEC=' .. TARGET .. ' PEER_ROUNDS=1 '
 local pin = "taskset -c 1 "
-local outputs = {
-  run(env .. pin .. "lua5.4 bench/codec.lua --rows"),
-  run(env .. pin .. "luajit bench/codec.lua --rows"),
-  run(pin .. "build/peers/cpp_codec " .. DATA),
-  run(pin .. "/usr/bin/python3 bench/peers/py_codec.py --data " .. DATA),
-  run(env .. pin .. "lua5.4 bench/peers/cjson_codec.lua " .. DATA),
-  run(env .. pin .. "luajit bench/peers/cjson_codec.lua " .. DATA),
+local peers = {
+  env .. pin .. "lua5.4 bench/codec.lua --rows",
+  env .. pin .. "luajit bench/codec.lua --rows",
+  env .. pin .. "build/peers/cpp_codec " .. DATA,
+  env .. pin .. "/usr/bin/python3 bench/peers/py_codec.py --data " .. DATA,
+  env .. pin .. "lua5.4 bench/peers/cjson_codec.lua " .. DATA,
+  env .. pin .. "luajit bench/peers/cjson_codec.lua " .. DATA,
 }
 
+-- R[peer][workload][op] = { ns = best, bytes =, all = {every round} }
 local R = {}
-for _, s in ipairs(outputs) do
-  for peer, w, op, ns, bytes in s:gmatch("(%S+) (%S+) (%a+) ([%d%.]+) (%d+)") do
-    R[peer] = R[peer] or {}
-    R[peer][w] = R[peer][w] or {}
-    R[peer][w][op] = { ns = tonumber(ns), bytes = tonumber(bytes) }
+for round = 1, ROUNDS do
+  io.stderr:write(("# round %d of %d\n"):format(round, ROUNDS))
+  for _, cmd in ipairs(peers) do
+    for peer, w, op, ns, bytes in run(cmd):gmatch("(%S+) (%S+) (%a+) ([%d%.]+) (%d+)") do
+      R[peer] = R[peer] or {}
+      R[peer][w] = R[peer][w] or {}
+      local r = R[peer][w][op]
+      if not r then
+        r = { ns = math.huge, bytes = tonumber(bytes), all = {} }
+        R[peer][w][op] = r
+      end
+      r.all[#r.all + 1] = tonumber(ns)
+      if tonumber(ns) < r.ns then r.ns = tonumber(ns) end
+    end
   end
 end
 
@@ -150,21 +179,29 @@ local PEERS = {
   { "petrel-5.4", "petrel Lua 5.4" }, { "petrel-5.4-typed", "petrel 5.4 typed arrays" },
   { "petrel-5.4-buf", "petrel 5.4 into buffer" },
   { "petrel-5.4-blength", "petrel 5.4 BLength pass + write" },
+  { "petrel-5.4-compact", "petrel 5.4 Compact" },
+  { "petrel-5.4-compact-typed", "petrel 5.4 Compact typed arrays" },
+  { "petrel-5.4-compact-typed-scalar", "petrel 5.4 Compact typed, scalar kernels" },
   { "petrel-jit", "petrel LuaJIT" }, { "petrel-jit-typed", "petrel LuaJIT typed arrays" },
   { "petrel-jit-buf", "petrel LuaJIT into buffer" },
+  { "petrel-jit-compact", "petrel LuaJIT Compact" },
+  { "petrel-jit-compact-typed", "petrel LuaJIT Compact typed arrays" },
   { "floor", "Lua floor (C, 5.4)" }, { "memcpy", "memcpy 1 MiB" },
-  { "py", "Python + C accelerator" }, { "cpp", "C++ (TBinaryProtocolT)" },
+  { "py", "Python + C accelerator" }, { "py-compact", "Python + C accelerator, Compact" },
+  { "cpp", "C++ (TBinaryProtocolT)" }, { "cpp-compact", "C++ (TCompactProtocolT)" },
   { "cjson-5.4", "lua-cjson 5.4 (JSON)" }, { "cjson-jit", "lua-cjson LuaJIT (JSON)" },
 }
 
-print("## Thrift Binary codec (bench/codec.lua, one run, pinned to one core)")
+print("## Thrift codec, Binary and Compact (bench/codec.lua, one run, pinned to one core)")
 print()
-print("Time per message (CPU time; petrel and the floor: best of " .. ROUNDS .. " interleaved rounds); MB/s of the Thrift bytes (of the JSON text for cjson).")
+print(("Time per message: CPU time, best of %d interleaved rounds for every peer (each round runs every peer once); MB/s of the Thrift bytes (of the Compact bytes on Compact rows; of the JSON text for cjson)."):format(ROUNDS))
 print("Floor: decode = schema-less C decoder building the same tables; encode = C walk reading every value.")
 for _, w in ipairs(WORKLOADS) do
   local name = w[1]
+  local b = get("petrel-5.4", name, "decode")
+  local c = get("petrel-5.4-compact", name, "decode")
   print()
-  print(string.format("### %s (%s, %d bytes)", name, w[2], (get("petrel-5.4", name, "decode") or { bytes = 0 }).bytes))
+  print(string.format("### %s (%s, %d bytes; Compact %d bytes)", name, w[2], b and b.bytes or 0, c and c.bytes or 0))
   print()
   print("| codec | decode | MB/s | encode | MB/s |")
   print("|---|---:|---:|---:|---:|")
@@ -182,13 +219,12 @@ for _, w in ipairs(WORKLOADS) do
   end
 end
 
--- Ratios against the targets of the codec issue.
 local function ratio(a, b)
   if not a or not b then return "n/a" end
   return string.format("%.2f", a.ns / b.ns)
 end
 print()
-print("### Ratios (time / time; < 1 means petrel is faster)")
+print("### Binary ratios (time / time; < 1 means petrel is faster)")
 print()
 print("| workload | dec 5.4/floor | dec 5.4/py | dec 5.4/C++ | enc 5.4/walk | enc py/5.4 (speedup) | enc 5.4/C++ | dec jit/5.4 | enc jit/5.4 |")
 print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
@@ -211,7 +247,58 @@ for _, n in ipairs({ "mytest", "vectors" }) do
     ratio(get("petrel-jit-typed", n, "decode"), get("cpp", n, "decode")),
     ratio(get("petrel-jit-typed", n, "encode"), get("cpp", n, "encode"))))
 end
+
+-- The Compact targets of the protocol-layer issue, beside the figures.
+local function verdict(x, op, limit)
+  if not x then return "n/a" end
+  local ok = (op == "<=" and x <= limit) or (op == ">=" and x >= limit)
+  return string.format("%.2f %s", x, ok and "ok" or "MISSED")
+end
+local function r(a, b) return a and b and a.ns / b.ns or nil end
+print()
+print("### Compact against the targets (ratios from this run; target in the header)")
+print()
+print("| workload | dec Compact/Binary 5.4 (≤1.2) | enc Compact/Binary 5.4 (≤1.2) | dec Compact/Binary jit (≤1.2) | enc Compact/Binary jit (≤1.2) | dec py-Compact/5.4 speedup (≥1.2) | enc py-Compact/5.4 speedup (≥1.8 small, ≥1.5 medium) |")
+print("|---|---:|---:|---:|---:|---:|---:|")
+for _, w in ipairs(WORKLOADS) do
+  local n = w[1]
+  local cd, ce = get("petrel-5.4-compact", n, "decode"), get("petrel-5.4-compact", n, "encode")
+  local enc_target = n == "small" and 1.8 or 1.5
+  print(string.format("| %s | %s | %s | %s | %s | %s | %s |", n,
+    verdict(r(cd, get("petrel-5.4", n, "decode")), "<=", 1.2),
+    verdict(r(ce, get("petrel-5.4", n, "encode")), "<=", 1.2),
+    verdict(r(get("petrel-jit-compact", n, "decode"), get("petrel-jit", n, "decode")), "<=", 1.2),
+    verdict(r(get("petrel-jit-compact", n, "encode"), get("petrel-jit", n, "encode")), "<=", 1.2),
+    verdict(r(get("py-compact", n, "decode"), cd), ">=", 1.2),
+    verdict(r(get("py-compact", n, "encode"), ce), ">=", enc_target)))
+end
+print()
+print("| typed Compact lists | dec 5.4 / C++ TCompactProtocolT (≤1.0) | dec jit / C++ (≤1.0) | enc 5.4 / C++ | dec SIMD / scalar 5.4 | enc SIMD / scalar 5.4 |")
+print("|---|---:|---:|---:|---:|---:|")
+for _, n in ipairs({ "mytest", "vectors" }) do
+  local cd = get("petrel-5.4-compact-typed", n, "decode")
+  print(string.format("| %s | %s | %s | %s | %s | %s |", n,
+    verdict(r(cd, get("cpp-compact", n, "decode")), "<=", 1.0),
+    verdict(r(get("petrel-jit-compact-typed", n, "decode"), get("cpp-compact", n, "decode")), "<=", 1.0),
+    ratio(get("petrel-5.4-compact-typed", n, "encode"), get("cpp-compact", n, "encode")),
+    ratio(cd, get("petrel-5.4-compact-typed-scalar", n, "decode")),
+    ratio(get("petrel-5.4-compact-typed", n, "encode"), get("petrel-5.4-compact-typed-scalar", n, "encode"))))
+end
 local bd, mc = get("petrel-5.4", "blob", "decode"), get("memcpy", "blob", "decode")
 print()
 print(string.format("blob: decode / 1 MiB memcpy = %s; encode into a buffer (no copy) = %s",
   ratio(bd, mc), get("petrel-5.4-buf", "blob", "encode") and fmt_ns(get("petrel-5.4-buf", "blob", "encode").ns) or "n/a"))
+
+-- spread: how far the rounds of each petrel row lie from its best
+local worst, wname = 0, ""
+for peer, ws in pairs(R) do
+  for w, ops in pairs(ws) do
+    for op, x in pairs(ops) do
+      table.sort(x.all)
+      local med = x.all[math.floor((#x.all + 1) / 2)]
+      local spread = med / x.ns - 1
+      if peer:find("^petrel") and spread > worst then worst, wname = spread, peer .. " " .. w .. " " .. op end
+    end
+  end
+end
+print(string.format("spread: the median round of a petrel row is at most %.0f%% above its best (%s)", worst * 100, wname))

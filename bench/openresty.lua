@@ -16,7 +16,7 @@
 -- 200 ms per call.
 -- Env: ROUNDS, DURATION (s per run, default 5), CONNS (default 50),
 --      SLOW_CONNS (default 50), PETREL_BUILD (default build).
-package.path = "lua/?.lua;lua/?/init.lua;spec/?.lua;" .. package.path
+package.path = "lua/?.lua;lua/?/init.lua;spec/?.lua;./?.lua;" .. package.path
 local build = os.getenv("PETREL_BUILD") or "build"
 package.cpath = build .. "/lua5.4/?.so;" .. package.cpath
 local petrel = require "petrel"
@@ -82,7 +82,7 @@ local port = N.free_port(loop)
 local ok, ngx_or_err = pcall(N.start, { loop = loop, port = port, taskset = 0, log_level = "error",
   lifetime = 3600,
   worker_connections = 8192, http = [[
-  lua_package_path "${ROOT}/lua/?.lua;${ROOT}/lua/?/init.lua;${ROOT}/bench/?.lua;;";
+  lua_package_path "${ROOT}/lua/?.lua;${ROOT}/lua/?/init.lua;${ROOT}/?.lua;;";
   lua_package_cpath "${ROOT}/]] .. build .. [[/luajit/?.so;;";
   lua_socket_log_errors off;
   init_by_lua_block { require("openresty.app").init(dofile("]] .. tmp .. [[/cfg.lua")) }

@@ -369,6 +369,14 @@ char *pt_buf_reserve(pt_buf *b, size_t n) {
   return b->tail->wr;
 }
 
+char *pt_buf_reserve_room(pt_buf *b, size_t n, size_t *room) {
+  char *p = pt_buf_reserve(b, n);
+  if (!p) return NULL;
+  b->reserved = tail_room(b);
+  *room = b->reserved;
+  return p;
+}
+
 int pt_buf_commit(pt_buf *b, size_t k) {
   return pt_buf_commit_iov(b, k);
 }

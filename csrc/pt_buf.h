@@ -121,6 +121,9 @@ PT_FFI int pt_buf_append(pt_buf *b, const void *src, size_t n);
  * write. commit(k <= n) makes k of them readable. */
 char *pt_buf_reserve(pt_buf *b, size_t n);
 int pt_buf_commit(pt_buf *b, size_t k);
+/* reserve at least n bytes and hand out all the contiguous room of the
+ * block they are in (*room bytes); commit as for pt_buf_reserve */
+char *pt_buf_reserve_room(pt_buf *b, size_t n, size_t *room);
 /* Append n bytes at p without copying; release(ctx, tag) runs once the
  * bytes are consumed and no slice shares them (also when link fails). */
 int pt_buf_link(pt_buf *b, const void *p, size_t n, pt_release_fn release,

@@ -1,5 +1,9 @@
 /* fuzz_decode.c — libFuzzer harness for the Thrift decoder (make fuzz,
- * run from the top directory). Embeds Lua 5.4 with petrel.core linked in;
+ * run from the top directory). Built three times, FUZZ_MODE choosing what
+ * fuzz/fuzz_decode.lua checks: "binary" (below), "compact" (the same
+ * checks with every decode and encode in the Compact protocol) and "diff"
+ * (differential: a value decoded from the input in either protocol is
+ * encoded in both, and decoding each must give equal values). Embeds Lua 5.4 with petrel.core linked in;
  * fuzz/fuzz_decode.lua holds the schemas and the checks. Each input is
  * decoded with every struct type of several schemas: the workload, every
  * scalar and container type, nested containers, maps with struct keys and
@@ -28,6 +32,10 @@
 #include "lualib.h"
 
 int luaopen_petrel_core(lua_State *L);
+
+#ifndef FUZZ_MODE
+#define FUZZ_MODE "binary"
+#endif
 
 static lua_State *L;
 
@@ -81,7 +89,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
   lua_pushcfunction(L, l_mem_growth);
   lua_pushinteger(L, MEM_PER_BYTE);
   lua_pushinteger(L, (lua_Integer)MEM_SLACK);
-  if (lua_pcall(L, 4, 1, 0) != LUA_OK) {
+  lua_pushstring(L, FUZZ_MODE);
+  if (lua_pcall(L, 5, 1, 0) != LUA_OK) {
     fprintf(stderr, "fuzz setup: %s\n", lua_tostring(L, -1));
     abort();
   }

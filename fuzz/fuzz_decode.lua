@@ -1,6 +1,6 @@
 -- The Lua side of fuzz_decode.c: schemas, options and the checks run on
 -- every input (see the C file for what is checked). Also a script:
---   lua5.4 fuzz/fuzz_decode.lua seeds DIR
+--   lua5.4 fuzz/fuzz_decode.lua seeds DIR [binary|compact]
 -- writes encodings of random valid values of every type to DIR (the seed
 -- corpus, with the workload messages), including a few hostile shapes.
 package.path = "lua/?.lua;lua/?/init.lua;" .. package.path
@@ -133,7 +133,8 @@ function value(t, depth)
 end
 
 if seeding then
-  local dir = assert(args[2], "usage: fuzz_decode.lua seeds DIR")
+  local dir = assert(args[2], "usage: fuzz_decode.lua seeds DIR [binary|compact]")
+  local so = { protocol = args[3] or "binary" }
   math.randomseed(12345)
   local n = 0
   local function put(s)
@@ -144,29 +145,48 @@ if seeding then
   end
   for _, name in ipairs({ "All", "N", "P", "U", "X", "Lists", "Sets", "Maps", "Deep",
                          "Defaults", "WL", "One", "In", "Empty" }) do
-    for _ = 1, 6 do put(A[name]:encode(struct_value(name, 0))) end
+    for _ = 1, 6 do put(A[name]:encode(struct_value(name, 0), so)) end
   end
   -- shapes that stress allocation: many tiny values, deep recursion
   local empties = {}
   for i = 1, 4000 do empties[i] = {} end
-  put(A.WL:encode { w = empties })
+  put(A.WL:encode({ w = empties }, so))
   local chain = { v = 1 }
   for _ = 1, 30 do chain = { v = 2, kids = { chain } } end
-  put(A.N:encode(chain))
+  put(A.N:encode(chain, so))
   local lists = {}
   for i = 1, 3000 do lists[i] = {} end
-  put(A.Lists:encode { ll = lists, ls = lists })
+  put(A.Lists:encode({ ll = lists, ls = lists }, so))
+  for _, w in ipairs({ "small", "medium", "mytest", "vectors", "blob" }) do
+    local f = io.open("bench/data/" .. w .. ".bin", "rb")
+    if f then
+      local T = ({ small = W.Request, medium = W.Request, mytest = W.MyTest,
+        vectors = W.Vectors, blob = W.Blob })[w]
+      put(T:encode(T:decode(f:read("*a")), so):sub(1, 65536))
+      f:close()
+    end
+  end
   print(("fuzz_decode.lua: %d seeds in %s"):format(n, dir))
   return
 end
 
 -- ---- the checks ------------------------------------------------------------
 
-local mem_mark, mem_growth, PER_BYTE, SLACK = ...
+local mem_mark, mem_growth, PER_BYTE, SLACK, MODE = ...
+MODE = MODE or "binary"
+local PROTO = MODE == "compact" and "compact" or "binary"
 
 local function fail(T, fmt, ...) error(T:name() .. ": " .. fmt:format(...), 0) end
 
+-- o with the protocol of this run
+local function with_proto(o, proto)
+  local r = { protocol = proto }
+  for k, v in pairs(o or {}) do r[k] = v end
+  return r
+end
+
 local function check(T, canon, s, pos, o, cdefaults)
+  o = with_proto(o, PROTO)
   mem_mark()
   local v, nxt = T:decode(s, pos, o)
   local grew = mem_growth()
@@ -185,10 +205,10 @@ local function check(T, canon, s, pos, o, cdefaults)
   if math.type(nxt) ~= "integer" or nxt <= pos or nxt > #s + 1 then
     fail(T, "bad next position %s", tostring(nxt))
   end
-  local k = core.skip(s, pos, 12, 1000)
+  local k = core.skip(s, pos, 12, 1000, PROTO)
   if k ~= nxt then fail(T, "decode ends at %d, skip at %s", nxt, tostring(k)) end
-  if cdefaults and o and o.max_depth then
-    o = { typed = o.typed, unknown = o.unknown, enum_names = o.enum_names }
+  if cdefaults and o.max_depth then
+    o = { typed = o.typed, unknown = o.unknown, enum_names = o.enum_names, protocol = PROTO }
   end
   local ok, b1 = pcall(T.encode, T, v, nil, o)
   if not ok then
@@ -203,6 +223,74 @@ local function check(T, canon, s, pos, o, cdefaults)
   if canon and T:encode(v2, nil, o) ~= b1 then fail(T, "second encoding differs") end
 end
 
+-- ---- differential: Binary against Compact ------------------------------------
+
+-- Deep equality of decoded values (NaN equals NaN; typed arrays and int64
+-- cdata by value).
+local function same(a, b, depth)
+  if a == b then return true end
+  if type(a) == "number" and type(b) == "number" then return a ~= a and b ~= b end
+  if type(a) ~= "table" or type(b) ~= "table" or depth > 300 then return false end
+  if getmetatable(a) ~= getmetatable(b) then return false end
+  local used, na, nb = {}, 0, 0
+  for k, v in pairs(a) do
+    na = na + 1
+    if type(k) ~= "table" then
+      if not same(v, b[k], depth + 1) then return false end
+    else -- struct / container keys: equal by value, each matched once
+      local found = false
+      for kb, vb in pairs(b) do
+        if type(kb) == "table" and not used[kb] and same(k, kb, depth + 1) and
+          same(v, vb, depth + 1) then
+          used[kb], found = true, true
+          break
+        end
+      end
+      if not found then return false end
+    end
+  end
+  for _ in pairs(b) do nb = nb + 1 end
+  return na == nb
+end
+
+-- The input decoded in protocol `from`, made canonical (encoded and decoded
+-- again), then encoded in both protocols: each decodes to the same value.
+local function diff(T, s, from, o, canon)
+  local ofrom = with_proto(o, from)
+  local v = T:decode(s, 1, ofrom)
+  if v == nil then return end
+  local ok, b0 = pcall(T.encode, T, v, nil, ofrom)
+  if not ok then return end -- a union with several fields: encode refuses
+  local v1 = assert(T:decode(b0, 1, ofrom))
+  local ob, oc = with_proto(o, "binary"), with_proto(o, "compact")
+  local bb, bc = T:encode(v1, nil, ob), T:encode(v1, nil, oc)
+  local vb, eb = T:decode(bb, 1, ob)
+  local vc, ec = T:decode(bc, 1, oc)
+  if not vb then fail(T, "binary re-decode fails: %s", eb) end
+  if not vc then fail(T, "compact re-decode fails: %s", ec) end
+  if not same(vb, vc, 0) then fail(T, "decode(Binary) and decode(Compact) differ (from %s)", from) end
+  if T:size(v1, ob) ~= #bb or T:size(v1, oc) ~= #bc then fail(T, "size disagrees with encode") end
+  -- Compact round trip is stable
+  if canon and T:encode(vc, nil, oc) ~= bc then
+    fail(T, "compact re-encoding differs")
+  end
+end
+
+-- no unknown fields here: kept bytes are compared in the compact mode
+local dopts = { {}, { typed = true }, { enum_names = true }, { int64_as_string = true },
+  { typed = true, enum_names = true, int64_as_string = true } }
+
+if MODE == "diff" then
+  return function(s)
+    local o = #s > 0 and dopts[s:byte(-1) % #dopts + 1] or {}
+    for _, tc in ipairs(types) do
+      local T, canon = tc[1], tc[2]
+      diff(T, s, "binary", o, canon)
+      diff(T, s, "compact", o, canon)
+    end
+  end
+end
+
 return function(s)
   local o = #s > 0 and opts[s:byte(-1) % #opts + 1] or nil
   for _, tc in ipairs(types) do
@@ -215,8 +303,8 @@ return function(s)
   check(A.All, true, b, 1, o)
   check(W.Request, true, b, 1, nil)
   for t = 0, 17 do
-    local k = core.skip(s, 1, t)
+    local k = core.skip(s, 1, t, nil, PROTO)
     if k and (k < 1 or k > #s + 1) then error("skip out of the input") end
-    core.skip(s, 1, t, 3)
+    core.skip(s, 1, t, 3, PROTO)
   end
 end

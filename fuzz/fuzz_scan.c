@@ -1,5 +1,6 @@
 /* fuzz_scan.c — libFuzzer harness for the incremental message scanner
- * (pt_scan_feed) and the wire skipper (pt_skip), make fuzz.
+ * (pt_scan_feed, Binary and Compact messages) and the wire skippers
+ * (pt_skip_proto), make fuzz.
  *
  * Input: 4 control bytes (piece-size seed, max_bytes and max_depth
  * choices), then the bytes of the stream. Each input is scanned
@@ -19,7 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../csrc/pt_plan.h"
+#include "../csrc/pt_scan.h"
 
 #define CHECK(c)                                                        \
   do {                                                                  \
@@ -106,27 +107,22 @@ static result scan_pieces(const uint8_t *p, size_t n, uint64_t max,
   return (result){r, s.fed, s.err};
 }
 
-/* Reference: the envelope parsed here, the body by pt_skip. Returns the
- * message length, 0 if there is no complete, well-formed message (with
- * the body nested at most PT_SCAN_MAXDEPTH + 1 levels); *body gets the
- * body offset when the envelope is complete. */
-static size_t reference(const uint8_t *p, size_t n, int depth, size_t *body) {
+/* Reference: the envelope read by pt_msg_parse (the one envelope reader,
+ * unit-tested in spec/c/test_thrift.c), the body by pt_skip_proto in the
+ * envelope's protocol. Returns the message length, 0 if there is no
+ * complete, well-formed message (with the body nested at most
+ * PT_SCAN_MAXDEPTH + 1 levels); *body gets the body offset and *proto its
+ * protocol when the envelope is complete. */
+static size_t reference(const uint8_t *p, size_t n, int depth, size_t *body,
+                        int *proto) {
   *body = 0;
-  if (n < 4) return 0;
-  uint32_t v = pt_ld32(p);
-  size_t at;
-  if (v & 0x80000000u) {
-    if ((v & 0xffff0000u) != 0x80010000u || n < 8) return 0;
-    uint32_t len = pt_ld32(p + 4);
-    if (len > 0x7fffffffu || n - 8 < (size_t)len || n - 8 - len < 4) return 0;
-    at = 8 + (size_t)len + 4;
-  } else {
-    if (n - 4 < (size_t)v || n - 4 - v < 5) return 0;
-    at = 4 + (size_t)v + 5;
-  }
-  *body = at;
-  size_t k = pt_skip(p + at, p + n, PT_T_STRUCT, depth);
-  return k ? at + k : 0;
+  pt_msg m;
+  int at = pt_msg_parse(p, n, 0x7fffffffu, &m);
+  if (at < 0) return 0;
+  *body = (size_t)at;
+  *proto = m.proto;
+  size_t k = pt_skip_proto(m.proto, p + at, p + n, PT_T_STRUCT, depth);
+  return k ? (size_t)at + k : 0;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
@@ -150,14 +146,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (a.r == PT_SCAN_BAD) CHECK(strcmp(a.err, b.err) == 0);
 
   size_t body;
-  size_t ref = reference(p, n, PT_SCAN_MAXDEPTH + 1, &body);
+  int proto = PT_PROTO_BINARY;
+  size_t ref = reference(p, n, PT_SCAN_MAXDEPTH + 1, &body, &proto);
   if (a.r == PT_SCAN_DONE) {
     CHECK(a.fed <= max);
     CHECK(ref == a.fed);
   } else if (ref) {
     CHECK(a.r == PT_SCAN_BAD);
     if (strcmp(a.err, "nesting too deep") == 0)
-      CHECK(pt_skip(p + body, p + n, PT_T_STRUCT, depth) == 0);
+      CHECK(pt_skip_proto(proto, p + body, p + n, PT_T_STRUCT, depth) == 0);
     else
       CHECK(strcmp(a.err, "message too large") == 0 && ref > max);
   }
@@ -179,8 +176,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   CHECK(copy);
   memcpy(copy, p, n);
   for (int t = 0; t <= 17; t++) {
-    size_t k = pt_skip(copy, copy + n, t, depth);
-    CHECK(k <= n);
+    CHECK(pt_skip(copy, copy + n, t, depth) <= n);
+    CHECK(pt_skip_proto(PT_PROTO_COMPACT, copy, copy + n, t, depth) <= n);
   }
   free(copy);
   return 0;

@@ -9,7 +9,7 @@
 -- on 127.0.0.1; every wait is bounded.
 local petrel = require "petrel"
 local core = require "petrel.core"
-local W = require "petrel.workload"
+local W = require "bench.workload"
 local slurp = require "support.slurp"
 
 local BUILD = os.getenv("PETREL_BUILD") or "build"
@@ -32,16 +32,16 @@ local function start_server(be)
   local script = os.tmpname()
   local f = assert(io.open(script, "w"))
   f:write(([[
-    package.path = "lua/?.lua;lua/?/init.lua;" .. package.path
+    package.path = "lua/?.lua;lua/?/init.lua;./?.lua;" .. package.path
     package.cpath = %q .. ";" .. package.cpath
     local petrel = require "petrel"
     local core = require "petrel.core"
-    local W = require "petrel.workload"
+    local W = require "bench.workload"
     -- the pool's peak bytes in use, sampled every 20 ms; the vectors
     -- method reports it (and restarts it from now when asked with {1})
     local peak = 0
     local function pool_now() return core.pool_stats().bytes_in_use end
-    local srv, err = petrel.server { service = W.Echo, port = 0,
+    local srv, err = petrel.server { service = W.Echo, port = 0, logger = false,
       handler = { echo = function(req) return req end,
         vectors = function(req)
           if req.i32s and req.i32s[1] == 1 then peak = pool_now() end

@@ -653,9 +653,9 @@ describe("message envelopes", function()
 
   it("msg_header reads strict and non-strict envelopes, nil when short, false when bad", function()
     local strict = "\128\1\0\2" .. "\0\0\0\4ping" .. "\0\0\0\9" .. "rest"
-    assert.same({ "ping", 2, 9, 17 }, { core.msg_header(strict) })
+    assert.same({ "ping", 2, 9, 17, "binary" }, { core.msg_header(strict) })
     local loose = "\0\0\0\4ping\1\0\0\0\5"
-    assert.same({ "ping", 1, 5, 14 }, { core.msg_header(loose) })
+    assert.same({ "ping", 1, 5, 14, "binary" }, { core.msg_header(loose) })
     for n = 0, 15 do assert.is_nil((core.msg_header(strict:sub(1, n)))) end
     assert.same({ false, "bad protocol version" }, { core.msg_header("\128\2\0\1\0\0\0\0") })
     assert.same({ false, "bad method name length" }, { core.msg_header("\128\1\0\1\127\0\0\0") })

@@ -10,6 +10,8 @@
 --   ```lua nginx      code for nginx's Lua phases (it needs ngx.*): not a
 --                     standalone program, so it is only compiled here;
 --                     spec/resty_spec.lua runs the same calls inside nginx
+--   ```lua etcd       needs an etcd server: compiled here, and run by
+--                     spec/etcd_spec.lua with the etcd it starts (ETCD)
 --   print(x, y)  --> 6 7
 --       every line the block prints has a --> comment, in order; values
 --       are compared with runs of spaces and tabs taken as one space.
@@ -43,7 +45,8 @@ function M.blocks(path, text)
         if attrs:match("%f[%w]luajit%f[%W]") then rts = { luajit = true } end
         if attrs:match("%f[%w]lua5%.4%f[^%w.]") then rts = { ["lua5.4"] = true } end
         local nginx = attrs:match("%f[%w]nginx%f[%W]") ~= nil
-        cur = { file = path, line = n, runtimes = rts, lines = {}, nginx = nginx }
+        local etcd = attrs:match("%f[%w]etcd%f[%W]") ~= nil
+        cur = { file = path, line = n, runtimes = rts, lines = {}, nginx = nginx, etcd = etcd }
       end
     end
   end
@@ -193,8 +196,9 @@ describe("documentation examples", function()
     local text = assert(slurp(path), path)
     for _, b in ipairs(M.blocks(path, text)) do
       total = total + 1
-      if b.nginx then
-        it(string.format("%s:%d (nginx-only) compiles on %s", path, b.line, RT), function()
+      if b.nginx or b.etcd then
+        it(string.format("%s:%d (%s) compiles on %s", path, b.line,
+          b.nginx and "nginx-only" or "run by etcd_spec", RT), function()
           local f, err = (loadstring or load)(b.code, "=" .. path .. ":" .. b.line)
           assert(f, err)
         end)

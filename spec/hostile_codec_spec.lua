@@ -171,7 +171,7 @@ local rows = {
   { "recursive struct nested past 64", N, (fh(15, 2) .. list(12, 1)):rep(40),
     "nesting deeper than 64", "N" .. (".kids[1]"):rep(32), 256 },
   { "map<string,N> nested past max_depth 10", N, (fh(13, 3) .. map(11, 12, 1) .. be32(0)):rep(10),
-    "nesting deeper than 10", "N" .. (".by<value #1>"):rep(5), 65,
+    "nesting deeper than 10", "N" .. ('.by[""]'):rep(5), 65,
     { max_depth = 10 } },
   { "lists in lists past max_depth 2", H, fh(15, 5) .. list(15, 1) .. list(8, 0) .. "\0",
     "nesting deeper than 2", "H.ll[1]", 13, { max_depth = 2 } },

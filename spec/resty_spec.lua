@@ -7,7 +7,7 @@
 -- server keeps serving while nginx calls it. Ports are ephemeral; every
 -- wait is bounded; every process started here is stopped here by its pid.
 local petrel = require "petrel"
-local W = require "petrel.workload"
+local W = require "bench.workload"
 local N = require "support.nginx"
 local cjson = require "cjson"
 
@@ -160,7 +160,7 @@ describe("petrel.resty in nginx", function()
     local pfx = N.tmpdir("nginx")
     N.write_file(pfx .. "/upstreams.lua", "return " .. literal(cfg))
     nginx = N.start { loop = loop, prefix = pfx, http = [[
-  lua_package_path "${ROOT}/lua/?.lua;${ROOT}/lua/?/init.lua;${ROOT}/spec/?.lua;;";
+  lua_package_path "${ROOT}/lua/?.lua;${ROOT}/lua/?/init.lua;${ROOT}/spec/?.lua;${ROOT}/?.lua;;";
   lua_package_cpath "${ROOT}/]] .. build .. [[/luajit/?.so;;";
   lua_shared_dict results 1m;
   lua_socket_log_errors off;

@@ -367,7 +367,10 @@ describe("rpc", function()
         local S = assert(petrel.load("service P { i32 pid(), i32 slow(1: i32 ms) }", { text = true }))
         assert(petrel.serve { service = S.P, port = %d, workers = 2, handler = {
           pid = function() return core.getpid() end,
-          slow = function(ms) petrel.sleep(ms) return ms end,
+          slow = function(ms)
+            io.stdout:write("slow started\n"); io.stdout:flush()
+            petrel.sleep(ms) return ms
+          end,
         } })
         print("exited cleanly")
       ]], package.path, package.cpath, port))
@@ -392,12 +395,16 @@ describe("rpc", function()
         assert.equal(2, n)
         -- a call in flight when SIGTERM arrives still gets its reply
         local c = petrel.client { loop = loop, service = S.P, port = port }
-        local got
-        loop:spawn(function() got = c:slow(300) end)
-        loop:sleep(100)
+        local got, gerr
+        loop:spawn(function() got, gerr = c:slow(300) end)
+        -- SIGTERM once the call is in the handler (on a loaded machine
+        -- connecting and sending can take longer than the call itself)
+        assert.is_true(run_until(loop, function()
+          return read_file(out):find("slow started", 1, true) ~= nil or gerr ~= nil
+        end, 10000), "the slow call never reached a worker")
         os.execute("kill -TERM " .. pid)
-        assert.is_true(run_until(loop, function() return got ~= nil end, 5000))
-        assert.equal(300, got)
+        assert.is_true(run_until(loop, function() return got ~= nil or gerr ~= nil end, 5000))
+        assert.equal(300, got, tostring(gerr))
         assert.is_true(run_until(loop, function() return not alive(pid) end, 10000))
       end)
       kill(pid)
@@ -441,6 +448,11 @@ describe("rpc", function()
           if a == 666 then error("handler raised") end
           return a + b
         end }, { __index = calc_handler }), idle_timeout = 200, logger = false })
+      -- the 2000 connections go to a server of their own: with a 200 ms
+      -- idle timeout a loaded machine can close some before their call is
+      -- read, and that is the idle timeout working, not a lost reply
+      local busy = assert(petrel.server { loop = loop, port = 0, service = CALC.Calc,
+        handler = calc_handler, idle_timeout = 60000, logger = false })
       local good = petrel.client { loop = loop, service = CALC.Calc, port = srv.port }
       local args = CALC.Calc.functions.add.args:encode({ a = 1, b = 2 })
       local samples = {}
@@ -466,7 +478,7 @@ describe("rpc", function()
         -- 2000 concurrent connections, each making one call
         local conns, replies = {}, 0
         for i = 1, 2000 do
-          local st = raw(srv.port, frame(call_bytes("add", i, args)))
+          local st = raw(busy.port, frame(call_bytes("add", i, args)))
           conns[i] = st
         end
         assert.is_true(run_until(loop, function()
@@ -475,7 +487,9 @@ describe("rpc", function()
           return replies == 2000
         end, 30000), "replies: " .. replies)
         for _, st in ipairs(conns) do loop:close(st.id) end
-        assert.is_true(run_until(loop, function() return srv:stats().open <= 1 end, 3000))
+        assert.is_true(run_until(loop, function()
+          return srv:stats().open <= 1 and busy:stats().open == 0
+        end, 10000))
         loop:step(0)
         collectgarbage("collect")
         collectgarbage("collect")

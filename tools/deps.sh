@@ -15,7 +15,8 @@ pkgs=(build-essential git lua5.4 liblua5.4-dev luajit2 libluajit2-5.1-dev lua-bu
       thrift-compiler lua-cjson lua-luv lua-lpeg valgrind libevent-dev clang
       libclang-rt-14-dev
       nginx libnginx-mod-http-ndk libnginx-mod-http-lua lua-resty-core lua-nginx-redis
-      redis-server wrk lua-socket lua-argparse lua-readline tmux)
+      redis-server wrk lua-socket libhttp-parser-dev etcd-server
+      lua-argparse lua-readline tmux)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -6,9 +6,20 @@ reference implementation in petrel's interop tests.  Run with /usr/bin/python3.
     pyinterop.py --thrift FILE.thrift --struct NAME --encode [--many] [options]
     pyinterop.py --selftest
 
---decode  stdin: Thrift Binary bytes of one struct (no message header, no
+--decode  stdin: Thrift bytes of one struct (no message header, no
           framing).  stdout: its canonical JSON + "\\n".
---encode  stdin: canonical JSON of one struct.  stdout: Thrift Binary bytes.
+--encode  stdin: canonical JSON of one struct.  stdout: Thrift bytes.
+--protocol binary|compact   the protocol of those bytes (default binary):
+          TBinaryProtocol / TCompactProtocol and their Accelerated twins.
+--construct  stdin: a JSON array of {"struct": NAME, "args": {...}}; each
+          value is built by calling the generated class with the args as
+          keyword arguments (JSON numbers, strings, booleans, arrays as
+          lists, objects as dicts; {"$struct": NAME, "args": {...}} for a
+          nested struct, {"$bytes": HEX} for binary, {"$map": [[k, v]...]}
+          for a map in that order), then written with the generated pure-Python
+          write() in both protocols.  stdout: a JSON array of
+          {"binary": hex, "compact": hex}.  Works where thrift_spec is empty
+          (structs with negative field ids), since write() does not use it.
 --many    batch mode, one process for many values:
           --decode: stdin is a JSON array of hex strings -> stdout is a JSON
                     array of canonical values;
@@ -21,11 +32,14 @@ Options:
   --gen-dir DIR      where `thrift --gen py -r` output goes (default
                      $PETREL_BUILD|build/pyinterop/<hash of abs path + mtime
                      + size of FILE.thrift>; generated once, reused after).
-  --reader R         decode with: accel (default; TBinaryProtocolAccelerated,
-                     the fastbinary C extension, when importable), pure (the
-                     generated read() on the pure-Python TBinaryProtocol) or
-                     generic (a reader driven by thrift_spec that uses only
-                     TBinaryProtocol's primitives).  accel/pure fall back to
+  --reader R         decode with: accel (default; TBinaryProtocolAccelerated
+                     or TCompactProtocolAccelerated, the fastbinary C
+                     extension, when importable), pure (the generated read()
+                     on the pure-Python protocol) or generic (a reader driven
+                     by thrift_spec that uses only the protocol's
+                     primitives).
+  --writer W         encode with: pure (default: the generated write() on
+                     the pure-Python protocol) or accel (the C extension).  accel/pure fall back to
                      generic when Python cannot build the value: sets and map
                      keys whose elements are lists/sets/maps are unhashable.
   --apply-defaults   give absent fields their IDL default values (Python
@@ -106,7 +120,7 @@ if "san" in os.environ.get("LD_PRELOAD", "") and __name__ == "__main__":
 ROOT = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from thrift.Thrift import TType  # noqa: E402
-from thrift.protocol import TBinaryProtocol  # noqa: E402
+from thrift.protocol import TBinaryProtocol, TCompactProtocol  # noqa: E402
 from thrift.transport import TTransport  # noqa: E402
 
 try:
@@ -384,7 +398,10 @@ def from_canon(ttype, targs, j, opts):
             raise InteropError("map: expected an array of [key, value], got %r" % (j,))
         if not opts.get("keep_order"):
             j = sorted(j, key=lambda p: natural_key(kt, ka, p[0]))
-        return PairMap([(from_canon(kt, ka, k, opts), from_canon(vt, va, x, opts)) for k, x in j])
+        pairs = [(from_canon(kt, ka, k, opts), from_canon(vt, va, x, opts)) for k, x in j]
+        if opts.get("writer") == "accel":   # the C extension wants a dict
+            return dict(pairs)              # (insertion order kept)
+        return PairMap(pairs)
     raise InteropError("unsupported type %r" % ttype)
 
 
@@ -406,13 +423,47 @@ def struct_from_canon(cls, j, opts):
 
 # ------------------------------------------------------------- encode/decode
 
+PROTOCOLS = {
+    "binary": (TBinaryProtocol.TBinaryProtocol, TBinaryProtocol.TBinaryProtocolAccelerated),
+    "compact": (TCompactProtocol.TCompactProtocol, TCompactProtocol.TCompactProtocolAccelerated),
+}
+
+
 def encode(cls, j, opts):
     obj = struct_from_canon(cls, j, opts)
     if opts.get("validate"):
         obj.validate()
     trans = TTransport.TMemoryBuffer()
-    obj.write(TBinaryProtocol.TBinaryProtocol(trans))   # pure Python writer
+    pure, accel = PROTOCOLS[opts.get("protocol", "binary")]
+    obj.write((accel if opts.get("writer") == "accel" else pure)(trans))
     return trans.getvalue()
+
+
+def construct(mod, j):
+    """{"struct": NAME, "args": {...}} -> an instance (see --construct)."""
+    def conv(v):
+        if isinstance(v, dict) and "$struct" in v:
+            return construct(mod, {"struct": v["$struct"], "args": v.get("args", {})})
+        if isinstance(v, dict) and "$bytes" in v:
+            return bytes.fromhex(v["$bytes"])
+        if isinstance(v, dict) and "$map" in v:
+            return {conv(k): conv(x) for k, x in v["$map"]}
+        if isinstance(v, list):
+            return [conv(x) for x in v]
+        if isinstance(v, dict):
+            return {k: conv(x) for k, x in v.items()}
+        return v
+    cls = getattr(mod, j["struct"])
+    return cls(**{k: conv(v) for k, v in j.get("args", {}).items()})
+
+
+def write_both(obj):
+    out = {}
+    for name, (pure, _) in PROTOCOLS.items():
+        trans = TTransport.TMemoryBuffer()
+        obj.write(pure(trans))
+        out[name] = trans.getvalue().hex()
+    return out
 
 
 def _read_generated(cls, proto):
@@ -497,9 +548,9 @@ def decode(cls, data, opts):
     if reader == "accel" and not HAVE_ACCEL:
         reader = "pure"
     trans = TTransport.TMemoryBuffer(data)
+    pure, accel = PROTOCOLS[opts.get("protocol", "binary")]
     if reader in ("accel", "pure"):
-        Proto = (TBinaryProtocol.TBinaryProtocolAccelerated if reader == "accel"
-                 else TBinaryProtocol.TBinaryProtocol)
+        Proto = accel if reader == "accel" else pure
         try:
             value = struct_canon(_read_generated(cls, Proto(trans)))
         except TypeError as e:
@@ -508,7 +559,7 @@ def decode(cls, data, opts):
             reader = "generic"              # Python cannot build it; see --help
             trans = TTransport.TMemoryBuffer(data)
     if reader == "generic":
-        proto = TBinaryProtocol.TBinaryProtocol(trans)
+        proto = pure(trans)
         proto.trans_apply_defaults = bool(opts.get("apply_defaults"))
         value = generic_read_struct(proto, cls)
     elif reader not in ("accel", "pure"):
@@ -527,12 +578,24 @@ def _err(e):
 
 
 def run(args):
-    cls = find_struct(load_module(args.thrift, args.gen_dir, args.apply_defaults), args.struct)
-    opts = {"reader": args.reader, "apply_defaults": args.apply_defaults,
-            "keep_order": args.keep_order, "validate": args.validate,
-            "allow_trailing": args.allow_trailing}
+    mod = load_module(args.thrift, args.gen_dir, args.apply_defaults)
     raw = sys.stdin.buffer.read()
     out = sys.stdout.buffer
+    if args.construct:
+        res = []
+        for it in json.loads(raw.decode("utf-8")):
+            try:
+                res.append(write_both(construct(mod, it)))
+            except Exception as e:  # noqa: BLE001  reported per element
+                res.append(_err(e))
+        out.write((ctext(res) + "\n").encode("utf-8"))
+        out.flush()
+        return 0
+    cls = find_struct(mod, args.struct)
+    opts = {"reader": args.reader, "apply_defaults": args.apply_defaults,
+            "keep_order": args.keep_order, "validate": args.validate,
+            "allow_trailing": args.allow_trailing, "protocol": args.protocol,
+            "writer": args.writer}
     if args.many:
         items = json.loads(raw.decode("utf-8"))
         if not isinstance(items, list):
@@ -671,6 +734,17 @@ def selftest():
             _b64_to_hex(cls, doc)
             ok = check(encode(cls, doc, {}) == data, "%s: encoding %s.json differs" % (name, name)) and ok
         print("%s %s.bin (%d bytes, readers %s)" % ("ok  " if ok else "FAIL", name, len(data), "/".join(texts)))
+        # Compact: the pure and accelerated writers agree, every reader
+        # gives the same value back
+        cpt = encode(cls, json.loads(first), {"protocol": "compact"})
+        ok = check(cpt == encode(cls, json.loads(first), {"protocol": "compact", "writer": "accel"}),
+                   "%s: compact writers disagree" % name)
+        for r in readers:
+            if r != "accel" and len(data) > 2000000:
+                continue
+            t = ctext(decode(cls, cpt, {"reader": r, "protocol": "compact"}))
+            ok = check(t == first, "%s: compact reader %s disagrees" % (name, r)) and ok
+        print("%s %s compact (%d bytes)" % ("ok  " if ok else "FAIL", name, len(cpt)))
 
     at = load_module(ALLTYPES)
     for sname, j in ALLTYPES_VALUES:
@@ -764,7 +838,10 @@ def main(argv):
     g.add_argument("--decode", action="store_true")
     g.add_argument("--encode", action="store_true")
     g.add_argument("--selftest", action="store_true")
+    g.add_argument("--construct", action="store_true")
     p.add_argument("--many", action="store_true")
+    p.add_argument("--protocol", choices=["binary", "compact"], default="binary")
+    p.add_argument("--writer", choices=["pure", "accel"], default="pure")
     p.add_argument("--gen-dir")
     p.add_argument("--reader", choices=["accel", "pure", "generic"], default="accel")
     p.add_argument("--apply-defaults", action="store_true")
@@ -774,8 +851,8 @@ def main(argv):
     args = p.parse_args(argv)
     if args.selftest:
         return selftest()
-    if not (args.thrift and args.struct and (args.decode or args.encode)):
-        p.error("need --thrift, --struct and one of --decode/--encode (or --selftest)")
+    if not (args.thrift and (args.construct or (args.struct and (args.decode or args.encode)))):
+        p.error("need --thrift, --struct and one of --decode/--encode (or --construct, --selftest)")
     try:
         return run(args)
     except Exception as e:  # noqa: BLE001

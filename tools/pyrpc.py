@@ -2,11 +2,17 @@
 """pyrpc: Apache Thrift's Python library (python3-thrift, /usr/bin/python3) as
 an RPC peer for petrel's interop specs.
 
-  pyrpc.py serve  --service echo|calc --port P --transport framed|buffered [--duration S]
+  pyrpc.py serve  --service echo|calc --port P --transport framed|buffered
+                  [--protocol binary|accel|compact|accelc] [--duration S]
                   [--multiplex NAME]
   pyrpc.py call   --service echo|calc --port P --transport framed|buffered
+                  [--protocol binary|accel|compact|accelc]
 
-serve: a TSimpleServer with TBinaryProtocol serving workload.thrift's Echo
+--protocol (as Apache's cross-test names them): binary = TBinaryProtocol,
+  accel = TBinaryProtocolAccelerated (default), compact = TCompactProtocol,
+  accelc = TCompactProtocolAccelerated (the C extension).
+
+serve: a TSimpleServer with the chosen protocol serving workload.thrift's Echo
   (echo/big/blob/vectors return their argument, fire is recorded) or
   spec/thrift/calc.thrift's Calc (fail(code) raises Oops(code); notes()
   returns how many oneway note() calls arrived). Prints "ready" once
@@ -25,7 +31,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import pyinterop  # noqa: E402  (code generation, cached)
 
-from thrift.protocol import TBinaryProtocol  # noqa: E402
+from thrift.protocol import TBinaryProtocol, TCompactProtocol  # noqa: E402
 from thrift.server import TServer  # noqa: E402
 from thrift.transport import TSocket, TTransport  # noqa: E402
 
@@ -45,6 +51,16 @@ def service_module(which):
     svc = importlib.import_module(pkg + (".Echo" if which == "echo" else ".Calc"))
     ttypes = importlib.import_module(pkg + ".ttypes")
     return svc, ttypes
+
+
+PROTOCOLS = {
+    "binary": (TBinaryProtocol.TBinaryProtocol, TBinaryProtocol.TBinaryProtocolFactory),
+    "accel": (TBinaryProtocol.TBinaryProtocolAccelerated,
+              TBinaryProtocol.TBinaryProtocolAcceleratedFactory),
+    "compact": (TCompactProtocol.TCompactProtocol, TCompactProtocol.TCompactProtocolFactory),
+    "accelc": (TCompactProtocol.TCompactProtocolAccelerated,
+               TCompactProtocol.TCompactProtocolAcceleratedFactory),
+}
 
 
 def transport_factory(kind):
@@ -82,7 +98,7 @@ def serve(args):
         processor = mux
     sock = TSocket.TServerSocket(host="127.0.0.1", port=args.port)
     server = TServer.TSimpleServer(processor, sock, transport_factory(args.transport),
-                                   TBinaryProtocol.TBinaryProtocolAcceleratedFactory())
+                                   PROTOCOLS[args.protocol][1]())
     t = threading.Thread(target=server.serve, daemon=True)
     t.start()
     import socket
@@ -109,7 +125,7 @@ def call(args):
     sock.setTimeout(30000)
     trans = (TTransport.TFramedTransport(sock) if args.transport == "framed"
              else TTransport.TBufferedTransport(sock))
-    client = svc.Client(TBinaryProtocol.TBinaryProtocolAccelerated(trans))
+    client = svc.Client(PROTOCOLS[args.protocol][0](trans))
     trans.open()
     failed = 0
 
@@ -172,6 +188,7 @@ def main():
     p.add_argument("--service", choices=["echo", "calc"], default="echo")
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--transport", choices=["framed", "buffered"], default="framed")
+    p.add_argument("--protocol", choices=sorted(PROTOCOLS), default="accel")
     p.add_argument("--duration", type=float, default=30)
     p.add_argument("--multiplex", default=None)
     args = p.parse_args()

@@ -14,7 +14,7 @@ local POOL = 64
 -- init_by_lua: the schema and the request, once, before the workers fork
 function app.init(cfg)
   app.cfg = cfg
-  app.W = require "petrel.workload"
+  app.W = require "bench.workload"
   local f = assert(io.open(cfg.root .. "/bench/data/small.bin", "rb"))
   app.req = app.W.Request:decode(f:read("*a"))
   f:close()

@@ -4,9 +4,9 @@
 -- framed or unframed as the client speaks. Prints "echo=PORT slow=PORT",
 -- then serves until killed or --duration seconds (default 600) pass.
 --   lua5.4 bench/openresty/upstream.lua [duration_s]
-package.path = "lua/?.lua;lua/?/init.lua;" .. package.path
+package.path = "lua/?.lua;lua/?/init.lua;./?.lua;" .. package.path
 local petrel = require "petrel"
-local W = require "petrel.workload"
+local W = require "bench.workload"
 
 local slow_ms = tonumber(os.getenv("SLOW_MS")) or 200
 local loop = petrel.default_loop()

@@ -4,7 +4,9 @@
 --   lua5.4 bench/peers/cjson_codec.lua [DATA_DIR [WORKLOAD...]]
 --   luajit bench/peers/cjson_codec.lua [DATA_DIR [WORKLOAD...]]
 --
--- env PEER_TARGET_SEC: seconds per timed run (default 0.4); best of 3 runs.
+-- env PEER_TARGET_SEC: seconds per timed run (default 0.4); PEER_ROUNDS
+-- timed runs, the best printed (default 3; bench/codec.lua runs 1 per round,
+-- interleaved with the other peers).
 -- Output, one line per operation (<bytes> = size of the NAME.json input):
 --   cjson-5.4 <workload> decode <ns_per_op> <bytes>     (Lua 5.4)
 --   cjson-jit <workload> encode <ns_per_op> <bytes>     (LuaJIT)
@@ -19,6 +21,7 @@ local cjson = require "cjson"
 local prefix = jit and "cjson-jit" or "cjson-" .. _VERSION:match("%d+%.%d+")
 local clock = os.clock
 local target = tonumber(os.getenv("PEER_TARGET_SEC") or "") or 0.4
+local rounds = math.max(1, tonumber(os.getenv("PEER_ROUNDS") or "") or 3)
 
 local data = arg[1] or ((arg[0]:match("^(.*)/bench/peers/[^/]*$") or ".") .. "/bench/data")
 local names = {}
@@ -36,7 +39,7 @@ local function bench_ns(fn)
   end
   local iters = math.max(1, math.floor(n * target / el))
   local best = math.huge
-  for _ = 1, 3 do
+  for _ = 1, rounds do
     collectgarbage()
     local t0 = clock()
     fn(iters)

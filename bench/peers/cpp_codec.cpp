@@ -1,14 +1,21 @@
 // Peer benchmark: Apache Thrift C++ (0.17, generated with cpp:templates)
 // decoding/encoding the canonical workload messages with
-// TBinaryProtocolT<TMemoryBuffer> (non-virtual, templated protocol calls).
+// TBinaryProtocolT<TMemoryBuffer> and TCompactProtocolT<TMemoryBuffer>
+// (non-virtual, templated protocol calls).
 //
 // Usage: cpp_codec DATA_DIR [WORKLOAD...]
-//   env PEER_TARGET_SEC  seconds per timed run (default 0.4); best of 3 runs
+//   env PEER_TARGET_SEC  seconds per timed run (default 0.4)
+//   env PEER_ROUNDS      timed runs, the best is printed (default 3;
+//                        bench/codec.lua runs 1 per round, interleaved)
+// Times are CPU time of the process (CLOCK_PROCESS_CPUTIME_ID), as every
+// peer of bench/codec.lua measures.
 // Output, one line per operation:
 //   cpp <workload> decode <ns_per_op> <bytes>
 //   cpp <workload> encode <ns_per_op> <bytes>
-// <bytes> is the size of the encoded message (.bin). Exit 1 if the
-// re-encoded bytes differ from the .bin file.
+//   cpp-compact <workload> decode|encode <ns_per_op> <bytes>
+// <bytes> is the size of the encoded message (.bin, or its Compact form).
+// Exit 1 if the re-encoded bytes differ from the .bin file (Binary) or from
+// the first Compact encoding (Compact).
 //
 // decode: a fresh struct per iteration (construct + read + destroy), read
 //         from a TMemoryBuffer that observes the .bin bytes (resetBuffer with
@@ -28,22 +35,28 @@
 #include <string>
 #include <vector>
 
+#include <time.h>
+
 #include <thrift/protocol/TBinaryProtocol.h>
+#include <thrift/protocol/TCompactProtocol.h>
 #include <thrift/transport/TBufferTransports.h>
 
 #include "workload_types.h"
 #include "workload_types.tcc"
 
 using apache::thrift::protocol::TBinaryProtocolT;
+using apache::thrift::protocol::TCompactProtocolT;
 using apache::thrift::transport::TMemoryBuffer;
 typedef TBinaryProtocolT<TMemoryBuffer> Proto;
+typedef TCompactProtocolT<TMemoryBuffer> CProto;
 
 static double target_sec = 0.4;
+static int rounds = 3;
 
 static double now_sec() {
-  return std::chrono::duration<double>(
-             std::chrono::steady_clock::now().time_since_epoch())
-      .count();
+  struct timespec ts;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
 static std::vector<uint8_t> read_file(const std::string& path) {
@@ -56,7 +69,8 @@ static std::vector<uint8_t> read_file(const std::string& path) {
                               std::istreambuf_iterator<char>());
 }
 
-// Time fn(iters) adaptively: calibrate, then best of 3 runs of ~target_sec.
+// Time fn(iters) adaptively: calibrate, then best of `rounds` runs of
+// ~target_sec.
 template <typename F>
 static double bench_ns(F fn) {
   long n = 1;
@@ -71,7 +85,7 @@ static double bench_ns(F fn) {
   long iters = (long)(n * (target_sec / el));
   if (iters < 1) iters = 1;
   double best = 1e300;
-  for (int rep = 0; rep < 3; rep++) {
+  for (int rep = 0; rep < rounds; rep++) {
     double t0 = now_sec();
     fn(iters);
     double ns = (now_sec() - t0) * 1e9 / (double)iters;
@@ -129,6 +143,39 @@ static int run(const std::string& dir, const std::string& name) {
   }
   std::printf("cpp %s encode %.1f %u\n", name.c_str(), enc, sz);
   std::fflush(stdout);
+
+  // Compact: the decoded value written with TCompactProtocolT, read back
+  auto cbuf = std::make_shared<TMemoryBuffer>(sz + 64);
+  CProto cwproto(cbuf);
+  value.write(&cwproto);
+  cbuf->getBuffer(&out, &outlen);
+  std::vector<uint8_t> cbin(out, out + outlen);
+  uint32_t csz = (uint32_t)cbin.size();
+  auto crbuf = std::make_shared<TMemoryBuffer>(cbin.data(), csz, TMemoryBuffer::OBSERVE);
+  CProto crproto(crbuf);
+  double cdec = bench_ns([&](long iters) {
+    for (long i = 0; i < iters; i++) {
+      crbuf->resetBuffer(cbin.data(), csz, TMemoryBuffer::OBSERVE);
+      T v;
+      v.read(&crproto);
+      crbuf->readEnd();
+    }
+  });
+  std::printf("cpp-compact %s decode %.1f %u\n", name.c_str(), cdec, csz);
+  std::fflush(stdout);
+  double cenc = bench_ns([&](long iters) {
+    for (long i = 0; i < iters; i++) {
+      cbuf->resetBuffer();
+      value.write(&cwproto);
+    }
+  });
+  cbuf->getBuffer(&out, &outlen);
+  if (outlen != csz || std::memcmp(out, cbin.data(), csz) != 0) {
+    std::fprintf(stderr, "cpp %s: ERROR compact encode output differs after benchmark\n", name.c_str());
+    return 1;
+  }
+  std::printf("cpp-compact %s encode %.1f %u\n", name.c_str(), cenc, csz);
+  std::fflush(stdout);
   return 0;
 }
 
@@ -138,6 +185,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   if (const char* t = std::getenv("PEER_TARGET_SEC")) target_sec = std::atof(t);
+  if (const char* r = std::getenv("PEER_ROUNDS")) rounds = std::atoi(r) > 0 ? std::atoi(r) : 1;
   std::string dir = argv[1];
   std::vector<std::string> names;
   for (int i = 2; i < argc; i++) names.push_back(argv[i]);

@@ -1,16 +1,22 @@
 #!/usr/bin/python3
 """Peer benchmark: Apache Thrift Python (0.17) with TBinaryProtocolAccelerated
-(the `fastbinary` C extension) on the canonical workload messages.
+and TCompactProtocolAccelerated (the `fastbinary` C extension) on the
+canonical workload messages.
 
 Run with /usr/bin/python3 (the Debian python3-thrift package is only there):
 
     /usr/bin/python3 bench/peers/py_codec.py [--data DIR] [--gen-dir DIR] [WORKLOAD...]
 
-env PEER_TARGET_SEC: seconds per timed run (default 0.4); best of 3 runs.
-Output, one line per operation (<bytes> = size of the .bin message):
+env PEER_TARGET_SEC: seconds per timed run (default 0.4); PEER_ROUNDS timed
+runs, the best printed (default 3; bench/codec.lua runs 1 per round,
+interleaved with the other peers). Times are CPU time of the process
+(time.process_time), as every peer of bench/codec.lua measures.
+Output, one line per operation (<bytes> = size of the .bin message, or of
+its Compact form):
 
     py <workload> decode <ns_per_op> <bytes>
     py <workload> encode <ns_per_op> <bytes>
+    py-compact <workload> decode|encode <ns_per_op> <bytes>
 
 decode: Struct().read(proto) from a TMemoryBuffer over the .bin bytes; the
         buffer is rewound (seek(0), no copy) each iteration.
@@ -54,6 +60,8 @@ def main():
             names.append(a)
     names = names or WORKLOADS
     target = float(os.environ.get("PEER_TARGET_SEC", "0.4"))
+    rounds = max(1, int(os.environ.get("PEER_ROUNDS", "3")))
+    clock = time.process_time
 
     if not os.path.exists(os.path.join(gen, "bench", "ttypes.py")):
         os.makedirs(gen, exist_ok=True)
@@ -66,7 +74,7 @@ def main():
     except ImportError as e:
         print("py: ERROR thrift.protocol.fastbinary not importable: %s" % e, file=sys.stderr)
         return 1
-    from thrift.protocol import TBinaryProtocol
+    from thrift.protocol import TBinaryProtocol, TCompactProtocol
     from thrift.transport import TTransport
     import importlib
     ttypes = importlib.import_module("bench.ttypes")
@@ -74,19 +82,19 @@ def main():
     def bench_ns(fn):
         n = 1
         while True:
-            t0 = time.perf_counter()
+            t0 = clock()
             fn(n)
-            el = time.perf_counter() - t0
+            el = clock() - t0
             if el >= target / 8:
                 break
             n *= 10 if el < target / 80 else 2
         iters = max(1, int(n * target / el))
         best = float("inf")
-        for _ in range(3):
+        for _ in range(rounds):
             gc.collect()
-            t0 = time.perf_counter()
+            t0 = clock()
             fn(iters)
-            best = min(best, (time.perf_counter() - t0) * 1e9 / iters)
+            best = min(best, (clock() - t0) * 1e9 / iters)
         return best
 
     for name in names:
@@ -134,6 +142,35 @@ def main():
             print("py %s: ERROR encode output differs after benchmark" % name, file=sys.stderr)
             return 1
         print("py %s encode %.1f %d" % (name, ns, size), flush=True)
+
+        # Compact: the same value through TCompactProtocolAccelerated
+        ctrans = TTransport.TMemoryBuffer()
+        value.write(TCompactProtocol.TCompactProtocolAccelerated(ctrans))
+        cblob = ctrans.getvalue()
+        crtrans = TTransport.TMemoryBuffer(cblob)
+        crproto = TCompactProtocol.TCompactProtocolAccelerated(crtrans)
+        cwtrans = TTransport.TMemoryBuffer()
+        cwproto = TCompactProtocol.TCompactProtocolAccelerated(cwtrans)
+        crbuf, cwbuf = crtrans._buffer, cwtrans._buffer
+
+        def cdec(n, cls=cls, rbuf=crbuf, rproto=crproto):
+            for _ in range(n):
+                rbuf.seek(0)
+                v = cls()
+                v.read(rproto)
+
+        def cenc(n, value=value, wbuf=cwbuf, wproto=cwproto):
+            for _ in range(n):
+                wbuf.seek(0)
+                wbuf.truncate()
+                value.write(wproto)
+
+        print("py-compact %s decode %.1f %d" % (name, bench_ns(cdec), len(cblob)), flush=True)
+        ns = bench_ns(cenc)
+        if cwtrans.getvalue() != cblob:
+            print("py %s: ERROR compact encode output differs" % name, file=sys.stderr)
+            return 1
+        print("py-compact %s encode %.1f %d" % (name, ns, len(cblob)), flush=True)
     return 0
 
 

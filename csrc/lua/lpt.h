@@ -69,11 +69,11 @@ typedef struct lpt_State {
   int al_ref;       /* registry ref keeping AL alive */
   int pool_ref;     /* registry ref of the default pool's userdata */
   size_t anchored;  /* strings pinned by no-copy nodes */
-  /* encoder scratch: one contiguous growable area per state */
-  unsigned char *wbuf;
-  size_t wcap;
-  struct lpt_Link *links; /* no-copy strings of an encode into a buffer */
-  size_t nlinks, links_cap;
+  /* encoder scratch: pool blocks every encode writes into (a string is
+   * made from them, or they move to the target buffer) */
+  pt_buf wb;
+  int wb_ready;
+  size_t enc_hint;        /* size of the last encode into a string */
   unsigned char *ubuf;    /* unknown fields kept by the decoder */
   size_t ucap, ulen;
   size_t ext_since;       /* LuaJIT: typed-array bytes malloc'd since the
@@ -88,13 +88,6 @@ typedef struct lpt_State {
   size_t fix_cap;
 #endif
 } lpt_State;
-
-typedef struct lpt_Link {
-  size_t off;       /* position in the scratch where the bytes belong */
-  const char *p;
-  size_t n;
-  intptr_t tag;     /* anchor */
-} lpt_Link;
 
 typedef struct lpt_Pool {
   pt_pool *pool;
@@ -137,6 +130,7 @@ void lpt_open_proc(lua_State *L, int mod);
  * core.signals(); raises on an unknown name. untrap: l is going away. */
 void lpt_trap(lua_State *L, struct pt_loop *l, int first);
 void lpt_untrap(struct pt_loop *l);
+void lpt_open_http(lua_State *L);   /* same stack contract */
 void lpt_state_free(lpt_State *S);
 /* Set the functions l into the table at index t, each closing over the
  * binding state at mod + 1 and the buffer metatable at mod + 2 (mod: the

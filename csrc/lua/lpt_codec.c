@@ -1,35 +1,26 @@
 /*
- * lpt_codec.c — Thrift Binary protocol over Lua tables, driven by the C
- * plans of pt_plan.h (Kitex's FastWrite / FastRead / BLength for Lua).
+ * lpt_codec.c — the table walkers: Lua values to Thrift and back, driven
+ * by the C plans of pt_plan.h (Kitex's FastWrite / FastRead / BLength for
+ * Lua). One walker serves every protocol; the protocol is chosen per call
+ * ({protocol = "compact"}; Binary by default) and the wire bytes are
+ * written and read by pt_thrift.h's readers and writers, never here.
  *
- * Objects
- *   petrel.schema  userdata holding a pt_schema (shared, immutable)
- *   petrel.type    userdata per struct: {schema, plan}; its user value is
- *                  the schema context table {keys, defaults, enums, mts}
- *   petrel.array   typed numeric array (i8/i16/i32/i64/double), native
- *                  endian, for bulk numeric lists
- *
- * Encoding writes into one contiguous scratch area of the Lua state (a
- * single pass; large strings become no-copy links when the target is a
- * buffer). Type errors raise with the full path. Decoding checks every
- * length against the bytes present before allocating, preallocates
- * tables from a budget the size of the input, caps nesting and returns
- * nil, "path: problem at offset N" on bad input.
+ * Encoding writes straight into pool blocks of the state's scratch buffer
+ * (a single pass; large strings become no-copy links when the target is a
+ * buffer); the result becomes one string, or its blocks move to the
+ * target buffer (a small message is copied into the target's last block
+ * instead, so replies pack together). Type errors raise with the full
+ * path. Decoding checks every length against the bytes present before
+ * allocating, preallocates tables from a budget the size of the input,
+ * caps nesting and returns nil, "path: problem at offset N" on bad input.
  */
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "../pt_plan.h"
-#include "lpt.h"
-
-#define LPT_SCHEMA_MT "petrel.schema"
-#define LPT_TYPE_MT "petrel.type"
-#define LPT_ARRAY_MT "petrel.array"
-#define LPT_MAXDEPTH_DEFAULT 64
-#define LPT_MAXDEPTH_LIMIT 200
-#define LPT_SKIP_MAXDEPTH 1000 /* core.skip: pt_skip recurses this deep */
+#include "lpt_codec.h"
 
 /* What one Lua table or string can hold: decoding more is an error, not a
  * raise from inside the VM. */
@@ -41,111 +32,12 @@
 #define LPT_MAX_ENTRIES (1 << 30) /* 1 << MAXHBITS */
 #endif
 
-/* context table slots */
-#define CX_KEYS 1
-#define CX_DEFAULTS 2
-#define CX_ENUMS 3
-#define CX_LIST_MT 4
-#define CX_SET_MT 5
-#define CX_MAP_MT 6
-#define CX_ARRAY_MT 7
+/* Encoded messages up to this size are copied into the target buffer's
+ * last block (replies pack into one block, one iovec); larger ones move
+ * their blocks there without a copy. */
+#define LPT_COPY_MAX 4096
 
-/* Key under which a decoded struct keeps the raw bytes of fields the
- * schema does not know ({unknown = true}); encode re-emits them. */
-static const char unknown_key = 0;
-
-typedef struct lpt_Schema {
-  pt_schema *s;
-} lpt_Schema;
-
-typedef struct lpt_Type {
-  pt_schema *s;
-  const pt_plan *plan;
-} lpt_Type;
-
-/* typed arrays */
-enum { AR_I8, AR_I16, AR_I32, AR_I64, AR_DOUBLE, AR_COUNT };
-static const char *const ar_names[AR_COUNT] = {"i8", "i16", "i32", "i64",
-                                               "double"};
-static const uint8_t ar_width[AR_COUNT] = {1, 2, 4, 8, 8};
-
-typedef struct lpt_Array {
-  int32_t kind;
-  int32_t pad_;
-  size_t n;
-  unsigned char *data;  /* inl below, or the block's */
-  pt_block *blk;        /* large arrays: a block of the state's pool */
-  unsigned char inl[];  /* 8-byte aligned, as Lua aligns userdata */
-} lpt_Array;
-
-/* Arrays above this keep their elements in a block of the state's pool:
- * a dead array's block is reused warm by the next one, where Lua
- * allocators map and unmap big blocks (page faults on every array). */
-#define LPT_ARRAY_EXT_MIN 65536
-
-/* Tell the collector about n bytes held outside its heap, so dead arrays
- * are found (and their blocks reused) as fast as new ones are made. Lua
- * 5.4's LUA_GCSTEP does an incremental step of that size. LuaJIT's runs
- * the collector until that much memory was freed: most of a cycle on every
- * call when little of a large heap is garbage (4 ms per 1 MiB array beside
- * a 24 MB heap). There, a full collection runs instead once the bytes
- * since the last one pass the Lua heap's size and 32 MiB: the pace of a
- * 200% pause, amortized. */
-static void ext_pressure(lua_State *L, size_t n) {
-#if LPT_LUAJIT
-  lpt_State *S = lpt_state(L);
-  S->ext_since += n;
-  size_t heap = (size_t)lua_gc(L, LUA_GCCOUNT, 0) << 10;
-  size_t lim = heap > ((size_t)32 << 20) ? heap : ((size_t)32 << 20);
-  if (S->ext_since > lim) {
-    S->ext_since = 0;
-    lua_gc(L, LUA_GCCOLLECT, 0);
-  }
-#else
-  lua_gc(L, LUA_GCSTEP, (int)(n >> 10));
-#endif
-}
-
-/* Push a new array of n elements; mt: stack index of the array metatable,
- * or 0 to look it up. Elements are uninitialized. */
-static lpt_Array *array_alloc(lua_State *L, int kind, size_t n, int mt) {
-  size_t w = ar_width[kind];
-  if (n > (SIZE_MAX / 2) / w) luaL_error(L, "array too large");
-  size_t bytes = n * w;
-  int ext = bytes >= LPT_ARRAY_EXT_MIN;
-  lpt_Array *a = lua_newuserdata(L, sizeof *a + (ext ? 0 : bytes));
-  a->kind = kind;
-  a->n = n;
-  a->blk = NULL;
-  a->data = a->inl;
-  if (mt)
-    lua_pushvalue(L, mt);
-  else
-    luaL_getmetatable(L, LPT_ARRAY_MT);
-  lua_setmetatable(L, -2);
-  if (ext) {
-    a->blk = pt_block_get(lpt_state(L)->pool, bytes);
-    if (!a->blk) {
-      a->n = 0;
-      luaL_error(L, "out of memory");
-    }
-    a->data = (unsigned char *)a->blk->data;
-    ext_pressure(L, bytes);
-  }
-  return a;
-}
-
-static int ar_kind_of(int k) {
-  switch (k) {
-    case PT_K_I8: return AR_I8;
-    case PT_K_I16: return AR_I16;
-    case PT_K_I32:
-    case PT_K_ENUM: return AR_I32;
-    case PT_K_I64: return AR_I64;
-    case PT_K_DOUBLE: return AR_DOUBLE;
-    default: return -1;
-  }
-}
+const char lpt_unknown_key = 0;
 
 /* ---- path stack for messages ----------------------------------------- */
 
@@ -153,8 +45,13 @@ typedef struct path_ent {
   const pt_plan *plan; /* struct frame: plan and field */
   int field;           /* fields[] index, -1 before one is known */
   int kind;            /* 0 struct, 1 element, 2 map key, 3 map value */
+  int keyidx;          /* map value: stack index of its key, 0 if none */
   int64_t index;       /* element index (1-based) */
+  const struct mkey *mk; /* or its sorted key (keyidx 0), kind mksk */
+  int mksk;
 } path_ent;
+
+enum { M_STRING, M_BUFFER, M_SIZE };
 
 typedef struct Ctx {
   lua_State *L;
@@ -163,20 +60,66 @@ typedef struct Ctx {
   int keys, defaults, enums;
   int list_mt, set_mt, map_mt, array_mt;
   int depth, max_depth;
+  int proto;      /* PT_PROTO_* */
+  int cpt;        /* proto == PT_PROTO_COMPACT */
   /* decode */
   const unsigned char *base, *p, *end;
-  int typed, enum_names, keep_unknown;
+  int typed, enum_names, keep_unknown, i64str;
   size_t presize;     /* table slots decode may still preallocate */
   char err[400];
   /* encode */
-  unsigned char *w, *wend;
-  size_t counted;     /* size mode: bytes measured and dropped */
+  pt_wr wr;
   size_t link_min;    /* strings this long are links (buffer mode) */
-  int mode;           /* 0 string, 1 buffer, 2 size */
+  int mode;           /* M_* */
+  int strict;         /* refuse table keys that are not fields */
   path_ent path[LPT_MAXDEPTH_LIMIT + 2]; /* last: not cleared per call */
 } Ctx;
 
-enum { M_STRING, M_BUFFER, M_SIZE };
+/* A key for a path: ["name"], [5], [true]; other keys say nothing. */
+static void path_key(lua_State *L, luaL_Buffer *b, int idx) {
+  char tmp[64];
+  int64_t i;
+  switch (lua_type(L, idx)) {
+    case LUA_TSTRING: {
+      size_t n;
+      const char *s = lua_tolstring(L, idx, &n);
+      luaL_addstring(b, "[\"");
+      for (size_t k = 0; k < n && k < 40; k++) {
+        unsigned char ch = (unsigned char)s[k];
+        if (ch == '"' || ch == '\\') {
+          luaL_addchar(b, '\\');
+          luaL_addchar(b, (char)ch);
+        } else if (ch < 0x20 || ch == 0x7f) {
+          snprintf(tmp, sizeof tmp, "\\%d", ch);
+          luaL_addstring(b, tmp);
+        } else {
+          luaL_addchar(b, (char)ch);
+        }
+      }
+      luaL_addstring(b, n > 40 ? "...\"]" : "\"]");
+      return;
+    }
+    case LUA_TBOOLEAN:
+      luaL_addstring(b, lua_toboolean(L, idx) ? "[true]" : "[false]");
+      return;
+    case LUA_TNUMBER:
+      if (lpt_toi64(L, idx, &i))
+        snprintf(tmp, sizeof tmp, "[%lld]", (long long)i);
+      else
+        snprintf(tmp, sizeof tmp, "[%.17g]", (double)lua_tonumber(L, idx));
+      luaL_addstring(b, tmp);
+      return;
+    default:
+      if (lpt_toi64(L, idx, &i)) { /* LuaJIT int64 cdata */
+        snprintf(tmp, sizeof tmp, "[%lld]", (long long)i);
+        luaL_addstring(b, tmp);
+        return;
+      }
+      luaL_addstring(b, "[?]");
+  }
+}
+
+static void path_mkey(luaL_Buffer *b, const struct mkey *m, int sk);
 
 static void path_format(Ctx *c, luaL_Buffer *b) {
   for (int i = 0; i <= c->depth && i <= LPT_MAXDEPTH_LIMIT; i++) {
@@ -191,6 +134,10 @@ static void path_format(Ctx *c, luaL_Buffer *b) {
     } else if (e->kind == 1) {
       snprintf(tmp, sizeof tmp, "[%lld]", (long long)e->index);
       luaL_addstring(b, tmp);
+    } else if (e->kind == 3 && e->keyidx) {
+      path_key(c->L, b, e->keyidx);
+    } else if (e->kind == 3 && e->mk) {
+      path_mkey(b, e->mk, e->mksk);
     } else {
       snprintf(tmp, sizeof tmp, "<%s #%lld>", e->kind == 2 ? "key" : "value",
                (long long)e->index);
@@ -248,105 +195,22 @@ static int dec_error(Ctx *c, const char *fmt, ...) {
   return -1;
 }
 
-static const char *ttype_name(int t) {
-  switch (t) {
-    case PT_T_BOOL: return "bool";
-    case PT_T_BYTE: return "byte";
-    case PT_T_DOUBLE: return "double";
-    case PT_T_I16: return "i16";
-    case PT_T_I32: return "i32";
-    case PT_T_I64: return "i64";
-    case PT_T_STRING: return "string";
-    case PT_T_STRUCT: return "struct";
-    case PT_T_MAP: return "map";
-    case PT_T_SET: return "set";
-    case PT_T_LIST: return "list";
-    case PT_T_UUID: return "uuid";
-    default: return "invalid type";
-  }
-}
-
 /* ---- writer ----------------------------------------------------------- */
 
-static void w_grow(Ctx *c, size_t need) {
-  lpt_State *S = c->S;
-  size_t used = (size_t)(c->w - S->wbuf);
-  if (c->mode == M_SIZE) {
-    c->counted += used;
-    used = 0;
-    c->w = S->wbuf;
-    if (S->wcap >= need) {
-      c->wend = S->wbuf + S->wcap;
-      return;
-    }
-  }
-  size_t cap = S->wcap ? S->wcap : 4096;
-  while (cap - used < need) {
-    if (cap > SIZE_MAX / 2) luaL_error(c->L, "message too large");
-    cap *= 2;
-  }
-  unsigned char *nb = realloc(S->wbuf, cap);
-  if (!nb) luaL_error(c->L, "out of memory");
-  S->wbuf = nb;
-  S->wcap = cap;
-  c->w = nb + used;
-  c->wend = nb + cap;
-}
-
 static inline void w_need(Ctx *c, size_t n) {
-  if ((size_t)(c->wend - c->w) < n) w_grow(c, n);
+  if (pt_wr_need(&c->wr, n) != 0) luaL_error(c->L, "out of memory");
 }
 
-static inline void w_u8(Ctx *c, unsigned v) { *c->w++ = (unsigned char)v; }
-static inline void w_16(Ctx *c, uint16_t v) {
-  pt_st16(c->w, v);
-  c->w += 2;
-}
-static inline void w_32(Ctx *c, uint32_t v) {
-  pt_st32(c->w, v);
-  c->w += 4;
-}
-static inline void w_64(Ctx *c, uint64_t v) {
-  pt_st64(c->w, v);
-  c->w += 8;
-}
-
-/* Bytes of a string value at stack idx (its length prefix written). */
-static void w_bytes(Ctx *c, int idx, const char *s, size_t n) {
-  if (n > INT32_MAX) enc_error(c, "string of %zu bytes is too long", n);
-  w_need(c, 4);
-  w_32(c, (uint32_t)n);
-  if (n >= c->link_min) {
-    if (c->mode == M_SIZE) {
-      c->counted += n;
-      return;
-    }
-    lpt_State *S = c->S;
-    if (S->nlinks == S->links_cap) {
-      size_t cap = S->links_cap ? S->links_cap * 2 : 16;
-      lpt_Link *nl = realloc(S->links, cap * sizeof *nl);
-      if (!nl) luaL_error(c->L, "out of memory");
-      S->links = nl;
-      S->links_cap = cap;
-    }
-    lpt_Link *lk = &S->links[S->nlinks];
-    lk->off = (size_t)(c->w - S->wbuf);
-    lk->p = s;
-    lk->n = n;
-    lk->tag = lpt_anchor(c->L, idx);
-    S->nlinks++;
-    return;
+/* The state's scratch buffer, empty (an encode that raised left bytes,
+ * links or a reservation in it: they go now). */
+static pt_buf *scratch(lpt_State *S) {
+  if (!S->wb_ready) {
+    pt_buf_init(&S->wb, S->pool);
+    S->wb_ready = 1;
+  } else if (S->wb.len || S->wb.resv_from) {
+    pt_buf_clear(&S->wb);
   }
-  w_need(c, n);
-  memcpy(c->w, s, n);
-  c->w += n;
-}
-
-/* Drop anchors left by an encode that raised before materializing. */
-static void links_reset(lpt_State *S) {
-  for (size_t i = 0; i < S->nlinks; i++)
-    lpt_release_anchor(S, S->links[i].tag);
-  S->nlinks = 0;
+  return &S->wb;
 }
 
 void lpt_state_free(lpt_State *S) {
@@ -357,30 +221,75 @@ void lpt_state_free(lpt_State *S) {
   S->fixi = NULL;
   S->fix_cap = 0;
 #endif
-  free(S->wbuf);
-  free(S->links);
+  if (S->wb_ready) pt_buf_free(&S->wb);
+  S->wb_ready = 0;
   free(S->ubuf);
-  S->wbuf = NULL;
-  S->links = NULL;
   S->ubuf = NULL;
-  S->wcap = S->links_cap = S->ucap = S->ulen = S->nlinks = 0;
+  S->ucap = S->ulen = 0;
+}
+
+/* A string / binary value: its length prefix, then its bytes (copied, or
+ * linked when long enough and the target is a buffer). */
+static void w_bytes(Ctx *c, int idx, const char *s, size_t n) {
+  if (n > INT32_MAX) enc_error(c, "string of %zu bytes is too long", n);
+  w_need(c, PT_MAX_LEN);
+  if (c->cpt)
+    c->wr.w = pt_wr_varint32(c->wr.w, (uint32_t)n);
+  else
+    pt_st32(c->wr.w, (uint32_t)n), c->wr.w += 4;
+  if (n >= c->link_min) {
+    if (c->mode == M_SIZE) {
+      c->wr.done += n;
+      return;
+    }
+    lpt_State *S = c->S;
+    if (pt_wr_link(&c->wr, s, n, lpt_release_anchor, S, lpt_anchor(c->L, idx)))
+      luaL_error(c->L, "out of memory");
+    return;
+  }
+  w_need(c, n);
+  memcpy(c->wr.w, s, n);
+  c->wr.w += n;
 }
 
 /* ---- encode ----------------------------------------------------------- */
 
 static void enc_value(Ctx *c, const pt_type *t, int idx);
 
-static const char *lua_type_name(lua_State *L, int idx) {
-  return luaL_typename(L, idx);
+/* Decimal text of an i64 (how int64_as_string gives large values). */
+static int parse_i64(const char *s, size_t n, int64_t *out) {
+  size_t i = 0;
+  int neg = 0;
+  if (n && (s[0] == '-' || s[0] == '+')) neg = s[0] == '-', i = 1;
+  if (i >= n || n - i > 19) return 0;
+  uint64_t v = 0;
+  for (; i < n; i++) {
+    if (s[i] < '0' || s[i] > '9') return 0;
+    v = v * 10 + (uint64_t)(s[i] - '0');
+  }
+  if (neg ? v > (uint64_t)INT64_MAX + 1 : v > (uint64_t)INT64_MAX) return 0;
+  *out = neg ? (int64_t)(0 - v) : (int64_t)v;
+  return 1;
 }
 
 static int64_t enc_int(Ctx *c, int idx, int64_t lo, int64_t hi,
                        const char *what) {
   int64_t v;
-  if (!lpt_toi64(c->L, idx, &v)) {
-    if (lua_type(c->L, idx) == LUA_TNUMBER)
+  lua_State *L = c->L;
+  if (!lpt_toi64(L, idx, &v)) {
+    int t = lua_type(L, idx);
+    if (t == LUA_TNUMBER) {
+      double d = (double)lua_tonumber(L, idx);
+      if (d == floor(d)) /* integral, past int64 */
+        enc_error(c, "value %.17g out of range for %s", d, what);
       enc_error(c, "%s expected, got non-integral number", what);
-    enc_error(c, "%s expected, got %s", what, lua_type_name(c->L, idx));
+    }
+    size_t n;
+    const char *s;
+    if (t == LUA_TSTRING && lo == INT64_MIN && hi == INT64_MAX &&
+        (s = lua_tolstring(L, idx, &n)) && parse_i64(s, n, &v))
+      return v;
+    enc_error(c, "%s expected, got %s", what, luaL_typename(L, idx));
   }
   if (v < lo || v > hi)
     enc_error(c, "value %lld out of range for %s", (long long)v, what);
@@ -413,12 +322,12 @@ static int hexval(int ch) {
 static void enc_uuid(Ctx *c, int idx) {
   size_t n;
   if (lua_type(c->L, idx) != LUA_TSTRING)
-    enc_error(c, "uuid expected, got %s", lua_type_name(c->L, idx));
+    enc_error(c, "uuid expected, got %s", luaL_typename(c->L, idx));
   const char *s = lua_tolstring(c->L, idx, &n);
   w_need(c, 16);
   if (n == 16) {
-    memcpy(c->w, s, 16);
-    c->w += 16;
+    memcpy(c->wr.w, s, 16);
+    c->wr.w += 16;
     return;
   }
   if (n != 36) enc_error(c, "uuid must be 36 characters or 16 bytes");
@@ -434,55 +343,73 @@ static void enc_uuid(Ctx *c, int idx) {
     out[k++] = (unsigned char)(h << 4 | l);
     i++;
   }
-  memcpy(c->w, out, 16);
-  c->w += 16;
+  memcpy(c->wr.w, out, 16);
+  c->wr.w += 16;
+}
+
+/* Integers of width 2, 4, 8 (and enums) in the call's protocol. */
+static inline void w_int(Ctx *c, int w, int64_t v) {
+  w_need(c, PT_MAX_VARINT);
+  unsigned char *p = c->wr.w;
+  if (c->cpt) {
+    c->wr.w = w == 8 ? pt_wr_varint64(p, pt_zz64(v))
+                     : pt_wr_varint32(p, pt_zz32((int32_t)v));
+    return;
+  }
+  if (w == 2)
+    pt_st16(p, (uint16_t)v);
+  else if (w == 4)
+    pt_st32(p, (uint32_t)v);
+  else
+    pt_st64(p, (uint64_t)v);
+  c->wr.w = p + w;
 }
 
 static void enc_scalar(Ctx *c, const pt_type *t, int idx) {
   lua_State *L = c->L;
   switch (t->kind) {
-    case PT_K_BOOL:
+    case PT_K_BOOL: {
       if (lua_type(L, idx) != LUA_TBOOLEAN)
-        enc_error(c, "boolean expected, got %s", lua_type_name(L, idx));
+        enc_error(c, "boolean expected, got %s", luaL_typename(L, idx));
+      int b = lua_toboolean(L, idx);
       w_need(c, 1);
-      w_u8(c, (unsigned)lua_toboolean(L, idx));
-      return;
-    case PT_K_I8:
-      w_need(c, 1);
-      w_u8(c, (unsigned)(uint8_t)enc_int(c, idx, -128, 127, "i8"));
-      return;
-    case PT_K_I16:
-      w_need(c, 2);
-      w_16(c, (uint16_t)enc_int(c, idx, INT16_MIN, INT16_MAX, "i16"));
-      return;
-    case PT_K_I32:
-      w_need(c, 4);
-      w_32(c, (uint32_t)enc_int(c, idx, INT32_MIN, INT32_MAX, "i32"));
-      return;
-    case PT_K_ENUM: {
-      int32_t v = enc_enum(c, t, idx);
-      w_need(c, 4);
-      w_32(c, (uint32_t)v);
+      *c->wr.w++ = (unsigned char)(c->cpt ? (b ? PT_CT_TRUE : PT_CT_FALSE) : b);
       return;
     }
+    case PT_K_I8:
+      w_need(c, 1);
+      *c->wr.w++ = (unsigned char)(uint8_t)enc_int(c, idx, -128, 127, "i8");
+      return;
+    case PT_K_I16:
+      w_int(c, 2, enc_int(c, idx, INT16_MIN, INT16_MAX, "i16"));
+      return;
+    case PT_K_I32:
+      w_int(c, 4, enc_int(c, idx, INT32_MIN, INT32_MAX, "i32"));
+      return;
+    case PT_K_ENUM:
+      w_int(c, 4, enc_enum(c, t, idx));
+      return;
     case PT_K_I64:
-      w_need(c, 8);
-      w_64(c, (uint64_t)enc_int(c, idx, INT64_MIN, INT64_MAX, "i64"));
+      w_int(c, 8, enc_int(c, idx, INT64_MIN, INT64_MAX, "i64"));
       return;
     case PT_K_DOUBLE: {
       if (lua_type(L, idx) != LUA_TNUMBER)
-        enc_error(c, "number expected, got %s", lua_type_name(L, idx));
+        enc_error(c, "number expected, got %s", luaL_typename(L, idx));
       double d = (double)lua_tonumber(L, idx);
       uint64_t u;
       memcpy(&u, &d, 8);
       w_need(c, 8);
-      w_64(c, u);
+      if (c->cpt)
+        pt_st64le(c->wr.w, u);
+      else
+        pt_st64(c->wr.w, u);
+      c->wr.w += 8;
       return;
     }
     case PT_K_STRING:
     case PT_K_BINARY: {
       if (lua_type(L, idx) != LUA_TSTRING)
-        enc_error(c, "string expected, got %s", lua_type_name(L, idx));
+        enc_error(c, "string expected, got %s", luaL_typename(L, idx));
       size_t n;
       const char *s = lua_tolstring(L, idx, &n);
       w_bytes(c, idx, s, n);
@@ -502,99 +429,278 @@ static void push_frame(Ctx *c, int kind, const pt_plan *plan) {
   e->kind = kind;
   e->plan = plan;
   e->field = -1;
+  e->keyidx = 0;
+  e->mk = NULL;
   e->index = 0;
+}
+
+/* Kept unknown fields (Binary bytes): verbatim in Binary, rewritten field
+ * by field in Compact after the known ones (*last: the previous id). */
+static void enc_unknown(Ctx *c, const char *u, size_t n, int *last) {
+  if (!c->cpt) {
+    w_need(c, n);
+    memcpy(c->wr.w, u, n);
+    c->wr.w += n;
+    return;
+  }
+  const unsigned char *p = (const unsigned char *)u, *end = p + n;
+  while (p < end) {
+    int ft, id = 0;
+    int k = pt_bin_rd_field(p, (size_t)(end - p), &ft, &id);
+    if (k < 0 || ft == PT_T_STOP) break;
+    p += k;
+    ptrdiff_t m = pt_transcode_field(PT_PROTO_BINARY, p, (size_t)(end - p), ft,
+                                     id, 0, PT_PROTO_COMPACT, &c->wr, last,
+                                     LPT_MAXDEPTH_LIMIT);
+    if (m == PT_NOMEM) luaL_error(c->L, "out of memory");
+    if (m < 0) enc_error(c, "kept unknown fields are malformed");
+    p += m;
+  }
+}
+
+/* strict = true: every key of the table at idx must name a field (or be
+ * petrel.unknown); known: how many fields were found in it. */
+static void enc_strict(Ctx *c, const pt_plan *p, int idx, int known) {
+  lua_State *L = c->L;
+  int n = 0;
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    lua_pop(L, 1);
+    n++;
+  }
+  lua_pushlightuserdata(L, (void *)&lpt_unknown_key);
+  lua_rawget(L, idx);
+  if (!lua_isnil(L, -1)) known++;
+  lua_pop(L, 1);
+  if (n == known) return;
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    lua_pop(L, 1);
+    int found = lua_type(L, -1) == LUA_TLIGHTUSERDATA &&
+                lua_touserdata(L, -1) == (void *)&lpt_unknown_key;
+    for (int k = 0; k < p->nfields && !found; k++) {
+      lua_rawgeti(L, c->keys, p->key_base + p->fields[k].index + 1);
+      found = lua_rawequal(L, -1, -2);
+      lua_pop(L, 1);
+    }
+    if (!found) {
+      if (lua_type(L, -1) == LUA_TSTRING)
+        enc_error(c, "'%s' is not a field of %s", lua_tostring(L, -1),
+                  p->name);
+      enc_error(c, "a %s key is not a field of %s", luaL_typename(L, -1),
+                p->name);
+    }
+  }
 }
 
 static void enc_struct(Ctx *c, const pt_plan *p, int idx) {
   lua_State *L = c->L;
   if (lua_type(L, idx) != LUA_TTABLE)
     enc_error(c, "table expected for %s, got %s", p->name,
-              lua_type_name(L, idx));
-  luaL_checkstack(L, 8, "petrel: nesting too deep");
+              luaL_typename(L, idx));
+  /* each field's value stays on the stack until the end (one settop) */
+  luaL_checkstack(L, p->nfields + 8, "petrel: nesting too deep");
+  int top = lua_gettop(L);
   path_ent *e = &c->path[c->depth];
   e->kind = 0;
   e->plan = p;
-  int nset = 0;
+  int nset = 0, present = 0, last = 0;
+  /* fields[] is in ascending id order: the wire order */
   for (int k = 0; k < p->nfields; k++) {
-    const pt_field *f = &p->fields[p->order[k]];
-    e->field = p->order[k];
+    const pt_field *f = &p->fields[k];
+    e->field = k;
     lua_rawgeti(L, c->keys, p->key_base + f->index + 1);
     if (lpt_rawget(L, idx) == LUA_TNIL) {
-      lua_pop(L, 1);
       if (f->has_default && f->req != PT_REQ_OPTIONAL) {
         lua_rawgeti(L, c->defaults, p->key_base + f->index + 1);
       } else {
         if (f->req == PT_REQ_REQUIRED) enc_error(c, "required field missing");
         continue;
       }
+    } else {
+      present++;
     }
     nset++;
-    w_need(c, 3);
-    w_u8(c, f->type->ttype);
-    w_16(c, (uint16_t)f->id);
-    enc_value(c, f->type, lua_gettop(L));
-    lua_pop(L, 1);
+    const pt_type *ft = f->type;
+    int v = lua_gettop(L);
+    w_need(c, PT_MAX_FIELD);
+    if (!c->cpt) {
+      c->wr.w = pt_bin_wr_field(c->wr.w, ft->ttype, f->id);
+    } else if (ft->kind == PT_K_BOOL) { /* the value goes in the header */
+      if (lua_type(L, v) != LUA_TBOOLEAN)
+        enc_error(c, "boolean expected, got %s", luaL_typename(L, v));
+      c->wr.w = pt_cpt_wr_field(c->wr.w, PT_T_BOOL, f->id, &last,
+                                lua_toboolean(L, v));
+      continue;
+    } else {
+      c->wr.w = pt_cpt_wr_field(c->wr.w, ft->ttype, f->id, &last, 0);
+    }
+    enc_value(c, ft, v);
   }
   e->field = -1;
   if (p->kind == PT_PLAN_UNION && nset > 1)
     enc_error(c, "union %s has %d fields set, at most one allowed", p->name,
               nset);
-  lua_pushlightuserdata(L, (void *)&unknown_key);
-  lua_rawget(L, idx);
-  if (lua_type(L, -1) == LUA_TSTRING) { /* kept unknown fields, verbatim */
+  if (c->strict) enc_strict(c, p, idx, present);
+  lua_pushlightuserdata(L, (void *)&lpt_unknown_key);
+  if (lpt_rawget(L, idx) == LUA_TSTRING) { /* kept unknown fields */
     size_t n;
     const char *u = lua_tolstring(L, -1, &n);
-    w_need(c, n);
-    memcpy(c->w, u, n);
-    c->w += n;
+    enc_unknown(c, u, n, &last);
   }
-  lua_pop(L, 1);
+  lua_settop(L, top);
   w_need(c, 1);
-  w_u8(c, PT_T_STOP);
+  *c->wr.w++ = PT_T_STOP;
 }
 
-/* Typed array as a list/set body of elem type t. */
+/* A list / set header in the call's protocol. */
+static inline void w_list(Ctx *c, int et, uint32_t n) {
+  w_need(c, PT_MAX_LIST);
+  c->wr.w = c->cpt ? pt_cpt_wr_list(c->wr.w, et, n)
+                   : pt_bin_wr_list(c->wr.w, et, n);
+}
+
+/* n native values of width w at nat, already in the region, become the
+ * list body at c->wr.w (nat is at or after c->wr.w + n * (ZZ_MAX - w) in
+ * Compact, at c->wr.w in Binary). */
+static void w_native(Ctx *c, const unsigned char *nat, size_t n, int w,
+                     int is_double) {
+  if (w == 1 || (c->cpt && is_double)) { /* bytes, or LE doubles */
+    if (nat != c->wr.w) memmove(c->wr.w, nat, n * (size_t)w);
+    c->wr.w += n * (size_t)w;
+  } else if (c->cpt) {
+    c->wr.w += pt_zz_encode(c->wr.w, nat, n, w);
+  } else {
+    pt_bswap_copy(c->wr.w, nat, n, w);
+    c->wr.w += n * (size_t)w;
+  }
+}
+
+/* Room for a numeric list body of n values of width w. */
+static size_t body_room(Ctx *c, size_t n, int w, int is_double) {
+  size_t per = c->cpt && !is_double && w > 1 ? PT_ZZ_MAX(w) : (size_t)w;
+  if (n > (SIZE_MAX / 2) / per) luaL_error(c->L, "list too large");
+  return n * per;
+}
+
+/* Typed array as a list/set body of elem type et. */
 static int enc_array(Ctx *c, const pt_type *et, int idx) {
   lpt_Array *a = lua_touserdata(c->L, idx);
   if (!a || !lua_getmetatable(c->L, idx)) return 0;
   int ok = lua_rawequal(c->L, -1, c->array_mt);
   lua_pop(c->L, 1);
   if (!ok) return 0;
-  if (a->kind != ar_kind_of(et->kind))
-    enc_error(c, "petrel.array<%s> given for list<%s>", ar_names[a->kind],
+  if (a->kind != lpt_ar_kind_of(et->kind))
+    enc_error(c, "petrel.array<%s> given for list<%s>", lpt_ar_names[a->kind],
               pt_kind_names[et->kind]);
   if (a->n > INT32_MAX) enc_error(c, "too many elements");
-  size_t w = ar_width[a->kind];
-  w_need(c, 5 + a->n * w);
-  w_u8(c, et->ttype);
-  w_32(c, (uint32_t)a->n);
-  if (w == 1)
-    memcpy(c->w, a->data, a->n);
-  else
-    pt_bswap_copy(c->w, a->data, a->n, (int)w);
-  c->w += a->n * w;
+  int w = lpt_ar_width[a->kind];
+  w_list(c, et->ttype, (uint32_t)a->n);
+  w_need(c, body_room(c, a->n, w, a->kind == AR_DOUBLE));
+  w_native(c, a->data, a->n, w, a->kind == AR_DOUBLE);
   return 1;
 }
 
-/* Numeric list from a Lua array: values land native, then one swap pass. */
-static int enc_numeric_list(Ctx *c, const pt_type *et, int idx, size_t n) {
+/* The loop of enc_numeric_list, inlined twice: zz a constant (Compact
+ * integers as varints at d, or native values at start). Returns the end
+ * of the varints. */
+__attribute__((always_inline)) static inline unsigned char *enc_numeric_fill(
+    Ctx *c, int k, int idx, size_t n, unsigned char *start, unsigned char *d,
+    const int zz) {
   lua_State *L = c->L;
+  int dbl = k == PT_K_DOUBLE;
+  path_ent *e = &c->path[c->depth];
+#define PUT_INT(i, v, W)                                            \
+  do {                                                             \
+    if (zz)                                                        \
+      d = pt_wr_varint64_fast(d, (W) == 64 ? pt_zz64(v) : pt_zz32((int32_t)(v))); \
+    else {                                                         \
+      int##W##_t x_ = (int##W##_t)(v);                             \
+      memcpy(start + (i) * ((W) / 8), &x_, (W) / 8);               \
+    }                                                              \
+  } while (0)
+  /* Values are fetched in batches of up to 16 and popped together. */
+  luaL_checkstack(L, 17, "petrel: stack");
+  for (size_t base = 0; base < n; base += 16) {
+    size_t m = n - base < 16 ? n - base : 16;
+    for (size_t j = 0; j < m; j++) {
+      size_t i = base + j;
+      int vt = lpt_rawgeti(L, idx, (lua_Integer)(i + 1));
+#if !LPT_LUAJIT
+      if (vt == LUA_TNUMBER && !dbl) {
+        int ok;
+        lua_Integer iv = lua_tointegerx(L, -1, &ok);
+        if (ok) {
+          if (k == PT_K_I64) {
+            PUT_INT(i, iv, 64);
+            continue;
+          } else if (k == PT_K_I32 && iv >= INT32_MIN && iv <= INT32_MAX) {
+            PUT_INT(i, iv, 32);
+            continue;
+          } else if (k == PT_K_I16 && iv >= INT16_MIN && iv <= INT16_MAX) {
+            PUT_INT(i, iv, 16);
+            continue;
+          }
+        }
+      }
+#else
+      if (vt == LUA_TNUMBER && !dbl) {
+        double dv = (double)lua_tonumber(L, -1);
+        if (k == PT_K_I64 && dv >= -9007199254740992.0 &&
+            dv <= 9007199254740992.0 && dv == (double)(int64_t)dv) {
+          PUT_INT(i, (int64_t)dv, 64);
+          continue;
+        }
+      }
+#endif
+      e->index = (int64_t)i + 1;
+      if (dbl) {
+        if (vt != LUA_TNUMBER)
+          enc_error(c, "number expected, got %s", luaL_typename(L, -1));
+        double dv = (double)lua_tonumber(L, -1);
+        memcpy(start + i * 8, &dv, 8);
+      } else if (k == PT_K_I64) {
+        int64_t v = enc_int(c, -1, INT64_MIN, INT64_MAX, "i64");
+        PUT_INT(i, v, 64);
+      } else if (k == PT_K_I32) {
+        int32_t v = (int32_t)enc_int(c, -1, INT32_MIN, INT32_MAX, "i32");
+        PUT_INT(i, v, 32);
+      } else {
+        int16_t v = (int16_t)enc_int(c, -1, INT16_MIN, INT16_MAX, "i16");
+        PUT_INT(i, v, 16);
+      }
+    }
+    lua_pop(L, (int)m);
+  }
+#undef PUT_INT
+  return d;
+}
+
+/* Numeric list from a Lua array. Binary: values land native in the
+ * region, then one byte-swapping pass. Compact: each integer goes out as
+ * a zigzag varint as it is read (the branch-free writer, in the same loop
+ * as the Lua reads); doubles land as they are (little-endian). LuaJIT
+ * fills native values through one FFI loop, then one pass. */
+static int enc_numeric_list(Ctx *c, const pt_type *et, int idx, size_t n) {
   int k = et->kind;
-  size_t w = pt_kind_width(k);
+  int w = (int)pt_kind_width(k);
   if (k != PT_K_I64 && k != PT_K_I32 && k != PT_K_I16 && k != PT_K_DOUBLE)
     return 0;
-  w_need(c, n * w);
-  unsigned char *start = c->w;
-  path_ent *e = &c->path[c->depth];
+  int dbl = k == PT_K_DOUBLE;
+  int zz = c->cpt && !dbl; /* varints written as read */
+  size_t room = body_room(c, n, w, dbl) + (zz ? 16 : 0);
+  w_need(c, room);
+  unsigned char *start = c->wr.w + (room - n * (size_t)w);
 #if LPT_LUAJIT
   if (n >= 16) {
     /* one JIT-compiled FFI loop fills native values; on a bad element the
      * loop below reports it */
+    lua_State *L = c->L;
     static const double lo[] = {[2] = -32768.0, [4] = -2147483648.0,
                                 [8] = -9223372036854775808.0};
     static const double hi[] = {[2] = 32768.0, [4] = 2147483648.0,
                                 [8] = 9223372036854775808.0};
-    int kind = k == PT_K_DOUBLE ? 9 : (int)w;
+    int kind = dbl ? 9 : w;
     lua_rawgeti(L, LUA_REGISTRYINDEX, c->S->num_fill);
     lua_pushvalue(L, idx);
     lua_pushlightuserdata(L, start);
@@ -606,150 +712,33 @@ static int enc_numeric_list(Ctx *c, const pt_type *et, int idx, size_t n) {
     lua_Integer bad = lua_tointeger(L, -1);
     lua_pop(L, 1);
     if (bad == 0) {
-      pt_bswap_copy(start, start, n, (int)w);
-      c->w += n * w;
+      w_native(c, start, n, w, dbl);
       return 1;
     }
   }
 #endif
-  /* Values are fetched in batches of up to 16 and popped together. */
-  luaL_checkstack(L, 17, "petrel: stack");
-  for (size_t base = 0; base < n; base += 16) {
-    size_t m = n - base < 16 ? n - base : 16;
-    for (size_t j = 0; j < m; j++) {
-      size_t i = base + j;
-      int vt = lpt_rawgeti(L, idx, (lua_Integer)(i + 1));
-#if !LPT_LUAJIT
-      if (vt == LUA_TNUMBER && k != PT_K_DOUBLE) {
-        int ok;
-        lua_Integer iv = lua_tointegerx(L, -1, &ok);
-        if (ok) {
-          if (k == PT_K_I64) {
-            int64_t v = (int64_t)iv;
-            memcpy(start + i * 8, &v, 8);
-            continue;
-          } else if (k == PT_K_I32 && iv >= INT32_MIN && iv <= INT32_MAX) {
-            int32_t v = (int32_t)iv;
-            memcpy(start + i * 4, &v, 4);
-            continue;
-          } else if (k == PT_K_I16 && iv >= INT16_MIN && iv <= INT16_MAX) {
-            int16_t v = (int16_t)iv;
-            memcpy(start + i * 2, &v, 2);
-            continue;
-          }
-        }
-      }
-#else
-      if (vt == LUA_TNUMBER && k != PT_K_DOUBLE) {
-        double d = (double)lua_tonumber(L, -1);
-        if (k == PT_K_I64 && d >= -9007199254740992.0 &&
-            d <= 9007199254740992.0 && d == (double)(int64_t)d) {
-          int64_t v = (int64_t)d;
-          memcpy(start + i * 8, &v, 8);
-          continue;
-        }
-      }
-#endif
-      e->index = (int64_t)i + 1;
-      if (k == PT_K_DOUBLE) {
-        if (vt != LUA_TNUMBER)
-          enc_error(c, "number expected, got %s", lua_type_name(L, -1));
-        double d = (double)lua_tonumber(L, -1);
-        memcpy(start + i * 8, &d, 8);
-      } else if (k == PT_K_I64) {
-        int64_t v = enc_int(c, -1, INT64_MIN, INT64_MAX, "i64");
-        memcpy(start + i * 8, &v, 8);
-      } else if (k == PT_K_I32) {
-        int32_t v = (int32_t)enc_int(c, -1, INT32_MIN, INT32_MAX, "i32");
-        memcpy(start + i * 4, &v, 4);
-      } else {
-        int16_t v = (int16_t)enc_int(c, -1, INT16_MIN, INT16_MAX, "i16");
-        memcpy(start + i * 2, &v, 2);
-      }
-    }
-    lua_pop(L, (int)m);
-  }
-  pt_bswap_copy(start, start, n, (int)w);
-  c->w += n * w;
+  if (zz)
+    c->wr.w = enc_numeric_fill(c, k, idx, n, start, c->wr.w, 1);
+  else
+    enc_numeric_fill(c, k, idx, n, start, NULL, 0), w_native(c, start, n, w, dbl);
   return 1;
 }
 
-static void enc_list(Ctx *c, const pt_type *t, int idx) {
-  lua_State *L = c->L;
-  const pt_type *et = t->elem;
-  if (lua_type(L, idx) == LUA_TUSERDATA && enc_array(c, et, idx)) return;
-  if (lua_type(L, idx) != LUA_TTABLE)
-    enc_error(c, "table expected for %s<%s>, got %s", pt_kind_names[t->kind],
-              pt_kind_names[et->kind], lua_type_name(L, idx));
-  size_t n = lua_rawlen(L, idx);
-  int keyset = 0;
-  if (t->kind == PT_K_SET && n == 0) {
-    /* {[v] = true, ...} form of a set */
-    lua_pushnil(L);
-    if (lua_next(L, idx)) {
-      lua_pop(L, 2);
-      keyset = 1;
-      n = 0;
-      lua_pushnil(L);
-      while (lua_next(L, idx)) {
-        lua_pop(L, 1);
-        n++;
-      }
-    }
-  }
-  if (n > INT32_MAX) enc_error(c, "too many elements");
-  w_need(c, 5);
-  w_u8(c, et->ttype);
-  w_32(c, (uint32_t)n);
-  push_frame(c, 1, NULL);
-  if (!keyset) {
-    if ((et->kind == PT_K_STRING || et->kind == PT_K_BINARY) && n) {
-      /* strings fetched 16 at a time and popped together */
-      path_ent *e = &c->path[c->depth];
-      luaL_checkstack(L, 17, "petrel: stack");
-      for (size_t base = 0; base < n; base += 16) {
-        size_t m = n - base < 16 ? n - base : 16;
-        for (size_t j = 0; j < m; j++) {
-          e->index = (int64_t)(base + j) + 1;
-          if (lpt_rawgeti(L, idx, (lua_Integer)(base + j + 1)) != LUA_TSTRING)
-            enc_error(c, "string expected, got %s", lua_type_name(L, -1));
-          size_t len;
-          const char *sv = lua_tolstring(L, -1, &len);
-          w_bytes(c, lua_gettop(L), sv, len);
-        }
-        lua_pop(L, (int)m);
-      }
-    } else if (!enc_numeric_list(c, et, idx, n)) {
-      path_ent *e = &c->path[c->depth];
-      for (size_t i = 1; i <= n; i++) {
-        e->index = (int64_t)i;
-        lua_rawgeti(L, idx, (lua_Integer)i);
-        if (lua_isnil(L, -1)) enc_error(c, "nil element in a sequence");
-        enc_value(c, et, lua_gettop(L));
-        lua_pop(L, 1);
-      }
-    }
-  } else {
-    path_ent *e = &c->path[c->depth];
-    int64_t i = 0;
-    lua_pushnil(L);
-    while (lua_next(L, idx)) {
-      e->index = ++i;
-      lua_pop(L, 1);
-      enc_value(c, et, lua_gettop(L));
-    }
-  }
-  c->depth--;
-}
+/* ---- sorted keys (maps, sets in key form) ------------------------------ */
 
-/* Map keys in ascending order when they are all strings or all integers:
- * the output is then deterministic (and matches C++ std::map). */
+/* Keys are written in ascending order when they are all of one sortable
+ * kind: the output is then deterministic (the same on Lua 5.4 and
+ * LuaJIT, and the order C++'s std::map / std::set give). */
+enum { SK_NONE, SK_STR, SK_INT, SK_NUM, SK_BOOL };
+
 typedef struct mkey {
-  const char *s;
+  const char *s;  /* SK_STR */
   size_t n;
-  int64_t i;
+  int64_t i;      /* SK_INT (SK_BOOL: 0 / 1) */
+  double d;       /* SK_NUM */
   const char *vs; /* string value, kept when the map's values are strings */
   size_t vn;
+  int pos;        /* iteration order: the key in the aux table */
 } mkey;
 
 static int cmp_str(const void *a, const void *b) {
@@ -760,19 +749,325 @@ static int cmp_str(const void *a, const void *b) {
   return (x->n > y->n) - (x->n < y->n);
 }
 
+/* the integer map key comparison (also bool keys, false < true) */
 static int cmp_int(const void *a, const void *b) {
   const mkey *x = a, *y = b;
   return (x->i > y->i) - (x->i < y->i);
 }
 
+static int cmp_num(const void *a, const void *b) {
+  const mkey *x = a, *y = b;
+  return (x->d > y->d) - (x->d < y->d);
+}
+
+/* How keys of kind k sort. */
+static int sort_kind(int k) {
+  switch (k) {
+    case PT_K_STRING:
+    case PT_K_BINARY:
+    case PT_K_UUID: return SK_STR;
+    case PT_K_I8:
+    case PT_K_I16:
+    case PT_K_I32:
+    case PT_K_I64:
+    case PT_K_ENUM: return SK_INT;
+    case PT_K_DOUBLE: return SK_NUM;
+    case PT_K_BOOL: return SK_BOOL;
+    default: return SK_NONE;
+  }
+}
+
+/* Take the key at -1 (sorted as sk) into m; 0 if it is not of that kind. */
+static int key_of(Ctx *c, int sk, int kk, mkey *m, int *cdata) {
+  lua_State *L = c->L;
+  int t = lua_type(L, -1);
+  switch (sk) {
+    case SK_STR:
+      if (t != LUA_TSTRING) return 0;
+      m->s = lua_tolstring(L, -1, &m->n);
+      return 1;
+    case SK_INT:
+      if (lpt_toi64(L, -1, &m->i)) {
+#if LPT_LUAJIT
+        if (t != LUA_TNUMBER) *cdata = 1; /* int64 cdata key */
+#endif
+        return 1;
+      }
+      if (t == LUA_TSTRING && kk == PT_K_I64) { /* int64_as_string */
+        size_t n;
+        const char *s = lua_tolstring(L, -1, &n);
+        if (parse_i64(s, n, &m->i)) {
+          *cdata = 1; /* fetched back by identity */
+          return 1;
+        }
+      }
+      return 0;
+    case SK_NUM:
+      if (t != LUA_TNUMBER) return 0;
+      m->d = (double)lua_tonumber(L, -1);
+      if (m->d != m->d) enc_error(c, "NaN map key");
+      return 1;
+    case SK_BOOL:
+      if (t != LUA_TBOOLEAN) return 0;
+      m->i = lua_toboolean(L, -1);
+      return 1;
+  }
+  (void)cdata;
+  return 0;
+}
+
+/* Equal neighbours after sorting: one wire key twice (LuaJIT int64 cdata
+ * keys of one value, "5" and 5 as i64 keys). */
+static int same_key(int sk, const mkey *a, const mkey *b) {
+  switch (sk) {
+    case SK_STR: return a->n == b->n && memcmp(a->s, b->s, a->n) == 0;
+    case SK_NUM: return a->d == b->d;
+    default: return a->i == b->i;
+  }
+}
+
+/* Collect the keys of the table at idx (n entries; set: only those whose
+ * value is true) into a userdata array, sorted; pushes the array and,
+ * when keys must be fetched back by identity, an aux table {pos -> key}.
+ * Returns the array, NULL when the keys are not sortable (nothing left
+ * pushed). */
+static mkey *sorted_keys(Ctx *c, int idx, const pt_type *kt,
+                         const pt_type *vt, size_t n, int set, int *aux,
+                         size_t *count) {
+  lua_State *L = c->L;
+  int sk = sort_kind(kt->kind);
+  if (sk == SK_NONE) return NULL;
+  int strvals = vt && (vt->kind == PT_K_STRING || vt->kind == PT_K_BINARY);
+  mkey *keys = lua_newuserdata(L, (n ? n : 1) * sizeof *keys);
+  size_t i = 0;
+  int cdata = 0;
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    if (set && lua_type(L, -1) == LUA_TBOOLEAN && !lua_toboolean(L, -1)) {
+      lua_pop(L, 1); /* {[v] = false}: v is absent */
+      continue;
+    }
+    keys[i].vs = NULL;
+    if (strvals && lua_type(L, -1) == LUA_TSTRING)
+      keys[i].vs = lua_tolstring(L, -1, &keys[i].vn);
+    lua_pop(L, 1);
+    if (!key_of(c, sk, kt->kind, &keys[i], &cdata)) {
+      lua_pop(L, 2); /* key, keys */
+      return NULL;
+    }
+    keys[i].pos = (int)i + 1;
+    i++;
+  }
+  /* keys that cannot be pushed back by value (int64 cdata, i64 text) are
+   * fetched by identity: a second walk, in the same order, keeps them */
+  int auxi = 0;
+  if (cdata) {
+    lua_newtable(L);
+    auxi = lua_gettop(L);
+    int j = 0;
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+      int skip = set && lua_type(L, -1) == LUA_TBOOLEAN && !lua_toboolean(L, -1);
+      lua_pop(L, 1);
+      if (skip) continue;
+      lua_pushvalue(L, -1);
+      lua_rawseti(L, auxi, ++j);
+    }
+  }
+  int (*cmp)(const void *, const void *) =
+      sk == SK_STR ? cmp_str : sk == SK_NUM ? cmp_num : cmp_int;
+  qsort(keys, i, sizeof *keys, cmp);
+  /* only keys of one wire value that Lua holds apart can repeat */
+  for (size_t j = 1; cdata && j < i; j++)
+    if (same_key(sk, &keys[j - 1], &keys[j])) {
+      path_ent *e = &c->path[c->depth];
+      e->index = (int64_t)j + 1;
+      lua_rawgeti(L, auxi, keys[j].pos);
+      e->kind = 3;
+      e->keyidx = lua_gettop(L);
+      enc_error(c, "duplicate key (two keys with one value)");
+    }
+  *aux = auxi;
+  *count = i;
+  return keys;
+}
+
+/* Push key j of a sorted array (by value, or from the aux table). */
+static void push_key(Ctx *c, const mkey *m, int sk, int aux) {
+  lua_State *L = c->L;
+  if (aux) {
+    lua_rawgeti(L, aux, m->pos);
+  } else if (sk == SK_STR) {
+    lua_pushlstring(L, m->s, m->n);
+  } else if (sk == SK_NUM) {
+    lua_pushnumber(L, m->d);
+  } else if (sk == SK_BOOL) {
+    lua_pushboolean(L, (int)m->i);
+  } else {
+    lpt_pushi64(L, m->i);
+  }
+}
+
+/* A sorted key for a path, as path_key writes it. */
+static void path_mkey(luaL_Buffer *b, const mkey *m, int sk) {
+  char tmp[64];
+  switch (sk) {
+    case SK_STR: {
+      luaL_addstring(b, "[\"");
+      for (size_t k = 0; k < m->n && k < 40; k++) {
+        unsigned char ch = (unsigned char)m->s[k];
+        if (ch == '"' || ch == '\\') {
+          luaL_addchar(b, '\\');
+          luaL_addchar(b, (char)ch);
+        } else if (ch < 0x20 || ch == 0x7f) {
+          snprintf(tmp, sizeof tmp, "\\%d", ch);
+          luaL_addstring(b, tmp);
+        } else {
+          luaL_addchar(b, (char)ch);
+        }
+      }
+      luaL_addstring(b, m->n > 40 ? "...\"]" : "\"]");
+      return;
+    }
+    case SK_NUM: snprintf(tmp, sizeof tmp, "[%.17g]", m->d); break;
+    case SK_BOOL: snprintf(tmp, sizeof tmp, "[%s]", m->i ? "true" : "false"); break;
+    default: snprintf(tmp, sizeof tmp, "[%lld]", (long long)m->i); break;
+  }
+  luaL_addstring(b, tmp);
+}
+
+/* Is the set table at idx in key form ({[v] = true})? A sequence holds
+ * its elements as values; a key-form table holds booleans as values
+ * (set<bool>: booleans as keys). */
+static int set_keyform(lua_State *L, int idx, const pt_type *et, size_t n) {
+  if (et->kind == PT_K_BOOL) {
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+      int kb = lua_type(L, -2) == LUA_TBOOLEAN;
+      lua_pop(L, 1);
+      if (kb) {
+        lua_pop(L, 1);
+        return 1;
+      }
+    }
+    return 0;
+  }
+  if (n) {
+    int t = lpt_rawgeti(L, idx, 1);
+    lua_pop(L, 1);
+    return t == LUA_TBOOLEAN;
+  }
+  lua_pushnil(L);
+  if (!lua_next(L, idx)) return 0;
+  lua_pop(L, 2);
+  return 1;
+}
+
+static void enc_keyset(Ctx *c, const pt_type *t, int idx) {
+  lua_State *L = c->L;
+  const pt_type *et = t->elem;
+  size_t n = 0;
+  push_frame(c, 1, NULL);
+  path_ent *e = &c->path[c->depth];
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    int vt = lua_type(L, -1);
+    if (vt != LUA_TBOOLEAN) {
+      e->kind = 3;
+      e->keyidx = lua_gettop(L) - 1;
+      enc_error(c, "set in key form: true or false expected, got %s",
+                luaL_typename(L, -1));
+    }
+    n += (size_t)lua_toboolean(L, -1);
+    lua_pop(L, 1);
+  }
+  if (n > INT32_MAX) enc_error(c, "too many elements");
+  w_list(c, et->ttype, (uint32_t)n);
+  int aux = 0;
+  size_t count = 0;
+  mkey *keys = sorted_keys(c, idx, et, NULL, n, 1, &aux, &count);
+  if (keys) {
+    int sk = sort_kind(et->kind);
+    for (size_t i = 0; i < count; i++) {
+      e->index = (int64_t)i + 1;
+      push_key(c, &keys[i], sk, aux);
+      enc_value(c, et, lua_gettop(L));
+      lua_pop(L, 1);
+    }
+    lua_pop(L, aux ? 2 : 1); /* aux, keys */
+  } else {
+    int64_t i = 0;
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+      int on = lua_toboolean(L, -1);
+      lua_pop(L, 1);
+      if (!on) continue;
+      e->index = ++i;
+      enc_value(c, et, lua_gettop(L));
+    }
+  }
+  c->depth--;
+}
+
+static void enc_list(Ctx *c, const pt_type *t, int idx) {
+  lua_State *L = c->L;
+  const pt_type *et = t->elem;
+  if (lua_type(L, idx) == LUA_TUSERDATA && enc_array(c, et, idx)) return;
+  if (lua_type(L, idx) != LUA_TTABLE)
+    enc_error(c, "table expected for %s<%s>, got %s", pt_kind_names[t->kind],
+              pt_kind_names[et->kind], luaL_typename(L, idx));
+  size_t n = lua_rawlen(L, idx);
+  if (t->kind == PT_K_SET && set_keyform(L, idx, et, n)) {
+    enc_keyset(c, t, idx);
+    return;
+  }
+  if (n > INT32_MAX) enc_error(c, "too many elements");
+  w_list(c, et->ttype, (uint32_t)n);
+  push_frame(c, 1, NULL);
+  if ((et->kind == PT_K_STRING || et->kind == PT_K_BINARY) && n) {
+    /* strings fetched 16 at a time and popped together */
+    path_ent *e = &c->path[c->depth];
+    luaL_checkstack(L, 17, "petrel: stack");
+    for (size_t base = 0; base < n; base += 16) {
+      size_t m = n - base < 16 ? n - base : 16;
+      for (size_t j = 0; j < m; j++) {
+        e->index = (int64_t)(base + j) + 1;
+        if (lpt_rawgeti(L, idx, (lua_Integer)(base + j + 1)) != LUA_TSTRING)
+          enc_error(c, "string expected, got %s", luaL_typename(L, -1));
+        size_t len;
+        const char *sv = lua_tolstring(L, -1, &len);
+        w_bytes(c, lua_gettop(L), sv, len);
+      }
+      lua_pop(L, (int)m);
+    }
+  } else if (!enc_numeric_list(c, et, idx, n)) {
+    path_ent *e = &c->path[c->depth];
+    for (size_t i = 1; i <= n; i++) {
+      e->index = (int64_t)i;
+      lua_rawgeti(L, idx, (lua_Integer)i);
+      if (lua_isnil(L, -1)) enc_error(c, "nil element in a sequence");
+      enc_value(c, et, lua_gettop(L));
+      lua_pop(L, 1);
+    }
+  }
+  c->depth--;
+}
+
+/* A length-prefixed string from C (the map<string,string> fast path). */
+static inline void w_str(Ctx *c, const char *s, size_t n) {
+  w_need(c, PT_MAX_LEN + n);
+  if (c->cpt)
+    c->wr.w = pt_wr_varint32(c->wr.w, (uint32_t)n);
+  else
+    pt_st32(c->wr.w, (uint32_t)n), c->wr.w += 4;
+  memcpy(c->wr.w, s, n);
+  c->wr.w += n;
+}
+
 static void enc_map(Ctx *c, const pt_type *t, int idx) {
   lua_State *L = c->L;
   if (lua_type(L, idx) != LUA_TTABLE)
-    enc_error(c, "table expected for map, got %s", lua_type_name(L, idx));
-  int kk = t->elem->kind;
-  int strkeys = (kk == PT_K_STRING || kk == PT_K_BINARY);
-  int intkeys = (kk == PT_K_I8 || kk == PT_K_I16 || kk == PT_K_I32 ||
-                 kk == PT_K_I64 || kk == PT_K_ENUM);
+    enc_error(c, "table expected for map, got %s", luaL_typename(L, idx));
   size_t n = 0;
   lua_pushnil(L);
   while (lua_next(L, idx)) {
@@ -780,82 +1075,59 @@ static void enc_map(Ctx *c, const pt_type *t, int idx) {
     n++;
   }
   if (n > INT32_MAX) enc_error(c, "too many entries");
-  w_need(c, 6);
-  w_u8(c, t->elem->ttype);
-  w_u8(c, t->val->ttype);
-  w_32(c, (uint32_t)n);
+  w_need(c, PT_MAX_MAP);
+  c->wr.w = c->cpt ? pt_cpt_wr_map(c->wr.w, t->elem->ttype, t->val->ttype,
+                                   (uint32_t)n)
+                   : pt_bin_wr_map(c->wr.w, t->elem->ttype, t->val->ttype,
+                                   (uint32_t)n);
   push_frame(c, 2, NULL);
   path_ent *e = &c->path[c->depth];
-  int sorted = 0;
-  mkey *keys = NULL;
-  if ((strkeys || intkeys) && n > 1) {
-    /* collect, in a Lua-owned block so a raise cannot leak it */
-    keys = lua_newuserdata(L, n * sizeof *keys);
-    int kidx = lua_gettop(L);
-    size_t i = 0;
-    sorted = 1;
-    int vk = t->val->kind;
-    int strvals = (vk == PT_K_STRING || vk == PT_K_BINARY);
-    lua_pushnil(L);
-    while (lua_next(L, idx)) {
-      keys[i].vs = NULL;
-      if (strvals && lua_type(L, -1) == LUA_TSTRING)
-        keys[i].vs = lua_tolstring(L, -1, &keys[i].vn);
+  int aux = 0;
+  size_t count = 0;
+  mkey *keys = n > 1 ? sorted_keys(c, idx, t->elem, t->val, n, 0, &aux, &count)
+                     : NULL;
+  if (keys) {
+    int sk = sort_kind(t->elem->kind);
+    int fast = sk == SK_STR && !aux && (t->val->kind == PT_K_STRING ||
+                                        t->val->kind == PT_K_BINARY);
+    for (size_t i = 0; i < count; i++) {
+      e->kind = 2;
+      e->keyidx = 0;
+      e->index = (int64_t)i + 1;
+      if (fast && keys[i].vs && keys[i].n < c->link_min &&
+          keys[i].vn < c->link_min && keys[i].n <= INT32_MAX &&
+          keys[i].vn <= INT32_MAX) {
+        /* map<string,string>: both sides known, no Lua calls needed */
+        w_str(c, keys[i].s, keys[i].n);
+        w_str(c, keys[i].vs, keys[i].vn);
+        continue;
+      }
+      push_key(c, &keys[i], sk, aux);
+      enc_value(c, t->elem, lua_gettop(L));
+      lua_rawget(L, idx);
+      e->kind = 3;
+      e->mk = &keys[i];
+      e->mksk = sk;
+      enc_value(c, t->val, lua_gettop(L));
+      e->mk = NULL;
       lua_pop(L, 1);
-      if (strkeys && lua_type(L, -1) == LUA_TSTRING) {
-        keys[i].s = lua_tolstring(L, -1, &keys[i].n);
-      } else if (intkeys && lpt_toi64(L, -1, &keys[i].i)) {
-#if LPT_LUAJIT
-        if (lua_type(L, -1) != LUA_TNUMBER) sorted = 0; /* cdata key */
-#endif
-      } else {
-        sorted = 0;
-      }
-      i++;
     }
-    if (sorted) {
-      qsort(keys, n, sizeof *keys, strkeys ? cmp_str : cmp_int);
-      for (i = 0; i < n; i++) {
-        e->kind = 2;
-        e->index = (int64_t)i + 1;
-        if (strkeys && keys[i].vs && keys[i].n < c->link_min &&
-            keys[i].vn < c->link_min && keys[i].n <= INT32_MAX &&
-            keys[i].vn <= INT32_MAX) {
-          /* map<string,string>: both sides known, no Lua calls needed */
-          w_need(c, 8 + keys[i].n + keys[i].vn);
-          w_32(c, (uint32_t)keys[i].n);
-          memcpy(c->w, keys[i].s, keys[i].n);
-          c->w += keys[i].n;
-          w_32(c, (uint32_t)keys[i].vn);
-          memcpy(c->w, keys[i].vs, keys[i].vn);
-          c->w += keys[i].vn;
-          continue;
-        }
-        if (strkeys)
-          lua_pushlstring(L, keys[i].s, keys[i].n);
-        else
-          lpt_pushi64(L, keys[i].i);
-        enc_value(c, t->elem, lua_gettop(L));
-        lua_rawget(L, idx);
-        e->kind = 3;
-        enc_value(c, t->val, lua_gettop(L));
-        lua_pop(L, 1);
-      }
-    }
-    lua_remove(L, kidx);
-  }
-  if (!sorted) {
+    lua_pop(L, aux ? 2 : 1); /* aux, keys */
+  } else {
     int64_t i = 0;
     lua_pushnil(L);
     while (lua_next(L, idx)) {
       e->index = ++i;
       e->kind = 2;
+      e->keyidx = 0;
       enc_value(c, t->elem, lua_gettop(L) - 1);
       e->kind = 3;
+      e->keyidx = lua_gettop(L) - 1;
       enc_value(c, t->val, lua_gettop(L));
       lua_pop(L, 1);
     }
   }
+  e->keyidx = 0;
   c->depth--;
 }
 
@@ -882,10 +1154,19 @@ static void enc_value(Ctx *c, const pt_type *t, int idx) {
 
 static int dec_value(Ctx *c, const pt_type *t);
 
+static inline size_t left(const Ctx *c) { return (size_t)(c->end - c->p); }
+
 static inline int need(Ctx *c, size_t n) {
-  if ((size_t)(c->end - c->p) < n)
-    return dec_error(c, "need %zu bytes, %zu left", n, (size_t)(c->end - c->p));
+  if (left(c) < n)
+    return dec_error(c, "need %zu bytes, %zu left", n, left(c));
   return 0;
+}
+
+/* A reader's answer that is not a length: the error. */
+static int rd_fail(Ctx *c, int k, const char *what) {
+  if (k == PT_NEED)
+    return dec_error(c, "%s cut short (%zu bytes left)", what, left(c));
+  return dec_error(c, "bad %s", what);
 }
 
 /* Slots to preallocate for a table that will get n: all of them while the
@@ -912,6 +1193,18 @@ static void push_uuid(lua_State *L, const unsigned char *u) {
   lua_pushlstring(L, out, 36);
 }
 
+/* An i64 value: a number / integer, or (int64_as_string) its decimal
+ * text when it is beyond 2^53. */
+static inline void push_i64(Ctx *c, int64_t v) {
+  if (c->i64str && (v > 9007199254740992LL || v < -9007199254740992LL)) {
+    char tmp[24];
+    int k = snprintf(tmp, sizeof tmp, "%lld", (long long)v);
+    lua_pushlstring(c->L, tmp, (size_t)k);
+    return;
+  }
+  lpt_pushi64(c->L, v);
+}
+
 static int dec_enum(Ctx *c, const pt_type *t, int32_t v) {
   lua_State *L = c->L;
   if (c->enum_names) {
@@ -929,14 +1222,60 @@ static int dec_enum(Ctx *c, const pt_type *t, int32_t v) {
   return 0;
 }
 
-/* Value of wire type t->ttype at c->p; pushes it. */
+/* An integer of width 2, 4 or 8 in the call's protocol. */
+static inline int rd_int(Ctx *c, int w, int64_t *v) {
+  const unsigned char *p = c->p;
+  if (!c->cpt) {
+    if (need(c, (size_t)w)) return -1;
+    *v = w == 2 ? (int16_t)pt_ld16(p)
+         : w == 4 ? (int32_t)pt_ld32(p)
+                  : (int64_t)pt_ld64(p);
+    c->p += w;
+    return 0;
+  }
+  int k;
+  if (w == 8) {
+    k = pt_cpt_rd_i64(p, left(c), v);
+  } else if (w == 4) {
+    int32_t x = 0;
+    k = pt_cpt_rd_i32(p, left(c), &x);
+    *v = x;
+  } else {
+    int16_t x = 0;
+    k = pt_cpt_rd_i16(p, left(c), &x);
+    *v = x;
+  }
+  if (k < 0) return rd_fail(c, k, w == 8 ? "i64 varint" : w == 4 ? "i32 varint" : "i16 varint");
+  c->p += k;
+  return 0;
+}
+
+/* The length prefix of a string, checked against the bytes left. */
+static int rd_len(Ctx *c, uint32_t *n) {
+  int k = c->cpt ? pt_cpt_rd_len(c->p, left(c), n)
+                 : pt_bin_rd_len(c->p, left(c), n);
+  if (k == PT_NEED) return c->cpt ? rd_fail(c, k, "string length") : need(c, 4);
+  if (k == PT_BAD) {
+    if (c->cpt) return dec_error(c, "bad string length");
+    return dec_error(c, "negative string length %d",
+                     (int)(int32_t)pt_ld32(c->p));
+  }
+  if ((size_t)*n > left(c) - (size_t)k)
+    return dec_error(c, "string length %d exceeds the %zu bytes left",
+                     (int)*n, left(c) - (size_t)k);
+  c->p += k;
+  return 0;
+}
+
+/* Value of kind t->kind at c->p; pushes it. */
 static int dec_scalar(Ctx *c, const pt_type *t) {
   lua_State *L = c->L;
   const unsigned char *p = c->p;
+  int64_t v = 0;
   switch (t->kind) {
     case PT_K_BOOL:
       if (need(c, 1)) return -1;
-      lua_pushboolean(L, p[0] != 0);
+      lua_pushboolean(L, c->cpt ? p[0] == PT_CT_TRUE : p[0] != 0);
       c->p += 1;
       return 0;
     case PT_K_I8:
@@ -945,27 +1284,23 @@ static int dec_scalar(Ctx *c, const pt_type *t) {
       c->p += 1;
       return 0;
     case PT_K_I16:
-      if (need(c, 2)) return -1;
-      lua_pushinteger(L, (int16_t)pt_ld16(p));
-      c->p += 2;
+      if (rd_int(c, 2, &v)) return -1;
+      lua_pushinteger(L, (lua_Integer)v);
       return 0;
     case PT_K_I32:
-      if (need(c, 4)) return -1;
-      lua_pushinteger(L, (int32_t)pt_ld32(p));
-      c->p += 4;
+      if (rd_int(c, 4, &v)) return -1;
+      lua_pushinteger(L, (lua_Integer)v);
       return 0;
     case PT_K_ENUM:
-      if (need(c, 4)) return -1;
-      c->p += 4;
-      return dec_enum(c, t, (int32_t)pt_ld32(p));
+      if (rd_int(c, 4, &v)) return -1;
+      return dec_enum(c, t, (int32_t)v);
     case PT_K_I64:
-      if (need(c, 8)) return -1;
-      lpt_pushi64(L, (int64_t)pt_ld64(p));
-      c->p += 8;
+      if (rd_int(c, 8, &v)) return -1;
+      push_i64(c, v);
       return 0;
     case PT_K_DOUBLE: {
       if (need(c, 8)) return -1;
-      uint64_t u = pt_ld64(p);
+      uint64_t u = c->cpt ? pt_ld64le(p) : pt_ld64(p);
       double d;
       memcpy(&d, &u, 8);
       lua_pushnumber(L, d);
@@ -974,19 +1309,15 @@ static int dec_scalar(Ctx *c, const pt_type *t) {
     }
     case PT_K_STRING:
     case PT_K_BINARY: {
-      if (need(c, 4)) return -1;
-      int32_t n = (int32_t)pt_ld32(p);
-      if (n < 0) return dec_error(c, "negative string length %d", (int)n);
-      if ((size_t)n > (size_t)(c->end - p - 4))
-        return dec_error(c, "string length %d exceeds the %zu bytes left",
-                         (int)n, (size_t)(c->end - p - 4));
+      uint32_t n = 0;
+      if (rd_len(c, &n)) return -1;
 #if LPT_LUAJIT
       if (n > LPT_MAX_STRING)
         return dec_error(c, "string length %d is more than a Lua string holds",
                          (int)n);
 #endif
-      lua_pushlstring(L, (const char *)p + 4, (size_t)n);
-      c->p += 4 + (size_t)n;
+      lua_pushlstring(L, (const char *)c->p, (size_t)n);
+      c->p += n;
       return 0;
     }
     case PT_K_UUID:
@@ -1006,6 +1337,8 @@ static int dec_frame(Ctx *c, int kind, const pt_plan *plan) {
   e->kind = kind;
   e->plan = plan;
   e->field = -1;
+  e->keyidx = 0;
+  e->mk = NULL;
   e->index = 0;
   return 0;
 }
@@ -1029,6 +1362,76 @@ static void push_copy(lua_State *L, int idx, int depth) {
   if (lua_getmetatable(L, idx)) lua_setmetatable(L, -2);
 }
 
+/* Grow the unknown-field store (a pt_wr over S->ubuf). */
+static int ubuf_grow(pt_wr *wr, size_t need) {
+  lpt_State *S = wr->ud;
+  size_t used = (size_t)(wr->w - S->ubuf);
+  size_t cap = S->ucap ? S->ucap : 256;
+  while (cap - used < need) {
+    if (cap > SIZE_MAX / 2) return -1;
+    cap *= 2;
+  }
+  unsigned char *nb = realloc(S->ubuf, cap);
+  if (!nb) return -1;
+  S->ubuf = nb;
+  S->ucap = cap;
+  wr->start = nb;
+  wr->w = nb + used;
+  wr->end = nb + cap;
+  return 0;
+}
+
+/* Keep one unknown field (its header was read: type ft, id, Compact bool
+ * value bv) as Binary bytes; c->p is at its value, k its Binary length
+ * (Binary input) and moves past it. */
+static int keep_unknown(Ctx *c, int ft, int id, int bv, size_t k) {
+  lpt_State *S = c->S;
+  if (!S->ubuf) {
+    S->ubuf = malloc(256);
+    if (!S->ubuf) luaL_error(c->L, "out of memory");
+    S->ucap = 256;
+  }
+  pt_wr u;
+  memset(&u, 0, sizeof u);
+  u.grow = ubuf_grow;
+  u.ud = S;
+  u.start = S->ubuf;
+  u.w = S->ubuf + S->ulen;
+  u.end = S->ubuf + S->ucap;
+  if (!c->cpt) {
+    if (pt_wr_need(&u, k + 3) != 0) luaL_error(c->L, "out of memory");
+    memcpy(u.w, c->p - 3, k + 3);
+    u.w += k + 3;
+  } else {
+    int last = 0;
+    ptrdiff_t m = pt_transcode_field(PT_PROTO_COMPACT, c->p, left(c), ft, id,
+                                     bv, PT_PROTO_BINARY, &u, &last,
+                                     c->max_depth - c->depth);
+    if (m == PT_NOMEM) luaL_error(c->L, "out of memory");
+    if (m < 0 || (size_t)m != k)
+      return dec_error(c, "cannot keep field %d of type %s", id,
+                       pt_ttype_name(ft));
+  }
+  S->ulen = (size_t)(u.w - S->ubuf);
+  c->p += k;
+  return 0;
+}
+
+/* Read a field header: *ft 0 at STOP. */
+static inline int rd_field(Ctx *c, int *last, int *ft, int *id, int *bv) {
+  int k = c->cpt ? pt_cpt_rd_field(c->p, left(c), last, ft, id, bv)
+                 : pt_bin_rd_field(c->p, left(c), ft, id);
+  if (k >= 0) {
+    c->p += k;
+    return 0;
+  }
+  if (k == PT_NEED)
+    return c->cpt ? dec_error(c, "field header cut short (%zu bytes left)",
+                              left(c))
+                  : need(c, left(c) ? 3 : 1);
+  return dec_error(c, "bad field header");
+}
+
 static int dec_struct(Ctx *c, const pt_plan *p) {
   lua_State *L = c->L;
   luaL_checkstack(L, 8, "petrel: nesting too deep");
@@ -1042,43 +1445,36 @@ static int dec_struct(Ctx *c, const pt_plan *p) {
   int track = p->nchecked && p->nfields <= 256;
   lpt_State *S = c->S;
   size_t umark = S->ulen;
+  int last = 0;
   for (;;) {
-    if (need(c, 1)) return -1;
-    int ft = *c->p;
-    if (ft == PT_T_STOP) {
-      c->p++;
-      break;
-    }
-    if (need(c, 3)) return -1;
-    int id = (int16_t)pt_ld16(c->p + 1);
-    c->p += 3;
+    int ft = 0, id = 0, bv = 0;
+    if (rd_field(c, &last, &ft, &id, &bv)) return -1;
+    if (ft == PT_T_STOP) break;
     int slot = pt_plan_slot(p, id);
     if (slot < 0 || p->fields[slot].type->ttype != ft) {
-      /* unknown field, or a type we do not expect: skip it */
-      size_t k = pt_skip(c->p, c->end, ft, c->max_depth - c->depth);
-      if (!k)
-        return dec_error(c, "cannot skip field %d of type %s", id,
-                         ttype_name(ft));
-      if (c->keep_unknown) {
-        size_t need_cap = S->ulen + k + 3;
-        if (need_cap > S->ucap) {
-          size_t cap = S->ucap ? S->ucap : 256;
-          while (cap < need_cap) cap *= 2;
-          unsigned char *nb = realloc(S->ubuf, cap);
-          if (!nb) luaL_error(L, "out of memory");
-          S->ubuf = nb;
-          S->ucap = cap;
-        }
-        memcpy(S->ubuf + S->ulen, c->p - 3, k + 3);
-        S->ulen += k + 3;
+      /* unknown field, or a type we do not expect: skip it (a Compact
+       * bool field has nothing after its header) */
+      size_t k = 0;
+      if (!(c->cpt && ft == PT_T_BOOL)) {
+        k = pt_skip_proto(c->proto, c->p, c->end, ft, c->max_depth - c->depth);
+        if (!k)
+          return dec_error(c, "cannot skip field %d of type %s", id,
+                           pt_ttype_name(ft));
       }
-      c->p += k;
+      if (c->keep_unknown) {
+        if (keep_unknown(c, ft, id, bv, k)) return -1;
+      } else {
+        c->p += k;
+      }
       continue;
     }
     const pt_field *f = &p->fields[slot];
     e->field = slot;
     lua_rawgeti(L, c->keys, p->key_base + f->index + 1);
-    if (dec_value(c, f->type)) return -1;
+    if (c->cpt && ft == PT_T_BOOL)
+      lua_pushboolean(L, bv);
+    else if (dec_value(c, f->type))
+      return -1;
     lua_rawset(L, tidx);
     if (track) seen[slot >> 6] |= (uint64_t)1 << (slot & 63);
   }
@@ -1088,7 +1484,7 @@ static int dec_struct(Ctx *c, const pt_plan *p) {
     if (S->ulen - umark > LPT_MAX_STRING)
       return dec_error(c, "unknown fields are more than a Lua string holds");
 #endif
-    lua_pushlightuserdata(L, (void *)&unknown_key);
+    lua_pushlightuserdata(L, (void *)&lpt_unknown_key);
     lua_pushlstring(L, (const char *)S->ubuf + umark, S->ulen - umark);
     lua_rawset(L, tidx);
     S->ulen = umark;
@@ -1122,45 +1518,114 @@ static int dec_struct(Ctx *c, const pt_plan *p) {
   return 0;
 }
 
-static const size_t min_width[17] = {
-    [PT_T_BOOL] = 1, [PT_T_BYTE] = 1,  [PT_T_DOUBLE] = 8, [PT_T_I16] = 2,
-    [PT_T_I32] = 4,  [PT_T_I64] = 8,   [PT_T_STRING] = 4, [PT_T_STRUCT] = 1,
-    [PT_T_MAP] = 6,  [PT_T_SET] = 5,   [PT_T_LIST] = 5,   [PT_T_UUID] = 16};
-
+/* A numeric list into a typed array. */
 static int dec_typed(Ctx *c, const pt_type *et, size_t n) {
   lua_State *L = c->L;
-  int ak = ar_kind_of(et->kind);
-  size_t w = ar_width[ak];
-  lpt_Array *a = array_alloc(L, ak, n, c->array_mt);
-  if (w == 1)
-    memcpy(a->data, c->p, n);
-  else
+  int ak = lpt_ar_kind_of(et->kind);
+  size_t w = lpt_ar_width[ak];
+  lpt_Array *a = lpt_array_alloc(L, ak, n, c->array_mt);
+  if (w == 1 || (c->cpt && ak == AR_DOUBLE)) {
+    memcpy(a->data, c->p, n * w);
+    c->p += n * w;
+  } else if (c->cpt && n) {
+    size_t bad = 0;
+    size_t k = pt_zz_decode(a->data, c->p, left(c), n, (int)w, &bad);
+    if (!k) {
+      c->path[c->depth].index = (int64_t)bad + 1;
+      return dec_error(c, "bad or cut short %s varint", pt_kind_names[et->kind]);
+    }
+    c->p += k;
+  } else if (!c->cpt) {
     pt_bswap_copy(a->data, c->p, n, (int)w);
-  c->p += n * w;
+    c->p += n * w;
+  }
   return 0;
+}
+
+#if LPT_LUAJIT
+/* LuaJIT: i64 element i beyond 2^53 becomes int64 cdata through one FFI
+ * loop at the end of the list (collected here). */
+static void fix_add(Ctx *c, size_t *nbig, int64_t v, int32_t i) {
+  lpt_State *S = c->S;
+  if (*nbig == S->fix_cap) {
+    size_t cap = S->fix_cap ? S->fix_cap * 2 : 256;
+    int64_t *nv = realloc(S->fixv, cap * sizeof *nv);
+    if (nv) S->fixv = nv;
+    int32_t *ni = realloc(S->fixi, cap * sizeof *ni);
+    if (ni) S->fixi = ni;
+    if (!nv || !ni) luaL_error(c->L, "out of memory");
+    S->fix_cap = cap;
+  }
+  S->fixv[*nbig] = v;
+  S->fixi[*nbig] = i;
+  (*nbig)++;
+}
+
+static void fix_run(Ctx *c, int tidx, size_t nbig) {
+  lpt_State *S = c->S;
+  lua_State *L = c->L;
+  if (!nbig) return;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, S->i64_fix);
+  lua_pushvalue(L, tidx);
+  lua_pushlightuserdata(L, S->fixv);
+  lua_pushlightuserdata(L, S->fixi);
+  lua_pushinteger(L, (lua_Integer)nbig);
+  lua_call(L, 4, 0);
+}
+#endif
+
+/* One i64 element of a list into the table (LuaJIT: big ones later). */
+static inline void set_i64(Ctx *c, int tidx, int32_t i, int64_t v,
+                           size_t *nbig) {
+  lua_State *L = c->L;
+#if LPT_LUAJIT
+  if (v >= -9007199254740992LL && v <= 9007199254740992LL) {
+    lua_pushnumber(L, (lua_Number)v);
+    lua_rawseti(L, tidx, i);
+  } else if (c->i64str) {
+    push_i64(c, v);
+    lua_rawseti(L, tidx, i);
+  } else {
+    fix_add(c, nbig, v, i);
+  }
+#else
+  (void)nbig;
+  if (c->i64str) {
+    push_i64(c, v);
+  } else {
+    lua_pushinteger(L, (lua_Integer)v);
+  }
+  lua_rawseti(L, tidx, i);
+#endif
 }
 
 static int dec_list(Ctx *c, const pt_type *t) {
   lua_State *L = c->L;
   const pt_type *et = t->elem;
-  if (need(c, 5)) return -1;
-  int wt = c->p[0];
-  int32_t n = (int32_t)pt_ld32(c->p + 1);
-  if (n < 0) return dec_error(c, "negative element count %d", (int)n);
+  int wt;
+  uint32_t un;
+  int k = c->cpt ? pt_cpt_rd_list(c->p, left(c), &wt, &un)
+                 : pt_bin_rd_list(c->p, left(c), &wt, &un);
+  if (k == PT_NEED) return c->cpt ? rd_fail(c, k, "list header") : need(c, 5);
+  if (k == PT_BAD)
+    return c->cpt ? dec_error(c, "bad list header")
+                  : dec_error(c, "negative element count %d",
+                              (int)(int32_t)pt_ld32(c->p + 1));
+  int32_t n = (int32_t)un;
   if (wt != et->ttype && n > 0)
     return dec_error(c, "%s element type %s, expected %s",
-                     pt_kind_names[t->kind], ttype_name(wt),
-                     ttype_name(et->ttype));
-  c->p += 5;
-  size_t mw = min_width[et->ttype];
-  if ((size_t)n > (size_t)(c->end - c->p) / mw)
+                     pt_kind_names[t->kind], pt_ttype_name(wt),
+                     pt_ttype_name(et->ttype));
+  c->p += k;
+  size_t mw = pt_elem_min(c->proto, et->ttype);
+  if ((size_t)n > left(c) / mw)
     return dec_error(c, "%d elements cannot fit in the %zu bytes left", (int)n,
-                     (size_t)(c->end - c->p));
+                     left(c));
   /* every list is a level, as on encode (numeric ones too) */
   if (dec_frame(c, 1, NULL)) return -1;
-  if ((c->typed || t->typed) && ar_kind_of(et->kind) >= 0 &&
+  if ((c->typed || t->typed) && lpt_ar_kind_of(et->kind) >= 0 &&
       et->kind != PT_K_ENUM) {
-    dec_typed(c, et, (size_t)n);
+    if (dec_typed(c, et, (size_t)n)) return -1;
     c->depth--;
     return 0;
   }
@@ -1174,58 +1639,14 @@ static int dec_list(Ctx *c, const pt_type *t) {
   lua_createtable(L, presize(c, (size_t)n), 0);
   int tidx = lua_gettop(L);
   const unsigned char *p = c->p;
-  switch (et->kind) {
-    case PT_K_I64: {
-#if !LPT_LUAJIT
-      for (int32_t i = 0; i < n; i++) {
-        lua_pushinteger(L, (lua_Integer)(int64_t)pt_ld64(p + 8 * (size_t)i));
-        lua_rawseti(L, tidx, i + 1);
-      }
-#else
-      /* exact doubles now; the rest become int64 cdata in one FFI loop */
-      lpt_State *S = c->S;
-      size_t nbig = 0;
-      for (int32_t i = 0; i < n; i++) {
-        int64_t v = (int64_t)pt_ld64(p + 8 * (size_t)i);
-        if (v >= -9007199254740992LL && v <= 9007199254740992LL) {
-          lua_pushnumber(L, (lua_Number)v);
-          lua_rawseti(L, tidx, i + 1);
-          continue;
-        }
-        if (nbig == S->fix_cap) {
-          size_t cap = S->fix_cap ? S->fix_cap * 2 : 256;
-          int64_t *nv = realloc(S->fixv, cap * sizeof *nv);
-          if (nv) S->fixv = nv;
-          int32_t *ni = realloc(S->fixi, cap * sizeof *ni);
-          if (ni) S->fixi = ni;
-          if (!nv || !ni) luaL_error(L, "out of memory");
-          S->fix_cap = cap;
-        }
-        S->fixv[nbig] = v;
-        S->fixi[nbig] = i + 1;
-        nbig++;
-      }
-      if (nbig) {
-        lua_rawgeti(L, LUA_REGISTRYINDEX, S->i64_fix);
-        lua_pushvalue(L, tidx);
-        lua_pushlightuserdata(L, S->fixv);
-        lua_pushlightuserdata(L, S->fixi);
-        lua_pushinteger(L, (lua_Integer)nbig);
-        lua_call(L, 4, 0);
-      }
-#endif
+  path_ent *e = &c->path[c->depth];
+  size_t nbig = 0;
+  switch (c->cpt ? -et->kind - 1 : et->kind) {
+    case PT_K_I64:
+      for (int32_t i = 0; i < n; i++)
+        set_i64(c, tidx, i + 1, (int64_t)pt_ld64(p + 8 * (size_t)i), &nbig);
       c->p += 8 * (size_t)n;
       break;
-    }
-    default: {
-      path_ent *e = &c->path[c->depth];
-      for (int32_t i = 0; i < n; i++) {
-        e->index = i + 1;
-        if (dec_value(c, et)) return -1;
-        lua_rawseti(L, tidx, i + 1);
-      }
-      break;
-    }
     case PT_K_I32:
       for (int32_t i = 0; i < n; i++) {
         lua_pushinteger(L, (int32_t)pt_ld32(p + 4 * (size_t)i));
@@ -1243,7 +1664,63 @@ static int dec_list(Ctx *c, const pt_type *t) {
       }
       c->p += 8 * (size_t)n;
       break;
+    case -PT_K_I64 - 1: /* Compact: zigzag varints, branch-free while
+                           16 bytes are left, in the loop that stores */
+      for (int32_t i = 0; i < n; i++) {
+        uint64_t u;
+        int r = left(c) >= 16 ? pt_rd_varint64_fast(c->p, &u) : PT_BAD;
+        if (r < 0) { /* the last bytes, or an error: the exact reader */
+          int64_t v;
+          r = pt_cpt_rd_i64(c->p, left(c), &v);
+          if (r < 0) {
+            e->index = i + 1;
+            return rd_fail(c, r, "i64 varint");
+          }
+          u = pt_zz64(v);
+        }
+        c->p += r;
+        set_i64(c, tidx, i + 1, pt_unzz64(u), &nbig);
+      }
+      break;
+    case -PT_K_I32 - 1:
+      for (int32_t i = 0; i < n; i++) {
+        uint64_t u;
+        int r = left(c) >= 16 ? pt_rd_varint64_fast(c->p, &u) : PT_BAD;
+        if (r < 0 || r > 5 || u > 0xffffffffu) {
+          int32_t v;
+          r = pt_cpt_rd_i32(c->p, left(c), &v);
+          if (r < 0) {
+            e->index = i + 1;
+            return rd_fail(c, r, "i32 varint");
+          }
+          u = pt_zz32(v);
+        }
+        c->p += r;
+        lua_pushinteger(L, pt_unzz32((uint32_t)u));
+        lua_rawseti(L, tidx, i + 1);
+      }
+      break;
+    case -PT_K_DOUBLE - 1:
+      for (int32_t i = 0; i < n; i++) {
+        uint64_t u = pt_ld64le(p + 8 * (size_t)i);
+        double d;
+        memcpy(&d, &u, 8);
+        lua_pushnumber(L, d);
+        lua_rawseti(L, tidx, i + 1);
+      }
+      c->p += 8 * (size_t)n;
+      break;
+    default:
+      for (int32_t i = 0; i < n; i++) {
+        e->index = i + 1;
+        if (dec_value(c, et)) return -1;
+        lua_rawseti(L, tidx, i + 1);
+      }
+      break;
   }
+#if LPT_LUAJIT
+  fix_run(c, tidx, nbig);
+#endif
   c->depth--;
   lua_pushvalue(L, t->kind == PT_K_SET ? c->set_mt : c->list_mt);
   lua_setmetatable(L, tidx);
@@ -1252,19 +1729,27 @@ static int dec_list(Ctx *c, const pt_type *t) {
 
 static int dec_map(Ctx *c, const pt_type *t) {
   lua_State *L = c->L;
-  if (need(c, 6)) return -1;
-  int kt = c->p[0], vt = c->p[1];
-  int32_t n = (int32_t)pt_ld32(c->p + 2);
-  if (n < 0) return dec_error(c, "negative entry count %d", (int)n);
+  int kt, vt;
+  uint32_t un;
+  int k = c->cpt ? pt_cpt_rd_map(c->p, left(c), &kt, &vt, &un)
+                 : pt_bin_rd_map(c->p, left(c), &kt, &vt, &un);
+  if (k == PT_NEED) return c->cpt ? rd_fail(c, k, "map header") : need(c, 6);
+  if (k == PT_BAD)
+    return c->cpt ? dec_error(c, "bad map header")
+                  : dec_error(c, "negative entry count %d",
+                              (int)(int32_t)pt_ld32(c->p + 2));
+  int32_t n = (int32_t)un;
   if (n > 0 && (kt != t->elem->ttype || vt != t->val->ttype))
     return dec_error(c, "map<%s,%s> on the wire, expected map<%s,%s>",
-                     ttype_name(kt), ttype_name(vt),
-                     ttype_name(t->elem->ttype), ttype_name(t->val->ttype));
-  c->p += 6;
-  size_t mw = min_width[t->elem->ttype] + min_width[t->val->ttype];
-  if ((size_t)n > (size_t)(c->end - c->p) / mw)
+                     pt_ttype_name(kt), pt_ttype_name(vt),
+                     pt_ttype_name(t->elem->ttype),
+                     pt_ttype_name(t->val->ttype));
+  c->p += k;
+  size_t mw = pt_elem_min(c->proto, t->elem->ttype) +
+              pt_elem_min(c->proto, t->val->ttype);
+  if ((size_t)n > left(c) / mw)
     return dec_error(c, "%d entries cannot fit in the %zu bytes left", (int)n,
-                     (size_t)(c->end - c->p));
+                     left(c));
   if (n > LPT_MAX_ENTRIES)
     return dec_error(c, "%d entries are more than a Lua table holds", (int)n);
   luaL_checkstack(L, 6, "petrel: nesting too deep");
@@ -1275,15 +1760,18 @@ static int dec_map(Ctx *c, const pt_type *t) {
   for (int32_t i = 0; i < n; i++) {
     e->index = i + 1;
     e->kind = 2;
+    e->keyidx = 0;
     if (dec_value(c, t->elem)) return -1;
     if (lua_type(L, -1) == LUA_TNUMBER) {
       lua_Number d = lua_tonumber(L, -1);
       if (d != d) return dec_error(c, "NaN map key");
     }
     e->kind = 3;
+    e->keyidx = lua_gettop(L);
     if (dec_value(c, t->val)) return -1;
     lua_rawset(L, tidx);
   }
+  e->keyidx = 0;
   c->depth--;
   lua_pushvalue(L, c->map_mt);
   lua_setmetatable(L, tidx);
@@ -1308,11 +1796,7 @@ static int dec_value(Ctx *c, const pt_type *t) {
   }
 }
 
-/* ---- Lua API: types --------------------------------------------------- */
-
-static lpt_Type *check_type(lua_State *L, int idx) {
-  return luaL_checkudata(L, idx, LPT_TYPE_MT);
-}
+/* ---- Lua API ---------------------------------------------------------- */
 
 /* Pushes the context slots of type at idx and fills c. */
 static void ctx_open(Ctx *c, lua_State *L, int tidx, const pt_plan *p) {
@@ -1334,14 +1818,25 @@ static void ctx_open(Ctx *c, lua_State *L, int tidx, const pt_plan *p) {
   c->path[0].kind = 0;
   c->path[0].plan = p;
   c->path[0].field = -1;
+  c->path[0].keyidx = 0;
+  c->path[0].mk = NULL;
 }
 
+static void set_proto(Ctx *c, int proto) {
+  c->proto = proto;
+  c->cpt = proto == PT_PROTO_COMPACT;
+}
+
+/* Options of encode and decode (a table at idx, or nil). */
 static void read_opts(Ctx *c, lua_State *L, int idx) {
   if (lua_isnoneornil(L, idx)) return;
   luaL_checktype(L, idx, LUA_TTABLE);
   lua_getfield(L, idx, "max_depth");
   if (!lua_isnil(L, -1))
     c->max_depth = (int)lpt_checkint(L, -1, 1, LPT_MAXDEPTH_LIMIT);
+  lua_pop(L, 1);
+  lua_getfield(L, idx, "protocol");
+  if (!lua_isnil(L, -1)) set_proto(c, lpt_checkproto(L, -1));
   lua_pop(L, 1);
   lua_getfield(L, idx, "typed");
   c->typed = lua_toboolean(L, -1);
@@ -1352,191 +1847,147 @@ static void read_opts(Ctx *c, lua_State *L, int idx) {
   lua_getfield(L, idx, "unknown");
   c->keep_unknown = lua_toboolean(L, -1);
   lua_pop(L, 1);
+  lua_getfield(L, idx, "int64_as_string");
+  c->i64str = lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  lua_getfield(L, idx, "strict");
+  c->strict = lua_toboolean(L, -1);
+  lua_pop(L, 1);
 }
 
-/* Start an encode: the state's scratch, empty, with no pending links. */
-static void scratch_begin(Ctx *c, lua_State *L) {
-  lpt_State *S = c->S;
-  links_reset(S);
-  if (!S->wbuf) {
-    S->wbuf = malloc(4096);
-    if (!S->wbuf) luaL_error(L, "out of memory");
-    S->wcap = 4096;
+/* Begin an encode into the state's scratch (counting only in size mode). */
+static void enc_begin(Ctx *c, size_t first) {
+  pt_buf *wb = scratch(c->S);
+  if (c->mode == M_SIZE)
+    pt_wr_init_count(&c->wr, wb, first);
+  else
+    pt_wr_init_buf(&c->wr, wb, first);
+}
+
+/* End an encode: what was written is readable in the scratch. */
+static size_t enc_end(Ctx *c) {
+  if (pt_wr_flush(&c->wr) != 0) luaL_error(c->L, "out of memory");
+  return pt_wr_len(&c->wr);
+}
+
+/* The scratch's bytes go to out: copied into out's last block when small
+ * (one block, no links), else their blocks move there. */
+static void scratch_to(lua_State *L, lpt_State *S, pt_buf *out) {
+  pt_buf *wb = &S->wb;
+  size_t n = pt_buf_len(wb);
+  pt_node *h = wb->head;
+  if (n <= LPT_COPY_MAX && h && h == wb->tail && h->blk->cls != PT_CLS_EXT) {
+    if (pt_buf_append(out, h->rd, n) != 0) luaL_error(L, "out of memory");
+    pt_buf_skip(wb, n);
+    return;
   }
-  c->w = S->wbuf;
-  c->wend = S->wbuf + S->wcap;
+  pt_buf_move(out, wb);
 }
 
-/* Encode the value at vidx into the state's scratch; returns its length. */
-static size_t encode_into_scratch(Ctx *c, lua_State *L, const pt_plan *p,
-                                  int vidx) {
-  scratch_begin(c, L);
-  enc_struct(c, p, vidx);
-  return (size_t)(c->w - c->S->wbuf);
-}
-
-/* Append the scratch's n bytes to out, splicing in the linked strings. */
-static void scratch_flush(lua_State *L, lpt_State *S, pt_buf *out, size_t n) {
-  size_t at = 0;
-  for (size_t i = 0; i < S->nlinks; i++) {
-    lpt_Link *lk = &S->links[i];
-    int fail = pt_buf_append(out, S->wbuf + at, lk->off - at) != 0;
-    if (fail)
-      lpt_release_anchor(S, lk->tag);
-    else /* link releases the anchor itself when it fails */
-      fail = pt_buf_link(out, lk->p, lk->n, lpt_release_anchor, S, lk->tag) != 0;
-    if (fail) {
-      for (size_t j = i + 1; j < S->nlinks; j++)
-        lpt_release_anchor(S, S->links[j].tag);
-      S->nlinks = 0;
-      luaL_error(L, "out of memory");
-    }
-    at = lk->off;
+/* The protocol option of an encode / decode: opts at idx may be nil. */
+static int opts_index(lua_State *L, int buf_idx, int *out_idx) {
+  /* encode(v, buf, opts) or encode(v, opts): a plain table is opts */
+  if (lua_type(L, buf_idx) == LUA_TTABLE) {
+    *out_idx = 0;
+    return buf_idx;
   }
-  S->nlinks = 0;
-  if (pt_buf_append(out, S->wbuf + at, n - at) != 0)
-    luaL_error(L, "out of memory");
+  *out_idx = lua_isnoneornil(L, buf_idx) ? 0 : buf_idx;
+  return buf_idx + 1;
 }
 
-/* T:encode(value [, buffer [, opts]]) -> string | buffer */
+/* T:encode(value [, buffer] [, opts]) -> string | buffer
+ * opts: protocol = "binary" | "compact", max_depth, strict */
 static int Lpt_type_encode(lua_State *L) {
-  lpt_Type *T = check_type(L, 1);
-  pt_buf *out = lua_isnoneornil(L, 3) ? NULL : lpt_checkbuf(L, 3);
+  lpt_Type *T = lpt_checktype(L, 1);
+  lua_settop(L, 4); /* absent arguments are nil below the pushes */
+  int bi, oi = opts_index(L, 3, &bi);
+  pt_buf *out = bi ? lpt_checkbuf(L, bi) : NULL;
   Ctx c;
   ctx_open(&c, L, 1, T->plan);
-  read_opts(&c, L, 4);
+  read_opts(&c, L, oi);
   c.mode = out ? M_BUFFER : M_STRING;
   c.link_min = out ? out->nocopy_min : SIZE_MAX;
-  size_t n = encode_into_scratch(&c, L, T->plan, 2);
+  lpt_State *S = c.S;
+  enc_begin(&c, out ? 0 : S->enc_hint);
+  enc_struct(&c, T->plan, 2);
+  size_t n = enc_end(&c);
   if (!out) {
-    lua_pushlstring(L, (const char *)c.S->wbuf, n);
+    const char *p = pt_buf_peek(&S->wb, n);
+    if (!p) return luaL_error(L, "out of memory");
+    lua_pushlstring(L, p, n);
+    pt_buf_skip(&S->wb, n);
+    S->enc_hint = n;
     return 1;
   }
-  scratch_flush(L, c.S, out, n);
-  lua_pushvalue(L, 3);
+  scratch_to(L, S, out);
+  lua_pushvalue(L, bi);
   return 1;
 }
 
-/* T:encode_message(value, buffer, name, mtype, seqid [, framed]) -> buffer
- * Appends one Thrift message: [frame length when framed], the strict
- * binary envelope (version|mtype, name, seqid) and the struct, in one pass
- * (large strings linked as with encode into a buffer). */
+/* T:encode_message(value, buffer, name, mtype, seqid [, framed
+ *   [, protocol]]) -> buffer
+ * Appends one Thrift message: [frame length when framed], the envelope
+ * (Binary strict: version|mtype, name, seqid; Compact: 0x82, version and
+ * type, seqid, name) and the struct, in one pass (large strings linked as
+ * with encode into a buffer). */
 static int Lpt_type_encode_message(lua_State *L) {
-  lpt_Type *T = check_type(L, 1);
+  lpt_Type *T = lpt_checktype(L, 1);
+  lua_settop(L, 8);
   pt_buf *out = lpt_checkbuf(L, 3);
   size_t nlen;
   const char *name = luaL_checklstring(L, 4, &nlen);
   int mtype = (int)lpt_checkint(L, 5, 1, 4);
   int64_t seq = lpt_checkint(L, 6, INT32_MIN, UINT32_MAX);
   int framed = lua_toboolean(L, 7);
+  int proto = lua_isnoneornil(L, 8) ? PT_PROTO_BINARY : lpt_checkproto(L, 8);
   if (nlen > INT32_MAX) return luaL_argerror(L, 4, "name too long");
   Ctx c;
   ctx_open(&c, L, 1, T->plan);
+  set_proto(&c, proto);
   c.mode = M_BUFFER;
   c.link_min = out->nocopy_min;
-  scratch_begin(&c, L);
-  w_need(&c, 16 + nlen);
-  if (framed) w_32(&c, 0); /* patched below */
-  w_32(&c, 0x80010000u | (uint32_t)mtype);
-  w_32(&c, (uint32_t)nlen);
-  memcpy(c.w, name, nlen);
-  c.w += nlen;
-  w_32(&c, (uint32_t)seq);
+  enc_begin(&c, 0);
+  w_need(&c, 4 + PT_MAX_HEAD + nlen);
+  unsigned char *frame = c.wr.w;
+  if (framed) c.wr.w += 4; /* patched below */
+  c.wr.w = pt_msg_write(c.wr.w, proto, name, (uint32_t)nlen, mtype,
+                        (int32_t)(uint32_t)seq);
   enc_struct(&c, T->plan, 2);
-  lpt_State *S = c.S;
-  size_t n = (size_t)(c.w - S->wbuf);
+  size_t n = enc_end(&c);
   if (framed) {
-    size_t total = n - 4;
-    for (size_t i = 0; i < S->nlinks; i++) total += S->links[i].n;
-    if (total > INT32_MAX) {
-      links_reset(S);
+    if (n - 4 > INT32_MAX) {
+      pt_buf_clear(&c.S->wb);
       return luaL_error(L, "message too large for a frame");
     }
-    pt_st32(S->wbuf, (uint32_t)total);
+    pt_st32(frame, (uint32_t)(n - 4));
   }
-  scratch_flush(L, S, out, n);
+  scratch_to(L, c.S, out);
   lua_pushvalue(L, 3);
   return 1;
 }
 
-/* core.msg_header(s [, pos [, max_name]]) -> name, mtype, seqid, next_pos
- *   | nil (incomplete) | false, err (malformed)
- * Strict (0x8001 version word) and non-strict (name first) envelopes. */
-static int Lpt_msg_header(lua_State *L) {
-  size_t len;
-  const unsigned char *s = (const unsigned char *)luaL_checklstring(L, 1, &len);
-  int64_t pos = lua_isnoneornil(L, 2) ? 1 : lpt_checkint(L, 2, 1, INT64_MAX);
-  int64_t maxn = lua_isnoneornil(L, 3) ? 65536 : lpt_checkint(L, 3, 0, INT32_MAX);
-  if ((uint64_t)pos > len + 1) return 0;
-  const unsigned char *p = s + pos - 1, *end = s + len;
-  if (end - p < 4) return 0;
-  uint32_t v = pt_ld32(p);
-  int mtype;
-  uint32_t nlen;
-  const unsigned char *name;
-  int32_t seqid;
-  if (v & 0x80000000u) {
-    if ((v & 0xffff0000u) != 0x80010000u) {
-      lua_pushboolean(L, 0);
-      lua_pushliteral(L, "bad protocol version");
-      return 2;
-    }
-    mtype = (int)(v & 0xff);
-    if (end - p < 8) return 0;
-    nlen = pt_ld32(p + 4);
-    if (nlen > (uint64_t)maxn) goto badname;
-    if ((size_t)(end - p) < 12 + (size_t)nlen) return 0;
-    name = p + 8;
-    seqid = (int32_t)pt_ld32(p + 8 + nlen);
-    p += 12 + nlen;
-  } else {
-    nlen = v;
-    if (nlen > (uint64_t)maxn) goto badname;
-    if ((size_t)(end - p) < 9 + (size_t)nlen) return 0;
-    name = p + 4;
-    mtype = p[4 + nlen];
-    seqid = (int32_t)pt_ld32(p + 5 + nlen);
-    p += 9 + nlen;
-  }
-  lua_pushlstring(L, (const char *)name, nlen);
-  lua_pushinteger(L, mtype);
-  lua_pushinteger(L, seqid);
-  lua_pushinteger(L, (lua_Integer)(p - s) + 1);
-  return 4;
-badname:
-  lua_pushboolean(L, 0);
-  lua_pushliteral(L, "bad method name length");
-  return 2;
-}
-
-/* T:size(value) -> bytes the encoding takes (BLength) */
+/* T:size(value [, opts]) -> bytes the encoding takes (BLength) */
 static int Lpt_type_size(lua_State *L) {
-  lpt_Type *T = check_type(L, 1);
+  lpt_Type *T = lpt_checktype(L, 1);
+  lua_settop(L, 3);
   Ctx c;
   ctx_open(&c, L, 1, T->plan);
+  read_opts(&c, L, 3);
   c.mode = M_SIZE;
   c.link_min = 64; /* strings this long are counted, not copied */
-  size_t n = encode_into_scratch(&c, L, T->plan, 2);
-  lua_pushinteger(L, (lua_Integer)(c.counted + n));
+  enc_begin(&c, 0);
+  enc_struct(&c, T->plan, 2);
+  lua_pushinteger(L, (lua_Integer)enc_end(&c));
   return 1;
 }
 
-/* Contiguous input: a string or a buffer's readable bytes. */
-static const unsigned char *input_bytes(lua_State *L, int idx, size_t *len) {
-  if (lua_type(L, idx) == LUA_TSTRING)
-    return (const unsigned char *)lua_tolstring(L, idx, len);
-  pt_buf *b = lpt_checkbuf(L, idx);
-  *len = pt_buf_len(b);
-  const char *p = pt_buf_peek(b, *len);
-  if (!p) luaL_error(L, "out of memory");
-  return (const unsigned char *)p;
-}
-
-/* T:decode(string | buffer [, pos [, opts]]) -> value, next_pos | nil, err */
+/* T:decode(string | buffer [, pos [, opts]]) -> value, next_pos | nil, err
+ * opts: protocol, typed, enum_names, unknown, max_depth, int64_as_string */
 static int Lpt_type_decode(lua_State *L) {
-  lpt_Type *T = check_type(L, 1);
+  lpt_Type *T = lpt_checktype(L, 1);
+  lua_settop(L, 4);
   size_t len;
-  const unsigned char *s = input_bytes(L, 2, &len);
+  const unsigned char *s = lpt_input_bytes(L, 2, &len);
   int64_t pos = lua_isnoneornil(L, 3) ? 1 : lpt_checkint(L, 3, 1, INT64_MAX);
   if ((uint64_t)pos > (uint64_t)len + 1) {
     char msg[200];
@@ -1565,600 +2016,23 @@ static int Lpt_type_decode(lua_State *L) {
   return 2;
 }
 
-static int Lpt_type_name(lua_State *L) {
-  lua_pushstring(L, check_type(L, 1)->plan->name);
-  return 1;
-}
-
-static int Lpt_type_tostring(lua_State *L) {
-  lpt_Type *T = check_type(L, 1);
-  lua_pushfstring(L, "petrel.type<%s>", T->plan->name);
-  return 1;
-}
-
-static int Lpt_type_gc(lua_State *L) {
-  lpt_Type *T = luaL_checkudata(L, 1, LPT_TYPE_MT);
-  pt_schema_unref(T->s);
-  T->s = NULL;
-  return 0;
-}
-
-/* T:fields() -> array of {id=, name=, type=, required=} (introspection) */
-static int Lpt_type_fields(lua_State *L) {
-  lpt_Type *T = check_type(L, 1);
-  const pt_plan *p = T->plan;
-  lua_createtable(L, p->nfields, 0);
-  for (int k = 0; k < p->nfields; k++) {
-    const pt_field *f = &p->fields[p->order[k]];
-    lua_createtable(L, 0, 4);
-    lua_pushinteger(L, f->id);
-    lua_setfield(L, -2, "id");
-    lua_pushstring(L, f->name);
-    lua_setfield(L, -2, "name");
-    lua_pushstring(L, pt_kind_names[f->type->kind]);
-    lua_setfield(L, -2, "kind");
-    lua_pushstring(L, f->req == PT_REQ_REQUIRED   ? "required"
-                      : f->req == PT_REQ_OPTIONAL ? "optional"
-                                                  : "default");
-    lua_setfield(L, -2, "required");
-    lua_rawseti(L, -2, k + 1);
-  }
-  return 1;
-}
-
-/* ---- Lua API: compile ------------------------------------------------- */
-
-static int kind_by_name(const char *s) {
-  for (int k = 0; k < PT_K_COUNT; k++)
-    if (strcmp(s, pt_kind_names[k]) == 0) return k;
-  if (strcmp(s, "byte") == 0) return PT_K_I8;
-  return -1;
-}
-
-/* Build a pt_type from a type description table at idx. */
-static const pt_type *build_type(lua_State *L, pt_schema *s, int idx,
-                                 int nplans, int depth) {
-  idx = lua_absindex(L, idx);
-  if (depth > 100) luaL_error(L, "type nesting too deep");
-  luaL_checktype(L, idx, LUA_TTABLE);
-  lua_getfield(L, idx, "kind");
-  const char *ks = lua_tostring(L, -1);
-  int k = ks ? kind_by_name(ks) : -1;
-  lua_pop(L, 1);
-  if (k < 0) luaL_error(L, "unknown type kind '%s'", ks ? ks : "?");
-  pt_type *t = pt_type_new(s, k);
-  if (!t) luaL_error(L, "out of memory");
-  switch (k) {
-    case PT_K_LIST:
-    case PT_K_SET:
-      lua_getfield(L, idx, "elem");
-      t->elem = build_type(L, s, -1, nplans, depth + 1);
-      lua_pop(L, 1);
-      lua_getfield(L, idx, "typed");
-      t->typed = (uint8_t)lua_toboolean(L, -1);
-      lua_pop(L, 1);
-      break;
-    case PT_K_MAP:
-      lua_getfield(L, idx, "key");
-      t->elem = build_type(L, s, -1, nplans, depth + 1);
-      lua_pop(L, 1);
-      lua_getfield(L, idx, "val");
-      t->val = build_type(L, s, -1, nplans, depth + 1);
-      lua_pop(L, 1);
-      break;
-    case PT_K_STRUCT: {
-      lua_getfield(L, idx, "plan");
-      int pi = (int)luaL_checkinteger(L, -1);
-      lua_pop(L, 1);
-      if (pi < 1 || pi > nplans) luaL_error(L, "bad plan index %d", pi);
-      t->plan = pt_schema_plan(s, pi - 1);
-      break;
-    }
-    case PT_K_ENUM:
-      lua_getfield(L, idx, "enum");
-      t->aux = (int32_t)luaL_checkinteger(L, -1) - 1;
-      lua_pop(L, 1);
-      break;
-  }
-  return t;
-}
-
-static int Lpt_schema_gc(lua_State *L) {
-  lpt_Schema *S = luaL_checkudata(L, 1, LPT_SCHEMA_MT);
-  pt_schema_unref(S->s);
-  S->s = NULL;
-  return 0;
-}
-
-/* core.compile(desc) -> { [i] = petrel.type } for desc.plans[i].
- * desc = { plans = { {name=, kind=0|1|2, fields = { {id=, name=, req=,
- *          type=<type desc>, default=<value>|nil} } } },
- *          enums = { { names = {[v]=name}, values = {[name]=v} } } }
- * type desc: {kind="i64"} {kind="list", elem=, typed=} {kind="map", key=,
- *   val=} {kind="struct", plan=i} {kind="enum", enum=i}. */
-/* Push {[i] = petrel.type} for every plan of the finished schema s, with
- * one shared context table: field-name keys (from the plans), the defaults
- * table at didx and the enums table at eidx. */
-static void push_types(lua_State *L, pt_schema *s, int didx, int eidx) {
-  int nplans = pt_schema_nplans(s);
-  lua_createtable(L, 7, 0);
-  int cx = lua_gettop(L);
-  lua_newtable(L);
-  for (int i = 0; i < nplans; i++) {
-    const pt_plan *p = pt_schema_plan(s, i);
-    for (int j = 0; j < p->nfields; j++) {
-      const pt_field *f = &p->fields[j];
-      lua_pushstring(L, f->name);
-      lua_rawseti(L, -2, p->key_base + f->index + 1);
-    }
-  }
-  lua_rawseti(L, cx, CX_KEYS);
-  lua_pushvalue(L, didx);
-  lua_rawseti(L, cx, CX_DEFAULTS);
-  lua_pushvalue(L, eidx);
-  lua_rawseti(L, cx, CX_ENUMS);
-  static const char *const mts[] = {"petrel.list", "petrel.set", "petrel.map"};
-  for (int i = 0; i < 3; i++) {
-    luaL_getmetatable(L, mts[i]);
-    lua_rawseti(L, cx, CX_LIST_MT + i);
-  }
-  luaL_getmetatable(L, LPT_ARRAY_MT);
-  lua_rawseti(L, cx, CX_ARRAY_MT);
-  lua_createtable(L, nplans, 0);
-  for (int i = 0; i < nplans; i++) {
-    lpt_Type *T = lua_newuserdata(L, sizeof *T);
-    T->s = s;
-    T->plan = pt_schema_plan(s, i);
-    pt_schema_ref(s);
-    luaL_setmetatable(L, LPT_TYPE_MT);
-    lua_pushvalue(L, cx);
-    lpt_setuv(L, -2);
-    lua_rawseti(L, -2, i + 1);
-  }
-  lua_remove(L, cx);
-}
-
-static int Lpt_compile(lua_State *L) {
-  luaL_checktype(L, 1, LUA_TTABLE);
-  lua_getfield(L, 1, "plans");
-  int plans = lua_gettop(L);
-  luaL_checktype(L, plans, LUA_TTABLE);
-  int nplans = (int)lua_rawlen(L, plans);
-  /* the builder's reference lives in a userdata, so errors cannot leak it */
-  lpt_Schema *SU = lua_newuserdata(L, sizeof *SU);
-  SU->s = NULL;
-  luaL_setmetatable(L, LPT_SCHEMA_MT);
-  pt_schema *s = SU->s = pt_schema_new(nplans);
-  if (!s) return luaL_error(L, "out of memory");
-  lua_newtable(L); /* defaults */
-  int defaults = lua_gettop(L);
-  int key = 0;
-  for (int i = 0; i < nplans; i++) {
-    lua_rawgeti(L, plans, i + 1);
-    int pd = lua_gettop(L);
-    lua_getfield(L, pd, "name");
-    const char *name = luaL_checkstring(L, -1);
-    lua_getfield(L, pd, "kind");
-    int kind = (int)luaL_optinteger(L, -1, 0);
-    lua_getfield(L, pd, "fields");
-    int fl = lua_gettop(L);
-    luaL_checktype(L, fl, LUA_TTABLE);
-    int nf = (int)lua_rawlen(L, fl);
-    if (pt_plan_init(s, i, name, kind, nf) != 0)
-      return luaL_error(L, "%s", pt_schema_error(s));
-    pt_schema_plan(s, i)->key_base = key;
-    for (int j = 0; j < nf; j++) {
-      lua_rawgeti(L, fl, j + 1);
-      int fd = lua_gettop(L);
-      lua_getfield(L, fd, "id");
-      int id = (int)luaL_checkinteger(L, -1);
-      lua_getfield(L, fd, "name");
-      const char *fname = luaL_checkstring(L, -1);
-      lua_getfield(L, fd, "req");
-      int req = (int)luaL_optinteger(L, -1, 0);
-      lua_getfield(L, fd, "type");
-      const pt_type *ft = build_type(L, s, -1, nplans, 0);
-      lua_getfield(L, fd, "default");
-      int has_def = !lua_isnil(L, -1);
-      if (has_def) {
-        lua_pushvalue(L, -1);
-        lua_rawseti(L, defaults, key + j + 1);
-      }
-      if (pt_plan_set_field(s, i, j, id, fname, req, has_def, ft) != 0)
-        return luaL_error(L, "%s", pt_schema_error(s));
-      lua_settop(L, fd - 1);
-    }
-    key += nf;
-    lua_settop(L, pd - 1);
-  }
-  lua_getfield(L, 1, "meta");
-  if (lua_type(L, -1) == LUA_TSTRING) {
-    size_t n;
-    const char *m = lua_tolstring(L, -1, &n);
-    if (pt_schema_set_blob(s, m, n) != 0) return luaL_error(L, "out of memory");
-  }
-  lua_pop(L, 1);
-  if (pt_schema_finish(s) != 0) return luaL_error(L, "%s", pt_schema_error(s));
-  lua_getfield(L, 1, "enums");
-  if (lua_isnil(L, -1)) {
-    lua_pop(L, 1);
-    lua_newtable(L);
-  }
-  push_types(L, s, defaults, lua_gettop(L));
-  return 1;
-}
-
-/* core.export(type) -> handle (light userdata) holding one reference to
- * the type's compiled schema, for core.adopt in another Lua state. */
-static int Lpt_export(lua_State *L) {
-  lpt_Type *T = check_type(L, 1);
-  pt_schema_ref(T->s);
-  /* a string passes through any thread or state library */
-  lua_pushfstring(L, "petrel.schema:%p", (void *)T->s);
-  return 1;
-}
-
-static pt_schema *handle_arg(lua_State *L, int idx) {
-  void *p = NULL;
-  const char *h = luaL_checkstring(L, idx);
-  if (strncmp(h, "petrel.schema:", 14) != 0 || sscanf(h + 14, "%p", &p) != 1 ||
-      !p)
-    luaL_argerror(L, idx, "not a petrel.export handle");
-  return p;
-}
-
-/* core.adopt_meta(handle) -> the meta string kept by compile */
-static int Lpt_adopt_meta(lua_State *L) {
-  pt_schema *s = handle_arg(L, 1);
-  size_t n;
-  const char *m = pt_schema_blob(s, &n);
-  lua_pushlstring(L, m ? m : "", n);
-  return 1;
-}
-
-/* core.adopt(handle, defaults, enums) -> types; consumes the handle's
- * reference (the handle must not be used again). */
-static int Lpt_adopt(lua_State *L) {
-  pt_schema *s = handle_arg(L, 1);
-  luaL_checktype(L, 2, LUA_TTABLE);
-  luaL_checktype(L, 3, LUA_TTABLE);
-  /* hold the handle's reference in a userdata until the types own theirs */
-  lpt_Schema *SU = lua_newuserdata(L, sizeof *SU);
-  SU->s = s;
-  luaL_setmetatable(L, LPT_SCHEMA_MT);
-  push_types(L, s, 2, 3);
-  return 1;
-}
-
-/* ---- typed arrays ------------------------------------------------------ */
-
-static lpt_Array *check_array(lua_State *L, int idx) {
-  return luaL_checkudata(L, idx, LPT_ARRAY_MT);
-}
-
-static lpt_Array *new_array(lua_State *L, int kind, size_t n) {
-  lpt_Array *a = array_alloc(L, kind, n, 0);
-  memset(a->data, 0, n * ar_width[kind]);
-  return a;
-}
-
-static int Lpt_array_gc(lua_State *L) {
-  lpt_Array *a = luaL_checkudata(L, 1, LPT_ARRAY_MT);
-  if (a->blk) pt_block_release(a->blk);
-  a->blk = NULL;
-  a->data = a->inl;
-  a->n = 0;
-  return 0;
-}
-
-static void array_set(lua_State *L, lpt_Array *a, size_t i, int vidx) {
-  unsigned char *p = a->data + i * ar_width[a->kind];
-  switch (a->kind) {
-    case AR_I8: {
-      int8_t v = (int8_t)lpt_checkint(L, vidx, INT8_MIN, INT8_MAX);
-      memcpy(p, &v, 1);
-      break;
-    }
-    case AR_I16: {
-      int16_t v = (int16_t)lpt_checkint(L, vidx, INT16_MIN, INT16_MAX);
-      memcpy(p, &v, 2);
-      break;
-    }
-    case AR_I32: {
-      int32_t v = (int32_t)lpt_checkint(L, vidx, INT32_MIN, INT32_MAX);
-      memcpy(p, &v, 4);
-      break;
-    }
-    case AR_I64: {
-      int64_t v = lpt_checkint(L, vidx, INT64_MIN, INT64_MAX);
-      memcpy(p, &v, 8);
-      break;
-    }
-    default: {
-      double d = (double)luaL_checknumber(L, vidx);
-      memcpy(p, &d, 8);
-    }
-  }
-}
-
-static void array_push(lua_State *L, const lpt_Array *a, size_t i) {
-  const unsigned char *p = a->data + i * ar_width[a->kind];
-  switch (a->kind) {
-    case AR_I8: lua_pushinteger(L, *(const int8_t *)p); break;
-    case AR_I16: {
-      int16_t v;
-      memcpy(&v, p, 2);
-      lua_pushinteger(L, v);
-      break;
-    }
-    case AR_I32: {
-      int32_t v;
-      memcpy(&v, p, 4);
-      lua_pushinteger(L, v);
-      break;
-    }
-    case AR_I64: {
-      int64_t v;
-      memcpy(&v, p, 8);
-      lpt_pushi64(L, v);
-      break;
-    }
-    default: {
-      double d;
-      memcpy(&d, p, 8);
-      lua_pushnumber(L, d);
-    }
-  }
-}
-
-/* petrel.array(kind, n | table) */
-static int Lpt_array(lua_State *L) {
-  static const char *const kinds[] = {"i8", "i16", "i32", "i64", "double",
-                                      NULL};
-  int kind = luaL_checkoption(L, 1, NULL, kinds);
-  if (lua_istable(L, 2)) {
-    size_t n = lua_rawlen(L, 2);
-    lpt_Array *a = new_array(L, kind, n);
-    for (size_t i = 0; i < n; i++) {
-      lua_rawgeti(L, 2, (lua_Integer)i + 1);
-      array_set(L, a, i, lua_gettop(L));
-      lua_pop(L, 1);
-    }
-    return 1;
-  }
-  new_array(L, kind, (size_t)lpt_checkint(L, 2, 0, INT32_MAX));
-  return 1;
-}
-
-static size_t array_index(lua_State *L, lpt_Array *a, int idx) {
-  int64_t i = lpt_checkint(L, idx, INT64_MIN, INT64_MAX);
-  if (i < 1 || (uint64_t)i > a->n) luaL_argerror(L, idx, "index out of range");
-  return (size_t)(i - 1);
-}
-
-static int Lpt_array_index(lua_State *L) {
-  lpt_Array *a = check_array(L, 1);
-  if (lua_type(L, 2) == LUA_TSTRING) { /* methods */
-    luaL_getmetatable(L, LPT_ARRAY_MT);
-    lua_getfield(L, -1, "methods");
-    lua_pushvalue(L, 2);
-    lua_rawget(L, -2);
-    return 1;
-  }
-  int64_t i;
-  if (!lpt_toi64(L, 2, &i) || i < 1 || (uint64_t)i > a->n) {
-    lua_pushnil(L);
-    return 1;
-  }
-  array_push(L, a, (size_t)(i - 1));
-  return 1;
-}
-
-static int Lpt_array_newindex(lua_State *L) {
-  lpt_Array *a = check_array(L, 1);
-  array_set(L, a, array_index(L, a, 2), 3);
-  return 0;
-}
-
-static int Lpt_array_len(lua_State *L) {
-  lua_pushinteger(L, (lua_Integer)check_array(L, 1)->n);
-  return 1;
-}
-
-static int Lpt_array_totable(lua_State *L) {
-  lpt_Array *a = check_array(L, 1);
-  if (a->n > INT32_MAX) return luaL_error(L, "array too large for a table");
-  lua_createtable(L, (int)a->n, 0);
-  for (size_t i = 0; i < a->n; i++) {
-    array_push(L, a, i);
-    lua_rawseti(L, -2, (lua_Integer)i + 1);
-  }
-  return 1;
-}
-
-static int Lpt_array_kind(lua_State *L) {
-  lua_pushstring(L, ar_names[check_array(L, 1)->kind]);
-  return 1;
-}
-
-/* a:ptr() -> light userdata to the native-endian elements (for FFI) */
-static int Lpt_array_ptr(lua_State *L) {
-  lua_pushlightuserdata(L, check_array(L, 1)->data);
-  return 1;
-}
-
-/* a:bytes() -> the elements' native bytes as a string */
-static int Lpt_array_bytes(lua_State *L) {
-  lpt_Array *a = check_array(L, 1);
-  lua_pushlstring(L, (const char *)a->data, a->n * ar_width[a->kind]);
-  return 1;
-}
-
-static int Lpt_array_tostring(lua_State *L) {
-  lpt_Array *a = check_array(L, 1);
-  lua_pushfstring(L, "petrel.array<%s>[%d]", ar_names[a->kind], (int)a->n);
-  return 1;
-}
-
-static int Lpt_array_eq(lua_State *L) {
-  lpt_Array *a = check_array(L, 1), *b = check_array(L, 2);
-  lua_pushboolean(L, a->kind == b->kind && a->n == b->n &&
-                         memcmp(a->data, b->data, a->n * ar_width[a->kind]) == 0);
-  return 1;
-}
-
-/* ---- misc -------------------------------------------------------------- */
-
-/* core.skip(string, pos, ttype [, max_depth]) -> next_pos | nil
- * (max_depth at most LPT_SKIP_MAXDEPTH: pt_skip recurses) */
-static int Lpt_skip(lua_State *L) {
-  size_t len;
-  const unsigned char *s = input_bytes(L, 1, &len);
-  int64_t pos = lpt_checkint(L, 2, 1, INT64_MAX);
-  int t = (int)lpt_checkint(L, 3, 0, 255);
-  lua_Integer d = luaL_optinteger(L, 4, LPT_MAXDEPTH_DEFAULT);
-  int depth = d < 0 ? 0 : d > LPT_SKIP_MAXDEPTH ? LPT_SKIP_MAXDEPTH : (int)d;
-  if ((uint64_t)pos > len + 1) return 0;
-  size_t k = pt_skip(s + pos - 1, s + len, t, depth);
-  if (!k) return 0;
-  lua_pushinteger(L, (lua_Integer)(pos + (int64_t)k));
-  return 1;
-}
-
-/* core.scanner(max_bytes [, max_depth]) -> a message scanner for unframed
- * transports: sc:feed(buf) looks at the bytes of buf it has not seen yet
- * and returns the length of the message at the front of buf once all of
- * it is there (then starts over for the next one), nil while it goes on,
- * or false, err for bytes that cannot be a message. */
-#define LPT_SCANNER_MT "petrel.scanner"
-
-static int Lpt_scanner(lua_State *L) {
-  int64_t max = lpt_checkint(L, 1, 1, INT64_MAX);
-  int depth = (int)luaL_optinteger(L, 2, LPT_MAXDEPTH_DEFAULT);
-  pt_scan *s = lua_newuserdata(L, sizeof *s);
-  pt_scan_init(s, (uint64_t)max, depth);
-  luaL_setmetatable(L, LPT_SCANNER_MT);
-  return 1;
-}
-
-static int Lpt_scanner_feed(lua_State *L) {
-  pt_scan *s = luaL_checkudata(L, 1, LPT_SCANNER_MT);
-  pt_buf *b = lpt_checkbuf(L, 2);
-  if (pt_buf_len(b) < s->fed) pt_scan_reset(s); /* consumed elsewhere */
-  uint64_t off = 0; /* buffer offset of node n's first readable byte */
-  int r = s->err ? PT_SCAN_BAD : PT_SCAN_MORE;
-  for (pt_node *n = b->head; n && r == PT_SCAN_MORE; n = n->next) {
-    uint64_t nlen = (uint64_t)(n->wr - n->rd);
-    if (off + nlen > s->fed) {
-      size_t from = (size_t)(s->fed - off);
-      r = pt_scan_feed(s, (const unsigned char *)n->rd + from,
-                       (size_t)(nlen - from), NULL);
-    }
-    off += nlen;
-  }
-  if (r == PT_SCAN_MORE) return 0;
-  if (r == PT_SCAN_DONE) {
-    lua_pushinteger(L, (lua_Integer)s->fed);
-    pt_scan_reset(s);
-    return 1;
-  }
-  char msg[160];
-  snprintf(msg, sizeof msg, "%s at offset %llu", s->err,
-           (unsigned long long)s->fed);
-  lua_pushboolean(L, 0);
-  lua_pushstring(L, msg);
-  return 2;
-}
-
-static int Lpt_scanner_reset(lua_State *L) {
-  pt_scan_reset(luaL_checkudata(L, 1, LPT_SCANNER_MT));
-  return 0;
-}
-
-/* core.simd([force_scalar]) -> "avx2" | "scalar" */
-static int Lpt_simd(lua_State *L) {
-  if (!lua_isnoneornil(L, 1)) pt_simd_force_scalar(lua_toboolean(L, 1));
-  lua_pushstring(L, pt_simd_active() ? "avx2" : "scalar");
-  return 1;
-}
-
-static const luaL_Reg type_methods[] = {
-    {"encode", Lpt_type_encode}, {"decode", Lpt_type_decode},
+static const luaL_Reg walker_methods[] = {
+    {"encode", Lpt_type_encode},
+    {"decode", Lpt_type_decode},
     {"encode_message", Lpt_type_encode_message},
-    {"size", Lpt_type_size},     {"name", Lpt_type_name},
-    {"fields", Lpt_type_fields}, {NULL, NULL}};
-
-static const luaL_Reg array_methods[] = {
-    {"totable", Lpt_array_totable}, {"kind", Lpt_array_kind},
-    {"ptr", Lpt_array_ptr},         {"bytes", Lpt_array_bytes},
+    {"size", Lpt_type_size},
     {NULL, NULL}};
-
-static const luaL_Reg codec_funcs[] = {{"compile", Lpt_compile},
-                                       {"export", Lpt_export},
-                                       {"adopt", Lpt_adopt},
-                                       {"adopt_meta", Lpt_adopt_meta},
-                                       {"array", Lpt_array},
-                                       {"skip", Lpt_skip},
-                                       {"scanner", Lpt_scanner},
-                                       {"msg_header", Lpt_msg_header},
-                                       {"simd", Lpt_simd},
-                                       {NULL, NULL}};
 
 /* stack: module, state, buffer metatable */
 void lpt_open_codec(lua_State *L) {
   int mod = lua_gettop(L) - 2;
-  if (luaL_newmetatable(L, LPT_SCHEMA_MT)) {
-    lua_pushcfunction(L, Lpt_schema_gc);
-    lua_setfield(L, -2, "__gc");
-  }
-  lua_pop(L, 1);
-
-  luaL_newmetatable(L, LPT_TYPE_MT);
-  lua_newtable(L);
-  lpt_setfuncs(L, -1, mod, type_methods);
-  lua_setfield(L, -2, "__index");
-  lua_pushcfunction(L, Lpt_type_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_pushcfunction(L, Lpt_type_tostring);
-  lua_setfield(L, -2, "__tostring");
-  lua_pop(L, 1);
-
-  luaL_newmetatable(L, LPT_ARRAY_MT);
-  lua_newtable(L);
-  lpt_setfuncs(L, -1, mod, array_methods);
-  lua_setfield(L, -2, "methods");
-  static const luaL_Reg am[] = {{"__index", Lpt_array_index},
-                                {"__newindex", Lpt_array_newindex},
-                                {"__len", Lpt_array_len},
-                                {"__tostring", Lpt_array_tostring},
-                                {"__eq", Lpt_array_eq},
-                                {"__gc", Lpt_array_gc},
-                                {NULL, NULL}};
-  lpt_setfuncs(L, -1, mod, am);
-  lua_pushliteral(L, "petrel.array");
-  lua_setfield(L, -2, "__name");
-  lua_pop(L, 1);
-
-  /* container metatables: marks only (petrel.list / set / map) */
-  static const char *const mts[] = {"petrel.list", "petrel.set", "petrel.map"};
-  for (int i = 0; i < 3; i++) {
-    luaL_newmetatable(L, mts[i]);
-    lua_pushstring(L, mts[i]);
-    lua_setfield(L, -2, "__name");
-    lua_setfield(L, mod, mts[i] + 7); /* module.list / .set / .map */
-  }
-
-  lua_pushlightuserdata(L, (void *)&unknown_key);
+  lpt_open_schema(L);
+  lpt_open_array(L);
+  lpt_open_wire(L);
+  luaL_getmetatable(L, LPT_TYPE_MT);
+  lua_getfield(L, -1, "__index");
+  lpt_setfuncs(L, -1, mod, walker_methods);
+  lua_pop(L, 2);
+  lua_pushlightuserdata(L, (void *)&lpt_unknown_key);
   lua_setfield(L, mod, "unknown");
-
-  luaL_newmetatable(L, LPT_SCANNER_MT);
-  lua_newtable(L);
-  static const luaL_Reg sm[] = {{"feed", Lpt_scanner_feed},
-                                {"reset", Lpt_scanner_reset},
-                                {NULL, NULL}};
-  lpt_setfuncs(L, -1, mod, sm);
-  lua_setfield(L, -2, "__index");
-  lua_pop(L, 1);
-
-  lpt_setfuncs(L, mod, mod, codec_funcs);
 }

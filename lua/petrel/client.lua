@@ -144,7 +144,7 @@ function Conn:on_data()
     if msg == false then
       return self:close("read from " .. st.peer .. ": protocol error: " .. tostring(err))
     end
-    local name, mtype, seqid, pos = parse_header(msg, 1, st.max_frame)
+    local name, mtype, seqid, pos, proto = parse_header(msg, 1, st.max_frame)
     if not name then
       return self:close("read from " .. st.peer .. ": malformed reply: "
         .. tostring(mtype or "truncated envelope"))
@@ -153,7 +153,7 @@ function Conn:on_data()
     if w then
       self.pending[seqid] = nil
       self.npending = self.npending - 1
-      w:done(msg, mtype, pos)
+      w:done(msg, mtype, pos, proto)
     elseif self.late[seqid] then
       self.late[seqid] = nil
       self.nlate = self.nlate - 1
@@ -315,7 +315,7 @@ function Client:_encode(fn, name, ...)
   local msg = self.wbuf
   if msg then self.wbuf = nil else msg = core.buffer() end
   local ok, err = pcall(fn.args.encode_message, fn.args, args, msg, name,
-    fn.oneway and ONEWAY or CALL, seqid, self.framed)
+    fn.oneway and ONEWAY or CALL, seqid, self.framed, self.protocol)
   for i = 1, #names do args[names[i]] = nil end
   if not ok then
     recycle(self, msg)
@@ -326,16 +326,17 @@ function Client:_encode(fn, name, ...)
 end
 
 -- The result of a reply: value | nil, err.
-local function decode_reply(fn, name, msg, mtype, pos)
+local function decode_reply(fn, name, msg, mtype, pos, proto)
+  local dopts = rpc.DEC[proto]
   if mtype == EXCEPTION then
-    local ex = TAppEx:decode(msg, pos)
+    local ex = TAppEx:decode(msg, pos, dopts)
     if not ex then return nil, app_error(rpc.PROTOCOL_ERROR, "undecodable exception") end
     return nil, app_error(ex.type, ex.message)
   end
   if mtype ~= REPLY then
     return nil, app_error(rpc.INVALID_MESSAGE_TYPE, "unexpected message type " .. tostring(mtype))
   end
-  local res, derr = fn.result:decode(msg, pos)
+  local res, derr = fn.result:decode(msg, pos, dopts)
   if not res then return nil, app_error(rpc.PROTOCOL_ERROR, derr) end
   if res.success ~= nil then return res.success end
   for _, t in ipairs(fn.throws) do
@@ -348,19 +349,25 @@ local function decode_reply(fn, name, msg, mtype, pos)
   return nil, app_error(rpc.MISSING_RESULT, name .. " failed: unknown result")
 end
 
--- Send an encoded call and wait for its reply: value | nil, err [, stale]
--- (stale: a reused pooled connection failed before any reply; worth one
--- retry on a fresh one).
-function Client:_send(fn, name, seqid, msg)
+-- Send an encoded call and wait for its reply: value | nil, err [, stale
+-- [, unsent]] (stale: a reused pooled connection failed before any reply;
+-- worth one retry on a fresh one; unsent: not a byte of the call left, so
+-- any call may be retried). deadline: loop ms (default: now + timeout;
+-- petrel.cluster passes the call's own, shared by its retries).
+function Client:_send(fn, name, seqid, msg, deadline)
   local loop = self.loop
   local timeout = self.timeout
-  local deadline = timeout > 0 and loop:now() + timeout or nil
+  if deadline then
+    timeout = deadline - loop:now() -- for messages (ms; deadlines are integers)
+  else
+    deadline = timeout > 0 and loop:now() + timeout or nil
+  end
   self.inflight = self.inflight + 1
   local conn, err, reused = self:_acquire(deadline)
   if not conn then
     self.inflight = self.inflight - 1
     recycle(self, msg)
-    return nil, err
+    return nil, err, nil, true
   end
   local out = loop.c:output(conn.id)
   if not out or conn.closed then
@@ -368,7 +375,7 @@ function Client:_send(fn, name, seqid, msg)
     recycle(self, msg)
     local e = conn.broken or ("write to " .. self.peer .. ": connection closed")
     conn:close(e)
-    return nil, e, reused
+    return nil, e, reused, true
   end
   out:append(msg)
   recycle(self, msg)
@@ -411,7 +418,7 @@ function Client:_send(fn, name, seqid, msg)
     end
     return nil, e, reused
   end
-  local m, mtype, pos = loop:await(w, remaining(loop, deadline))
+  local m, mtype, pos, proto = loop:await(w, remaining(loop, deadline))
   self.inflight = self.inflight - 1
   if not m then
     if mtype ~= "timeout" then return nil, mtype, reused end -- the connection failed
@@ -433,7 +440,7 @@ function Client:_send(fn, name, seqid, msg)
     return nil, e
   end
   if not self.multiplex then self:_release(conn) end
-  return decode_reply(fn, name, m, mtype, pos)
+  return decode_reply(fn, name, m, mtype, pos, proto)
 end
 
 -- One RPC: value | nil, err.
@@ -493,6 +500,7 @@ end
 -- connection slot), inflight calls.
 function M.stats(proxy)
   local st = state_of(proxy, "petrel.stats")
+  if st.cluster then return st:stats() end
   return { open = st.nopen, idle = #st.idle, waiting = st.nwaiting, inflight = st.inflight,
     peer = st.peer, max_conns = st.max_conns }
 end
@@ -500,6 +508,11 @@ end
 function M.is_client(x)
   return type(x) == "table" and rawget(x, STATE) ~= nil
 end
+
+-- For petrel.cluster: clients over many instances share the proxy (their
+-- state has call, close, stats, configure and cluster = true).
+M._Client = Client
+function M._state(proxy) return rawget(proxy, STATE) end
 
 -- Client methods reachable as c:name(...) when the service has no
 -- function of that name.
@@ -532,11 +545,19 @@ ProxyMT.__tostring = function(proxy)
   return string.format("petrel.client(%s at %s)", st.service.name, st.peer)
 end
 
+-- (petrel.cluster's proxies)
+function M._proxy(st)
+  local proxy = {}
+  rawset(proxy, STATE, st)
+  return setmetatable(proxy, ProxyMT)
+end
+
 -- The options petrel.client takes, and their checks.
 local CLIENT_OPTIONS = {
   service = options.service, loop = options.loop, host = options.string,
   port = options.port, unix = options.string,
-  transport = options.oneof("framed", "buffered"), timeout = options.ms,
+  transport = options.oneof("framed", "buffered"), protocol = options.oneof("binary", "compact"),
+  timeout = options.ms,
   connect_timeout = options.ms, pool_size = options.int(0), keepalive_timeout = options.ms,
   multiplex = options.bool, max_frame = options.int(1), max_conns = options.int(1),
   backlog = options.int(0), nodelay = options.bool, keepalive = options.bool,
@@ -549,7 +570,8 @@ local MUTABLE = {
 }
 
 -- petrel.client{ service = ns.Echo, host = "127.0.0.1", port = 9090 | unix = "/path",
---   loop =, transport = "framed" | "buffered", timeout = ms (per call: the
+--   loop =, transport = "framed" | "buffered", protocol = "binary" |
+--   "compact" (default "binary"), timeout = ms (per call: the
 --   wait for a connection slot and for the reply; 0: none; default 5000),
 --   connect_timeout = ms (default 3000), pool_size = n idle connections
 --   kept (default 8), keepalive_timeout = ms (idle ones close after it;
@@ -559,6 +581,9 @@ local MUTABLE = {
 --   rcvbuf } -> client. Options are checked here: unknown keys and bad
 -- values raise.
 function M.client(opts)
+  if type(opts) == "table" and (opts.resolve ~= nil or opts.instances ~= nil) then
+    return require("petrel.cluster").client(opts) -- many instances (a tail call)
+  end
   options.check("petrel.client", CLIENT_OPTIONS, opts, 2)
   if not opts.service then
     error("petrel.client: option 'service' (a compiled service) is required", 2)
@@ -575,6 +600,7 @@ function M.client(opts)
     unix = opts.unix,
     transport = transport,
     framed = transport == "framed",
+    protocol = opts.protocol or "binary",
     timeout = opts.timeout or 5000,
     connect_timeout = opts.connect_timeout or 3000,
     pool_size = opts.pool_size or 8,
@@ -604,6 +630,7 @@ end
 --   keepalive_timeout =, max_conns =, backlog = }) -> c
 function M.configure(proxy, opts)
   local st = state_of(proxy, "petrel.configure")
+  if st.cluster then st:configure(opts, 2); return proxy end
   options.check("petrel.configure", MUTABLE, opts, 2)
   for k, v in pairs(opts) do
     if k == "keepalive_timeout" then st.keepalive = v else st[k] = v end

@@ -55,6 +55,9 @@ function petrel.server(opts) return rpc().server(opts) end
 function petrel.client(opts) return require("petrel.client").client(opts) end
 function petrel.serve(opts) return rpc().serve(opts) end
 function petrel.throw(name, value) return rpc().throw(name, value) end
+-- petrel.etcd{ endpoints = {...} }: an etcd client and service registry
+-- (petrel/etcd.lua; servers take it as `registry`, clients resolve with it)
+function petrel.etcd(opts) return require("petrel.etcd").new(opts) end
 
 -- Clients: a client's own keys are its service's functions only, so its
 -- operations are here (c:close() and c:call() also work when the service
@@ -63,6 +66,9 @@ local function client() return require "petrel.client" end
 function petrel.close(c) return client().close(c) end
 function petrel.call(c, name, ...) return client().call(c, name, ...) end
 function petrel.configure(c, opts) return client().configure(c, opts) end
+-- petrel.with(c, { key =, timeout = }): c's calls with a hash key and a
+-- deadline of their own (clients over many instances, petrel/cluster.lua)
+function petrel.with(c, opts) return require("petrel.cluster").with(c, opts) end
 -- petrel.stats(client) -> { open, idle, waiting, inflight, ... };
 -- petrel.stats(server) is server:stats()
 function petrel.stats(x)

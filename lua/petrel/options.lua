@@ -54,6 +54,13 @@ function M.service(v)
     or "a compiled service (ns.Name from petrel.schema or petrel.load)"
 end
 
+-- a service registry (petrel.etcd{...}, or any table with register /
+-- resolver methods)
+function M.registry(v)
+  return (type(v) == "table" and type(v.register) == "function")
+    or "a registry (petrel.etcd{ endpoints = {...} })"
+end
+
 -- a petrel loop
 function M.loop(v)
   return (type(v) == "table" and type(v.c) == "userdata") or "a petrel loop (petrel.loop())"

@@ -143,32 +143,29 @@ end
 local parse_header = core.msg_header
 M.parse_header = parse_header
 
+-- Decode options per protocol (the protocol of each message is in its
+-- envelope: core.msg_header's fifth result).
+local DEC = { binary = nil, compact = { protocol = "compact" } }
+M.DEC = DEC
+M.PROTOCOLS = { binary = true, compact = true }
+
 -- Framing of a connection's input: yields complete message strings.
 -- mode "framed" | "buffered" | "auto" (server side: decided from the first
--- bytes). Returns a function next() -> msg | nil (need more) | false, err.
+-- bytes by core.detect, which waits until they tell: framed or not, Binary
+-- or Compact; an HTTP or TLS peer is named as such). Returns a function
+-- next() -> msg | nil (need more) | false, err, and mode() -> the mode.
 local function new_reader(loop, id, mode, max_frame)
   local inb = loop.c:input(id)
   local scan
   return function()
-    local have = #inb
-    if have == 0 then return nil end
+    if #inb == 0 then return nil end
     if mode == "auto" then
-      if have < 4 then return nil end
-      local b1 = inb:peek_u8(0)
-      if b1 == 0x80 then
-        mode = "buffered" -- a strict envelope with no frame before it
-      elseif have >= 6 and inb:peek_u8(4) == 0x80 and inb:peek_u8(5) == 0x01 then
-        mode = "framed"
-      elseif have >= 6 then
-        -- non-strict: a frame length, or a short method name?
-        local len = inb:peek_u32(0)
-        mode = (len <= 64 and have >= 4 + len + 1 and
-          inb:peek(4 + len):sub(5):match("^[%w_%.]+$") and
-          (inb:peek_u8(4 + len) or 0) >= 1 and (inb:peek_u8(4 + len) or 0) <= 4)
-          and "buffered" or "framed"
-      else
-        return nil
+      local tr, what, wire = core.detect(inb, max_frame)
+      if tr == nil then return nil end
+      if tr == false then
+        return false, what .. " on a Thrift port (" .. wire .. "), not a Thrift message"
       end
+      mode = tr
     end
     if mode == "framed" then
       return inb:read_frame(max_frame)
@@ -182,6 +179,7 @@ local function new_reader(loop, id, mode, max_frame)
     return inb:read(n)
   end, function() return mode end
 end
+M._reader = new_reader -- for the specs
 
 -- ---- server ----------------------------------------------------------------
 
@@ -198,6 +196,9 @@ local SERVER_OPTIONS = {
   write_timeout = options.ms, backlog = options.int(0), reuseport = options.bool,
   keepalive = options.bool, nodelay = options.bool, sndbuf = options.int(1),
   rcvbuf = options.int(1), logger = options.func_or_false, debug = options.bool,
+  -- service registry (petrel.etcd): see Server:_register
+  registry = options.registry, service_name = options.string, weight = options.int(1),
+  tags = options.table, advertise = options.string, deregister_wait = options.ms,
 }
 M.SERVER_OPTIONS = SERVER_OPTIONS
 
@@ -244,6 +245,7 @@ function M.server(opts, level)
   if not opts.service then error("petrel.server: option 'service' (a compiled service) is required", level) end
   if not opts.handler then error("petrel.server: option 'handler' (a table of functions) is required", level) end
   local missing = check_handler("petrel.server", opts.service, opts.handler, level)
+  M._check_advertise("petrel.server", opts, level)
   local logger = opts.logger
   if logger == nil then logger = stderr_logger end
   local self = setmetatable({
@@ -286,7 +288,58 @@ function M.server(opts, level)
     on_closed = function(_, id, err) return self:on_closed(id, err) end,
   }
   self.loop:attach(lid, self.h)
+  if opts.registry then self:_register(opts) end
   return self
+end
+
+-- ---- registry: register after listening, leave before draining --------------
+
+-- A wildcard listening address registers nothing clients can reach:
+-- raise unless 'advertise' says what to register (checked before listening).
+function M._check_advertise(who, opts, level)
+  local host = opts.host or "127.0.0.1"
+  if opts.registry and not opts.advertise and not opts.unix and (host == "" or host == "*"
+    or host == "0.0.0.0" or host == "::" or host == "[::]") then
+    error(string.format("%s: listening on '%s' registers no address clients can use; set "
+      .. "'advertise' (\"10.0.0.5:9090\")", who, host), level + 1)
+  end
+end
+
+-- The arguments of registry:register for a server listening on host:port
+-- (or on opts.unix).
+function M._registration_args(opts, host, port, loop)
+  local a = { service = opts.service_name or opts.service.name, weight = opts.weight,
+    tags = opts.tags, loop = loop }
+  if opts.advertise then
+    a.address = opts.advertise
+  elseif opts.unix then
+    a.unix = opts.unix
+  else
+    a.address = (host:find(":", 1, true) and not host:find("^%[")) and
+      ("[" .. host .. "]:" .. port) or (host .. ":" .. port)
+  end
+  return a
+end
+
+function Server:_register(opts)
+  local a = M._registration_args(opts, opts.host or "127.0.0.1", self.port, self.loop)
+  self.deregister_wait = opts.deregister_wait or 1000
+  self.registration = opts.registry:register(a)
+end
+
+-- Shutdown with a registration: deregister first, wait deregister_wait ms
+-- (clients drop the instance meanwhile; calls still arriving are served),
+-- then stop accepting and drain as usual.
+function Server:_leave(done)
+  self.leaving = true
+  local reg = self.registration
+  self.loop:spawn(function()
+    local ok, err = reg:deregister(math.max(self.deregister_wait, 1000))
+    if not ok then self:_log("deregister: " .. tostring(err), { kind = "registry", error = err }) end
+    if self.deregister_wait > 0 then self.loop:sleep(self.deregister_wait) end
+    self.registration, self.leaving = nil, false
+    self:shutdown(done)
+  end)
 end
 
 function Server:on_accept(id)
@@ -336,12 +389,12 @@ function Server:on_closed(id)
 end
 
 -- Reply (or exception) for one call, queued for the round's single writev.
-local function send_reply(self, conn, name, mtype, seqid, T, value)
+local function send_reply(self, conn, name, mtype, seqid, T, value, proto)
   if conn.dropped then return end
   local loop = self.loop
   local out = loop.c:output(conn.id)
   if not out then return end
-  T:encode_message(value, out, name, mtype, seqid, conn.framed)
+  T:encode_message(value, out, name, mtype, seqid, conn.framed, proto)
   local r = loop.c:send_later(conn.id)
   if r == 2 and not conn.wtimer then
     -- over the output cap: a slow reader gets write_timeout ms to catch up
@@ -379,9 +432,9 @@ local function is_err(v) return type(v) == "table" and getmetatable(v) == ErrMT 
 -- A call's coroutine: run the handler, reply (or not, for oneway).
 local function run_call(self, conn, job)
   local ok, res, res2 = pcall(job.h, unpack(job, 1, job.n))
-  local fn, name, mtype, seqid = job.fn, job.name, job.mtype, job.seqid
+  local fn, name, mtype, seqid, proto = job.fn, job.name, job.mtype, job.seqid, job.proto
   for i = 1, job.n do job[i] = nil end
-  job.h, job.fn, job.name = nil, nil, nil
+  job.h, job.fn, job.name, job.proto = nil, nil, nil, nil
   local pool = self.jobs
   if #pool < 64 then pool[#pool + 1] = job end
   conn.busy = conn.busy - 1
@@ -399,12 +452,12 @@ local function run_call(self, conn, job)
     -- table per server serves every reply
     local r = self.result_tab
     r.success = res
-    local ok2, e2 = pcall(send_reply, self, conn, name, REPLY, seqid, fn.result, r)
+    local ok2, e2 = pcall(send_reply, self, conn, name, REPLY, seqid, fn.result, r, proto)
     r.success = nil
     if not ok2 then
       local m = "cannot encode the result: " .. tostring(e2)
       self:_call_error(conn, fn, name, "encode", m, e2)
-      send_reply(self, conn, name, EXCEPTION, seqid, TAppEx, { message = m, type = M.INTERNAL_ERROR })
+      send_reply(self, conn, name, EXCEPTION, seqid, TAppEx, { message = m, type = M.INTERNAL_ERROR }, proto)
     end
     return self:_maybe_finish()
   end
@@ -415,7 +468,7 @@ local function run_call(self, conn, job)
     if th and not oneway then
       local r = self.result_tab
       r[th.name] = res.value
-      local ok2, e2 = pcall(send_reply, self, conn, name, REPLY, seqid, fn.result, r)
+      local ok2, e2 = pcall(send_reply, self, conn, name, REPLY, seqid, fn.result, r, proto)
       r[th.name] = nil
       if ok2 then return self:_maybe_finish() end
       full = string.format("cannot encode exception %s (%s): %s", th.name, th.type, tostring(e2))
@@ -436,13 +489,13 @@ local function run_call(self, conn, job)
     peer_msg = (self.debug or type(res) ~= "string") and full or strip_position(full)
   end
   if not oneway then
-    send_reply(self, conn, name, EXCEPTION, seqid, TAppEx, { message = peer_msg, type = t })
+    send_reply(self, conn, name, EXCEPTION, seqid, TAppEx, { message = peer_msg, type = t }, proto)
   end
   self:_maybe_finish()
 end
 
 function Server:_call(conn, msg)
-  local name, mtype, seqid, pos = parse_header(msg, 1, self.max_frame)
+  local name, mtype, seqid, pos, proto = parse_header(msg, 1, self.max_frame)
   if not name then
     self.counters.errors = self.counters.errors + 1
     return self:_drop(conn)
@@ -452,27 +505,27 @@ function Server:_call(conn, msg)
   if mtype ~= CALL and mtype ~= ONEWAY then
     self.counters.errors = self.counters.errors + 1
     return send_reply(self, conn, name, EXCEPTION, seqid, TAppEx,
-      { message = "invalid message type " .. tostring(mtype), type = M.INVALID_MESSAGE_TYPE })
+      { message = "invalid message type " .. tostring(mtype), type = M.INVALID_MESSAGE_TYPE }, proto)
   end
   if not fn then
     self.counters.errors = self.counters.errors + 1
     if mtype == ONEWAY then return end
     return send_reply(self, conn, name, EXCEPTION, seqid, TAppEx,
-      { message = "Invalid method name: '" .. name .. "'", type = M.UNKNOWN_METHOD })
+      { message = "Invalid method name: '" .. name .. "'", type = M.UNKNOWN_METHOD }, proto)
   end
-  local args, err = fn.args:decode(msg, pos)
+  local args, err = fn.args:decode(msg, pos, DEC[proto])
   if not args then
     self.counters.errors = self.counters.errors + 1
     if mtype == ONEWAY then return end
     return send_reply(self, conn, name, EXCEPTION, seqid, TAppEx,
-      { message = "cannot decode arguments: " .. tostring(err), type = M.PROTOCOL_ERROR })
+      { message = "cannot decode arguments: " .. tostring(err), type = M.PROTOCOL_ERROR }, proto)
   end
   local h = self.handler[name]
   if not h then
     self.counters.errors = self.counters.errors + 1
     if mtype == ONEWAY then return end
     return send_reply(self, conn, name, EXCEPTION, seqid, TAppEx,
-      { message = "no handler for '" .. name .. "'", type = M.UNKNOWN_METHOD })
+      { message = "no handler for '" .. name .. "'", type = M.UNKNOWN_METHOD }, proto)
   end
   -- a pooled job carries the call to its coroutine: arguments in
   -- declaration order, then what the reply needs (no closure per call)
@@ -483,6 +536,7 @@ function Server:_call(conn, msg)
   if job then pool[#pool] = nil else job = {} end
   for i = 1, nargs do job[i] = args[names[i]] end
   job.n, job.h, job.fn, job.name, job.mtype, job.seqid = nargs, h, fn, name, mtype, seqid
+  job.proto = proto -- the reply answers in the call's protocol
   conn.busy = conn.busy + 1
   self.inflight = self.inflight + 1
   self.loop:spawn(run_call, self, conn, job)
@@ -518,7 +572,8 @@ end
 -- Stop accepting; close idle connections; when in-flight calls are done,
 -- close the rest (their replies flushed) and call done().
 function Server:shutdown(done)
-  if self.closing then return end
+  if self.closing or self.leaving then return end
+  if self.registration then return self:_leave(done) end
   self.closing = true
   if self.lid then self.loop:close(self.lid); self.lid = nil end
   self.on_finished = function()
@@ -539,6 +594,11 @@ function Server:stats()
   s.inflight = self.inflight
   s.loop = self.loop:stats()
   s.pool = core.pool_stats()
+  local reg = self.registration
+  if reg then
+    s.registry = { key = reg.key, registered = reg.registered, lease = reg.lease,
+      last_error = reg.last_error }
+  end
   return s
 end
 

@@ -366,7 +366,7 @@ function M.compile(defs, opts)
         if not fn then errorf(2, "%s: order names unknown function %s", name, fname) end
         local where = name .. "." .. fname
         local entry = { name = fname, oneway = fn.oneway and true or false,
-          result_type = fn.result or "void", throws = {} }
+          result_type = fn.result or "void", throws = {}, annotations = fn.annotations }
         entry.args_plan = add_plan(where .. "_args", 0,
           compile_fields(fn.args or {}, where .. "_args", {}))
         if not entry.oneway then
@@ -533,7 +533,8 @@ function M.compile(defs, opts)
     local fns = {}
     for fname, fn in pairs(svc.functions) do
       fns[fname] = { name = fn.name, oneway = fn.oneway, result_type = fn.result_type,
-        throws = fn.throws, args_plan = fn.args_plan, result_plan = fn.result_plan }
+        throws = fn.throws, args_plan = fn.args_plan, result_plan = fn.result_plan,
+        annotations = fn.annotations }
     end
     meta.services[name] = { name = name, order = svc.order, extends = svc.extends,
       functions = fns }

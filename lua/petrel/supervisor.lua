@@ -31,6 +31,7 @@ function M.serve(opts)
   if type(opts.service) == "table" and type(opts.handler) == "table" then
     rpc._check_handler("petrel.serve", opts.service, opts.handler, 2) -- before forking
   end
+  rpc._check_advertise("petrel.serve", opts, 2)
   local workers = opts.workers or 1
   -- opts.gc = "generational" switches Lua 5.4's collector (process-wide)
   if opts.gc == "generational" and _VERSION == "Lua 5.4" and not jit then
@@ -64,19 +65,31 @@ function M.serve(opts)
       local o = {}
       for k, v in pairs(opts) do o[k] = v end
       o.workers, o.reuseport, o.loop = 1, true, loopmod.default()
+      o.registry = nil -- the parent registers the shared port
       local ok, res, e = pcall(M.serve, o)
       if not ok or not res then io.stderr:write("petrel worker: ", tostring(e or res), "\n") end
       core._exit(ok and res and 0 or 1)
     end
     pids[#pids + 1] = pid
   end
-  local loop = assert(loopmod.new())
+  -- with a registry the parent keeps the entry (on the registry's loop)
+  local loop = opts.registry and opts.registry.loop and opts.registry:loop()
+    or assert(loopmod.new())
   loop.c:trap("TERM", "INT", "CHLD")
+  local registration = opts.registry and M._register_workers(opts, loop)
   local alive = #pids
   while alive > 0 do
     loop:step(500)
     for _, sig in ipairs(core.signals()) do
       if sig == "TERM" or sig == "INT" then
+        if registration then
+          -- leave the registry before the workers drain
+          local reg = registration
+          registration = nil
+          local wait = opts.deregister_wait or 1000
+          reg:deregister(math.max(wait, 1000))
+          if wait > 0 then loop:sleep(wait) end
+        end
         for _, p in ipairs(pids) do core.kill(p, "TERM") end
       end
     end
@@ -86,8 +99,28 @@ function M.serve(opts)
       alive = alive - 1
     end
   end
-  loop:free()
+  if not opts.registry then loop:free() end
   return true
+end
+
+-- Register the workers' shared port once one of them accepts (probed for
+-- at most 5 s): the registration.
+function M._register_workers(opts, loop)
+  local host = opts.host or "127.0.0.1"
+  local deadline = loop:now() + 5000
+  while loop:now() < deadline do
+    local id = loop.c:connect(host == "::" and "::1" or (host == "0.0.0.0" and "127.0.0.1" or host),
+      opts.port, 1000)
+    if id then
+      local w = loop:waiter()
+      loop:attach(id, { on_connected = function(_, _, err) w:done(err == 0) end })
+      local up = loop:await(w, 1000)
+      loop:close(id)
+      if up then break end
+    end
+    loop:sleep(20)
+  end
+  return opts.registry:register(rpc._registration_args(opts, host, opts.port, loop))
 end
 
 return M

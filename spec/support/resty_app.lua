@@ -24,7 +24,7 @@ end
 -- the clients every request shares are made here too.
 function app.init_worker()
   local cfg = app.cfg
-  app.W = require "petrel.workload"
+  app.W = require "bench.workload"
   app.worker_pid = ngx.worker.pid()
   local C = {}
   app.C = C

@@ -1,0 +1,76 @@
+/*
+ * lpt_codec.h — what the codec's binding files share: the schema and type
+ * userdata (lpt_schema.c), the typed arrays (lpt_array.c), the table
+ * walkers (lpt_codec.c) and the wire-level functions (lpt_wire.c).
+ */
+#ifndef LPT_CODEC_H
+#define LPT_CODEC_H
+
+#include "../pt_plan.h"
+#include "lpt.h"
+
+#define LPT_SCHEMA_MT "petrel.schema"
+#define LPT_TYPE_MT "petrel.type"
+#define LPT_ARRAY_MT "petrel.array"
+#define LPT_MAXDEPTH_DEFAULT 64
+#define LPT_MAXDEPTH_LIMIT 200
+
+/* A type's user value: the schema context table, these slots. */
+#define CX_KEYS 1     /* field-name strings, by plan key_base + index + 1 */
+#define CX_DEFAULTS 2 /* default values, same keys */
+#define CX_ENUMS 3    /* { {value -> name}, {name -> value} } per enum */
+#define CX_LIST_MT 4
+#define CX_SET_MT 5
+#define CX_MAP_MT 6
+#define CX_ARRAY_MT 7
+
+/* Key under which a decoded struct keeps the fields the schema does not
+ * know ({unknown = true}), as Binary bytes whatever the protocol; encode
+ * re-emits them in its protocol. */
+extern const char lpt_unknown_key;
+
+typedef struct lpt_Schema {
+  pt_schema *s;
+} lpt_Schema;
+
+typedef struct lpt_Type {
+  pt_schema *s;
+  const pt_plan *plan;
+} lpt_Type;
+
+lpt_Type *lpt_checktype(lua_State *L, int idx);
+
+/* ---- typed arrays (lpt_array.c) --------------------------------------- */
+
+enum { AR_I8, AR_I16, AR_I32, AR_I64, AR_DOUBLE, AR_COUNT };
+extern const char *const lpt_ar_names[AR_COUNT];
+extern const uint8_t lpt_ar_width[AR_COUNT];
+
+typedef struct lpt_Array {
+  int32_t kind;
+  int32_t pad_;
+  size_t n;
+  unsigned char *data;  /* inl below, or the block's */
+  pt_block *blk;        /* large arrays: a block of the state's pool */
+  unsigned char inl[];  /* 8-byte aligned, as Lua aligns userdata */
+} lpt_Array;
+
+/* Push a new array of n elements (uninitialized); mt: stack index of the
+ * array metatable, or 0 to look it up. Raises on ENOMEM. */
+lpt_Array *lpt_array_alloc(lua_State *L, int kind, size_t n, int mt);
+/* The array kind holding values of type kind k (PT_K_*), -1 if none. */
+int lpt_ar_kind_of(int k);
+
+/* ---- opening ---------------------------------------------------------- */
+
+/* each: stack = module, state, buffer metatable (lpt_open_* contract) */
+void lpt_open_schema(lua_State *L);
+void lpt_open_array(lua_State *L);
+void lpt_open_wire(lua_State *L);
+
+/* Contiguous input: a string or a buffer's readable bytes. */
+const unsigned char *lpt_input_bytes(lua_State *L, int idx, size_t *len);
+/* A protocol name at idx ("binary" default when nil). */
+int lpt_checkproto(lua_State *L, int idx);
+
+#endif

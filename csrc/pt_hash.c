@@ -1,0 +1,43 @@
+/* pt_hash.c — MurmurHash3 x86_32 (see pt_hash.h). */
+#include "pt_hash.h"
+
+
+static inline uint32_t rotl32(uint32_t x, int r) {
+  return (x << r) | (x >> (32 - r));
+}
+
+static inline uint32_t mix_k(uint32_t k) {
+  k *= 0xcc9e2d51u;
+  k = rotl32(k, 15);
+  return k * 0x1b873593u;
+}
+
+uint32_t pt_hash32(const void *p, size_t n, uint32_t seed) {
+  const unsigned char *s = p;
+  uint32_t h = seed;
+  size_t blocks = n / 4;
+  for (size_t i = 0; i < blocks; i++) {
+    /* little-endian block whatever the host's order */
+    uint32_t k = (uint32_t)s[4 * i] | (uint32_t)s[4 * i + 1] << 8 |
+                 (uint32_t)s[4 * i + 2] << 16 | (uint32_t)s[4 * i + 3] << 24;
+    h ^= mix_k(k);
+    h = rotl32(h, 13);
+    h = h * 5 + 0xe6546b64u;
+  }
+  const unsigned char *t = s + 4 * blocks;
+  uint32_t k = 0;
+  switch (n & 3) {
+    case 3: k ^= (uint32_t)t[2] << 16; /* fall through */
+    case 2: k ^= (uint32_t)t[1] << 8;  /* fall through */
+    case 1:
+      k ^= t[0];
+      h ^= mix_k(k);
+  }
+  h ^= (uint32_t)n;
+  h ^= h >> 16;
+  h *= 0x85ebca6bu;
+  h ^= h >> 13;
+  h *= 0xc2b2ae35u;
+  h ^= h >> 16;
+  return h;
+}
