@@ -151,10 +151,11 @@ describe("petrel command line (" .. RT .. ")", function()
   describe("call, against Apache Thrift's Python server", function()
     local pids, ports = {}, {}
     lazy_setup(function()
-      for _, tr in ipairs({ "framed", "buffered" }) do
+      for _, tr in ipairs({ "framed", "buffered", "compact" }) do
         local port = net.dead_port(loop)
         local pid, out = bg(string.format("%s tools/pyrpc.py serve --service calc --port %d "
-          .. "--transport %s --duration 250", PY, port, tr))
+          .. "--transport %s --protocol %s --duration 250", PY, port,
+          tr == "compact" and "framed" or tr, tr == "compact" and "compact" or "accel"))
         pids[#pids + 1] = pid
         assert(wait_for(function() return slurp(out):find("ready") end), slurp(out))
         ports[tr] = port
@@ -162,9 +163,9 @@ describe("petrel command line (" .. RT .. ")", function()
     end)
     lazy_teardown(function() for _, pid in ipairs(pids) do stop(pid) end end)
 
-    it("calls methods with JSON and Lua arguments over both transports", function()
+    it("calls methods with JSON and Lua arguments over both transports, Binary and Compact", function()
       for tr, port in pairs(ports) do
-        local flags = " -t " .. tr
+        local flags = tr == "compact" and " -p compact" or (" -t " .. tr)
         local code, out, err = petrel("call " .. CALC .. " :" .. port .. " Calc.add 40 2" .. flags)
         assert.equal(0, code, err)
         assert.equal("42\n", out)
@@ -283,6 +284,12 @@ describe("petrel command line (" .. RT .. ")", function()
       local out = dec(msgs.reply_add .. msgs.call_echo .. msgs.app_error)
       local n = select(2, out:gsub("\n", ""))
       assert.equal(3, n)
+      -- Compact: the envelope says so
+      assert.equal('{"type":"call","name":"add","method":"Calc.add","seqid":11,"protocol":"compact",'
+        .. '"args":{"a":40,"b":2}}\n', dec(msgs.compact_add))
+      local code, hex = petrel("encode " .. CALC .. " Calc.add '[40, 2]' -p compact --seqid 11 -f hex")
+      assert.equal(0, code)
+      assert.equal(msgs.compact_add, (hex:gsub("^%x+  ", ""):gsub("|.*", ""):gsub("%s", "")))
     end)
 
     it("walks any Binary bytes without an IDL, and says where bad bytes are", function()
@@ -349,10 +356,11 @@ struct {
         "many": [{"id": 0, "name": "n0", "nums": []}, {"id": 1, "name": "n1", "nums": [0]},
                  {"id": 2, "name": "n2", "nums": [0, 1]}]
       }]])
-      for _, tr in ipairs({ "framed", "buffered" }) do
+      for _, tr in ipairs({ "framed", "buffered", "compact" }) do
         local pid, port, log = serve(CALC .. " --mock " .. TMP .. "/answers.json --port 0")
         local code, out, err = sh(string.format("%s tools/pyrpc.py call --service calc --port %d "
-          .. "--transport %s", PY, port, tr))
+          .. "--transport %s --protocol %s", PY, port, tr == "compact" and "framed" or tr,
+          tr == "compact" and "compact" or "accel"))
         stop(pid)
         assert.equal(0, code, out .. err .. slurp(log))
         assert.is_nil(out:find("FAIL"), out)

@@ -13,6 +13,7 @@ Messages (spec/thrift/calc.thrift's Calc, TBinaryProtocol, strict):
   reply_add    REPLY of add: 42, seqid 9, unframed
   app_error    EXCEPTION: TApplicationException(UNKNOWN_METHOD, "nope"),
                seqid 10, unframed
+  compact_add  CALL add(a=40, b=2) in TCompactProtocol, seqid 11, unframed
 """
 import os
 import struct
@@ -22,15 +23,16 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import pyinterop  # noqa: E402
 
 from thrift.Thrift import TApplicationException, TMessageType  # noqa: E402
-from thrift.protocol import TBinaryProtocol  # noqa: E402
+from thrift.protocol import TBinaryProtocol, TCompactProtocol  # noqa: E402
 from thrift.transport import TTransport  # noqa: E402
 
 CALC = os.path.join(pyinterop.ROOT, "spec", "thrift", "calc.thrift")
 
 
-def message(name, mtype, seqid, obj, framed=False):
+def message(name, mtype, seqid, obj, framed=False, compact=False):
     buf = TTransport.TMemoryBuffer()
-    proto = TBinaryProtocol.TBinaryProtocol(buf)
+    proto = (TCompactProtocol.TCompactProtocol(buf) if compact
+             else TBinaryProtocol.TBinaryProtocol(buf))
     proto.writeMessageBegin(name, mtype, seqid)
     obj.write(proto)
     proto.writeMessageEnd()
@@ -55,6 +57,7 @@ def main():
         ("reply_add", message("add", TMessageType.REPLY, 9, calc.add_result(success=42))),
         ("app_error", message("nope", TMessageType.EXCEPTION, 10,
                               TApplicationException(TApplicationException.UNKNOWN_METHOD, "nope"))),
+        ("compact_add", message("add", TMessageType.CALL, 11, calc.add_args(a=40, b=2), compact=True)),
     ]
     for name, data in out:
         print(name, data.hex())

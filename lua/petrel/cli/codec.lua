@@ -84,14 +84,13 @@ end
 -- Every message in bytes: framed ones one frame at a time, unframed ones
 -- back to back.
 local function decode_messages(args, ns, conv, bytes)
-  if args.protocol and args.protocol ~= "binary" then
-    util.usage("--message: this petrel reads Binary envelopes only")
-  end
+  if args.protocol then protocol_opts(args, "--message") end -- known? (the envelope tells)
   local pos, n, count = 1, #bytes, 0
   local results = {}
   while pos <= n do
     local framed, body, base = false, bytes, pos
-    if n - pos + 1 >= 4 and bytes:byte(pos) ~= 0x80 then
+    local b1 = bytes:byte(pos)
+    if n - pos + 1 >= 4 and b1 ~= 0x80 and b1 ~= 0x82 then -- not a Binary or Compact envelope
       local len = be32(bytes, pos)
       if len <= n - pos - 3 and len >= 9 then
         framed = true
@@ -100,14 +99,14 @@ local function decode_messages(args, ns, conv, bytes)
       end
     end
     local p0 = framed and 1 or pos
-    local name, mtype, seqid, p = core.msg_header(body, p0)
+    local name, mtype, seqid, p, proto = core.msg_header(body, p0)
     if name == nil then
       util.failed("message at offset %d: truncated envelope (%d bytes left)", pos - 1, n - pos + 1)
     elseif name == false then
       util.failed("message at offset %d: %s", pos - 1, tostring(mtype))
     end
     local msg = { type = MTYPES[mtype] or tostring(mtype), name = name, seqid = seqid,
-      framed = framed or nil }
+      framed = framed or nil, protocol = proto ~= nil and proto ~= "binary" and proto or nil }
     local T, node, key
     if mtype == 3 then
       T = require("petrel.rpc")._TAppEx
@@ -128,7 +127,9 @@ local function decode_messages(args, ns, conv, bytes)
         T, node, key = fn.result, conv:result(sname, m), "result"
       end
     end
-    local v, nxt = T:decode(body, p)
+    local v, nxt
+    if msg.protocol then v, nxt = T:decode(body, p, { protocol = msg.protocol })
+    else v, nxt = T:decode(body, p) end
     if v == nil then
       local off = tonumber(tostring(nxt):match("at offset (%d+)"))
       local where = off and (" (offset %d in the input)"):format(off + base - 1) or ""
@@ -156,7 +157,7 @@ local function decode_messages(args, ns, conv, bytes)
       util.show(conv, nil, msg, { lua = true, quiet_fallback = args.lua })
     else
       local head = {}
-      for _, k in ipairs({ "type", "name", "method", "seqid", "framed" }) do
+      for _, k in ipairs({ "type", "name", "method", "seqid", "framed", "protocol" }) do
         if msg[k] ~= nil then
           head[#head + 1] = values.any_json(k) .. (args.compact and ":" or ": ") .. values.any_json(msg[k])
         end
@@ -223,8 +224,14 @@ function M.encode(args)
     local t = {}
     for i, f in ipairs(conv:args(sname, mname).fields) do t[f.name] = argv[i] end
     local buf = petrel.buffer()
-    local ok, err = pcall(fn.args.encode_message, fn.args, t, buf, mname,
-      fn.oneway and 4 or 1, args.seqid or 1, args.framed)
+    local ok, err
+    if popts then
+      ok, err = pcall(fn.args.encode_message, fn.args, t, buf, mname,
+        fn.oneway and 4 or 1, args.seqid or 1, args.framed or false, popts.protocol)
+    else
+      ok, err = pcall(fn.args.encode_message, fn.args, t, buf, mname,
+        fn.oneway and 4 or 1, args.seqid or 1, args.framed)
+    end
     if not ok then util.usage("%s", tostring(err)) end
     out = tostring(buf)
     local _ = svc
@@ -233,7 +240,8 @@ function M.encode(args)
     local T, node = find_type(ns, conv, args.type)
     local v, kind = values.parse_value(text, { lua = args.lua })
     if kind == "json" then v = conv:from(node, v, node.name) end
-    local ok, res = pcall(T.encode, T, v, nil, popts)
+    local ok, res
+    if popts then ok, res = pcall(T.encode, T, v, popts) else ok, res = pcall(T.encode, T, v) end
     if not ok then util.usage("%s", tostring(res)) end
     out = res
   end

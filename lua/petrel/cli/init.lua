@@ -20,7 +20,9 @@ local function conn_options(cmd, sp, client)
     "Transport: " .. table.concat(client and sp.client_transports or sp.server_transports, ", ")
       .. "."):argname("NAME")
   cmd:option("-p --protocol", "Protocol: " .. table.concat(
-    client and sp.protocols or sp.server_protocols, ", ") .. "."):argname("NAME")
+    client and sp.protocols or sp.server_protocols, ", ") ..
+    ((not client and sp.server_detects_protocol) and " (the server answers each connection "
+      .. "in the one it detects)" or "") .. "."):argname("NAME")
   cmd:option("-I --include", "Directory searched for IDL includes (repeatable)."):count("*"):argname("DIR")
     :argname("DIR")
   cmd:option("--backend", "Loop back end: epoll, uring or auto.")

@@ -135,7 +135,8 @@ function M.run(args)
   end
   local sp = util.speaks()
   util.pass_through(opts, sp.server_options, { transport = args.transport,
-    protocol = args.protocol }, "petrel serve")
+    protocol = args.protocol }, "petrel serve",
+    sp.server_detects_protocol and { protocol = sp.server_protocols } or nil)
   if args.backend then
     require("petrel.loop").reset_default()
     opts.loop = assert(petrel.loop { backend = args.backend })

@@ -232,7 +232,9 @@ function M.speaks()
     client_transports = M.choices(co.transport) or { "framed", "buffered" },
     server_transports = M.choices(so.transport) or { "auto", "framed", "buffered" },
     protocols = M.choices(co.protocol) or { "binary" },
+    -- a server without a protocol option detects each connection's
     server_protocols = M.choices(so.protocol) or M.choices(co.protocol) or { "binary" },
+    server_detects_protocol = so.protocol == nil,
     client_options = co,
     server_options = so,
   }
@@ -243,10 +245,15 @@ end
 -- name when the library has that option; where it has not, the value it
 -- would mean anyway (binary, no multiplexing, no headers) is dropped and
 -- any other is refused with a clear message.
+-- detected: options the library works out by itself where it has no
+-- option for them (a server answers each connection in the protocol it
+-- detects): a value it knows (lists) is dropped, not refused.
 local IMPLIED = { protocol = "binary" }
-function M.pass_through(out, spec, given, who)
+function M.pass_through(out, spec, given, who, detected)
   for k, v in pairs(given) do
-    if v ~= nil then
+    local known = false
+    for _, x in ipairs(detected and detected[k] or {}) do if x == v then known = true end end
+    if v ~= nil and not known then
       if spec[k] then
         out[k] = v
       elseif IMPLIED[k] ~= v then
