@@ -17,6 +17,11 @@ local function strict(name, body, seqid)
 end
 
 local T_STRING, T_STRUCT, T_MAP, T_LIST = 11, 12, 13, 15
+local C = { protocol = "compact" }
+
+local function hex(s)
+  return (s:gsub(".", function(ch) return ("%02x"):format(ch:byte()) end))
+end
 
 -- steps loop until pred() or ms pass; pred()'s last answer
 local function run_until(loop, pred, ms)
@@ -56,6 +61,100 @@ describe("regressions", function()
     end)
   end)
 
+  describe("the Compact skipper (core.skip, unknown fields), twin of the Binary one", function()
+    it("does not skip a string whose bytes are cut short", function()
+      assert.is_nil(core.skip("\3ab", 1, T_STRING, nil, "compact"))
+      assert.equal(5, core.skip("\3abc", 1, T_STRING, nil, "compact"))
+      assert.equal(2, core.skip("\0", 1, T_STRING, nil, "compact"))
+    end)
+
+    it("bounds a list of doubles by their width", function()
+      local list3 = "\55" -- three doubles (size nibble 3, type 7) need 24 bytes
+      assert.is_nil(core.skip(list3 .. string.rep("\0", 23), 1, T_LIST, nil, "compact"))
+      assert.equal(1 + 1 + 24, core.skip(list3 .. string.rep("\0", 24), 1, T_LIST, nil, "compact"))
+    end)
+
+    it("bounds a map of doubles to doubles by their widths", function()
+      local map2 = "\2\119" -- two double -> double entries need 32 bytes
+      assert.is_nil(core.skip(map2 .. string.rep("\0", 31), 1, T_MAP, nil, "compact"))
+      assert.equal(1 + 2 + 32, core.skip(map2 .. string.rep("\0", 32), 1, T_MAP, nil, "compact"))
+    end)
+
+    it("keeps to max_depth: 4 levels pass, 5 are refused", function()
+      local function nested(levels) -- field 1 (a struct) levels - 1 times
+        return string.rep("\28", levels - 1) .. string.rep("\0", levels)
+      end
+      assert.equal(#nested(4) + 1, core.skip(nested(4), 1, T_STRUCT, 4, "compact"))
+      assert.is_nil(core.skip(nested(5), 1, T_STRUCT, 4, "compact"))
+    end)
+
+    it("passes nothing after a bool field's header (its value is in the type nibble)", function()
+      -- { 1: bool true, 2: i32 1 }
+      assert.equal(5, core.skip("\17\21\2\0", 1, T_STRUCT, nil, "compact"))
+      -- an older schema skips an unknown struct holding a bool field
+      local T = petrel.schema {
+        In = petrel.struct { { 1, "f", "bool" }, { 2, "g", "i32" } },
+        New = petrel.struct { { 1, "inner", "In" }, { 2, "x", "i32" } },
+        Old = petrel.struct { { 2, "x", "i32" } },
+      }
+      for _, f in ipairs({ true, false }) do
+        local c = T.New:encode({ inner = { f = f, g = 7 }, x = 5 }, C)
+        local old = assert(T.Old:decode(c, 1, C))
+        assert.equal(5, old.x)
+        local kept = assert(T.Old:decode(c, 1, { protocol = "compact", unknown = true }))
+        local back = assert(T.New:decode(T.Old:encode(kept, C), 1, C))
+        assert.equal(f, back.inner.f)
+        assert.equal(7, back.inner.g)
+      end
+    end)
+  end)
+
+  describe("the Compact decoder", function()
+    local T = petrel.schema {
+      I = petrel.struct { { 1, "a", "i32" }, { 2, "n", "i64" }, { 3, "s", "string" } },
+      L = petrel.struct { { 4, "ld", "list<double>" } },
+      J = petrel.struct { { 1, "a", "i32" }, { 17, "b", "i32" }, { 33, "c", "bool" }, { 34, "d", "bool" } },
+    }
+
+    it("refuses a 32-bit varint longer than 5 bytes", function()
+      -- i32 field 1: six bytes whose value would be 0
+      local v, err = T.I:decode("\21\128\128\128\128\128\1\0", 1, C)
+      assert.is_nil(v)
+      assert.equal("I.a: bad i32 varint at offset 1", err)
+      -- a string length of six bytes
+      v, err = T.I:decode("\56\129\128\128\128\128\0a\0", 1, C)
+      assert.is_nil(v)
+      assert.equal("I.s: bad string length at offset 1", err)
+    end)
+
+    it("refuses an i64 varint with bits past 64", function()
+      local v, err = T.I:decode("\38" .. ("\255"):rep(9) .. "\2\0", 1, C)
+      assert.is_nil(v)
+      assert.equal("I.n: bad i64 varint at offset 1", err)
+      -- bit 63 alone is the smallest i64
+      v = assert(T.I:decode("\38" .. ("\255"):rep(9) .. "\1\0", 1, C))
+      assert.is_true(v.n == (jit and loadstring("return -9223372036854775807LL - 1")() or math.mininteger))
+    end)
+
+    it("checks a list of doubles against the bytes left by 8 per element", function()
+      -- field 4, three doubles, 10 bytes: 24 are needed
+      for _, typed in ipairs({ false, true }) do
+        local v, err = T.L:decode("\73\55" .. ("\0"):rep(10), 1, { protocol = "compact", typed = typed })
+        assert.is_nil(v)
+        assert.equal("L.ld: 3 elements cannot fit in the 10 bytes left at offset 2", err)
+      end
+    end)
+
+    it("writes a field-id step of 16 or more in the long form, as Apache does", function()
+      -- 1: short (delta 1); 17: long (i32 type, zigzag 17 = 0x22); 33: long
+      -- bool; 34: short bool (delta 1)
+      local c = T.J:encode({ a = 1, b = 2, c = true, d = false }, C)
+      assert.equal("1502" .. "052204" .. "0142" .. "12" .. "00", hex(c))
+      local v = assert(T.J:decode(c, 1, C))
+      assert.same({ 1, 2, true, false }, { v.a, v.b, v.c, v.d })
+    end)
+  end)
+
   describe("the message scanner (unframed transport)", function()
     it("refuses a string that would pass max_bytes as soon as it reads its length", function()
       -- 20 bytes of envelope and field header, then a length of 90: 110 > 100
@@ -65,6 +164,15 @@ describe("regressions", function()
       assert.equal("message too large at offset 20", err)
       -- 80 fits: the scanner waits for the bytes
       assert.is_nil((core.scanner(100):feed(petrel.buffer(strict("m", "\11\0\1" .. be32(80))))))
+    end)
+
+    it("refuses a Compact list of integers whose count passes max_bytes as soon as it reads the count", function()
+      -- envelope (5 bytes), field 1 list (1), long list header of i64 (1),
+      -- count 2^31 - 1 (5): each element takes a byte at least
+      local msg = "\130\33\1\1m" .. "\25\246\255\255\255\255\7"
+      local n, err = core.scanner(1000):feed(petrel.buffer(msg))
+      assert.is_false(n)
+      assert.equal("message too large at offset 12", err)
     end)
 
     it("agrees with core.skip on max_depth: 4 levels pass, 5 are refused", function()
@@ -171,6 +279,70 @@ describe("regressions", function()
     end)
   end)
 
+  describe("message envelopes", function()
+    it("refuse a strict Binary envelope of another version", function()
+      assert.same({ false, "bad protocol version" }, { core.msg_header("\128\2\0\1" .. be32(1) .. "m" .. be32(7)) })
+      assert.same({ "m", 1, 7, 14, "binary" }, { core.msg_header("\128\1\0\1" .. be32(1) .. "m" .. be32(7)) })
+    end)
+
+    it("refuse a non-strict name longer than max_name at once, not waiting for it", function()
+      assert.same({ false, "bad method name length" }, { core.msg_header(be32(100000) .. "xx", 1, 100) })
+      assert.same({ false, "bad method name length" }, { core.msg_header(be32(101) .. "xx", 1, 100) })
+      assert.is_nil(core.msg_header(be32(100) .. "xx", 1, 100))
+    end)
+  end)
+
+  describe("transport detection (core.detect)", function()
+    local function varint(n)
+      local out = {}
+      repeat
+        local b = n % 128
+        n = (n - b) / 128
+        out[#out + 1] = string.char(n > 0 and b + 128 or b)
+      until n == 0
+      return table.concat(out)
+    end
+    local BIN_BODY, CPT_BODY = "\8\0\1\0\0\0\5\0", "\21\10\0"
+    local function messages()
+      local list = {}
+      for _, name in ipairs({ "echo", "getSomethingLong", "" }) do
+        local kinds = {
+          { "strict", "binary", "\128\1\0\1" .. be32(#name) .. name .. be32(3) .. BIN_BODY },
+          { "non-strict", "binary", be32(#name) .. name .. "\1" .. be32(3) .. BIN_BODY },
+          { "compact", "compact", "\130\33" .. varint(3) .. varint(#name) .. name .. CPT_BODY },
+        }
+        for _, k in ipairs(kinds) do
+          list[#list + 1] = { k[3], "buffered", k[2], k[1] .. " unframed " .. name }
+          list[#list + 1] = { be32(#k[3]) .. k[3], "framed", k[2], k[1] .. " framed " .. name }
+        end
+      end
+      return list
+    end
+
+    it("waits until the bytes tell, at every split point of strict, non-strict and compact messages", function()
+      for _, m in ipairs(messages()) do
+        local s, tr, proto, what = m[1], m[2], m[3], m[4]
+        local decided = false
+        for k = 1, #s do
+          local r = { core.detect(s:sub(1, k)) }
+          if r[1] == nil then
+            assert.is_false(decided, what .. ": undecided again after " .. k .. " bytes")
+          else
+            decided = true
+            assert.same({ tr, proto }, r, what .. " after " .. k .. " bytes")
+          end
+        end
+        assert.is_true(decided, what .. ": not decided on the whole message")
+      end
+    end)
+
+    it("takes an unframed strict call whose seqid starts with a byte 1..4 for what it is, not a 2 GiB frame", function()
+      local s = "\128\1\0\1" .. be32(4) .. "echo" .. be32(16909060) .. BIN_BODY
+      assert.same({ "buffered", "binary" }, { core.detect(s) })
+      assert.same({ "buffered", "binary" }, { core.detect(s, 2 ^ 40) })
+    end)
+  end)
+
   describe("framing", function()
     it("read_frame takes a frame of exactly the limit and refuses one byte more", function()
       local b = petrel.buffer(be32(100) .. string.rep("x", 100))
@@ -208,7 +380,7 @@ describe("regressions", function()
     -- a raw client: sends bytes, records what comes back and the close
     local function raw(port, bytes)
       local id = assert(loop.c:connect("127.0.0.1", port, 5000))
-      local st = { closed = false, data = "" }
+      local st = { closed = false, data = "", id = id }
       loop:attach(id, {
         on_connected = function(_, _, err) if err ~= 0 then st.closed = true end end,
         on_data = function(_, cid) st.data = st.data .. loop.c:input(cid):read() end,
@@ -233,10 +405,20 @@ describe("regressions", function()
       -- within the limit: answered
       local small = raw(srv.port, echo_call(100, 1))
       assert.is_true(wait(function() return #small.data > 0 end, 10000))
-      -- over it: closed, no reply (long before the idle timeout)
-      local big = raw(srv.port, echo_call(2000, 2))
-      assert.is_true(wait(function() return big.closed end, 10000), "the connection stayed open")
-      assert.equal("", big.data)
+      local answered = #small.data
+      -- over it, on the same connection (framing already detected, so
+      -- read_frame's limit alone stands): closed, no reply, long before
+      -- the idle timeout
+      loop.c:output(small.id):write(echo_call(2000, 2))
+      loop.c:send(small.id)
+      assert.is_true(wait(function() return small.closed or #small.data > answered end, 10000),
+        "the connection stayed open")
+      assert.equal(answered, #small.data, "the frame over the limit was answered")
+      assert.is_true(small.closed)
+      -- over it as a connection's first frame (detection refuses it)
+      local big = raw(srv.port, echo_call(2000, 3))
+      assert.is_true(wait(function() return big.closed or big.data ~= "" end, 10000), "the connection stayed open")
+      assert.equal("", big.data, "the frame over the limit was answered")
     end)
 
     it("drops a frame header claiming 2 GiB at once, not at the idle timeout", function()

@@ -1,18 +1,20 @@
 -- make mutate: the mutation check. Usage (from the repository root):
 --   lua5.4 tools/mutate.lua [LIST]          (LIST: spec/mutations.txt)
 -- Environment: MUTATE_ONLY=name,name (run these entries only),
--- MUTATE_TIMEOUT=seconds per spec run (default 120), CC, LUA54_INC,
--- LUAJIT_INC.
+-- MUTATE_TIMEOUT=seconds per spec run (default 120), MUTATE_JOBS=parallel
+-- compiles (default 2), CC, LUA54_INC, LUAJIT_INC.
 --
 -- Each entry of LIST is a small deliberate bug: an exact piece of one
 -- source file and its replacement. For each, in a scratch copy of the
 -- tree (build-mutate/src: the working tree and build/ are never touched),
 -- the text is replaced, the modules are rebuilt for Lua 5.4 and LuaJIT
--- (only the mutated object file is recompiled), the entry's specs run on
+-- (only the object files that depend on the mutated file are recompiled),
+-- the entry's specs run on
 -- each runtime (busted specs under busted, spec/c/*.c as C tests), and the
 -- source is put back. A mutation is KILLED when, on every runtime the
 -- entry names, one of its specs fails (an assertion, an error, a crash or
--- the time bound); otherwise it SURVIVED. Before any mutation the same
+-- the time bound; busted stops at a spec's first failure); otherwise it
+-- SURVIVED. Before any mutation the same
 -- specs must pass on the unmutated copy, or nothing is proven.
 --
 -- Fails (exit 1) when an entry's text is missing or not unique (code that
@@ -22,8 +24,15 @@
 --
 -- LIST format: entries start with "== name"; then "key: value" lines:
 --   file:     the source file (a path from the repository root)
+--   in:       (optional) scope for the finds after it: an exact text that
+--             occurs once in the file (a function's first line); the find
+--             is then looked for from there to the end of that top-level
+--             block (the next line starting with "}" or "end"), where it
+--             must occur exactly once (for twins such as the Binary and
+--             Compact skippers, which share lines)
 --   find:     the exact original text, one line (leading and trailing
---             blanks ignored); it must occur exactly once in the file
+--             blanks ignored); it must occur exactly once in the file (or
+--             in its scope)
 --   replace:  the text put in its place (may be empty)
 --             (find/replace pairs may repeat: all are applied)
 --   specs:    spec files, in the order tried (spec/x_spec.lua, spec/c/test_y.c)
@@ -39,6 +48,7 @@ local INC = {
   luajit = os.getenv("LUAJIT_INC") or "/usr/include/luajit-2.1",
 }
 local TIMEOUT = tonumber(os.getenv("MUTATE_TIMEOUT") or "") or 120
+local JOBS = tonumber(os.getenv("MUTATE_JOBS") or "") or 2
 local CFLAGS = "-O2 -fPIC -std=gnu11 -Wall -Wextra -fvisibility=hidden"
 local RUNTIMES = { "lua5.4", "luajit" }
 
@@ -71,6 +81,42 @@ end
 
 local function trim(s) return (s:gsub("^%s+", ""):gsub("%s+$", "")) end
 
+-- occurrences of plain text t in s between positions from and to
+local function occurrences(s, t, from, to)
+  local list, init = {}, from or 1
+  while true do
+    local a, b = s:find(t, init, true)
+    if not a or (to and b > to) then break end
+    list[#list + 1] = a
+    init = b + 1
+  end
+  return list
+end
+
+-- Where edit ed's find text is in text: start, end; or nil, the problem.
+-- With a scope, only within the top-level block its anchor opens.
+local function locate(text, ed)
+  local from, to, where = 1, nil, ""
+  if ed.scope then
+    local at = occurrences(text, ed.scope)
+    if #at ~= 1 then
+      return nil, (#at == 0 and "the scope is not found (moved or changed? re-target the entry): "
+        or "the scope occurs " .. #at .. " times: ") .. ed.scope
+    end
+    from = at[1]
+    local e1 = text:find("\n}", from, true)
+    local e2 = text:find("\nend%f[%W]", from)
+    to = math.min(e1 or #text, e2 or #text)
+    where = " in " .. ed.scope
+  end
+  local at = occurrences(text, ed.find, from, to)
+  if #at ~= 1 then
+    return nil, (#at == 0 and "the text is not found" .. where .. " (moved or changed? re-target the entry): "
+      or "the text occurs " .. #at .. " times" .. where .. ": ") .. ed.find
+  end
+  return at[1], at[1] + #ed.find - 1
+end
+
 -- ---- the list --------------------------------------------------------------
 
 local function parse(path)
@@ -87,8 +133,10 @@ local function parse(path)
       if not key or not cur then die(path .. ":" .. n .. ": expected '== name' or 'key: value'") end
       if key == "file" then
         cur.file = trim(val)
+      elseif key == "in" then
+        cur.scope = trim(val) ~= "" and trim(val) or nil
       elseif key == "find" then
-        cur.edits[#cur.edits + 1] = { find = trim(val) }
+        cur.edits[#cur.edits + 1] = { find = trim(val), scope = cur.scope }
       elseif key == "replace" then
         local e = cur.edits[#cur.edits]
         if not e or e.replace then die(path .. ":" .. n .. ": replace without find") end
@@ -155,17 +203,8 @@ for _, e in ipairs(entries) do
     problems[#problems + 1] = e.name .. ": no file " .. e.file
   else
     for _, ed in ipairs(e.edits) do
-      local count, init = 0, 1
-      while true do
-        local a, b = text:find(ed.find, init, true)
-        if not a then break end
-        count, init = count + 1, b + 1
-      end
-      if count ~= 1 then
-        problems[#problems + 1] = string.format("%s: %s: the text %s %s", e.name, e.file,
-          count == 0 and "is not found (moved or changed? re-target the entry):" or "occurs " .. count .. " times:",
-          ed.find)
-      end
+      local a, why = locate(text, ed)
+      if not a then problems[#problems + 1] = string.format("%s: %s: %s", e.name, e.file, why) end
     end
     for _, s in ipairs(e.specs) do
       if not slurp(SRC .. "/" .. s) then problems[#problems + 1] = e.name .. ": no spec " .. s end
@@ -194,11 +233,65 @@ local function obj(src, rt) -- core objects are shared; binding objects are per 
   return WORK .. "/obj/" .. (src:match("^csrc/lua/") and rt .. "-" or "") .. base .. ".o"
 end
 
-local function compile(src, rt)
+local function compile_cmd(src, rt, log)
   local inc = src:match("^csrc/lua/") and (" -I" .. q(INC[rt])) or ""
-  local ok = sh(string.format("%s %s -I%s/csrc%s -c %s -o %s 2>%s/cc.log", CC, CFLAGS, q(SRC), inc,
-    q(SRC .. "/" .. src), q(obj(src, rt)), WORK))
-  return ok
+  return string.format("%s %s -I%s/csrc%s -c %s -o %s 2>%s", CC, CFLAGS, q(SRC), inc,
+    q(SRC .. "/" .. src), q(obj(src, rt)), q(log))
+end
+
+-- Compiles the {src, rt} pairs of list, JOBS at a time; true, or false
+-- with the first failure's messages in cc.log.
+local function compile_all(list)
+  for i = 1, #list, JOBS do
+    local cmds = {}
+    for j = i, math.min(i + JOBS - 1, #list) do
+      local log = WORK .. "/cc." .. j .. ".log"
+      cmds[#cmds + 1] = string.format("( %s; echo $? > %s ) &", compile_cmd(list[j][1], list[j][2], log),
+        q(WORK .. "/cc." .. j .. ".rc"))
+    end
+    sh(table.concat(cmds, " ") .. " wait")
+    for j = i, math.min(i + JOBS - 1, #list) do
+      local rc = slurp(WORK .. "/cc." .. j .. ".rc")
+      if not rc or tonumber(rc) ~= 0 then
+        spit(WORK .. "/cc.log", slurp(WORK .. "/cc." .. j .. ".log") or "")
+        return false
+      end
+    end
+  end
+  return true
+end
+
+-- the pairs that build a source: core objects once, binding ones per runtime
+local function builds_of(src, list)
+  if src:match("^csrc/lua/") then
+    for _, rt in ipairs(RUNTIMES) do list[#list + 1] = { src, rt } end
+  else
+    list[#list + 1] = { src, "lua5.4" }
+  end
+  return list
+end
+
+-- the repository files each source includes (itself too), from cc -MM
+local DEPS = {}
+local function normalize(path)
+  local prev
+  repeat
+    prev = path
+    path = path:gsub("[^/]+/%.%./", "", 1)
+  until path == prev
+  return path
+end
+for _, group in ipairs({ CORE, BIND }) do
+  for _, src in ipairs(group) do
+    local inc = src:match("^csrc/lua/") and (" -I" .. q(INC["lua5.4"])) or ""
+    local out = io.popen(string.format("cd %s && %s %s -Icsrc%s -MM %s 2>/dev/null", q(SRC), CC,
+      CFLAGS, inc, q(src))):read("a")
+    local set = { [src] = true }
+    for f in out:gsub("\\\n", " "):gsub("^[^:]*:", ""):gmatch("%S+") do
+      if not f:match("^/") then set[normalize(f)] = true end
+    end
+    DEPS[src] = set
+  end
 end
 
 local function link(rt)
@@ -220,27 +313,22 @@ local function ctest(name) -- spec/c/test_x.c -> its binary, built on the curren
   return ok and bin
 end
 
--- (re)builds what depends on file: everything for a header, one object
--- (both runtimes) for a .c file, nothing for Lua
+-- (re)builds what depends on file (the objects whose sources include it;
+-- every object if cc -MM named none), nothing for Lua
 local function rebuild(file)
+  if not file:match("^csrc/") then return true end
   local todo = {}
-  if file:match("%.h$") then
-    for _, s in ipairs(CORE) do todo[#todo + 1] = s end
-    for _, s in ipairs(BIND) do todo[#todo + 1] = s end
-  elseif file:match("^csrc/be/") then
-    for _, s in ipairs(CORE) do todo[#todo + 1] = s end -- back ends may be #included
-  elseif file:match("^csrc/.*%.c$") then
-    todo[1] = file
-  else
-    return true
-  end
-  for _, s in ipairs(todo) do
-    if s:match("^csrc/lua/") then
-      for _, rt in ipairs(RUNTIMES) do if not compile(s, rt) then return false end end
-    elseif not compile(s, "lua5.4") then
-      return false
+  for _, group in ipairs({ CORE, BIND }) do
+    for _, s in ipairs(group) do
+      if DEPS[s] and DEPS[s][file] then builds_of(s, todo) end
     end
   end
+  if #todo == 0 then
+    for _, group in ipairs({ CORE, BIND }) do
+      for _, s in ipairs(group) do builds_of(s, todo) end
+    end
+  end
+  if not compile_all(todo) then return false end
   for _, rt in ipairs(RUNTIMES) do if not link(rt) then return false end end
   return true
 end
@@ -256,7 +344,7 @@ local function run_spec(spec, rt)
     if not bin then return "does not build: " .. (slurp(WORK .. "/cc.log") or "") end
     cmd = string.format("cd %s && PETREL_BACKEND=epoll timeout %d %s", q(SRC), TIMEOUT, q(bin))
   else
-    cmd = string.format("cd %s && PETREL_BUILD=%s PETREL_BACKEND=epoll timeout %d busted --lua=%s -o plainTerminal %s",
+    cmd = string.format("cd %s && PETREL_BUILD=%s PETREL_BACKEND=epoll timeout %d busted --lua=%s --no-keep-going -o plainTerminal %s",
       q(SRC), q(BUILD), TIMEOUT, rt, q(spec))
   end
   local ok, code = sh(cmd .. " < /dev/null > " .. q(out) .. " 2>&1")
@@ -267,19 +355,21 @@ local function run_spec(spec, rt)
     or log:match("FAIL (%S+)")
   if test then return test end
   if code and code > 128 then return "crashed (signal " .. (code - 128) .. ")" end
+  if log:match("Segmentation fault") then return "crashed (segmentation fault)" end
+  if log:match("Aborted") then return "crashed (aborted)" end
   return "exit status " .. tostring(code)
 end
 
 -- ---- baseline ----------------------------------------------------------------------
 
+local STARTED = os.time()
 io.write("mutate: building the scratch copy in ", WORK, "/ (Lua 5.4 and LuaJIT)\n")
-for _, s in ipairs(CORE) do
-  if not compile(s, "lua5.4") then die("baseline build failed: " .. (slurp(WORK .. "/cc.log") or "")) end
-end
-for _, s in ipairs(BIND) do
-  for _, rt in ipairs(RUNTIMES) do
-    if not compile(s, rt) then die("baseline build failed: " .. (slurp(WORK .. "/cc.log") or "")) end
+do
+  local all = {}
+  for _, group in ipairs({ CORE, BIND }) do
+    for _, s in ipairs(group) do builds_of(s, all) end
   end
+  if not compile_all(all) then die("baseline build failed: " .. (slurp(WORK .. "/cc.log") or "")) end
 end
 for _, rt in ipairs(RUNTIMES) do if not link(rt) then die("baseline link failed") end end
 sh("mkdir -p " .. q(WORK .. "/obj.base") .. " && cp " .. q(WORK) .. "/obj/*.o " .. q(WORK .. "/obj.base/"))
@@ -316,9 +406,11 @@ for i, e in ipairs(entries) do
   local original = assert(slurp(path))
   local mutated = original
   for _, ed in ipairs(e.edits) do
-    local a, b = mutated:find(ed.find, 1, true)
+    local a, b = locate(mutated, ed)
+    if not a then die(e.name .. ": " .. b) end
     mutated = mutated:sub(1, a - 1) .. ed.replace .. mutated:sub(b + 1)
   end
+  local t0 = os.time()
   io.write(string.format("mutate: [%d/%d] %s (%s)\n", i, #entries, e.name, e.file))
   io.flush()
   spit(path, mutated)
@@ -350,8 +442,10 @@ for i, e in ipairs(entries) do
   end)
   -- put the source and the objects back, whatever happened
   spit(path, original)
-  sh("cp " .. q(WORK) .. "/obj.base/*.o " .. q(WORK .. "/obj/"))
-  for _, rt in ipairs(RUNTIMES) do link(rt) end
+  if e.file:match("^csrc/") then
+    sh("cp " .. q(WORK) .. "/obj.base/*.o " .. q(WORK .. "/obj/"))
+    for _, rt in ipairs(RUNTIMES) do link(rt) end
+  end
   if not ok then die("while running " .. e.name .. ": " .. tostring(err)) end
   res.killed = not res.error
   for _, rt in ipairs(e.runtimes) do
@@ -362,6 +456,7 @@ for i, e in ipairs(entries) do
     io.write(string.format("  %-7s %s\n", rt, res.by[rt] and ("killed by " .. res.by[rt]) or "SURVIVED"))
   end
   if res.error then io.write("  ERROR   ", res.error, "\n") end
+  io.write(string.format("  (%d s)\n", os.time() - t0))
   results[#results + 1] = res
 end
 
@@ -378,5 +473,6 @@ for _, r in ipairs(results) do
   end
   io.write(string.format("| %s | %s | %s | %s |\n", r.entry.name, r.entry.file, cells[1], cells[2]))
 end
-io.write(string.format("\nmutate: %d killed, %d survived (of %d)\n", #results - survived, survived, #results))
+io.write(string.format("\nmutate: %d killed, %d survived (of %d) in %d s\n", #results - survived, survived,
+  #results, os.time() - STARTED))
 os.exit(survived == 0 and 0 or 1)

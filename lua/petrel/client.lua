@@ -488,6 +488,7 @@ function M.call(proxy, name, ...)
       tostring(name)), 2)
   end
   local r, e = st:call(fn, name, ...)
+  if e == nil then return r end -- one value on success: print(c:add(2, 3)) prints 5
   return r, e
 end
 
@@ -529,6 +530,7 @@ ProxyMT.__index = function(proxy, k)
           k, k, k), 2)
       end
       local r, e = st:call(fn, k, ...)
+      if e == nil then return r end -- one value on success
       return r, e
     end
     rawset(proxy, k, f)
