@@ -16,8 +16,9 @@
  *     sent (head first); a reply matching a later entry (a server that
  *     answers out of order) marks it done, and done entries at the head
  *     are dropped.
- *   - A conn's output gets whole requests only; pt_conn_send_later sends a
- *     round's requests in one write per conn.
+ *   - A conn's output gets whole requests only, written in one write per
+ *     conn and batch of replies (closed loop) or per round (connect, the
+ *     first calls, the rate's schedule: pt_conn_send_later).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -173,7 +174,8 @@ static int send_call(pt_bench *b, bconn *bc, uint64_t t) {
   bc->count++;
   b->sent++;
   /* the first request of the round marks the conn for the flush at the
-   * start of the next poll, which writes everything queued by then */
+   * start of the next poll, which writes everything queued by then (the
+   * closed loop of on_data writes at once) */
   if (!before) pt_conn_send_later(bc->c);
   return 0;
 }
@@ -331,9 +333,14 @@ static void on_data(pt_bench *b, bconn *bc) {
   }
   if (!bc->c) return;
   pt_conn_consumed(bc->c);
-  if (b->o.rate <= 0 && b->phase < PT_BENCH_DONE)
+  if (b->o.rate <= 0 && b->phase < PT_BENCH_DONE && done) {
     for (int i = 0; i < done; i++)
       if (send_call(b, bc, t) != 0) break;
+    /* write now, as the replies came (as bench/loadgen.c does): the server
+     * gets the next calls while the other conns' replies are looked at,
+     * and the flush at the next poll finds nothing left */
+    if (bc->c) pt_conn_send(bc->c);
+  }
 }
 
 /* ---- 4. the run -------------------------------------------------------------- */
