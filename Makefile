@@ -59,7 +59,7 @@ CTESTS   = $(patsubst spec/c/%.c,$(BUILD)/ctest/%,$(wildcard spec/c/test_*.c))
 MOD54 = $(BUILD)/lua5.4/petrel/core.so
 MODJIT = $(BUILD)/luajit/petrel/core.so
 
-.PHONY: all test demo asan valgrind bench bench-buffer deps ctest rock-test clean fuzz bench-codec bench-idl bench-rpc bench-cli bench-uring bench-zerocopy check-data mutate print-sources bench-openresty rock FORCE bench-cluster
+.PHONY: all test test-run demo demo-run asan asan-run valgrind bench bench-buffer deps ctest rock-test clean fuzz bench-codec bench-view bench-idl bench-rpc bench-rpc-view bench-cli bench-uring bench-zerocopy check-data mutate print-sources bench-openresty rock FORCE bench-cluster
 
 TOOLS = $(BUILD)/tools/no_uring
 
@@ -96,8 +96,13 @@ deps:
 
 # The suite on the normal build, then (where liburing is found) the
 # epoll-only build's run (tools/test-nouring.sh) counted into the same
-# summary line.
+# summary line. The run is a make of its own, started once deps.sh has
+# installed what was missing: URING and HTTP_PARSER are found from the
+# headers present then (a fresh machine gets liburing-dev from deps.sh).
 test: deps
+	@$(MAKE) --no-print-directory test-run
+
+test-run:
 	@$(MAKE) --no-print-directory all
 	@if [ "$(URING)" != 0 ]; then $(MAKE) --no-print-directory all URING=0 BUILD=build-nouring; fi
 	@PETREL_NOURING_BUILD=$$([ "$(URING)" != 0 ] && echo build-nouring) tools/runtests.sh $(BUILD)
@@ -126,6 +131,9 @@ ctest: $(CTESTS)
 
 # the demo on both runtimes, one after the other
 demo: deps
+	@$(MAKE) --no-print-directory demo-run
+
+demo-run:
 	@$(MAKE) --no-print-directory all
 	@echo "== examples/demo.lua on Lua 5.4"
 	@LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH_5_4="$(BUILD)/lua5.4/?.so;;" \
@@ -140,6 +148,9 @@ demo: deps
 ASAN_LIB = $(shell $(CC) -print-file-name=libasan.so)
 UBSAN_LIB = $(shell $(CC) -print-file-name=libubsan.so)
 asan: deps
+	@$(MAKE) --no-print-directory asan-run
+
+asan-run:
 	@$(MAKE) --no-print-directory all BUILD=build-asan OPT=-O1 \
 	  SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all"
 	@PETREL_PRELOAD="$(ASAN_LIB) $(UBSAN_LIB)" \
@@ -195,11 +206,15 @@ bench-buffer: all
 #   http    HTTP/1.1 responses (pt_http over http_parser) fed whole and in
 #           random pieces, pipelined, closed at the end; corpus: spec/c
 #           responses and etcd gateway answers (fuzz/http-seeds)
+#   view    message views (T:view) read along random paths in Binary and
+#           Compact: raises name a path and an offset, views agree with
+#           decode where it accepts, expiry (fuzz/fuzz_view.lua); corpus:
+#           the decode and compact seeds
 # A crash, leak or sanitizer report fails the target (its input is saved
 # as build-fuzz/crash-*); the full log is build-fuzz/<target>.log.
 FUZZ_SECONDS ?= 60
 FUZZ_DATA ?= bench/data
-FUZZ_TARGET ?= compact diff decode scan http
+FUZZ_TARGET ?= compact diff decode scan http view
 FUZZ_CFLAGS = -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
 FUZZ_CORE = csrc/pt_scan.c csrc/pt_thrift.c csrc/pt_simd.c csrc/pt_buf.c csrc/pt_plan.c
 
@@ -213,7 +228,7 @@ build-fuzz/fuzz_http: fuzz/fuzz_http.c csrc/pt_http.c csrc/pt_buf.c $(CORE_HDR)
 	clang $(FUZZ_CFLAGS) $(HTTP_CFLAGS) -o $@ fuzz/fuzz_http.c csrc/pt_http.c csrc/pt_buf.c \
 	  $(HTTP_LIBS)
 
-build-fuzz/fuzz_compact build-fuzz/fuzz_diff: build-fuzz/fuzz_%: fuzz/fuzz_decode.c $(CORE_SRC) $(CORE_HDR) $(LUA_SRC) $(LUA_HDR)
+build-fuzz/fuzz_compact build-fuzz/fuzz_diff build-fuzz/fuzz_view: build-fuzz/fuzz_%: fuzz/fuzz_decode.c $(CORE_SRC) $(CORE_HDR) $(LUA_SRC) $(LUA_HDR)
 	@mkdir -p $(@D)
 	clang $(FUZZ_CFLAGS) -DFUZZ_MODE='"$*"' -I$(LUA54_INC) -o $@ fuzz/fuzz_decode.c $(CORE_SRC) \
 	  $(LUA_SRC) -llua5.4 -luring -lm
@@ -224,11 +239,12 @@ build-fuzz/fuzz_scan: fuzz/fuzz_scan.c $(FUZZ_CORE) $(CORE_HDR)
 
 fuzz: deps $(MOD54) $(patsubst %,build-fuzz/fuzz_%,$(FUZZ_TARGET))
 	@mkdir -p build-fuzz/corpus-decode build-fuzz/corpus-scan build-fuzz/corpus-compact \
-	  build-fuzz/corpus-diff build-fuzz/corpus-http
+	  build-fuzz/corpus-diff build-fuzz/corpus-http build-fuzz/corpus-view
 	@PETREL_BUILD=$(BUILD) lua5.4 fuzz/fuzz_decode.lua seeds build-fuzz/corpus-decode binary
 	@PETREL_BUILD=$(BUILD) lua5.4 fuzz/fuzz_decode.lua seeds build-fuzz/corpus-compact compact
 	@cp build-fuzz/corpus-decode/seed-* build-fuzz/corpus-diff/ 2>/dev/null; \
 	  for f in build-fuzz/corpus-compact/seed-*; do cp $$f build-fuzz/corpus-diff/c$$(basename $$f); done
+	@cp build-fuzz/corpus-diff/*seed-* build-fuzz/corpus-view/ 2>/dev/null; true
 	@for f in fuzz/http-seeds/*; do { printf '\7\2'; cat $$f; } > build-fuzz/corpus-http/$$(basename $$f); done
 	@for f in $(FUZZ_DATA)/*.bin; do b=$$(basename $$f .bin); \
 	  head -c 65536 $$f > build-fuzz/corpus-decode/$$b.bin; \
@@ -255,6 +271,14 @@ bench-codec: all $(FLOOR54)
 	@LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH_5_4="$(BUILD)/lua5.4/?.so;;" \
 	  lua5.4 bench/codec.lua
 
+# the message-view rows of bench-codec (medium and large, petrel and the
+# C++ decode) and their target table
+bench-view: all $(FLOOR54)
+	@bench/peers/build.sh >/dev/null
+	@PETREL_WORKLOADS=medium,large PETREL_VIEW_ONLY=1 \
+	  LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH_5_4="$(BUILD)/lua5.4/?.so;;" \
+	  lua5.4 bench/codec.lua
+
 bench-idl: all
 	@LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH_5_4="$(BUILD)/lua5.4/?.so;;" \
 	  taskset -c 1 lua5.4 bench/idl_load.lua
@@ -270,6 +294,13 @@ bench-rpc: all
 bench-cli: all
 	@bench/peers/build_rpc.sh >/dev/null || true
 	@PETREL_BUILD=$(BUILD) lua5.4 bench/cli.lua
+
+# the lazy (message view) rows of bench-rpc beside the table-decoding echo
+# and the C epoll floor, at 100 connections
+bench-rpc-view: all
+	@bench/peers/build_rpc.sh >/dev/null
+	@CONNS=$${CONNS:-100} ONLY="petrel-echo-5.4 petrel-echo-jit petrel-lazy-5.4 petrel-lazy-jit petrel-lazy3-5.4 petrel-lazy3-jit" \
+	  bench/peers/rpc_peers.sh
 
 # io_uring against epoll, C pair and petrel, 1 KiB and 64 KiB messages, 10,
 # 100 and 1000 connections, system calls per call counted by perf.

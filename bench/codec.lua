@@ -8,6 +8,8 @@
 --
 --   make bench-codec          (builds the peers, pins to core 1, ~4 min)
 --   lua5.4 bench/codec.lua --rows      one runtime's petrel rows only
+--   make bench-view           the message-view rows and their table only
+--                             (petrel and the C++ decode; ~1 min)
 --
 -- Every peer is timed the same way: CPU time of its process; each job
 -- calibrates its iteration count to PEER_TARGET_SEC, then one timed run;
@@ -23,6 +25,17 @@ local WORKLOADS = {
   { "small", "Request" }, { "medium", "Request" }, { "large", "Request" },
   { "mytest", "MyTest" }, { "blob", "Blob" }, { "vectors", "Vectors" },
 }
+-- PETREL_WORKLOADS=medium,large: only those (and, with PETREL_VIEW_ONLY=1,
+-- only the petrel rows and the C++ peer: make bench-view)
+local only = os.getenv("PETREL_WORKLOADS")
+if only and only ~= "" then
+  local keep = {}
+  for _, w in ipairs(WORKLOADS) do
+    if ("," .. only .. ","):find("," .. w[1] .. ",", 1, true) then keep[#keep + 1] = w end
+  end
+  WORKLOADS = keep
+end
+local VIEW_ONLY = os.getenv("PETREL_VIEW_ONLY") == "1"
 local TARGET = tonumber(os.getenv("PEER_TARGET_SEC") or "0.1")
 local ROUNDS = tonumber(os.getenv("PETREL_ROUNDS") or "5")
 
@@ -101,6 +114,36 @@ local function rows_for_this_runtime()
         end, #cbytes)
       end
     end
+    if name == "medium" or name == "large" then
+      -- message views (T:view): a fresh view of the bytes each time, then
+      -- 3 scalar fields read (the first, and two after the item list, so
+      -- the struct's level is indexed to its end); and 100 random
+      -- v.items[i].title (the list's element index built once per view)
+      local function reads(view, o)
+        return function()
+          local x = view(T, bytes, 1, o)
+          return x.user_id, x.shard, x.priority
+        end
+      end
+      local idx, nitems = {}, #v.items
+      math.randomseed(7)
+      for i = 1, 100 do idx[i] = math.random(1, nitems) end
+      local function items(b, o)
+        return function()
+          local its = T:view(b, 1, o).items
+          local t
+          for i = 1, 100 do t = its[idx[i]].title end
+          return t
+        end
+      end
+      job(p, "viewread", reads(T.view))
+      job(p, "viewitems", items(bytes))
+      job(p .. "-compact", "viewread", function()
+        local x = T:view(cbytes, 1, C)
+        return x.user_id, x.shard, x.priority
+      end, #cbytes)
+      job(p .. "-compact", "viewitems", items(cbytes, C), #cbytes)
+    end
     if floor then
       job("floor", "decode", function() floor.decode(bytes) end)
       job("floor", "encode", function() floor.walk(v) end)
@@ -137,14 +180,19 @@ local env = 'LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH_5_4="build/lua5.4/?
   .. 'LUA_CPATH="build/luajit/?.so;;" PETREL_DATA="' .. DATA .. '" '
   .. 'PEER_TARGET_SEC=' .. TARGET .. ' PEER_ROUNDS=1 '
 local pin = "taskset -c 1 "
+local names = {}
+for _, w in ipairs(WORKLOADS) do names[#names + 1] = w[1] end
+env = env .. 'PETREL_WORKLOADS=' .. table.concat(names, ",") .. " "
 local peers = {
   env .. pin .. "lua5.4 bench/codec.lua --rows",
   env .. pin .. "luajit bench/codec.lua --rows",
-  env .. pin .. "build/peers/cpp_codec " .. DATA,
-  env .. pin .. "/usr/bin/python3 bench/peers/py_codec.py --data " .. DATA,
-  env .. pin .. "lua5.4 bench/peers/cjson_codec.lua " .. DATA,
-  env .. pin .. "luajit bench/peers/cjson_codec.lua " .. DATA,
+  env .. pin .. "build/peers/cpp_codec " .. DATA .. " " .. table.concat(names, " "),
 }
+if not VIEW_ONLY then
+  peers[#peers + 1] = env .. pin .. "/usr/bin/python3 bench/peers/py_codec.py --data " .. DATA
+  peers[#peers + 1] = env .. pin .. "lua5.4 bench/peers/cjson_codec.lua " .. DATA
+  peers[#peers + 1] = env .. pin .. "luajit bench/peers/cjson_codec.lua " .. DATA
+end
 
 -- R[peer][workload][op] = { ns = best, bytes =, all = {every round} }
 local R = {}
@@ -284,10 +332,30 @@ for _, n in ipairs({ "mytest", "vectors" }) do
     ratio(cd, get("petrel-5.4-compact-typed-scalar", n, "decode")),
     ratio(get("petrel-5.4-compact-typed", n, "encode"), get("petrel-5.4-compact-typed-scalar", n, "encode"))))
 end
-local bd, mc = get("petrel-5.4", "blob", "decode"), get("memcpy", "blob", "decode")
 print()
-print(string.format("blob: decode / 1 MiB memcpy = %s; encode into a buffer (no copy) = %s",
-  ratio(bd, mc), get("petrel-5.4-buf", "blob", "encode") and fmt_ns(get("petrel-5.4-buf", "blob", "encode").ns) or "n/a"))
+print("### Message views against the targets (decode time / view time; a fresh view each time)")
+print()
+print("| workload | runtime | 3 fields: decode/view (≥10) | 3 fields: C++ decode/view (>1) | 100 items[i].title: decode/view (≥20 on large) | Compact 3 fields: decode/view | Compact items: decode/view |")
+print("|---|---|---:|---:|---:|---:|---:|")
+for _, n in ipairs({ "medium", "large" }) do
+  for _, rt in ipairs({ "5.4", "jit" }) do
+    local p = "petrel-" .. rt
+    local d, dc = get(p, n, "decode"), get(p .. "-compact", n, "decode")
+    print(string.format("| %s | %s | %s | %s | %s | %s | %s |", n, rt,
+      verdict(r(d, get(p, n, "viewread")), ">=", 10),
+      verdict(r(get("cpp", n, "decode"), get(p, n, "viewread")), ">=", 1.0),
+      n == "large" and verdict(r(d, get(p, n, "viewitems")), ">=", 20)
+        or ratio(d, get(p, n, "viewitems")), -- (the target is for large)
+      ratio(dc, get(p .. "-compact", n, "viewread")) ,
+      ratio(dc, get(p .. "-compact", n, "viewitems"))))
+  end
+end
+local bd, mc = get("petrel-5.4", "blob", "decode"), get("memcpy", "blob", "decode")
+if not VIEW_ONLY then
+  print()
+  print(string.format("blob: decode / 1 MiB memcpy = %s; encode into a buffer (no copy) = %s",
+    ratio(bd, mc), get("petrel-5.4-buf", "blob", "encode") and fmt_ns(get("petrel-5.4-buf", "blob", "encode").ns) or "n/a"))
+end
 
 -- spread: how far the rounds of each petrel row lie from its best
 local worst, wname = 0, ""

@@ -16,6 +16,7 @@ struct pt_pool {
   size_t huge_blocks, huge_bytes;
   size_t ext_blocks, ext_bytes;
   size_t buffers;
+  size_t retained_blocks, retained_bytes; /* pins (pt_block_pin) */
   size_t refs;   /* owner + buffers + live blocks */
   int closed;    /* owner has let go */
   pt_node *free_nodes;
@@ -103,6 +104,8 @@ void pt_pool_stats_get(const pt_pool *p, pt_pool_stats *o) {
   o->ext_blocks = p->ext_blocks;
   o->ext_bytes = p->ext_bytes;
   o->buffers = p->buffers;
+  o->retained_blocks = p->retained_blocks;
+  o->retained_bytes = p->retained_bytes;
 }
 
 static int size_class(size_t n) {
@@ -674,4 +677,18 @@ int pt_buf_commit_iov(pt_buf *b, size_t k) {
   b->resv_from = NULL;
   release_consumed(b);
   return 0;
+}
+
+/* ---- pins: blocks kept alive outside buffers (views) ------------------ */
+
+void pt_block_pin(pt_block *b) {
+  b->refs++;
+  b->pool->retained_blocks++;
+  b->pool->retained_bytes += b->cap;
+}
+
+void pt_block_unpin(pt_block *b) {
+  b->pool->retained_blocks--;
+  b->pool->retained_bytes -= b->cap;
+  block_unref(b);
 }

@@ -93,6 +93,8 @@ typedef struct pt_pool_stats {
   size_t huge_blocks, huge_bytes; /* blocks above the largest class */
   size_t ext_blocks, ext_bytes;   /* linked external bytes (no copy) */
   size_t buffers;                 /* buffers attached to the pool */
+  size_t retained_blocks;         /* blocks pinned (pt_block_pin) and */
+  size_t retained_bytes;          /* their capacity */
 } pt_pool_stats;
 
 /* Pools. idle_cap 0 means PT_IDLE_CAP_DEFAULT. */
@@ -107,6 +109,13 @@ void pt_pool_stats_get(const pt_pool *p, pt_pool_stats *out);
  * memory is warm), else malloc'd; release gives it back. NULL on ENOMEM. */
 pt_block *pt_block_get(pt_pool *p, size_t n);
 void pt_block_release(pt_block *b);
+/* A pin is a block reference held outside any buffer (a message view
+ * keeps the bytes it reads alive): it counts the block's capacity in the
+ * pool's retained stats until pt_block_unpin drops it. Whoever rewinds or
+ * reuses a block in place must see refs == 1 first (release_consumed
+ * does), so pinned bytes never change. */
+void pt_block_pin(pt_block *b);
+void pt_block_unpin(pt_block *b);
 
 /* Buffers. A pt_buf lives in caller memory; init attaches it to a pool. */
 void pt_buf_init(pt_buf *b, pt_pool *p);

@@ -3,7 +3,9 @@
  * fuzz/fuzz_decode.lua checks: "binary" (below), "compact" (the same
  * checks with every decode and encode in the Compact protocol) and "diff"
  * (differential: a value decoded from the input in either protocol is
- * encoded in both, and decoding each must give equal values). Embeds Lua 5.4 with petrel.core linked in;
+ * encoded in both, and decoding each must give equal values) and "view"
+ * (message views, fuzz/fuzz_view.lua: random paths read through T:view).
+ * Embeds Lua 5.4 with petrel.core linked in;
  * fuzz/fuzz_decode.lua holds the schemas and the checks. Each input is
  * decoded with every struct type of several schemas: the workload, every
  * scalar and container type, nested containers, maps with struct keys and
@@ -26,6 +28,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "lauxlib.h"
 #include "lua.h"
@@ -81,7 +84,9 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
   luaL_openlibs(L);
   luaL_requiref(L, "petrel.core", luaopen_petrel_core, 0);
   lua_pop(L, 1);
-  if (luaL_loadfile(L, "fuzz/fuzz_decode.lua") != LUA_OK) {
+  const char *script = strcmp(FUZZ_MODE, "view") == 0 ? "fuzz/fuzz_view.lua"
+                                                       : "fuzz/fuzz_decode.lua";
+  if (luaL_loadfile(L, script) != LUA_OK) {
     fprintf(stderr, "fuzz setup: %s\n", lua_tostring(L, -1));
     abort();
   }

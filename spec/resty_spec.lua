@@ -142,6 +142,14 @@ describe("petrel.resty in nginx", function()
         waits[#waits + 1] = out
       end
     end
+    -- and Calc over Apache's accelerated Compact protocol
+    for _, tr in ipairs({ "framed", "buffered" }) do
+      local port = N.free_port(loop)
+      cfg["py_ccalc_" .. tr] = port
+      local _, out = start(string.format("timeout 300 %s tools/pyrpc.py serve --service calc --port %d " ..
+        "--transport %s --protocol accelc --duration 280", PY, port, tr), "py_ccalc_" .. tr)
+      waits[#waits + 1] = out
+    end
     cfg.py_mux = N.free_port(loop)
     local _, mout = start(string.format("timeout 300 %s tools/pyrpc.py serve --service calc --port %d " ..
       "--transport framed --duration 280 --multiplex Calc", PY, cfg.py_mux), "py_mux")
@@ -352,6 +360,9 @@ describe("petrel.resty in nginx", function()
       end
       it("Apache Thrift Python server, " .. tr .. ": Calc", function()
         check_calc(run((calc_chunk:gsub("%.%.%.", "'py_calc_" .. tr .. "'"))), true)
+      end)
+      it("Apache Thrift Python server, Compact, " .. tr .. ": Calc", function()
+        check_calc(run((calc_chunk:gsub("%.%.%.", "'py_ccalc_" .. tr .. "'"))), true)
       end)
       it("Apache Thrift Python server, " .. tr .. ": the workload messages", function()
         check_workload(run((workload_chunk:gsub("%.%.%.", "'py_echo_" .. tr .. "'")), 120000))

@@ -115,6 +115,14 @@ add_server petrel-echo-5.4 'env PETREL_BACKEND=epoll lua5.4 $ROOT/bench/rpc_serv
                            '--thrift-call echo --args-struct $PAYLOAD'
 add_server petrel-echo-jit 'env PETREL_BACKEND=epoll luajit $ROOT/bench/rpc_server.lua thrift $PORT $LIMIT' \
                            '--thrift-call echo --args-struct $PAYLOAD'
+add_server petrel-lazy-5.4  'env PETREL_BACKEND=epoll lua5.4 $ROOT/bench/rpc_server.lua lazy $PORT $LIMIT' \
+                           '--thrift-call echo --args-struct $PAYLOAD'
+add_server petrel-lazy-jit  'env PETREL_BACKEND=epoll luajit $ROOT/bench/rpc_server.lua lazy $PORT $LIMIT' \
+                           '--thrift-call echo --args-struct $PAYLOAD'
+add_server petrel-lazy3-5.4 'env PETREL_BACKEND=epoll lua5.4 $ROOT/bench/rpc_server.lua lazy3 $PORT $LIMIT' \
+                           '--thrift-call echo --args-struct $PAYLOAD'
+add_server petrel-lazy3-jit 'env PETREL_BACKEND=epoll luajit $ROOT/bench/rpc_server.lua lazy3 $PORT $LIMIT' \
+                           '--thrift-call echo --args-struct $PAYLOAD'
 add_server petrel-raw-5.4  'env PETREL_BACKEND=epoll lua5.4 $ROOT/bench/rpc_server.lua raw $PORT $LIMIT' \
                            '--echo-frame $PAYLOAD --wrap'
 add_server petrel-raw-jit  'env PETREL_BACKEND=epoll luajit $ROOT/bench/rpc_server.lua raw $PORT $LIMIT' \

@@ -78,6 +78,9 @@ typedef struct lpt_State {
   size_t ucap, ulen;
   size_t ext_since;       /* LuaJIT: typed-array bytes malloc'd since the
                              last collection it was made to run */
+  const void *view_mt;    /* the message views' metatable (lpt_view.c) */
+  int view_mt_ref;        /* registry ref of it */
+  int msg_mt_ref;         /* registry ref of the messages' metatable */
 #if LPT_LUAJIT
   int i64_ctor, u64_ctor; /* registry refs of ffi.typeof("int64_t") ... */
   int ctid_off;           /* bytes before a cdata payload to its ctype id */

@@ -72,6 +72,7 @@ typedef struct Ctx {
   size_t link_min;    /* strings this long are links (buffer mode) */
   int mode;           /* M_* */
   int strict;         /* refuse table keys that are not fields */
+  const char *prefix; /* a view's path: names the value at depth 0 */
   path_ent path[LPT_MAXDEPTH_LIMIT + 2]; /* last: not cleared per call */
 } Ctx;
 
@@ -126,7 +127,7 @@ static void path_format(Ctx *c, luaL_Buffer *b) {
     path_ent *e = &c->path[i];
     char tmp[64];
     if (e->kind == 0) {
-      if (i == 0) luaL_addstring(b, e->plan->name);
+      if (i == 0) luaL_addstring(b, c->prefix ? c->prefix : e->plan->name);
       if (e->field >= 0) {
         luaL_addchar(b, '.');
         luaL_addstring(b, e->plan->fields[e->field].name);
@@ -493,11 +494,27 @@ static void enc_strict(Ctx *c, const pt_plan *p, int idx, int known) {
   }
 }
 
+/* A message view where a struct or container goes: its bytes are copied
+ * (linked when long and the target is a buffer), never decoded. 1 when
+ * idx held a view of the right type, 0 when it is no view; raises with
+ * the path otherwise. */
+static int enc_view(Ctx *c, int idx, const pt_plan *p, const pt_type *t) {
+  char err[200];
+  size_t lm = c->mode == M_BUFFER ? c->link_min : SIZE_MAX;
+  int r = lpt_view_write(c->L, idx, p, t, &c->wr, c->proto, lm, err,
+                         sizeof err);
+  if (r < 0) enc_error(c, "%s", err);
+  return r;
+}
+
 static void enc_struct(Ctx *c, const pt_plan *p, int idx) {
   lua_State *L = c->L;
-  if (lua_type(L, idx) != LUA_TTABLE)
+  if (lua_type(L, idx) != LUA_TTABLE) {
+    if (lua_type(L, idx) == LUA_TUSERDATA && enc_view(c, idx, p, NULL))
+      return;
     enc_error(c, "table expected for %s, got %s", p->name,
               luaL_typename(L, idx));
+  }
   /* each field's value stays on the stack until the end (one settop) */
   luaL_checkstack(L, p->nfields + 8, "petrel: nesting too deep");
   int top = lua_gettop(L);
@@ -1012,7 +1029,9 @@ static void enc_keyset(Ctx *c, const pt_type *t, int idx) {
 static void enc_list(Ctx *c, const pt_type *t, int idx) {
   lua_State *L = c->L;
   const pt_type *et = t->elem;
-  if (lua_type(L, idx) == LUA_TUSERDATA && enc_array(c, et, idx)) return;
+  if (lua_type(L, idx) == LUA_TUSERDATA &&
+      (enc_array(c, et, idx) || enc_view(c, idx, NULL, t)))
+    return;
   if (lua_type(L, idx) != LUA_TTABLE)
     enc_error(c, "table expected for %s<%s>, got %s", pt_kind_names[t->kind],
               pt_kind_names[et->kind], luaL_typename(L, idx));
@@ -1066,6 +1085,7 @@ static inline void w_str(Ctx *c, const char *s, size_t n) {
 
 static void enc_map(Ctx *c, const pt_type *t, int idx) {
   lua_State *L = c->L;
+  if (lua_type(L, idx) == LUA_TUSERDATA && enc_view(c, idx, NULL, t)) return;
   if (lua_type(L, idx) != LUA_TTABLE)
     enc_error(c, "table expected for map, got %s", luaL_typename(L, idx));
   size_t n = 0;
@@ -1181,7 +1201,7 @@ static inline int presize(Ctx *c, size_t n) {
   return (int)n;
 }
 
-static void push_uuid(lua_State *L, const unsigned char *u) {
+void lpt_push_uuid(lua_State *L, const unsigned char *u) {
   static const char hx[] = "0123456789abcdef";
   char out[36];
   int k = 0;
@@ -1322,7 +1342,7 @@ static int dec_scalar(Ctx *c, const pt_type *t) {
     }
     case PT_K_UUID:
       if (need(c, 16)) return -1;
-      push_uuid(L, p);
+      lpt_push_uuid(L, p);
       c->p += 16;
       return 0;
   }
@@ -1344,7 +1364,7 @@ static int dec_frame(Ctx *c, int kind, const pt_plan *plan) {
 }
 
 /* Deep copy of the value at idx (defaults must not alias the schema's). */
-static void push_copy(lua_State *L, int idx, int depth) {
+void lpt_push_copy(lua_State *L, int idx, int depth) {
   idx = lua_absindex(L, idx);
   if (lua_type(L, idx) != LUA_TTABLE || depth > 64) {
     lua_pushvalue(L, idx);
@@ -1355,7 +1375,7 @@ static void push_copy(lua_State *L, int idx, int depth) {
   lua_pushnil(L);
   while (lua_next(L, idx)) {
     lua_pushvalue(L, -2);
-    push_copy(L, -2, depth + 1);
+    lpt_push_copy(L, -2, depth + 1);
     lua_rawset(L, -5);
     lua_pop(L, 1);
   }
@@ -1510,7 +1530,7 @@ static int dec_struct(Ctx *c, const pt_plan *p) {
       if (f->req == PT_REQ_OPTIONAL) continue;
       lua_rawgeti(L, c->keys, p->key_base + f->index + 1);
       lua_rawgeti(L, c->defaults, p->key_base + f->index + 1);
-      push_copy(L, -1, 0);
+      lpt_push_copy(L, -1, 0);
       lua_remove(L, -2);
       lua_rawset(L, tidx);
     }
@@ -1799,22 +1819,29 @@ static int dec_value(Ctx *c, const pt_type *t) {
 /* ---- Lua API ---------------------------------------------------------- */
 
 /* Pushes the context slots of type at idx and fills c. */
+static void ctx_open_cx(Ctx *c, lua_State *L, int cx, const pt_plan *p);
 static void ctx_open(Ctx *c, lua_State *L, int tidx, const pt_plan *p) {
+  lpt_getuv(L, tidx);
+  ctx_open_cx(c, L, lua_gettop(L), p);
+}
+
+/* The same from the context table at cx (pushes its slots above it). */
+static void ctx_open_cx(Ctx *c, lua_State *L, int cx, const pt_plan *p) {
   memset(c, 0, offsetof(Ctx, path));
   c->L = L;
   c->S = lpt_state(L);
   c->max_depth = LPT_MAXDEPTH_DEFAULT;
-  lpt_getuv(L, tidx);
-  int cx = lua_gettop(L);
+  cx = lua_absindex(L, cx);
+  int at = lua_gettop(L); /* the slots land at at + 1 ... */
   for (int i = CX_KEYS; i <= CX_ARRAY_MT; i++) lua_rawgeti(L, cx, i);
   c->cx = cx;
-  c->keys = cx + CX_KEYS;
-  c->defaults = cx + CX_DEFAULTS;
-  c->enums = cx + CX_ENUMS;
-  c->list_mt = cx + CX_LIST_MT;
-  c->set_mt = cx + CX_SET_MT;
-  c->map_mt = cx + CX_MAP_MT;
-  c->array_mt = cx + CX_ARRAY_MT;
+  c->keys = at + CX_KEYS;
+  c->defaults = at + CX_DEFAULTS;
+  c->enums = at + CX_ENUMS;
+  c->list_mt = at + CX_LIST_MT;
+  c->set_mt = at + CX_SET_MT;
+  c->map_mt = at + CX_MAP_MT;
+  c->array_mt = at + CX_ARRAY_MT;
   c->path[0].kind = 0;
   c->path[0].plan = p;
   c->path[0].field = -1;
@@ -2016,6 +2043,73 @@ static int Lpt_type_decode(lua_State *L) {
   return 2;
 }
 
+/* ---- for message views (lpt_view.c) ----------------------------------- */
+
+int lpt_decode_at(lua_State *L, int cx, const pt_plan *plan, const pt_type *t,
+                  const char *prefix, int depth, const unsigned char *base,
+                  size_t len, size_t off, int proto, int flags, int max_depth,
+                  int opts, char *err, size_t errlen) {
+  int top = lua_gettop(L);
+  if (opts) opts = lua_absindex(L, opts);
+  Ctx c;
+  ctx_open_cx(&c, L, cx, plan);
+  c.enum_names = flags & 1;
+  c.i64str = (flags >> 1) & 1;
+  c.typed = (flags >> 2) & 1;
+  c.keep_unknown = (flags >> 3) & 1;
+  c.max_depth = max_depth;
+  if (opts) read_opts(&c, L, opts);
+  set_proto(&c, proto);
+  c.max_depth -= depth;
+  if (c.max_depth < 1) c.max_depth = 1;
+  c.prefix = prefix;
+  c.S->ulen = 0;
+  c.base = base;
+  c.p = base + off;
+  c.end = base + len;
+  c.presize = (len - off) + 256;
+  int r = (!t || t->kind == PT_K_STRUCT) ? dec_struct(&c, t ? t->plan : plan)
+                                        : dec_value(&c, t);
+  if (r) {
+    snprintf(err, errlen, "%s", c.err);
+    lua_settop(L, top);
+    return -1;
+  }
+  lua_replace(L, top + 1);
+  lua_settop(L, top + 1);
+  return 0;
+}
+
+void lpt_encode_field(lua_State *L, int cx, const pt_plan *p, int slot,
+                      int vidx, pt_wr *wr, int proto, int *last) {
+  vidx = lua_absindex(L, vidx);
+  int top = lua_gettop(L);
+  Ctx c;
+  ctx_open_cx(&c, L, cx, p);
+  set_proto(&c, proto);
+  c.mode = M_STRING;
+  c.link_min = SIZE_MAX;
+  c.wr = *wr;
+  const pt_field *f = &p->fields[slot];
+  const pt_type *ft = f->type;
+  c.path[0].field = slot;
+  w_need(&c, PT_MAX_FIELD);
+  if (!c.cpt) {
+    c.wr.w = pt_bin_wr_field(c.wr.w, ft->ttype, f->id);
+    enc_value(&c, ft, vidx);
+  } else if (ft->kind == PT_K_BOOL) { /* the value goes in the header */
+    if (lua_type(L, vidx) != LUA_TBOOLEAN)
+      enc_error(&c, "boolean expected, got %s", luaL_typename(L, vidx));
+    c.wr.w = pt_cpt_wr_field(c.wr.w, PT_T_BOOL, f->id, last,
+                             lua_toboolean(L, vidx));
+  } else {
+    c.wr.w = pt_cpt_wr_field(c.wr.w, ft->ttype, f->id, last, 0);
+    enc_value(&c, ft, vidx);
+  }
+  *wr = c.wr;
+  lua_settop(L, top);
+}
+
 static const luaL_Reg walker_methods[] = {
     {"encode", Lpt_type_encode},
     {"decode", Lpt_type_decode},
@@ -2029,6 +2123,7 @@ void lpt_open_codec(lua_State *L) {
   lpt_open_schema(L);
   lpt_open_array(L);
   lpt_open_wire(L);
+  lpt_open_view(L);
   luaL_getmetatable(L, LPT_TYPE_MT);
   lua_getfield(L, -1, "__index");
   lpt_setfuncs(L, -1, mod, walker_methods);

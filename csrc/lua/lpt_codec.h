@@ -61,6 +61,48 @@ lpt_Array *lpt_array_alloc(lua_State *L, int kind, size_t n, int mt);
 /* The array kind holding values of type kind k (PT_K_*), -1 if none. */
 int lpt_ar_kind_of(int k);
 
+/* ---- the walkers, for message views (lpt_codec.c) --------------------- */
+
+void lpt_push_uuid(lua_State *L, const unsigned char *u); /* 36-char text */
+void lpt_push_copy(lua_State *L, int idx, int depth); /* deep copy */
+/* Decode one value as T:decode would, from the context table at cx: a
+ * struct (plan, t NULL or a struct type) or a container (t) at off in
+ * [base, base + len), in protocol proto, nesting depth levels below a
+ * message's root. Options: flags (1 enum_names, 2 int64_as_string, 4
+ * typed, 8 unknown) and max_depth, then the decode options of the table
+ * at opts (0: none; its protocol is overridden). prefix names the value in
+ * messages. Pushes it and returns 0, or returns -1 with "path: problem at
+ * offset N" in err (offsets from base). */
+int lpt_decode_at(lua_State *L, int cx, const pt_plan *plan, const pt_type *t,
+                  const char *prefix, int depth, const unsigned char *base,
+                  size_t len, size_t off, int proto, int flags, int max_depth,
+                  int opts, char *err, size_t errlen);
+/* Write field `slot` of plan p (header, then the Lua value at vidx) in
+ * protocol proto with wr (*last: Compact's previous field id). Raises
+ * "Plan.field: problem" on a value that does not fit the field. */
+void lpt_encode_field(lua_State *L, int cx, const pt_plan *p, int slot,
+                      int vidx, pt_wr *wr, int proto, int *last);
+
+/* ---- message views (lpt_view.c) ----------------------------------------- */
+
+#define LPT_VIEW_MT "petrel.view"
+#define LPT_VSRC_MT "petrel.message"
+#define CX_VIEW 8 /* the context table's slot for the views' name index */
+
+/* If the value at idx is a message view: write its bytes as a value of
+ * struct plan p (t NULL) or of container type t in protocol proto with wr
+ * (copied, or linked when at least link_min long; transcoded when the
+ * view is in the other protocol) and return 1; 0 when it is no view; -1
+ * with a message in err when it cannot be (expired, another type,
+ * malformed bytes). */
+int lpt_view_write(lua_State *L, int idx, const pt_plan *p, const pt_type *t,
+                   pt_wr *wr, int proto, size_t link_min, char *err,
+                   size_t errlen);
+/* The bytes of a message source at idx (T:decode takes them), or NULL
+ * when idx is no message source. */
+const unsigned char *lpt_vsrc_bytes(lua_State *L, int idx, size_t *len);
+void lpt_open_view(lua_State *L);
+
 /* ---- opening ---------------------------------------------------------- */
 
 /* each: stack = module, state, buffer metatable (lpt_open_* contract) */

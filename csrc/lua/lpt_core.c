@@ -178,7 +178,7 @@ static int Lpt_pool_stats(lua_State *L) {
                                         : lpt_checkpool(L, 1);
   pt_pool_stats st;
   pt_pool_stats_get(pool, &st);
-  lua_createtable(L, 0, 14);
+  lua_createtable(L, 0, 16);
   lua_createtable(L, PT_NCLASS, 0);
   size_t in_use = 0, idle = 0;
   for (int i = 0; i < PT_NCLASS; i++) {
@@ -205,6 +205,8 @@ static int Lpt_pool_stats(lua_State *L) {
   set_num(L, "nocopy_blocks", (double)st.ext_blocks);
   set_num(L, "nocopy_bytes", (double)st.ext_bytes);
   set_num(L, "buffers", (double)st.buffers);
+  set_num(L, "retained_blocks", (double)st.retained_blocks);
+  set_num(L, "retained_bytes", (double)st.retained_bytes);
   if (pool == lpt_state(L)->pool)
     set_num(L, "anchored", (double)lpt_state(L)->anchored);
   return 1;

@@ -15,6 +15,8 @@
 const unsigned char *lpt_input_bytes(lua_State *L, int idx, size_t *len) {
   if (lua_type(L, idx) == LUA_TSTRING)
     return (const unsigned char *)lua_tolstring(L, idx, len);
+  const unsigned char *m = lpt_vsrc_bytes(L, idx, len); /* a message */
+  if (m) return m;
   pt_buf *b = lpt_checkbuf(L, idx);
   *len = pt_buf_len(b);
   const char *p = pt_buf_peek(b, *len);

@@ -325,8 +325,24 @@ function Client:_encode(fn, name, ...)
   return msg, seqid
 end
 
+-- A lazy client's result struct: a view of the reply (its string), the
+-- success value or exception read from it (a view when a struct or a
+-- container); bad bytes in what it reads -> nil, err.
+local function view_result(fn, msg, pos, dopts)
+  local res, err = fn.result:view(msg, pos, dopts)
+  if not res then return nil, err end
+  local ok, e = pcall(function()
+    local out = {}
+    out.success = res.success
+    for _, t in ipairs(fn.throws) do out[t.name] = res[t.name] end
+    res = out
+  end)
+  if not ok then return nil, tostring(e) end
+  return res
+end
+
 -- The result of a reply: value | nil, err.
-local function decode_reply(fn, name, msg, mtype, pos, proto)
+local function decode_reply(fn, name, msg, mtype, pos, proto, lazy)
   local dopts = rpc.DEC[proto]
   if mtype == EXCEPTION then
     local ex = TAppEx:decode(msg, pos, dopts)
@@ -336,7 +352,12 @@ local function decode_reply(fn, name, msg, mtype, pos, proto)
   if mtype ~= REPLY then
     return nil, app_error(rpc.INVALID_MESSAGE_TYPE, "unexpected message type " .. tostring(mtype))
   end
-  local res, derr = fn.result:decode(msg, pos, dopts)
+  local res, derr
+  if lazy then
+    res, derr = view_result(fn, msg, pos, dopts)
+  else
+    res, derr = fn.result:decode(msg, pos, dopts)
+  end
   if not res then return nil, app_error(rpc.PROTOCOL_ERROR, derr) end
   if res.success ~= nil then return res.success end
   for _, t in ipairs(fn.throws) do
@@ -440,7 +461,7 @@ function Client:_send(fn, name, seqid, msg, deadline)
     return nil, e
   end
   if not self.multiplex then self:_release(conn) end
-  return decode_reply(fn, name, m, mtype, pos, proto)
+  return decode_reply(fn, name, m, mtype, pos, proto, self.lazy)
 end
 
 -- One RPC: value | nil, err.
@@ -563,7 +584,7 @@ local CLIENT_OPTIONS = {
   connect_timeout = options.ms, pool_size = options.int(0), keepalive_timeout = options.ms,
   multiplex = options.bool, max_frame = options.int(1), max_conns = options.int(1),
   backlog = options.int(0), nodelay = options.bool, keepalive = options.bool,
-  sndbuf = options.int(1), rcvbuf = options.int(1),
+  sndbuf = options.int(1), rcvbuf = options.int(1), lazy = options.bool,
 }
 M.CLIENT_OPTIONS = CLIENT_OPTIONS
 local MUTABLE = {
@@ -580,8 +601,10 @@ local MUTABLE = {
 --   0: never; default 60000), max_conns = n open connections at most
 --   (default: no cap), backlog = n callers queued for one (default: no
 --   cap), multiplex = bool, max_frame = bytes, nodelay, keepalive, sndbuf,
---   rcvbuf } -> client. Options are checked here: unknown keys and bad
--- values raise.
+--   rcvbuf, lazy = bool (results of struct or container types come as
+--   message views of the reply, T:view: read without decoding; they keep
+--   the reply's bytes alive and never expire) } -> client. Options are
+-- checked here: unknown keys and bad values raise.
 function M.client(opts)
   if type(opts) == "table" and (opts.resolve ~= nil or opts.instances ~= nil) then
     return require("petrel.cluster").client(opts) -- many instances (a tail call)
@@ -608,6 +631,7 @@ function M.client(opts)
     pool_size = opts.pool_size or 8,
     keepalive = opts.keepalive_timeout or 60000,
     multiplex = opts.multiplex or false,
+    lazy = opts.lazy or false,
     max_frame = opts.max_frame or rpc.DEFAULT_MAX_FRAME,
     max_conns = opts.max_conns,
     backlog = opts.backlog,

@@ -5,7 +5,8 @@
 --   Lua-like text of any value. Decoded containers show the kind the
 --   decoder marked them with: list{...}, set{...}, map{[k] = v, ...};
 --   structs (and other tables) as {name = value, ...} with sorted keys;
---   typed arrays as array("i64", {...}); int64 cdata on LuaJIT as
+--   typed arrays as array("i64", {...}); message views (T:view) as
+--   view(Type){...}, read lazily through the view; int64 cdata on LuaJIT as
 --   tostring gives it (123LL, 123ULL); strings quoted and escaped (bytes
 --   outside printable ASCII as \xNN; valid UTF-8 kept unless
 --   opts.utf8 == false). A table that fits in opts.width stays on one line.
@@ -181,6 +182,43 @@ local function array_text(a, level, col, o)
   return head .. join("{", parts, "})", level, col + #head, o, true)
 end
 
+-- A message view (petrel.view): read through the view, lazily (only the
+-- entries shown are read); the outermost one says it is a view and of
+-- what type: view(Request){user_id = 1, ...}. Struct fields come in id
+-- order, map entries in wire order.
+local VIEW = core.view_methods
+local INSIDE = { view = true } -- views within a view: no "view(...)" again
+local function view_text(v, level, col, o, outer)
+  local ty = VIEW.type(v)
+  local head = outer and ("view(" .. ty .. ")") or ""
+  if VIEW.expired(v) then return "view(" .. ty .. ")<expired>" end
+  local kind = ty:match("^(%a+)<") or "struct"
+  if kind ~= "struct" and not outer then head = kind end
+  local ok, err = pcall(function()
+    local n = kind == "struct" and 0 or #v
+    if level >= o.depth and (kind == "struct" or n > 0) then
+      head = head .. (kind == "struct" and "{ ... }" or fmt("{ ...%d items }", n))
+      return
+    end
+    local parts, shown = {}, 0
+    local inner = (level + 1) * o.indent
+    for k, x in VIEW.pairs(v) do
+      if shown == o.items then break end
+      shown = shown + 1
+      if kind == "list" or kind == "set" then
+        parts[shown] = render(x, level + 1, inner, o, INSIDE)
+      else
+        local kt = key_text(k, o) .. " = "
+        parts[shown] = kt .. render(x, level + 1, inner + #kt, o, INSIDE)
+      end
+    end
+    if kind ~= "struct" and n > shown then parts[#parts + 1] = fmt("... %d more", n - shown) end
+    head = join(head .. "{", parts, "}", level, col, o, kind == "list" or kind == "set")
+  end)
+  if not ok then return head .. "<error: " .. tostring(err) .. ">" end
+  return head
+end
+
 local function table_text(v, level, col, o, seen)
   local mt = getmetatable(v)
   local kind = (mt == LIST and "list") or (mt == SET and "set") or (mt == MAP and "map") or ""
@@ -228,6 +266,9 @@ function render(v, level, col, o, seen)
   local t = type(v)
   if t == "table" then return table_text(v, level, col, o, seen) end
   if t == "userdata" and getmetatable(v) == ARRAY_MT then return array_text(v, level, col, o) end
+  if t == "userdata" and getmetatable(v) == "petrel.view" then
+    return view_text(v, level, col, o, seen.view == nil)
+  end
   return scalar(v, o)
 end
 

@@ -46,6 +46,11 @@ local dump = require "petrel.dump"
 petrel.dump = dump.dump
 petrel.hex = dump.hex
 
+-- Message views (T:view): their methods, also reachable as functions
+-- (petrel.view.decode(v) when the struct has a field named decode).
+petrel.view = core.view_methods
+petrel.view.tostring = function(v, opts) return dump.dump(v, opts) end
+
 local function rpc() return require "petrel.rpc" end
 local function loopmod() return require "petrel.loop" end
 

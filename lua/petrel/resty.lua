@@ -57,6 +57,14 @@ M.protocols = {
     decode = function(T, s, pos) return T:decode(s, pos) end,
     scanner = core.scanner,
   },
+  compact = {
+    encode = function(T, v, buf, name, mtype, seqid, framed)
+      return T:encode_message(v, buf, name, mtype, seqid, framed, "compact")
+    end,
+    header = core.msg_header, -- reads either envelope
+    decode = function(T, s, pos) return T:decode(s, pos, rpc.DEC.compact) end,
+    scanner = core.scanner, -- finds the end of either protocol's message
+  },
 }
 
 -- ---- transports --------------------------------------------------------------
@@ -313,7 +321,7 @@ local function method(cl, k)
 end
 
 -- resty.client{ service = ns.Svc, host = "127.0.0.1", port = n | unix = "/path",
---   transport = "framed" | "buffered", protocol = "binary",
+--   transport = "framed" | "buffered", protocol = "binary" | "compact",
 --   timeout = ms (send and read, default 5000), connect_timeout = ms (3000),
 --   send_timeout = ms, read_timeout = ms,
 --   pool = name, pool_size = n (idle connections kept, default 30),

@@ -154,7 +154,10 @@ M.PROTOCOLS = { binary = true, compact = true }
 -- bytes by core.detect, which waits until they tell: framed or not, Binary
 -- or Compact; an HTTP or TLS peer is named as such). Returns a function
 -- next() -> msg | nil (need more) | false, err, and mode() -> the mode.
-local function new_reader(loop, id, mode, max_frame)
+-- With take (lazy servers: take(inb, n) -> a message holding the next n
+-- bytes, consumed from inb without a copy where they lie in one block),
+-- next() yields messages (core.message) instead of strings.
+local function new_reader(loop, id, mode, max_frame, take)
   local inb = loop.c:input(id)
   local scan
   return function()
@@ -168,6 +171,16 @@ local function new_reader(loop, id, mode, max_frame)
       mode = tr
     end
     if mode == "framed" then
+      if take then
+        if #inb < 4 then return nil end
+        local len = inb:peek_u32()
+        if len == 0 or len > max_frame then
+          return false, ("frame of %d bytes (limit %d)"):format(len, max_frame)
+        end
+        if #inb - 4 < len then return nil end
+        inb:skip(4)
+        return take(inb, len)
+      end
       return inb:read_frame(max_frame)
     end
     -- buffered (unframed): an incremental scanner finds where the message
@@ -176,6 +189,7 @@ local function new_reader(loop, id, mode, max_frame)
     local n, err = scan:feed(inb)
     if n == nil then return nil end
     if n == false then return false, err end
+    if take then return take(inb, n) end
     return inb:read(n)
   end, function() return mode end
 end
@@ -196,6 +210,16 @@ local SERVER_OPTIONS = {
   write_timeout = options.ms, backlog = options.int(0), reuseport = options.bool,
   keepalive = options.bool, nodelay = options.bool, sndbuf = options.int(1),
   rcvbuf = options.int(1), logger = options.func_or_false, debug = options.bool,
+  lazy = function(v)
+    if type(v) == "boolean" then return true end
+    if type(v) ~= "table" then return "true, false or a table of method names" end
+    for k, x in pairs(v) do
+      if type(k) ~= "string" or type(x) ~= "boolean" then
+        return "true, false or a table { method = true | false }"
+      end
+    end
+    return true
+  end,
   -- service registry (petrel.etcd): see Server:_register
   registry = options.registry, service_name = options.string, weight = options.int(1),
   tags = options.table, advertise = options.string, deregister_wait = options.ms,
@@ -237,7 +261,11 @@ M._check_handler = check_handler
 --   (a peer whose unread replies stay over out_cap this long is dropped;
 --   default 10000), backlog = n, reuseport = bool, keepalive, nodelay,
 --   sndbuf, rcvbuf, logger = function(line, info) | false (handler errors;
---   default: a line on stderr), debug = bool (peers get file:line too) }
+--   default: a line on stderr), debug = bool (peers get file:line too),
+--   lazy = true | { method = true, ... } (those handlers get message views,
+--   T:view, instead of decoded tables: nothing is decoded until read; the
+--   views expire when the handler returns unless v:retain() was called;
+--   a view returned, or placed in the result, is sent as its bytes) }
 -- Options are checked here: unknown keys and bad values raise.
 function M.server(opts, level)
   level = (level or 1) + 1
@@ -267,7 +295,19 @@ function M.server(opts, level)
     debug = opts.debug or false,
     missing = missing, -- functions without a handler (calls get UNKNOWN_METHOD)
     unix = opts.unix,
+    lazy = opts.lazy,   -- true | { method = bool } | nil
+    msgs = {},          -- lazy servers: recycled messages
   }, Server)
+  if opts.lazy then
+    local svc = opts.service
+    if type(opts.lazy) == "table" then
+      for k in pairs(opts.lazy) do
+        if not svc.functions[k] then
+          error(("petrel.server: lazy names '%s', not a function of service %s"):format(k, svc.name), level)
+        end
+      end
+    end
+  end
   if #missing > 0 then
     self:_log(string.format("%s: no handler for %s (calls to them get UNKNOWN_METHOD)",
       self.service.name, table.concat(missing, ", ")), { kind = "missing", missing = missing })
@@ -348,7 +388,16 @@ function Server:on_accept(id)
   local peer = self.loop.c:info(id)
   if not peer or peer == "unix:" then peer = self.unix and ("unix:" .. self.unix) or "?" end
   local conn = { id = id, server = self, busy = 0, peer = peer }
-  conn.next, conn.mode = new_reader(self.loop, id, self.transport, self.max_frame)
+  local take
+  if self.lazy then
+    local msgs = self.msgs
+    take = function(inb, n)
+      local m = msgs[#msgs]
+      if m then msgs[#msgs] = nil else m = core.message() end
+      return m:take(inb, n)
+    end
+  end
+  conn.next, conn.mode = new_reader(self.loop, id, self.transport, self.max_frame, take)
   self.conns[id] = conn
   self.nconns = self.nconns + 1
   self.counters.connections = self.counters.connections + 1
@@ -430,8 +479,22 @@ end
 local function is_err(v) return type(v) == "table" and getmetatable(v) == ErrMT end
 
 -- A call's coroutine: run the handler, reply (or not, for oneway).
+local run_reply
 local function run_call(self, conn, job)
   local ok, res, res2 = pcall(job.h, unpack(job, 1, job.n))
+  local m = job.msg
+  if not m then return run_reply(self, conn, job, ok, res, res2) end
+  -- lazy: the reply is written (views in it linked or copied) before the
+  -- call's message expires; a retained message is left to its views
+  job.msg = nil
+  run_reply(self, conn, job, ok, res, res2)
+  if m:expire() then
+    local msgs = self.msgs
+    if #msgs < 64 then msgs[#msgs + 1] = m end
+  end
+end
+
+function run_reply(self, conn, job, ok, res, res2)
   local fn, name, mtype, seqid, proto = job.fn, job.name, job.mtype, job.seqid, job.proto
   for i = 1, job.n do job[i] = nil end
   job.h, job.fn, job.name, job.proto = nil, nil, nil, nil
@@ -494,13 +557,120 @@ local function run_call(self, conn, job)
   self:_maybe_finish()
 end
 
+-- A pooled job carries a call to its coroutine: the arguments in
+-- declaration order, then what the reply needs (no closure per call).
+-- args: a table, or a view (lazy: its reads may raise -> nil, err).
+local function fill_args(job, args, names, n)
+  for i = 1, n do job[i] = args[names[i]] end
+end
+local function take_job(self, fn, args, lazy)
+  local names = argnames(fn)
+  local nargs = #names
+  local pool = self.jobs
+  local job = pool[#pool]
+  if job then pool[#pool] = nil else job = {} end
+  if lazy then
+    local ok, e = pcall(fill_args, job, args, names, nargs)
+    if not ok then
+      for i = 1, nargs do job[i] = nil end
+      pool[#pool + 1] = job
+      return nil, e
+    end
+  else
+    fill_args(job, args, names, nargs)
+  end
+  job.n = nargs
+  return job
+end
+local function start_job(self, conn, job, h, fn, name, mtype, seqid, proto)
+  job.h, job.fn, job.name, job.mtype, job.seqid = h, fn, name, mtype, seqid
+  job.proto = proto -- the reply answers in the call's protocol
+  conn.busy = conn.busy + 1
+  self.inflight = self.inflight + 1
+  self.loop:spawn(run_call, self, conn, job)
+end
+
+-- A lazy server's message m done with before a handler got it.
+local view_decode = core.view_methods.decode
+local function drop_msg(self, m)
+  if m:expire() and #self.msgs < 64 then self.msgs[#self.msgs + 1] = m end
+end
+
 function Server:_call(conn, msg)
-  local name, mtype, seqid, pos, proto = parse_header(msg, 1, self.max_frame)
+  local name, mtype, seqid, pos, proto
+  local lazy = type(msg) ~= "string"
+  if lazy then
+    name, mtype, seqid, pos, proto = msg:header(self.max_frame)
+  else
+    name, mtype, seqid, pos, proto = parse_header(msg, 1, self.max_frame)
+  end
+  if lazy then
+    -- every return below but the handler's spawn ends with the message
+    local m = msg
+    local fn = name and self.service.functions[name]
+    local per = self.lazy
+    if name and fn and (per == true or per[name]) and (mtype == CALL or mtype == ONEWAY) then
+      return self:_call_lazy(conn, m, name, mtype, seqid, pos, proto, fn)
+    end
+    -- not lazy for this method: decoded from the message as usual
+    local args, err
+    if name and fn and (mtype == CALL or mtype == ONEWAY) then
+      local v
+      v, err = fn.args:view(m, pos, DEC[proto])
+      if v then args, err = view_decode(v) end
+      if not args then args = false end
+    end
+    local r = self:_call_decoded(conn, name, mtype, seqid, proto, fn, args, err)
+    drop_msg(self, m)
+    return r
+  end
+  local fn = name and self.service.functions[name]
+  local args, err
+  if name and fn and (mtype == CALL or mtype == ONEWAY) then
+    args, err = fn.args:decode(msg, pos, DEC[proto])
+    if not args then args = false end
+  end
+  return self:_call_decoded(conn, name, mtype, seqid, proto, fn, args, err)
+end
+
+-- A lazy call: the arguments as views of the message, which expires when
+-- the handler is done (run_call).
+function Server:_call_lazy(conn, m, name, mtype, seqid, pos, proto, fn)
+  self.counters.calls = self.counters.calls + 1
+  local h = self.handler[name]
+  local args, err
+  if h then args, err = fn.args:view(m, pos, DEC[proto]) end
+  if not h or not args then
+    self.counters.errors = self.counters.errors + 1
+    drop_msg(self, m)
+    if mtype == ONEWAY then return end
+    if not h then
+      return send_reply(self, conn, name, EXCEPTION, seqid, TAppEx,
+        { message = "no handler for '" .. name .. "'", type = M.UNKNOWN_METHOD }, proto)
+    end
+    return send_reply(self, conn, name, EXCEPTION, seqid, TAppEx,
+      { message = "cannot decode arguments: " .. tostring(err), type = M.PROTOCOL_ERROR }, proto)
+  end
+  -- an argument that cannot be read (bad bytes) is a protocol error
+  local job, e = take_job(self, fn, args, true)
+  if not job then
+    self.counters.errors = self.counters.errors + 1
+    drop_msg(self, m)
+    if mtype == ONEWAY then return end
+    return send_reply(self, conn, name, EXCEPTION, seqid, TAppEx,
+      { message = "cannot decode arguments: " .. tostring(e), type = M.PROTOCOL_ERROR }, proto)
+  end
+  job.msg = m
+  start_job(self, conn, job, h, fn, name, mtype, seqid, proto)
+end
+
+-- A call with its arguments decoded (args false: they did not decode, err
+-- says why; name nil: the envelope is bad).
+function Server:_call_decoded(conn, name, mtype, seqid, proto, fn, args, err)
   if not name then
     self.counters.errors = self.counters.errors + 1
     return self:_drop(conn)
   end
-  local fn = self.service.functions[name]
   self.counters.calls = self.counters.calls + 1
   if mtype ~= CALL and mtype ~= ONEWAY then
     self.counters.errors = self.counters.errors + 1
@@ -513,7 +683,6 @@ function Server:_call(conn, msg)
     return send_reply(self, conn, name, EXCEPTION, seqid, TAppEx,
       { message = "Invalid method name: '" .. name .. "'", type = M.UNKNOWN_METHOD }, proto)
   end
-  local args, err = fn.args:decode(msg, pos, DEC[proto])
   if not args then
     self.counters.errors = self.counters.errors + 1
     if mtype == ONEWAY then return end
@@ -527,19 +696,7 @@ function Server:_call(conn, msg)
     return send_reply(self, conn, name, EXCEPTION, seqid, TAppEx,
       { message = "no handler for '" .. name .. "'", type = M.UNKNOWN_METHOD }, proto)
   end
-  -- a pooled job carries the call to its coroutine: arguments in
-  -- declaration order, then what the reply needs (no closure per call)
-  local names = argnames(fn)
-  local nargs = #names
-  local pool = self.jobs
-  local job = pool[#pool]
-  if job then pool[#pool] = nil else job = {} end
-  for i = 1, nargs do job[i] = args[names[i]] end
-  job.n, job.h, job.fn, job.name, job.mtype, job.seqid = nargs, h, fn, name, mtype, seqid
-  job.proto = proto -- the reply answers in the call's protocol
-  conn.busy = conn.busy + 1
-  self.inflight = self.inflight + 1
-  self.loop:spawn(run_call, self, conn, job)
+  start_job(self, conn, take_job(self, fn, args), h, fn, name, mtype, seqid, proto)
 end
 
 function Server:on_data(id, n)

@@ -38,6 +38,8 @@ function app.init_worker()
         protocol = pname }
     end
     C["py_calc_" .. tr] = resty.client { service = CALC, port = cfg["py_calc_" .. tr], transport = tr }
+    C["py_ccalc_" .. tr] = resty.client { service = CALC, port = cfg["py_ccalc_" .. tr], transport = tr,
+      protocol = "compact" }
     C["py_echo_" .. tr] = resty.client { service = W, port = cfg["py_echo_" .. tr], transport = tr,
       read_timeout = 30000 }
   end
