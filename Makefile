@@ -70,7 +70,7 @@ CTESTS   = $(patsubst spec/c/%.c,$(BUILD)/ctest/%,$(wildcard spec/c/test_*.c))
 MOD54 = $(BUILD)/lua5.4/petrel/core.so
 MODJIT = $(BUILD)/luajit/petrel/core.so
 
-.PHONY: all test test-run demo demo-run asan asan-run valgrind bench bench-buffer deps ctest rock-test clean fuzz bench-codec bench-view bench-idl bench-rpc bench-rpc-view bench-uring bench-zerocopy check-data mutate print-sources bench-openresty rock FORCE bench-cluster bench-memory bench-rpc-wires bench-udp
+.PHONY: all test test-run demo demo-run asan asan-run valgrind bench bench-buffer deps ctest rock-test clean fuzz bench-codec bench-view bench-idl bench-rpc bench-rpc-view bench-uring bench-zerocopy check-data mutate print-sources bench-openresty rock FORCE bench-cluster bench-memory bench-rpc-wires bench-udp bench-cli
 
 TOOLS = $(BUILD)/tools/no_uring
 
@@ -311,6 +311,12 @@ bench-idl: all
 bench-rpc: all
 	@bench/peers/build_rpc.sh >/dev/null
 	@bench/peers/rpc_peers.sh
+
+# petrel bench (the core's load generator) beside bench/loadgen.c on the C
+# floor server, same run: server on core 0, generators on core 1.
+bench-cli: all
+	@bench/peers/build_rpc.sh >/dev/null || true
+	@PETREL_BUILD=$(BUILD) lua5.4 bench/cli.lua
 
 # the lazy (message view) rows of bench-rpc beside the table-decoding echo
 # and the C epoll floor, at 100 connections

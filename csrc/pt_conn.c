@@ -162,7 +162,7 @@ pt_conn *pt__conn_new(pt_loop *l, int fd, int kind, int family) {
     l->st.listeners_open++;
   else if (kind == PT_KIND_DGRAM)
     l->st.udp_open++;
-  else
+  else if (kind == PT_KIND_STREAM)
     l->st.conns_open++;
   return c;
 }
@@ -198,6 +198,9 @@ static uint32_t want_of(const pt_conn *c) {
   uint32_t f = c->flags, w = 0;
   if (c->kind == PT_KIND_LISTENER)
     return (f & PT_CF_LISTEN_OFF) ? 0 : PT_W_ACCEPT;
+  if (c->kind == PT_KIND_WATCH) /* readiness only (pt_watch.c) */
+    return (c->watch & PT_WATCH_IN ? PT_W_IN : 0) |
+           (c->watch & PT_WATCH_OUT ? PT_W_OUT : 0);
   if (f & PT_CF_CONNECTING) return PT_W_OUT;
   if (c->spj_in) {
     /* a splice source is read by its job, not into c->in */
@@ -708,7 +711,7 @@ void pt__close(pt_conn *c, int err, int notify) {
     l->st.listeners_open--;
   } else if (c->kind == PT_KIND_DGRAM) {
     l->st.udp_open--;
-  } else {
+  } else if (c->kind == PT_KIND_STREAM) {
     l->st.conns_open--;
     l->st.closed++;
   }

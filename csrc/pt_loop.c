@@ -123,6 +123,10 @@ int pt_loop_cancel(pt_loop *l, uint64_t id) {
  * splice source, output the loop writes itself (file jobs), a splice
  * target. */
 static void on_ready(pt_conn *c, uint32_t m) {
+  if (c->kind == PT_KIND_WATCH) { /* the user's fd: tell the user */
+    pt__push(c->loop, PT_EV_READY, 0, c->id, m, c);
+    return;
+  }
   if (c->flags & PT_CF_CONNECTING) {
     pt__sock_connect_ready(c, m);
     return;

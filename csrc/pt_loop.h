@@ -12,6 +12,7 @@
  *   pt_dns.c       host names resolved on a thread, with a TTL cache
  *   pt_zc.c        zero-copy jobs: pt_conn_sendfile, pt_conn_splice
  *   pt_udp.c       datagram sockets: pt_udp_open, _recv, _send, _stats
+ *   pt_watch.c     readiness of any fd (pt_loop_watch)
  *   pt_timer.c     the timer heap (pt_loop_timer, pt_loop_cancel in pt_loop.c)
  *   be/pt_epoll.c  the epoll back end; be/pt_uring.c the io_uring one,
  *                  both behind the private interface of pt_be.h
@@ -57,6 +58,9 @@
  *              arg = bytes moved, err = 0 (len moved, or EOF of the source)
  *              or errno (a side failed or closed). ev.conn is NULL: the
  *              completion is delivered even if the user closed a side.
+ *   READY      id = a watch (pt_loop_watch: any fd, stdin of a REPL), arg =
+ *              PT_WATCH_* bits: the fd is ready; again each round while it
+ *              stays ready.
  *
  * Lifetime: a closed conn stays addressable (pt_loop_conn returns it, its
  * input stays readable, ev.conn stays valid) until the start of a later
@@ -102,6 +106,7 @@
 #include "pt_sock.h"
 #include "pt_zc.h"
 #include "pt_udp.h"
+#include "pt_watch.h"
 
 /* Loops. pool NULL: the loop makes its own. The loop keeps the pool alive
  * while it or any of its buffers lives. opts may be NULL. */

@@ -24,7 +24,8 @@ typedef struct pt_conn pt_conn;
   X(TIMER, 6, "timer")              \
   X(WAKE, 7, "wake")                \
   X(SPLICED, 8, "spliced")          \
-  X(DGRAM, 9, "datagram")
+  X(DGRAM, 9, "datagram")          \
+  X(READY, 10, "ready")
 
 enum pt_event_type {
 #define PT_X(n, v, s) PT_EV_##n = v,
@@ -43,7 +44,14 @@ typedef struct pt_event {
                   SPLICED */
 } pt_event;
 
-enum { PT_KIND_LISTENER = 1, PT_KIND_STREAM = 2, PT_KIND_DGRAM = 3 };
+enum { PT_KIND_LISTENER = 1, PT_KIND_STREAM = 2, PT_KIND_DGRAM = 3, PT_KIND_WATCH = 4 };
+
+/* pt_loop_watch: what to watch, and the READY completion's arg (the same
+ * bits as the back ends' readiness, pt_be.h) */
+#define PT_WATCH_IN 1u
+#define PT_WATCH_OUT 2u
+#define PT_WATCH_ERR 4u
+#define PT_WATCH_HUP 8u
 
 /* conn->flags */
 #define PT_CF_CONNECTING 0x001u /* async connect in progress */
@@ -100,6 +108,7 @@ struct pt_conn {
   int dq;
   size_t held;            /* bytes counted in the loop's budget */
   struct pt_dgstate *dg;  /* datagram sockets: their state (pt_udp.c) */
+  uint32_t watch;         /* PT_KIND_WATCH: PT_WATCH_IN / _OUT wanted */
 };
 
 /* A datagram socket's counters (pt_udp_stats_get). */

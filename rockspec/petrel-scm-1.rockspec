@@ -58,6 +58,22 @@ build = {
       ["petrel.cluster"] = "lua/petrel/cluster.lua",
       ["petrel.transmeta"] = "lua/petrel/transmeta.lua",
       ["petrel.udp"] = "lua/petrel/udp.lua",
+      ["petrel.cli"] = "lua/petrel/cli/init.lua",
+      ["petrel.cli.util"] = "lua/petrel/cli/util.lua",
+      ["petrel.cli.values"] = "lua/petrel/cli/values.lua",
+      ["petrel.cli.walk"] = "lua/petrel/cli/walk.lua",
+      ["petrel.cli.call"] = "lua/petrel/cli/call.lua",
+      ["petrel.cli.serve"] = "lua/petrel/cli/serve.lua",
+      ["petrel.cli.codec"] = "lua/petrel/cli/codec.lua",
+      ["petrel.cli.bench"] = "lua/petrel/cli/bench.lua",
+      ["petrel.cli.idl"] = "lua/petrel/cli/idl.lua",
+      ["petrel.cli.repl"] = "lua/petrel/cli/repl.lua",
+    },
+    -- the command line (docs/cli.md); lua-argparse, lua-cjson and
+    -- lua-readline are used where installed (not rock dependencies: the
+    -- install stays offline; a missing one is named when it is needed)
+    bin = {
+      petrel = "bin/petrel",
     },
     lib = {
       ["petrel.core"] = "build/rock/petrel/core.so",

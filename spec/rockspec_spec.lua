@@ -41,11 +41,17 @@ describe("rockspec/petrel-scm-1.rockspec", function()
     local mods = {}
     for name, path in pairs(env.build.install.lua) do
       mods[#mods + 1] = path
-      local want = name == "petrel" and "lua/petrel/init.lua"
+      local want = (name == "petrel" or name == "petrel.cli") and
+        ("lua/" .. name:gsub("%.", "/") .. "/init.lua")
         or "lua/" .. name:gsub("%.", "/") .. ".lua"
       assert.equal(want, path)
     end
     table.sort(mods)
-    assert.same(listing("ls lua/petrel/*.lua"), mods)
+    assert.same(listing("ls lua/petrel/*.lua lua/petrel/cli/*.lua"), mods)
+  end)
+
+  it("installs the petrel command", function()
+    assert.same({ petrel = "bin/petrel" }, env.build.install.bin)
+    assert.same({ "petrel" }, listing("ls bin"))
   end)
 end)

@@ -7,14 +7,17 @@
 # project's LuaJIT: the Debian luajit / libluajit-5.1-dev packages conflict
 # with the module. Installing nginx or redis-server may start their system
 # services (ports 80, 6379); the specs and benches never use those, they
-# start their own instances on ephemeral ports.
+# start their own instances on ephemeral ports. The petrel command uses
+# lua-argparse, lua-cjson and lua-readline (for Lua 5.4 and, through the 5.1
+# modules, LuaJIT); its REPL spec drives it in a tmux pseudo-terminal.
 set -euo pipefail
 pkgs=(build-essential git lua5.4 liblua5.4-dev luajit2 libluajit2-5.1-dev lua-busted
       luarocks liburing-dev python3-thrift libthrift-dev libboost-dev
       thrift-compiler lua-cjson lua-luv lua-lpeg valgrind libevent-dev clang
       libclang-rt-14-dev
       nginx libnginx-mod-http-ndk libnginx-mod-http-lua lua-resty-core lua-nginx-redis
-      redis-server wrk lua-socket libhttp-parser-dev etcd-server zlib1g-dev libzstd-dev)
+      redis-server wrk lua-socket libhttp-parser-dev etcd-server zlib1g-dev libzstd-dev
+      lua-argparse lua-readline tmux)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

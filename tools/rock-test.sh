@@ -20,6 +20,14 @@ for v in 5.4 5.1; do
       local where = package.searchpath("petrel.core", package.cpath)
       assert(where:sub(1, #os.getenv("T")) == os.getenv("T"), where)
       print("rock '"$v"' (" .. (jit and jit.version or _VERSION) .. "): " .. tostring(p.buffer("ok")) .. " from " .. where)')
+  # the command LuaRocks installed (bin/petrel behind its wrapper), run from
+  # elsewhere: it must find the tree's modules
+  help=$(cd / && "$tree/$v/bin/petrel" --help) || { echo "petrel --help failed ($v)"; exit 1; }
+  grep -q '^Usage: petrel' <<<"$help" || { echo "petrel --help ($v): $help"; exit 1; }
+  version=$(cd / && "$tree/$v/bin/petrel" --version)
+  echo "rock $v: $tree/$v/bin/petrel --help: $(head -1 <<<"$help") ($version)"
+  (cd / && "$tree/$v/bin/petrel" call --help) | grep -q '^Usage: petrel call' ||
+    { echo "petrel call --help failed ($v)"; exit 1; }
 done
 
 shadow="$tree/no-liburing"

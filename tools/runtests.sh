@@ -89,7 +89,7 @@ for lua in lua5.4 luajit; do run_busted "" "$lua"; done
 run_c "epoll"
 
 NET_SPECS=(spec/loop_spec.lua spec/rpc_spec.lua spec/zerocopy_spec.lua spec/crosstest_spec.lua
-           spec/udp_spec.lua)
+           spec/udp_spec.lua spec/cli_spec.lua)
 why=$(LD_PRELOAD="${PETREL_PRELOAD:-}" lua5.4 -e '
   package.cpath = os.getenv("PETREL_BUILD") .. "/lua5.4/?.so;" .. package.cpath
   local core = require "petrel.core"
@@ -98,11 +98,12 @@ why=$(LD_PRELOAD="${PETREL_PRELOAD:-}" lua5.4 -e '
 if [ -z "$why" ]; then
   export PETREL_BACKEND=uring
   for lua in lua5.4 luajit; do run_busted "io_uring" "$lua" "${NET_SPECS[@]}"; done
-  run_c "io_uring" "test_[lu]*" # test_loop, test_udp
+  for t in test_loop test_udp test_watch test_bench; do run_c "io_uring" "$t"; done
 else
   # count what those runs would have run: the network specs on both
-  # runtimes and the loop's C test cases
-  n=$(( ${cases_test_loop:-0} + ${cases_test_udp:-0} ))
+  # runtimes and the loop's C test cases (test_loop, test_udp, test_watch,
+  # test_bench)
+  n=$(( ${cases_test_loop:-0} + ${cases_test_udp:-0} + ${cases_test_watch:-0} + ${cases_test_bench:-0} ))
   for lua in lua5.4 luajit; do
     k=$(busted --lua="$lua" --list "${NET_SPECS[@]}" 2>/dev/null | grep -c ': ')
     n=$((n + k))

@@ -129,6 +129,8 @@ void lpt_open_loop(lua_State *L);   /* same stack contract */
  * userdata (lpt_open_loop adds them). */
 struct pt_loop *lpt_checkloop(lua_State *L, int idx);
 extern const luaL_Reg lpt_udp_methods[];
+void lpt_open_fd(lua_State *L);     /* same stack contract (lpt_fd.c) */
+void lpt_open_bench(lua_State *L);  /* same stack contract (lpt_bench.c) */
 /* lpt_proc.c: processes and signals. Adds core.fork, wait, kill, getpid,
  * _exit, signals to the module table at mod (called by lpt_open_loop). */
 struct pt_loop;

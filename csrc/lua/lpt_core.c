@@ -395,6 +395,8 @@ __attribute__((visibility("default"))) int luaopen_petrel_core(lua_State *L) {
   lpt_open_buffer(L);
   lpt_open_codec(L);
   lpt_open_loop(L);
+  lpt_open_fd(L);
+  lpt_open_bench(L);
   lpt_open_http(L);
   lua_pop(L, 2);
   return 1;

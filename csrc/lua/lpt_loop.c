@@ -592,6 +592,23 @@ static int Lpt_trap(lua_State *L) {
   return 1;
 }
 
+/* loop:watch(fd [, "r" | "w" | "rw"]) -> watch id | nil, err: READY
+ * completions (arg: core.watch_bits IN, OUT, ERR, HUP) while fd is ready,
+ * every round it stays so; loop:close(id) stops. The loop watches a
+ * duplicate of fd (pt_loop_watch): fd stays the caller's. */
+static int Lpt_watch(lua_State *L) {
+  lpt_Loop *LL = check_loop(L);
+  int fd = (int)lpt_checkint(L, 2, 0, INT32_MAX);
+  static const char *const modes[] = {"r", "w", "rw", NULL};
+  static const uint32_t bits[] = {PT_WATCH_IN, PT_WATCH_OUT,
+                                  PT_WATCH_IN | PT_WATCH_OUT};
+  uint32_t ev = bits[luaL_checkoption(L, 3, "r", modes)];
+  pt_conn *c = pt_loop_watch(LL->loop, fd, ev);
+  if (!c) return io_fail(L, pt_loop_error(LL->loop));
+  lua_pushinteger(L, (lua_Integer)c->id);
+  return 1;
+}
+
 /* loop:port(id) -> local TCP port | nil */
 static int Lpt_port(lua_State *L) {
   lpt_Loop *LL = check_loop(L);
@@ -653,6 +670,7 @@ static const luaL_Reg loop_methods[] = {
     {"sendfile", Lpt_sendfile},   {"splice", Lpt_splice},
     {"pending", Lpt_pending},     {"batch", Lpt_batch},
     {"backend", Lpt_backend},     {"error", Lpt_error},
+    {"watch", Lpt_watch},
     {NULL, NULL}};
 
 static const luaL_Reg loop_meta[] = {

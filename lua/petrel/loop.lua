@@ -12,7 +12,7 @@ local options = require "petrel.options"
 local EV = core.loop_events
 local E_ACCEPTED, E_DATA, E_DRAINED = EV.accepted, EV.data, EV.drained
 local E_CLOSED, E_CONNECTED, E_TIMER = EV.closed, EV.connected, EV.timer
-local E_SPLICED, E_DGRAM = EV.spliced, EV.datagram
+local E_SPLICED, E_DGRAM, E_READY, E_WAKE = EV.spliced, EV.datagram, EV.ready, EV.wake
 
 local unpack = table.unpack or unpack
 local co_running, co_yield, co_resume, co_create, co_status =
@@ -56,6 +56,9 @@ end
 -- In a forked child: forget the inherited default loop (its epoll fd is
 -- shared with the parent) so the next default() makes a fresh one.
 function M.reset_default() default = nil end
+
+-- Make loop l the default one (petrel repl --backend).
+function M.set_default(l) default = l end
 
 function Loop:now() return self.c:now() end
 
@@ -232,6 +235,12 @@ function Loop:_step(timeout_ms)
       local f = self.timers[id]
       self.timers[id] = nil
       if f then f() end
+    elseif t == E_READY then
+      local h = conns[id]
+      if h and h.on_ready then h:on_ready(id, args[i]) end
+    elseif t == E_WAKE then
+      -- loop.c:wake() or a trapped signal (petrel repl checks for Ctrl-C)
+      if self.on_wake then self.on_wake() end
     end
   end
   -- resume waiters finished by this batch (they may finish more)
@@ -267,6 +276,22 @@ function Loop:stats() return self.c:stats() end
 -- "epoll" or "io_uring", and a note: the ring's features, or why "auto"
 -- fell back to epoll
 function Loop:backend() return self.c:backend() end
+
+-- Watch a file descriptor the loop does not own (stdin of a REPL, a pipe,
+-- a terminal): fn(bits, id) is called from the loop each round the fd is
+-- ready (bits: core.watch_bits IN, OUT, ERR, HUP), until loop:close(id).
+-- events: "r" (default), "w" or "rw". Returns the watch id | nil, err
+-- (regular files are refused: they are always ready). fn runs inside the
+-- loop's dispatch: blocking calls there must go through loop:spawn.
+function Loop:watch(fd, fn, events)
+  local id, err = self.c:watch(fd, events)
+  if not id then return nil, err end
+  self.conns[id] = {
+    on_ready = function(_, wid, bits) fn(bits, wid) end,
+    on_closed = function(_, wid, e) fn(core.watch_bits.ERR, wid, e) end,
+  }
+  return id
+end
 
 -- Register a handler table for a connection or listener id.
 function Loop:attach(id, h) self.conns[id] = h end

@@ -1,0 +1,140 @@
+-- bench/cli.lua (make bench-cli): `petrel bench` (the core's load
+-- generator, pt_bench.c on the petrel loop) beside bench/loadgen.c (the
+-- plain epoll generator bench-rpc uses), against the same C floor server
+-- (bench/peers/c_epoll_echo.c --thrift) in the same run: Echo.echo with the
+-- 1 KB Request of bench/data/small.bin, identical request bytes. The
+-- server is pinned to core 0 and started once per configuration; the
+-- generators take turns on core 1 in interleaved rounds; best of the
+-- rounds, with the spread (max - min) / max.
+--
+--   lua5.4 bench/cli.lua           (ROUNDS=5 DURATION=3 WARMUP=1 by default)
+local ROUNDS = tonumber(os.getenv("ROUNDS") or 5)
+local DURATION = tonumber(os.getenv("DURATION") or 3)
+local WARMUP = tonumber(os.getenv("WARMUP") or 1)
+local BUILD = os.getenv("PETREL_BUILD") or "build"
+local BIN = BUILD .. "/bench"
+
+package.path = "lua/?.lua;lua/?/init.lua;" .. package.path
+package.cpath = BUILD .. "/lua5.4/?.so;" .. package.cpath
+local petrel = require "petrel"
+local cjson = require "cjson"
+
+local function sh(cmd)
+  local p = io.popen(cmd)
+  local out = p:read("a")
+  local ok, _, code = p:close()
+  return out, ok and 0 or code
+end
+
+os.execute("bench/peers/build_rpc.sh > /dev/null 2>&1")
+for _, b in ipairs({ "loadgen", "c_epoll_echo" }) do
+  local f = io.open(BIN .. "/" .. b)
+  assert(f, BIN .. "/" .. b .. " is missing: bench/peers/build_rpc.sh builds it")
+  f:close()
+end
+local uring_ok = petrel.loop { backend = "uring" } ~= nil
+
+-- the request: Echo.echo(req = Request of small.bin), as JSON for petrel bench
+local tmp = os.tmpname()
+assert(os.execute(string.format("lua5.4 bin/petrel decode bench/workload.thrift Request "
+  .. "bench/data/small.bin --compact > %s", tmp)))
+
+local function free_port()
+  local l = petrel.loop()
+  local id = assert(l.c:listen("127.0.0.1", 0))
+  local port = l.c:port(id)
+  l:free()
+  return port
+end
+
+local function start_server(port)
+  local p = io.popen(string.format("taskset -c 0 %s/c_epoll_echo --port %d --thrift --duration 900 "
+    .. "> /dev/null 2>&1 & echo $!", BIN, port))
+  local pid = tonumber(p:read("l"))
+  p:close()
+  -- wait until it accepts
+  local l = petrel.loop()
+  for _ = 1, 200 do
+    local id = l.c:connect("127.0.0.1", port, 1000)
+    local up
+    l:attach(id, { on_connected = function(_, _, err) up = err == 0 end })
+    while up == nil do l:step(10) end
+    l:close(id)
+    if up then break end
+    l:sleep(20)
+  end
+  l:free()
+  return pid
+end
+
+local GENS = {
+  { name = "bench/loadgen.c", run = function(port, conns, depth)
+      local out = sh(string.format("taskset -c 1 %s/loadgen --port %d --conns %d --duration %g "
+        .. "--warmup %g --mode %s --depth %d --thrift-call echo --args-struct bench/data/small.bin "
+        .. "--json", BIN, port, conns, DURATION, WARMUP, depth > 1 and "pipeline" or "pingpong", depth))
+      local r = cjson.decode(out)
+      return { cps = r.calls_per_s, p50 = r.p50_us, p99 = r.p99_us, p999 = r.p999_us,
+        errors = r.errors, cpu = r.loadgen_cpu_pct, bytes = r.request_bytes }
+    end },
+  { name = "petrel bench (epoll)", backend = "epoll" },
+  { name = "petrel bench (io_uring)", backend = "uring" },
+}
+for _, g in ipairs(GENS) do
+  if g.backend then
+    g.run = function(port, conns, depth)
+      local out = sh(string.format("taskset -c 1 lua5.4 bin/petrel bench :%d bench/workload.thrift "
+        .. "Echo.echo @%s -c %d --depth %d -d %g --warmup %g --backend %s --json", port, tmp, conns,
+        depth, DURATION, WARMUP, g.backend))
+      local r = cjson.decode(out)
+      return { cps = r.calls_per_s, p50 = r.p50_us, p99 = r.p99_us, p999 = r.p999_us,
+        errors = r.errors, cpu = r.cpu_pct, bytes = r.request_bytes }
+    end
+  end
+end
+if not uring_ok then table.remove(GENS, 3) end
+
+local CONFIGS = { { 10, 1 }, { 100, 1 }, { 10, 16 } }
+local rows = {}
+for _, cfg in ipairs(CONFIGS) do
+  local conns, depth = cfg[1], cfg[2]
+  local port = free_port()
+  local pid = start_server(port)
+  local runs = {}
+  for r = 1, ROUNDS do
+    for gi = 1, #GENS do
+      local g = GENS[(gi + r - 2) % #GENS + 1] -- each round starts with another generator
+      local res = g.run(port, conns, depth)
+      runs[g.name] = runs[g.name] or {}
+      table.insert(runs[g.name], res)
+      io.stderr:write(string.format("%-24s conns=%d depth=%d round %d: %.0f calls/s p50 %.0f us "
+        .. "p99 %.0f us errors %d cpu %d%%\n", g.name, conns, depth, r, res.cps, res.p50, res.p99,
+        res.errors, res.cpu))
+    end
+  end
+  os.execute("kill " .. pid)
+  for _, g in ipairs(GENS) do
+    local rs = runs[g.name]
+    table.sort(rs, function(a, b) return a.cps > b.cps end)
+    local best, worst = rs[1], rs[#rs]
+    local all = {}
+    for i, x in ipairs(rs) do all[i] = string.format("%.0f", x.cps) end
+    rows[#rows + 1] = { conns = conns, depth = depth, name = g.name, best = best,
+      spread = best.cps > 0 and (best.cps - worst.cps) / best.cps or 0, all = table.concat(all, " ") }
+  end
+end
+os.remove(tmp)
+
+print(string.format("#### petrel bench and bench/loadgen.c on the C floor server (c_epoll_echo "
+  .. "--thrift, core 0; generators on core 1; Echo.echo, 1005-byte requests; %g s + %g s warm-up, "
+  .. "best of %d interleaved rounds)", DURATION, WARMUP, ROUNDS))
+print()
+print("| conns x depth | generator | best calls/s | rounds (calls/s) | spread | p50 µs | p99 µs | p99.9 µs | errors | generator CPU | vs loadgen.c |")
+print("|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|")
+local base
+for _, row in ipairs(rows) do
+  if row.name == "bench/loadgen.c" then base = row.best.cps end
+  local b = row.best
+  print(string.format("| %d x %d | %s | %.0f | %s | %.0f%% | %.0f | %.0f | %.0f | %d | %d%% | %.2fx |",
+    row.conns, row.depth, row.name, b.cps, row.all, 100 * row.spread, b.p50, b.p99, b.p999,
+    b.errors, b.cpu, base and base > 0 and b.cps / base or 0))
+end

@@ -1,0 +1,596 @@
+/*
+ * pt_bench.c — the load generator of pt_bench.h, over pt_loop.
+ *
+ * Layout
+ *   1. the envelope: where a Binary message's name, type and seqid are
+ *   2. calls: a copy of the request with its own seqid into a conn's
+ *      output (one reserve + copy, no other allocation); the ring of calls
+ *      in flight per conn
+ *   3. replies: framed (by length) or unframed (the incremental message
+ *      scanner, fed each byte once), checked, timed
+ *   4. the run: connecting, then warm-up and measuring, calls started by
+ *      replies (closed loop) or by the schedule (rate)
+ *
+ * Invariants
+ *   - bc->ring holds the calls in flight on a conn in the order they were
+ *     sent (head first); a reply matching a later entry (a server that
+ *     answers out of order) marks it done, and done entries at the head
+ *     are dropped.
+ *   - A conn's output gets whole requests only, written in one write per
+ *     conn and batch of replies (closed loop) or per round (connect, the
+ *     first calls, the rate's schedule: pt_conn_send_later).
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+#include "pt_bench.h"
+#include "pt_loop.h"
+#include "pt_plan.h"
+
+#define NEV 1024
+#define HDR_MAX 256 /* envelope bytes looked at per reply, at most */
+
+/* ---- 1. the envelope --------------------------------------------------- */
+
+static inline uint32_t be32(const uint8_t *p) {
+  return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 |
+         p[3];
+}
+
+typedef struct env {
+  const uint8_t *name;
+  uint32_t nlen;
+  int type;
+  size_t seq_off;  /* from the message's first byte */
+  size_t body_off;
+} env;
+
+/* A Binary envelope (strict or not) in the n bytes at p: 0, or -1 when
+ * the bytes are not one (or are cut short). */
+static int parse_env(const uint8_t *p, size_t n, env *e) {
+  if (n < 4) return -1;
+  uint32_t v = be32(p);
+  if (v & 0x80000000u) {
+    if ((v & 0xffff0000u) != 0x80010000u || n < 8) return -1;
+    e->type = (int)(v & 0xff);
+    e->nlen = be32(p + 4);
+    if (e->nlen > n - 8 || n - 8 - e->nlen < 4) return -1;
+    e->name = p + 8;
+    e->seq_off = 8 + (size_t)e->nlen;
+  } else {
+    e->nlen = v;
+    if (e->nlen > n - 4 || n - 4 - e->nlen < 5) return -1;
+    e->name = p + 4;
+    e->type = p[4 + e->nlen];
+    e->seq_off = 4 + (size_t)e->nlen + 1;
+  }
+  e->body_off = e->seq_off + 4;
+  return 0;
+}
+
+/* ---- state --------------------------------------------------------------- */
+
+typedef struct call {
+  uint64_t t;    /* ns: when it was queued (or scheduled, with a rate) */
+  int32_t seq;
+  int live;
+} call;
+
+typedef struct bconn {
+  pt_conn *c;     /* NULL once closed */
+  uint64_t id;
+  int up;         /* connected */
+  int32_t next_seq;
+  call *ring;     /* depth entries, FIFO */
+  int head, count;
+  pt_scan *scan;  /* unframed: the scanner of the message in front */
+  size_t scanned; /* bytes of it fed so far */
+} bconn;
+
+struct pt_bench {
+  pt_bench_opts o;
+  pt_loop *l;
+  uint8_t *req;      /* the request, as sent */
+  size_t req_len;
+  size_t msg_off;    /* 4 when framed */
+  env req_env;       /* of req + msg_off */
+  bconn *cs;
+  int nconns;
+  int pending_connects;
+  int phase;
+  uint64_t t_connect_end, t0, t_meas, t_end; /* ns */
+  uint64_t issued;   /* rate: calls started on the schedule */
+  int rr;            /* rate: the next conn to try */
+  int conns_up, connect_errors;
+  uint64_t calls, errors, exceptions, app_errors, sent, replies, late;
+  double cpu0, cpu1;
+  uint64_t t_last;   /* ns of the last run's end, for elapsed */
+  pt_hist hist;
+  pt_event *ev;
+  char err[256];
+  int has_err;
+};
+
+static uint64_t now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static double cpu_s(void) {
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+         (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+}
+
+static void note(pt_bench *b, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void note(pt_bench *b, const char *fmt, ...) {
+  if (b->has_err) return; /* the first one says most */
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(b->err, sizeof b->err, fmt, ap);
+  va_end(ap);
+  b->has_err = 1;
+}
+
+static int measuring(const pt_bench *b, uint64_t t) {
+  return b->phase >= PT_BENCH_WARMUP && t >= b->t_meas && t < b->t_end;
+}
+
+/* ---- 2. calls ---------------------------------------------------------------- */
+
+/* Queue one call on bc, timed from t. 0, or -1 (no room in the ring, or
+ * the conn is gone). */
+static int send_call(pt_bench *b, bconn *bc, uint64_t t) {
+  if (!bc->c || !bc->up || bc->count == b->o.depth) return -1;
+  pt_buf *out = bc->c->out;
+  size_t before = pt_buf_len(out);
+  char *p = pt_buf_reserve(out, b->req_len);
+  if (!p) {
+    note(b, "out of memory");
+    return -1;
+  }
+  memcpy(p, b->req, b->req_len);
+  int32_t seq = bc->next_seq;
+  bc->next_seq = seq == INT32_MAX ? 1 : seq + 1;
+  uint8_t *s = (uint8_t *)p + b->msg_off + b->req_env.seq_off;
+  s[0] = (uint8_t)((uint32_t)seq >> 24);
+  s[1] = (uint8_t)((uint32_t)seq >> 16);
+  s[2] = (uint8_t)((uint32_t)seq >> 8);
+  s[3] = (uint8_t)seq;
+  pt_buf_commit(out, b->req_len);
+  call *k = &bc->ring[(bc->head + bc->count) % b->o.depth];
+  k->t = t;
+  k->seq = seq;
+  k->live = 1;
+  bc->count++;
+  b->sent++;
+  /* the first request of the round marks the conn for the flush at the
+   * start of the next poll, which writes everything queued by then (the
+   * closed loop of on_data writes at once) */
+  if (!before) pt_conn_send_later(bc->c);
+  return 0;
+}
+
+/* The call with seqid seq: its start time (0 and -1 when none is in
+ * flight); done entries at the head leave. */
+static int take_call(pt_bench *b, bconn *bc, int32_t seq, uint64_t *t) {
+  int d = b->o.depth;
+  for (int i = 0; i < bc->count; i++) {
+    call *k = &bc->ring[(bc->head + i) % d];
+    if (k->live && k->seq == seq) {
+      *t = k->t;
+      k->live = 0;
+      while (bc->count && !bc->ring[bc->head].live) {
+        bc->head = (bc->head + 1) % d;
+        bc->count--;
+      }
+      return 0;
+    }
+  }
+  return -1;
+}
+
+/* ---- 3. replies ---------------------------------------------------------- */
+
+static void conn_lost(pt_bench *b, bconn *bc, const char *why) {
+  if (!bc->c) return;
+  note(b, "connection %d: %s", (int)(bc - b->cs), why);
+  if (measuring(b, now_ns())) b->errors++;
+  pt_conn_close(bc->c, 0);
+  bc->c = NULL;
+  bc->count = 0;
+  if (bc->up) b->conns_up--;
+  bc->up = 0;
+}
+
+/* One whole reply message of n bytes at the front of the input (after the
+ * frame header when framed): check it, time it. */
+static void on_reply(pt_bench *b, bconn *bc, pt_buf *in, size_t off, size_t n,
+                     uint64_t t) {
+  size_t look = n < HDR_MAX ? n : HDR_MAX;
+  const char *bad = NULL;
+  env e;
+  b->replies++;
+  /* the envelope in place (a copy only when it spans two blocks) */
+  const uint8_t *hdr = (const uint8_t *)pt_buf_peek(in, off + look);
+  if (hdr) hdr += off;
+  if (!hdr || parse_env(hdr, look, &e) != 0) {
+    conn_lost(b, bc, "a reply that is not a Thrift Binary message");
+    return;
+  }
+  int32_t seq = (int32_t)be32(hdr + e.seq_off);
+  uint64_t t_sent;
+  if (take_call(b, bc, seq, &t_sent) != 0) {
+    conn_lost(b, bc, "a reply with an unknown sequence id");
+    return;
+  }
+  int meas = measuring(b, t);
+  if (e.nlen != b->req_env.nlen || memcmp(e.name, b->req_env.name, e.nlen))
+    bad = "a reply for another method";
+  else if (e.type == 3) {
+    if (meas) b->app_errors++;
+    note(b, "the server answered with a TApplicationException");
+    return;
+  } else if (e.type != 2)
+    bad = "a reply whose message type is not REPLY";
+  else if (n > e.body_off) {
+    int ftype = hdr[e.body_off];
+    if (ftype != 0) {
+      if (n < e.body_off + 3) {
+        bad = "a reply cut short";
+      } else if (hdr[e.body_off + 1] != 0 || hdr[e.body_off + 2] != 0) {
+        if (meas) b->exceptions++;
+        note(b, "the server answered with a declared exception (field %d)",
+             (int)(int16_t)((hdr[e.body_off + 1] << 8) | hdr[e.body_off + 2]));
+        return;
+      }
+    }
+  } else {
+    bad = "a reply cut short";
+  }
+  if (bad) {
+    if (meas) b->errors++;
+    note(b, "%s", bad);
+    return;
+  }
+  if (meas) {
+    b->calls++;
+    pt_hist_add(&b->hist, t > t_sent ? t - t_sent : 0);
+  }
+}
+
+/* The replies in bc's input; a new call for each when no rate is set. */
+static void on_data(pt_bench *b, bconn *bc) {
+  pt_buf *in = bc->c->in;
+  uint64_t t = now_ns();
+  size_t maxf = b->o.max_frame;
+  int done = 0;
+  while (bc->c) {
+    size_t len = pt_buf_len(in);
+    if (b->o.framed) {
+      uint64_t fl;
+      if (len < 4 || pt_buf_peek_be(in, 0, 4, &fl) != 0) break;
+      if (fl > maxf) {
+        conn_lost(b, bc, "a reply frame longer than max_frame");
+        break;
+      }
+      if (len < 4 + fl) break;
+      on_reply(b, bc, in, 4, (size_t)fl, t);
+      if (!bc->c) break;
+      pt_buf_skip(in, 4 + (size_t)fl);
+    } else {
+      /* feed the bytes not yet looked at to the scanner */
+      struct iovec stack_iov[64], *iov = stack_iov;
+      int niov = pt_buf_iov(in, iov, 64, SIZE_MAX);
+      if (niov == 64 && pt_buf_nodes(in) > 64) { /* a long message */
+        size_t nn = pt_buf_nodes(in);
+        iov = malloc(nn * sizeof *iov);
+        if (!iov) {
+          conn_lost(b, bc, "out of memory");
+          break;
+        }
+        niov = pt_buf_iov(in, iov, (int)nn, SIZE_MAX);
+      }
+      size_t skip = bc->scanned, end = 0;
+      int r = PT_SCAN_MORE;
+      for (int i = 0; i < niov && r == PT_SCAN_MORE; i++) {
+        const unsigned char *p = iov[i].iov_base;
+        size_t n = iov[i].iov_len;
+        if (skip >= n) {
+          skip -= n;
+          continue;
+        }
+        p += skip;
+        n -= skip;
+        skip = 0;
+        size_t used = 0;
+        r = pt_scan_feed(bc->scan, p, n, &used);
+        bc->scanned += r == PT_SCAN_MORE ? n : used;
+      }
+      if (iov != stack_iov) free(iov);
+      if (r == PT_SCAN_BAD) {
+        conn_lost(b, bc, bc->scan->err ? bc->scan->err : "a malformed reply");
+        break;
+      }
+      if (r != PT_SCAN_DONE) break; /* more bytes to come */
+      end = (size_t)bc->scan->fed;
+      on_reply(b, bc, in, 0, end, t);
+      if (!bc->c) break;
+      pt_buf_skip(in, end);
+      pt_scan_reset(bc->scan);
+      bc->scanned = 0;
+    }
+    done++;
+  }
+  if (!bc->c) return;
+  pt_conn_consumed(bc->c);
+  if (b->o.rate <= 0 && b->phase < PT_BENCH_DONE && done) {
+    for (int i = 0; i < done; i++)
+      if (send_call(b, bc, t) != 0) break;
+    /* write now, as the replies came (as bench/loadgen.c does): the server
+     * gets the next calls while the other conns' replies are looked at,
+     * and the flush at the next poll finds nothing left */
+    if (bc->c) pt_conn_send(bc->c);
+  }
+}
+
+/* ---- 4. the run -------------------------------------------------------------- */
+
+static void start_calls(pt_bench *b, uint64_t t) {
+  b->phase = b->o.warmup_ms > 0 ? PT_BENCH_WARMUP : PT_BENCH_MEASURING;
+  b->t0 = t;
+  b->t_meas = t + (uint64_t)b->o.warmup_ms * 1000000ull;
+  b->t_end = b->t_meas + (uint64_t)b->o.duration_ms * 1000000ull;
+  if (b->phase == PT_BENCH_MEASURING) b->cpu0 = cpu_s();
+  if (b->o.rate > 0) return; /* the schedule starts them */
+  for (int i = 0; i < b->nconns; i++)
+    for (int k = 0; k < b->o.depth; k++)
+      if (send_call(b, &b->cs[i], t) != 0) break;
+}
+
+/* The next conn (round robin) with a free slot, or NULL. */
+static bconn *free_slot(pt_bench *b) {
+  for (int tried = 0; tried < b->nconns; tried++) {
+    bconn *bc = &b->cs[b->rr];
+    b->rr = (b->rr + 1) % b->nconns;
+    if (bc->c && bc->up && bc->count < b->o.depth) return bc;
+  }
+  return NULL;
+}
+
+/* rate: start the calls the schedule says are due, each timed from when
+ * it was due (a call that finds every slot busy waits, and its wait
+ * counts in its latency). */
+static void schedule(pt_bench *b, uint64_t t) {
+  double per = 1e9 / b->o.rate;
+  uint64_t due = (uint64_t)((double)(t - b->t0) / per) + 1;
+  while (b->issued < due) {
+    bconn *bc = free_slot(b);
+    if (!bc) return;
+    uint64_t at = b->t0 + (uint64_t)((double)b->issued * per);
+    if (t > at + 1000000) b->late++;
+    if (send_call(b, bc, at) != 0) return;
+    b->issued++;
+  }
+}
+
+/* ms until the schedule's next call (rate), bounded by cap */
+static int next_due_ms(const pt_bench *b, uint64_t t, int cap) {
+  if (b->o.rate <= 0) return cap;
+  double per = 1e9 / b->o.rate;
+  uint64_t at = b->t0 + (uint64_t)((double)b->issued * per);
+  if (at <= t) return 0;
+  uint64_t ms = (at - t + 999999) / 1000000;
+  return ms < (uint64_t)cap ? (int)ms : cap;
+}
+
+static bconn *conn_of(const pt_event *e) {
+  if (!e->conn || !e->conn->ud) return NULL;
+  bconn *bc = e->conn->ud;
+  return bc->id == e->id ? bc : NULL;
+}
+
+static void on_event(pt_bench *b, const pt_event *e) {
+  bconn *bc = conn_of(e);
+  if (!bc) return;
+  switch (e->type) {
+    case PT_EV_CONNECTED:
+      b->pending_connects--;
+      if (e->err) {
+        b->connect_errors++;
+        const char *why = pt_conn_error(e->conn);
+        note(b, "%s", why ? why : strerror(e->err));
+        bc->c = NULL; /* the loop closed it */
+      } else {
+        bc->up = 1;
+        b->conns_up++;
+        if (b->phase >= PT_BENCH_WARMUP && b->phase < PT_BENCH_DONE &&
+            b->o.rate <= 0)
+          for (int k = 0; k < b->o.depth; k++)
+            if (send_call(b, bc, now_ns()) != 0) break;
+      }
+      break;
+    case PT_EV_DATA:
+      if (bc->c) on_data(b, bc);
+      break;
+    case PT_EV_CLOSED:
+      if (bc->c) {
+        bc->c->ud = NULL;
+        conn_lost(b, bc,
+                  e->err ? strerror(e->err) : "connection closed by the peer");
+      }
+      break;
+    default:
+      break;
+  }
+}
+
+int pt_bench_run(pt_bench *b, int ms) {
+  uint64_t t = now_ns(), slice_end = t + (uint64_t)(ms > 0 ? ms : 0) * 1000000ull;
+  for (;;) {
+    t = now_ns();
+    if (b->phase == PT_BENCH_CONNECTING &&
+        (b->pending_connects == 0 || t >= b->t_connect_end)) {
+      if (b->conns_up == 0) {
+        b->phase = PT_BENCH_DONE;
+        if (!b->has_err) note(b, "connect: timeout");
+        return -1;
+      }
+      b->connect_errors += b->pending_connects; /* timed out */
+      start_calls(b, t);
+    }
+    if (b->phase == PT_BENCH_WARMUP && t >= b->t_meas) {
+      b->phase = PT_BENCH_MEASURING;
+      b->cpu0 = cpu_s();
+    }
+    if (b->phase >= PT_BENCH_WARMUP && b->phase < PT_BENCH_DONE && t >= b->t_end) {
+      b->phase = PT_BENCH_DONE;
+      b->cpu1 = cpu_s();
+      b->t_last = b->t_end;
+      return 0;
+    }
+    if (b->phase == PT_BENCH_DONE) return 0;
+    if (b->phase >= PT_BENCH_WARMUP && b->conns_up == 0) {
+      b->phase = PT_BENCH_DONE;
+      b->cpu1 = cpu_s();
+      b->t_last = t;
+      return -1; /* every connection lost: b->err says why */
+    }
+    if (t >= slice_end) break;
+    if (b->o.rate > 0 && b->phase >= PT_BENCH_WARMUP) schedule(b, t);
+    /* wait at most until the slice, the phase or the schedule changes */
+    uint64_t until = slice_end;
+    if (b->phase == PT_BENCH_CONNECTING && b->t_connect_end < until)
+      until = b->t_connect_end;
+    if (b->phase == PT_BENCH_WARMUP && b->t_meas < until) until = b->t_meas;
+    if (b->phase == PT_BENCH_MEASURING && b->t_end < until) until = b->t_end;
+    int wait = until > t ? (int)((until - t + 999999) / 1000000) : 0;
+    if (b->phase >= PT_BENCH_WARMUP) wait = next_due_ms(b, t, wait);
+    int n = pt_loop_poll(b->l, b->ev, NEV, wait);
+    if (n < 0) {
+      note(b, "loop: %s", pt_loop_error(b->l));
+      return -1;
+    }
+    for (int i = 0; i < n; i++) on_event(b, &b->ev[i]);
+  }
+  b->t_last = t;
+  if (b->phase == PT_BENCH_MEASURING) b->cpu1 = cpu_s();
+  return 1;
+}
+
+pt_bench *pt_bench_new(const pt_bench_opts *o, char *err, size_t errlen) {
+#define FAIL(...)                            \
+  do {                                       \
+    if (err && errlen) snprintf(err, errlen, __VA_ARGS__); \
+    pt_bench_free(b);                        \
+    return NULL;                             \
+  } while (0)
+  pt_bench *b = calloc(1, sizeof *b);
+  if (!b) FAIL("out of memory");
+  b->o = *o;
+  if (!b->o.host) b->o.host = "127.0.0.1";
+  if (b->o.conns < 1 || b->o.conns > 100000) FAIL("conns must be in 1..100000");
+  if (b->o.depth < 1 || b->o.depth > 65536) FAIL("depth must be in 1..65536");
+  if (b->o.duration_ms <= 0 || b->o.warmup_ms < 0) FAIL("bad duration or warm-up");
+  if (!(b->o.rate >= 0)) FAIL("rate must be >= 0");
+  if (!b->o.connect_timeout_ms) b->o.connect_timeout_ms = 3000;
+  if (!b->o.max_frame) b->o.max_frame = 16u << 20;
+  if (!o->req || o->req_len < 4) FAIL("no request message");
+  b->req_len = o->req_len;
+  b->req = malloc(b->req_len);
+  if (!b->req) FAIL("out of memory");
+  memcpy(b->req, o->req, b->req_len);
+  if (o->framed) {
+    if (be32(b->req) != b->req_len - 4)
+      FAIL("the request is not one frame (its length says %u, %zu bytes follow)",
+           be32(b->req), b->req_len - 4);
+    b->msg_off = 4;
+  }
+  if (parse_env(b->req + b->msg_off, b->req_len - b->msg_off, &b->req_env) != 0)
+    FAIL("the request is not a Thrift Binary message");
+  if (b->req_env.type == 4) FAIL("a oneway call has no replies to time");
+  if (b->req_env.type != 1) FAIL("the request is not a CALL (type %d)", b->req_env.type);
+  /* the name points into our copy */
+  pt_hist_init(&b->hist);
+  b->ev = malloc(NEV * sizeof *b->ev);
+  b->cs = calloc((size_t)b->o.conns, sizeof *b->cs);
+  if (!b->ev || !b->cs) FAIL("out of memory");
+  pt_loop_opts lo;
+  memset(&lo, 0, sizeof lo);
+  lo.backend = b->o.backend;
+  char lerr[256] = "";
+  lo.err = lerr;
+  lo.errlen = sizeof lerr;
+  b->l = pt_loop_new(NULL, &lo);
+  if (!b->l) FAIL("%s", lerr[0] ? lerr : strerror(errno));
+  b->nconns = b->o.conns;
+  b->t_connect_end = now_ns() + (uint64_t)b->o.connect_timeout_ms * 1000000ull;
+  for (int i = 0; i < b->nconns; i++) {
+    bconn *bc = &b->cs[i];
+    bc->next_seq = 1;
+    bc->ring = calloc((size_t)b->o.depth, sizeof *bc->ring);
+    if (!bc->ring) FAIL("out of memory");
+    if (!b->o.framed) {
+      bc->scan = malloc(sizeof *bc->scan);
+      if (!bc->scan) FAIL("out of memory");
+      pt_scan_init(bc->scan, b->o.max_frame, PT_SCAN_MAXDEPTH);
+    }
+    pt_conn *c = pt_connect(b->l, b->o.host, b->o.port, b->o.connect_timeout_ms, NULL);
+    if (!c) FAIL("%s", pt_loop_error(b->l));
+    c->ud = bc;
+    pt_conn_set_caps(c, b->o.max_frame + 4 + 65536, 0);
+    bc->c = c;
+    bc->id = c->id;
+    b->pending_connects++;
+  }
+  return b;
+#undef FAIL
+}
+
+void pt_bench_stats_get(const pt_bench *b, pt_bench_stats *s) {
+  memset(s, 0, sizeof *s);
+  s->phase = b->phase;
+  s->conns_up = b->conns_up;
+  s->connect_errors = b->connect_errors;
+  s->calls = b->calls;
+  s->errors = b->errors;
+  s->exceptions = b->exceptions;
+  s->app_errors = b->app_errors;
+  s->sent = b->sent;
+  s->replies = b->replies;
+  s->late = b->late;
+  s->hist = &b->hist;
+  if (b->phase >= PT_BENCH_WARMUP && b->t_last > b->t_meas) {
+    uint64_t end = b->t_last < b->t_end ? b->t_last : b->t_end;
+    s->elapsed = (double)(end - b->t_meas) / 1e9;
+    s->cpu = (b->cpu1 > b->cpu0 ? b->cpu1 - b->cpu0 : 0);
+  }
+}
+
+const char *pt_bench_error(const pt_bench *b) {
+  return b->has_err ? b->err : NULL;
+}
+
+void pt_bench_free(pt_bench *b) {
+  if (!b) return;
+  if (b->l) pt_loop_free(b->l);
+  if (b->cs) {
+    for (int i = 0; i < b->nconns; i++) {
+      free(b->cs[i].ring);
+      free(b->cs[i].scan);
+    }
+    free(b->cs);
+  }
+  free(b->ev);
+  free(b->req);
+  free(b);
+}

@@ -1,0 +1,81 @@
+/*
+ * pt_hist.c — the log-linear histogram of pt_hist.h.
+ *
+ * Buckets: values below 2 * SUB are their own bucket. Above, a value with
+ * its highest set bit at msb >= SUB_BITS + 1 is shifted right by
+ * s = msb - SUB_BITS, which leaves a number in [SUB, 2 * SUB): its octave
+ * (s) and its sub-bucket (that number - SUB) name the bucket.
+ */
+#include <string.h>
+
+#include "pt_hist.h"
+
+#define TOP ((uint64_t)1 << PT_HIST_TOP_BITS)
+
+void pt_hist_init(pt_hist *h) {
+  memset(h, 0, sizeof *h);
+  h->min = UINT64_MAX;
+}
+
+int pt_hist_index(uint64_t v) {
+  if (v >= TOP) v = TOP - 1;
+  if (v < 2 * PT_HIST_SUB) return (int)v;
+  int msb = 63 - __builtin_clzll(v);
+  int s = msb - PT_HIST_SUB_BITS;
+  return (int)(2 * PT_HIST_SUB + (unsigned)(s - 1) * PT_HIST_SUB +
+               (unsigned)((v >> s) - PT_HIST_SUB));
+}
+
+uint64_t pt_hist_low(int i) {
+  if (i < (int)(2 * PT_HIST_SUB)) return (uint64_t)i;
+  int k = i - (int)(2 * PT_HIST_SUB);
+  int s = k / (int)PT_HIST_SUB + 1;
+  uint64_t sub = (uint64_t)(k % (int)PT_HIST_SUB) + PT_HIST_SUB;
+  return sub << s;
+}
+
+uint64_t pt_hist_high(int i) {
+  if (i < (int)(2 * PT_HIST_SUB)) return (uint64_t)i;
+  int k = i - (int)(2 * PT_HIST_SUB);
+  int s = k / (int)PT_HIST_SUB + 1;
+  uint64_t sub = (uint64_t)(k % (int)PT_HIST_SUB) + PT_HIST_SUB;
+  return ((sub + 1) << s) - 1;
+}
+
+void pt_hist_add(pt_hist *h, uint64_t v) {
+  h->n++;
+  h->sum += (double)v;
+  if (v < h->min) h->min = v;
+  if (v > h->max) h->max = v;
+  h->b[pt_hist_index(v)]++;
+}
+
+void pt_hist_merge(pt_hist *dst, const pt_hist *src) {
+  if (!src->n) return;
+  dst->n += src->n;
+  dst->sum += src->sum;
+  if (src->min < dst->min) dst->min = src->min;
+  if (src->max > dst->max) dst->max = src->max;
+  for (int i = 0; i < PT_HIST_BUCKETS; i++) dst->b[i] += src->b[i];
+}
+
+uint64_t pt_hist_quantile(const pt_hist *h, double q) {
+  if (!h->n) return 0;
+  if (q <= 0) return h->min;
+  if (q >= 1) return h->max;
+  double want_d = q * (double)h->n;
+  uint64_t want = (uint64_t)want_d;
+  if ((double)want < want_d) want++;
+  if (want < 1) want = 1;
+  uint64_t acc = 0;
+  for (int i = 0; i < PT_HIST_BUCKETS; i++) {
+    acc += h->b[i];
+    if (acc >= want) {
+      uint64_t v = pt_hist_high(i);
+      if (v > h->max) v = h->max;
+      if (v < h->min) v = h->min;
+      return v;
+    }
+  }
+  return h->max;
+}
