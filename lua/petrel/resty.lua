@@ -41,7 +41,8 @@ local TAppEx = schema.compile {
 -- ---- wire protocols ----------------------------------------------------------
 -- A protocol is a table of the core's message functions:
 --   encode(T, value, buf, name, mtype, seqid, framed) appends one message
---     (envelope and struct; with its 4-byte length when framed) to buf;
+--     (envelope and struct; with its 4-byte length when framed is true, in
+--     a header frame when it is a framer) to buf;
 --   header(s, pos, max_name) -> name, mtype, seqid, body_pos
 --     | nil (cut short) | false, err (malformed);
 --   decode(T, s, pos) -> value | nil, err;
@@ -51,7 +52,7 @@ local TAppEx = schema.compile {
 M.protocols = {
   binary = {
     encode = function(T, v, buf, name, mtype, seqid, framed)
-      return T:encode_message(v, buf, name, mtype, seqid, framed)
+      return T:encode_message(v, buf, name, mtype, seqid, framed, "binary")
     end,
     header = core.msg_header,
     decode = function(T, s, pos) return T:decode(s, pos) end,
@@ -125,9 +126,34 @@ local function read_unframed(sock, proto, max_frame)
   return msg, nil, nil, extra
 end
 
+-- Header transports (THeader, Kitex's TTHeader, and their framed forms):
+-- every reply starts with a 4-byte length; the frame is read whole, then
+-- the client's reply framer (core.framer) takes it apart (info headers,
+-- transforms) without yielding, so requests never meet in it.
+local hbuf = core.buffer()
+local function read_header(sock, _, max_frame, rfr)
+  local msg, err, none = read_framed(sock, nil, max_frame)
+  if not msg then return nil, err, none end
+  hbuf:clear()
+  local n = #msg
+  hbuf:write_u32(n):write(msg)
+  local m, e = rfr:next(hbuf)
+  if not m then
+    hbuf:clear()
+    return nil, "protocol error: " .. tostring(e or "a header frame cut short")
+  end
+  local extra = #hbuf > 0
+  hbuf:clear()
+  return m, nil, nil, extra
+end
+
 M.transports = {
   framed = { framed = true, read = read_framed },
   buffered = { framed = false, read = read_unframed },
+  header = { header = true, read = read_header },
+  ["framed-header"] = { header = true, read = read_header },
+  ttheader = { header = true, read = read_header },
+  ["ttheader-framed"] = { header = true, read = read_header },
 }
 
 -- ---- phases --------------------------------------------------------------------
@@ -225,7 +251,7 @@ local function exchange(cl, sock, fn, name, req, seqid)
     return nil, err
   end
   if fn.oneway then return true end
-  local msg, rerr, none, extra = cl.transport.read(sock, cl.proto, cl.max_frame)
+  local msg, rerr, none, extra = cl.transport.read(sock, cl.proto, cl.max_frame, cl.rfr)
   if not msg then
     local quiet = none and (sock:getreusedtimes() or 0) > 0
     sock:close()
@@ -321,7 +347,8 @@ local function method(cl, k)
 end
 
 -- resty.client{ service = ns.Svc, host = "127.0.0.1", port = n | unix = "/path",
---   transport = "framed" | "buffered", protocol = "binary" | "compact",
+--   transport = "framed" | "buffered" | "header" | "framed-header" | "ttheader"
+--     | "ttheader-framed", protocol = "binary" | "compact",
 --   timeout = ms (send and read, default 5000), connect_timeout = ms (3000),
 --   send_timeout = ms, read_timeout = ms,
 --   pool = name, pool_size = n (idle connections kept, default 30),
@@ -349,6 +376,10 @@ function M.client(opts)
     functions = svc.functions,
     host = host, port = port, unix = unix and "unix:" .. unix,
     transport = transport, framed = transport.framed, proto = proto,
+    -- header transports: calls are written through a framer, replies read
+    -- by another (core.framer)
+    rfr = transport.header and core.framer { transport = tname,
+      max_frame = opts.max_frame or DEFAULT_MAX_FRAME } or nil,
     connect_timeout = opts.connect_timeout or 3000,
     send_timeout = opts.send_timeout or opts.timeout or 5000,
     read_timeout = opts.read_timeout or opts.timeout or 5000,
@@ -361,6 +392,10 @@ function M.client(opts)
   }, M.ClientMT)
   -- connections of one pool must speak alike: the pool name carries the
   -- transport and protocol (a petrel server decides framing per connection)
+  if transport.header then
+    if pname == "json" then error("petrel.resty.client: header transports carry Binary or Compact", 2) end
+    cl.framed = core.framer { transport = tname, max_frame = cl.max_frame }
+  end
   cl.connect_opts = {
     pool = opts.pool or format("petrel:%s:%s:%s", unix and ("unix:" .. unix) or
       (host .. ":" .. port), tname, pname),

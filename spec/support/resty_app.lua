@@ -29,7 +29,8 @@ function app.init_worker()
   local C = {}
   app.C = C
   local CALC, W = app.CALC.Calc, app.W.Echo
-  for _, tr in ipairs({ "framed", "buffered" }) do
+  -- petrel's servers: every transport and protocol of petrel.resty
+  for tr in pairs(resty.transports) do
     for pname in pairs(resty.protocols) do
       local sfx = tr .. "_" .. pname
       C["calc_" .. sfx] = resty.client { service = CALC, port = cfg.calc, transport = tr,
@@ -37,6 +38,9 @@ function app.init_worker()
       C["echo_" .. sfx] = resty.client { service = W, port = cfg.echo, transport = tr,
         protocol = pname }
     end
+  end
+  -- Apache's Python servers: framed and unframed
+  for _, tr in ipairs({ "framed", "buffered" }) do
     C["py_calc_" .. tr] = resty.client { service = CALC, port = cfg["py_calc_" .. tr], transport = tr }
     C["py_ccalc_" .. tr] = resty.client { service = CALC, port = cfg["py_ccalc_" .. tr], transport = tr,
       protocol = "compact" }
