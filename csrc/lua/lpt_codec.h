@@ -134,7 +134,8 @@ typedef struct lpt_Framer {
                           transforms, a TTHeader's inner frame */
   char *acl;           /* TTHeader ACL token to send, or NULL */
   size_t acl_len;
-  pt_scan scan;        /* unframed input (last: not cleared at creation) */
+  pt_scan *scan;       /* unframed input: made at its first message (1.6
+                          KiB: connections that are framed do without) */
 } lpt_Framer;
 
 lpt_Framer *lpt_testframer(lua_State *L, int idx);

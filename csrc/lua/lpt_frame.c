@@ -82,7 +82,7 @@ static int xform_list(lua_State *L, int idx, const char *opt, uint32_t *ids,
 static int Lpt_framer(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   lpt_Framer *fr = lua_newuserdata(L, sizeof *fr);
-  memset(fr, 0, offsetof(lpt_Framer, scan));
+  memset(fr, 0, sizeof *fr);
   luaL_setmetatable(L, LPT_FRAMER_MT);
   fr->max_frame = 16 << 20;
   fr->max_name = 65536;
@@ -129,7 +129,6 @@ static int Lpt_framer(lua_State *L) {
     fr->acl_len = n;
   }
   lua_settop(L, 2);
-  pt_scan_init(&fr->scan, fr->max_frame, LPT_MAXDEPTH_DEFAULT);
   return 1;
 }
 
@@ -137,6 +136,8 @@ static int Lpt_framer_gc(lua_State *L) {
   lpt_Framer *fr = checkframer(L, 1);
   free(fr->acl);
   fr->acl = NULL;
+  free(fr->scan);
+  fr->scan = NULL;
   return 0;
 }
 
@@ -222,7 +223,12 @@ static int Lpt_framer_next(lua_State *L) {
     fr->decided = 1;
   }
   if (fr->f.unframed) {
-    pt_scan *s = &fr->scan;
+    if (!fr->scan) {
+      fr->scan = malloc(sizeof *fr->scan);
+      if (!fr->scan) return luaL_error(L, "out of memory");
+      pt_scan_init(fr->scan, fr->max_frame, LPT_MAXDEPTH_DEFAULT);
+    }
+    pt_scan *s = fr->scan;
     if (len < s->fed) pt_scan_reset(s); /* consumed elsewhere */
     uint64_t off = 0;
     int r = s->err ? PT_SCAN_BAD : PT_SCAN_MORE;
