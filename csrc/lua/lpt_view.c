@@ -212,6 +212,18 @@ static void msg_expire(lua_State *L, int sidx, lpt_VSrc *src) {
   arena_reset(src);
 }
 
+/* The message holds the string at vidx (referenced, not copied). */
+static void msg_hold_str(lua_State *L, int sidx, lpt_VSrc *src, int vidx) {
+  size_t n;
+  const char *s = lua_tolstring(L, vidx, &n);
+  if (n >= PT_VIEW_MAX) luaL_error(L, "petrel.view: message of %zu bytes is too large", n);
+  lua_pushvalue(L, vidx);
+  set_msg_uv(L, sidx, 1);
+  src->has_str = 1;
+  src->base = (const unsigned char *)s;
+  src->len = n;
+}
+
 static lpt_VSrc *new_msg(lua_State *L, int managed) {
   lpt_VSrc *src = newud(L, sizeof *src, 2);
   memset(src, 0, offsetof(lpt_VSrc, inl));
@@ -1787,17 +1799,9 @@ static int Lpt_type_view(lua_State *L) {
   lpt_VSrc *src;
   int sidx;
   if (lua_type(L, 2) == LUA_TSTRING) {
-    size_t n;
-    const char *s = lua_tolstring(L, 2, &n);
-    if (n >= PT_VIEW_MAX)
-      return luaL_error(L, "petrel.view: message of %zu bytes is too large", n);
     src = new_msg(L, 0);
     sidx = lua_gettop(L);
-    lua_pushvalue(L, 2);
-    set_msg_uv(L, sidx, 1);
-    src->has_str = 1;
-    src->base = (const unsigned char *)s;
-    src->len = n;
+    msg_hold_str(L, sidx, src, 2);
   } else if ((src = tomsg(L, 2)) != NULL) {
     sidx = 2;
   } else {
@@ -1837,15 +1841,16 @@ static int Lpt_message(lua_State *L) {
   return 1;
 }
 
-/* Take n bytes (after skip) of buffer b into message m, consuming them
- * from b; m's views of before expire. */
+/* Take n bytes (after skip) of buffer b into message m, consuming the
+ * first `consume` bytes of b (at least skip + n); m's views of before
+ * expire. */
 static void msg_take(lua_State *L, int sidx, lpt_VSrc *src, pt_buf *b,
-                     size_t skip, size_t n) {
+                     size_t skip, size_t n, size_t consume) {
   if (src->retained)
     luaL_error(L, "petrel.view: a retained message cannot take new bytes");
   msg_expire(L, sidx, src);
   msg_set_buf(L, src, b, skip, n);
-  pt_buf_skip(b, skip + n);
+  pt_buf_skip(b, consume);
 }
 
 /* m:take(buf, n) -> m: the next n bytes of buf (consumed) */
@@ -1854,7 +1859,7 @@ static int Lpt_message_take(lua_State *L) {
   pt_buf *b = lpt_checkbuf(L, 2);
   size_t n = (size_t)lpt_checkint(L, 3, 0, INT64_MAX);
   if (n > pt_buf_len(b)) return luaL_argerror(L, 3, "more than the buffer holds");
-  msg_take(L, 1, src, b, 0, n);
+  msg_take(L, 1, src, b, 0, n, n);
   lua_settop(L, 1);
   return 1;
 }
@@ -1865,12 +1870,7 @@ static int Lpt_message_take(lua_State *L) {
 void lpt_msg_take(lua_State *L, int idx, pt_buf *b, size_t skip, size_t n,
                   size_t consume) {
   idx = lua_absindex(L, idx);
-  lpt_VSrc *src = checkmsg(L, idx);
-  if (src->retained)
-    luaL_error(L, "petrel.view: a retained message cannot take new bytes");
-  msg_expire(L, idx, src);
-  msg_set_buf(L, src, b, skip, n);
-  pt_buf_skip(b, consume);
+  msg_take(L, idx, checkmsg(L, idx), b, skip, n, consume);
   lua_pushvalue(L, idx);
 }
 
@@ -1881,14 +1881,9 @@ void lpt_msg_hold(lua_State *L, int idx) {
   lpt_VSrc *src = checkmsg(L, idx);
   if (src->retained)
     luaL_error(L, "petrel.view: a retained message cannot take new bytes");
-  size_t n;
-  const char *s = lua_tolstring(L, -1, &n);
-  if (n >= PT_VIEW_MAX) luaL_error(L, "petrel.view: message of %zu bytes is too large", n);
   msg_expire(L, idx, src);
-  set_msg_uv(L, idx, 1); /* pops the string */
-  src->has_str = 1;
-  src->base = (const unsigned char *)s;
-  src->len = n;
+  msg_hold_str(L, idx, src, -1);
+  lua_pop(L, 1); /* the string: the message holds it */
   lua_pushvalue(L, idx);
 }
 
@@ -1910,7 +1905,7 @@ static int Lpt_take_frame(lua_State *L) {
     return 2;
   }
   if (pt_buf_len(b) - 4 < len) return 0;
-  msg_take(L, 3, src, b, 4, (size_t)len);
+  msg_take(L, 3, src, b, 4, (size_t)len, 4 + (size_t)len);
   lua_settop(L, 3);
   return 1;
 }
