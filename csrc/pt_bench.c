@@ -147,43 +147,72 @@ static int measuring(const pt_bench *b, uint64_t t) {
 
 /* ---- 2. calls ---------------------------------------------------------------- */
 
-/* Queue one call on bc, timed from t. 0, or -1 (no room in the ring, or
- * the conn is gone). */
-static int send_call(pt_bench *b, bconn *bc, uint64_t t) {
-  if (!bc->c || !bc->up || bc->count == b->o.depth) return -1;
+/* Queue up to k calls on bc, timed from t: k copies of the request, each
+ * with its own seqid, in one reservation of the conn's output. later: mark
+ * the conn for the flush at the start of the next poll (the caller that
+ * writes at once passes 0). Returns how many were queued (fewer when the
+ * ring is full or the conn is gone). */
+static int send_calls(pt_bench *b, bconn *bc, int k, uint64_t t, int later) {
+  if (!bc->c || !bc->up) return 0;
+  int d = b->o.depth;
+  if (k > d - bc->count) k = d - bc->count;
+  if (k <= 0) return 0;
   pt_buf *out = bc->c->out;
-  size_t before = pt_buf_len(out);
-  char *p = pt_buf_reserve(out, b->req_len);
+  size_t before = pt_buf_len(out), rl = b->req_len;
+  char *p = pt_buf_reserve(out, rl * (size_t)k);
   if (!p) {
     note(b, "out of memory");
-    return -1;
+    return 0;
   }
-  memcpy(p, b->req, b->req_len);
+  size_t so = b->msg_off + b->req_env.seq_off;
+  int slot = bc->head + bc->count;
+  if (slot >= d) slot -= d;
   int32_t seq = bc->next_seq;
-  bc->next_seq = seq == INT32_MAX ? 1 : seq + 1;
-  uint8_t *s = (uint8_t *)p + b->msg_off + b->req_env.seq_off;
-  s[0] = (uint8_t)((uint32_t)seq >> 24);
-  s[1] = (uint8_t)((uint32_t)seq >> 16);
-  s[2] = (uint8_t)((uint32_t)seq >> 8);
-  s[3] = (uint8_t)seq;
-  pt_buf_commit(out, b->req_len);
-  call *k = &bc->ring[(bc->head + bc->count) % b->o.depth];
-  k->t = t;
-  k->seq = seq;
-  k->live = 1;
-  bc->count++;
-  b->sent++;
-  /* the first request of the round marks the conn for the flush at the
-   * start of the next poll, which writes everything queued by then (the
-   * closed loop of on_data writes at once) */
-  if (!before) pt_conn_send_later(bc->c);
-  return 0;
+  for (int i = 0; i < k; i++) {
+    memcpy(p, b->req, rl);
+    uint8_t *s = (uint8_t *)p + so;
+    s[0] = (uint8_t)((uint32_t)seq >> 24);
+    s[1] = (uint8_t)((uint32_t)seq >> 16);
+    s[2] = (uint8_t)((uint32_t)seq >> 8);
+    s[3] = (uint8_t)seq;
+    call *c = &bc->ring[slot];
+    c->t = t;
+    c->seq = seq;
+    c->live = 1;
+    if (++slot == d) slot = 0;
+    seq = seq == INT32_MAX ? 1 : seq + 1;
+    p += rl;
+  }
+  bc->next_seq = seq;
+  pt_buf_commit(out, rl * (size_t)k);
+  bc->count += k;
+  b->sent += (uint64_t)k;
+  /* the first requests of the round mark the conn for the flush at the
+   * start of the next poll, which writes everything queued by then */
+  if (later && !before) pt_conn_send_later(bc->c);
+  return k;
+}
+
+static int send_call(pt_bench *b, bconn *bc, uint64_t t) {
+  return send_calls(b, bc, 1, t, 1) == 1 ? 0 : -1;
 }
 
 /* The call with seqid seq: its start time (0 and -1 when none is in
  * flight); done entries at the head leave. */
 static int take_call(pt_bench *b, bconn *bc, int32_t seq, uint64_t *t) {
   int d = b->o.depth;
+  if (bc->count) { /* in order: the head, at once */
+    call *k = &bc->ring[bc->head];
+    if (k->live && k->seq == seq) {
+      *t = k->t;
+      k->live = 0;
+      do {
+        if (++bc->head == d) bc->head = 0;
+        bc->count--;
+      } while (bc->count && !bc->ring[bc->head].live);
+      return 0;
+    }
+  }
   for (int i = 0; i < bc->count; i++) {
     call *k = &bc->ring[(bc->head + i) % d];
     if (k->live && k->seq == seq) {
@@ -212,17 +241,13 @@ static void conn_lost(pt_bench *b, bconn *bc, const char *why) {
   bc->up = 0;
 }
 
-/* One whole reply message of n bytes at the front of the input (after the
- * frame header when framed): check it, time it. */
-static void on_reply(pt_bench *b, bconn *bc, pt_buf *in, size_t off, size_t n,
-                     uint64_t t) {
-  size_t look = n < HDR_MAX ? n : HDR_MAX;
+/* One whole reply message of n bytes whose first look = min(n, HDR_MAX)
+ * (or more) bytes are at hdr: check it, time it. */
+static void on_reply(pt_bench *b, bconn *bc, const uint8_t *hdr, size_t look,
+                     size_t n, uint64_t t) {
   const char *bad = NULL;
   env e;
   b->replies++;
-  /* the envelope in place (a copy only when it spans two blocks) */
-  const uint8_t *hdr = (const uint8_t *)pt_buf_peek(in, off + look);
-  if (hdr) hdr += off;
   if (!hdr || parse_env(hdr, look, &e) != 0) {
     conn_lost(b, bc, "a reply that is not a Thrift Binary message");
     return;
@@ -284,7 +309,29 @@ static void on_data(pt_bench *b, bconn *bc) {
         break;
       }
       if (len < 4 + fl) break;
-      on_reply(b, bc, in, 4, (size_t)fl, t);
+      /* the frames whole in the first block, walked in place and skipped
+       * together (the common case) */
+      struct iovec v;
+      if (pt_buf_iov(in, &v, 1, SIZE_MAX) == 1 && v.iov_len >= 4 + fl) {
+        const uint8_t *p = v.iov_base;
+        size_t pos = 0, end = v.iov_len;
+        int k = 0;
+        while (end - pos >= 4) {
+          uint32_t f = be32(p + pos);
+          if (f > maxf || end - pos - 4 < f) break;
+          on_reply(b, bc, p + pos + 4, f, f, t);
+          if (!bc->c) return;
+          pos += 4 + (size_t)f;
+          k++;
+        }
+        pt_buf_skip(in, pos);
+        done += k;
+        continue;
+      }
+      /* a frame across blocks: its envelope copied out (peek) */
+      size_t look = fl < HDR_MAX ? (size_t)fl : HDR_MAX;
+      const uint8_t *hdr = (const uint8_t *)pt_buf_peek(in, 4 + look);
+      on_reply(b, bc, hdr ? hdr + 4 : NULL, look, (size_t)fl, t);
       if (!bc->c) break;
       pt_buf_skip(in, 4 + (size_t)fl);
     } else {
@@ -323,7 +370,8 @@ static void on_data(pt_bench *b, bconn *bc) {
       }
       if (r != PT_SCAN_DONE) break; /* more bytes to come */
       end = (size_t)bc->scan->fed;
-      on_reply(b, bc, in, 0, end, t);
+      size_t look = end < HDR_MAX ? end : HDR_MAX;
+      on_reply(b, bc, (const uint8_t *)pt_buf_peek(in, look), look, end, t);
       if (!bc->c) break;
       pt_buf_skip(in, end);
       pt_scan_reset(bc->scan);
@@ -334,8 +382,7 @@ static void on_data(pt_bench *b, bconn *bc) {
   if (!bc->c) return;
   pt_conn_consumed(bc->c);
   if (b->o.rate <= 0 && b->phase < PT_BENCH_DONE && done) {
-    for (int i = 0; i < done; i++)
-      if (send_call(b, bc, t) != 0) break;
+    send_calls(b, bc, done, t, 0);
     /* write now, as the replies came (as bench/loadgen.c does): the server
      * gets the next calls while the other conns' replies are looked at,
      * and the flush at the next poll finds nothing left */
