@@ -27,7 +27,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "pt_bench.h"
 #include "pt_loop.h"
@@ -83,7 +85,8 @@ typedef struct call {
 } call;
 
 typedef struct bconn {
-  pt_conn *c;     /* NULL once closed */
+  pt_conn *c;     /* NULL once closed; direct: the loop's watch of the
+                     socket */
   uint64_t id;
   int up;         /* connected */
   int32_t next_seq;
@@ -91,6 +94,14 @@ typedef struct bconn {
   int head, count;
   pt_scan *scan;  /* unframed: the scanner of the message in front */
   size_t scanned; /* bytes of it fed so far */
+  /* direct I/O (see 5.): the socket, a watch for writability while
+   * requests wait, flat buffers of replies and of unsent requests */
+  int direct;
+  int fd;
+  pt_conn *wo;
+  uint64_t woid;
+  uint8_t *in, *out;
+  size_t in_off, in_len, in_cap, out_off, out_len, out_cap;
 } bconn;
 
 struct pt_bench {
@@ -113,6 +124,7 @@ struct pt_bench {
   uint64_t t_last;   /* ns of the last run's end, for elapsed */
   pt_hist hist;
   pt_event *ev;
+  int direct;        /* the conns do their own I/O (5.) */
   char err[256];
   int has_err;
 };
@@ -147,6 +159,10 @@ static int measuring(const pt_bench *b, uint64_t t) {
 
 /* ---- 2. calls ---------------------------------------------------------------- */
 
+static int direct_room(uint8_t **p, size_t *off, size_t *len, size_t *cap,
+                       size_t n);
+static void direct_flush(pt_bench *b, bconn *bc);
+
 /* Queue up to k calls on bc, timed from t: k copies of the request, each
  * with its own seqid, in one reservation of the conn's output. later: mark
  * the conn for the flush at the start of the next poll (the caller that
@@ -157,9 +173,21 @@ static int send_calls(pt_bench *b, bconn *bc, int k, uint64_t t, int later) {
   int d = b->o.depth;
   if (k > d - bc->count) k = d - bc->count;
   if (k <= 0) return 0;
-  pt_buf *out = bc->c->out;
-  size_t before = pt_buf_len(out), rl = b->req_len;
-  char *p = pt_buf_reserve(out, rl * (size_t)k);
+  pt_buf *out = NULL;
+  size_t before = 0, rl = b->req_len;
+  char *p;
+  if (bc->direct) {
+    if (direct_room(&bc->out, &bc->out_off, &bc->out_len, &bc->out_cap,
+                    rl * (size_t)k) != 0) {
+      note(b, "out of memory");
+      return 0;
+    }
+    p = (char *)bc->out + bc->out_len;
+  } else {
+    out = bc->c->out;
+    before = pt_buf_len(out);
+    p = pt_buf_reserve(out, rl * (size_t)k);
+  }
   if (!p) {
     note(b, "out of memory");
     return 0;
@@ -184,9 +212,14 @@ static int send_calls(pt_bench *b, bconn *bc, int k, uint64_t t, int later) {
     p += rl;
   }
   bc->next_seq = seq;
-  pt_buf_commit(out, rl * (size_t)k);
   bc->count += k;
   b->sent += (uint64_t)k;
+  if (bc->direct) {
+    bc->out_len += rl * (size_t)k;
+    direct_flush(b, bc);
+    return k;
+  }
+  pt_buf_commit(out, rl * (size_t)k);
   /* the first requests of the round mark the conn for the flush at the
    * start of the next poll, which writes everything queued by then */
   if (later && !before) pt_conn_send_later(bc->c);
@@ -236,6 +269,8 @@ static void conn_lost(pt_bench *b, bconn *bc, const char *why) {
   if (measuring(b, now_ns())) b->errors++;
   pt_conn_close(bc->c, 0);
   bc->c = NULL;
+  if (bc->wo) pt_conn_close(bc->wo, 0);
+  bc->wo = NULL;
   bc->count = 0;
   if (bc->up) b->conns_up--;
   bc->up = 0;
@@ -390,7 +425,159 @@ static void on_data(pt_bench *b, bconn *bc) {
   }
 }
 
-/* ---- 4. the run -------------------------------------------------------------- */
+/* ---- 5. direct I/O ------------------------------------------------------- */
+
+/* With direct I/O (the default on epoll) the loop still connects every
+ * conn, watches the sockets and runs the clock, but a conn does its own
+ * recv and send, as bench/loadgen.c does: one recv into a flat buffer per
+ * readiness report, the replies walked in place, the next requests copied
+ * into a flat buffer and sent at once. The loop's conns (linked buffers,
+ * accounting, budgets) are made for servers of many conns; a generator of
+ * a few busy ones pays for them on every call. io_uring keeps the loop's
+ * conns (multishot recv, sends through the ring: fewer system calls). */
+
+/* Room for n more bytes after p[len] (p[off..len) kept, moved to the
+ * front when that makes room). 0, or -1 (no memory). */
+static int direct_room(uint8_t **p, size_t *off, size_t *len, size_t *cap,
+                       size_t n) {
+  if (*off && *off == *len) *off = *len = 0;
+  if (*cap - *len >= n) return 0;
+  if (*off) {
+    memmove(*p, *p + *off, *len - *off);
+    *len -= *off;
+    *off = 0;
+    if (*cap - *len >= n) return 0;
+  }
+  size_t nc = *cap ? *cap : 65536;
+  while (nc - *len < n) nc *= 2;
+  uint8_t *q = realloc(*p, nc);
+  if (!q) return -1;
+  *p = q;
+  *cap = nc;
+  return 0;
+}
+
+/* Write bc's unsent requests; what the socket does not take waits for a
+ * writability watch. */
+static void direct_flush(pt_bench *b, bconn *bc) {
+  while (bc->out_len > bc->out_off) {
+    ssize_t w = send(bc->fd, bc->out + bc->out_off, bc->out_len - bc->out_off,
+                     MSG_NOSIGNAL);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        if (!bc->wo) {
+          bc->wo = pt_loop_watch(b->l, bc->fd, PT_WATCH_OUT);
+          if (!bc->wo) {
+            conn_lost(b, bc, pt_loop_error(b->l));
+            return;
+          }
+          bc->wo->ud = bc;
+          bc->woid = bc->wo->id;
+        }
+        return;
+      }
+      conn_lost(b, bc, strerror(errno));
+      return;
+    }
+    bc->out_off += (size_t)w;
+  }
+  bc->out_off = bc->out_len = 0;
+  if (bc->wo) {
+    pt_conn_close(bc->wo, 0);
+    bc->wo = NULL;
+  }
+}
+
+/* bc is readable: one recv, then every whole reply in the buffer (checked
+ * and timed by on_reply, all with the time the recv returned), then a new
+ * call for each when no rate is set. */
+static void direct_read(pt_bench *b, bconn *bc) {
+  if (direct_room(&bc->in, &bc->in_off, &bc->in_len, &bc->in_cap, 65536) != 0) {
+    conn_lost(b, bc, "out of memory");
+    return;
+  }
+  ssize_t r = recv(bc->fd, bc->in + bc->in_len, bc->in_cap - bc->in_len, 0);
+  if (r < 0) {
+    if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return;
+    conn_lost(b, bc, strerror(errno));
+    return;
+  }
+  if (r == 0) {
+    conn_lost(b, bc, "connection closed by the peer");
+    return;
+  }
+  bc->in_len += (size_t)r;
+  uint64_t t = now_ns();
+  size_t maxf = b->o.max_frame;
+  int done = 0;
+  for (;;) {
+    const uint8_t *p = bc->in + bc->in_off;
+    size_t avail = bc->in_len - bc->in_off;
+    size_t n;
+    if (b->o.framed) {
+      if (avail < 4) break;
+      uint32_t f = be32(p);
+      if (f > maxf) {
+        conn_lost(b, bc, "a reply frame longer than max_frame");
+        return;
+      }
+      if (avail - 4 < f) { /* room for the rest of the frame */
+        if (direct_room(&bc->in, &bc->in_off, &bc->in_len, &bc->in_cap,
+                        4 + (size_t)f - avail) != 0) {
+          conn_lost(b, bc, "out of memory");
+          return;
+        }
+        break;
+      }
+      on_reply(b, bc, p + 4, f, f, t);
+      n = 4 + (size_t)f;
+    } else {
+      if (avail == bc->scanned) break;
+      size_t used = 0;
+      int s = pt_scan_feed(bc->scan, p + bc->scanned, avail - bc->scanned, &used);
+      if (s == PT_SCAN_BAD) {
+        conn_lost(b, bc, bc->scan->err ? bc->scan->err : "a malformed reply");
+        return;
+      }
+      if (s != PT_SCAN_DONE) {
+        bc->scanned = avail;
+        break;
+      }
+      n = (size_t)bc->scan->fed;
+      pt_scan_reset(bc->scan);
+      bc->scanned = 0;
+      on_reply(b, bc, p, n, n, t);
+    }
+    if (!bc->c) return;
+    bc->in_off += n;
+    done++;
+  }
+  if (bc->in_off == bc->in_len) bc->in_off = bc->in_len = 0;
+  if (b->o.rate <= 0 && b->phase < PT_BENCH_DONE && done)
+    send_calls(b, bc, done, t, 0);
+}
+
+/* bc just connected: from now on the loop watches its socket (a duplicate
+ * of the fd) and the loop's conn goes. 0, or -1 (bc lost). */
+static int direct_start(pt_bench *b, bconn *bc) {
+  pt_conn *c = bc->c;
+  pt_conn *w = pt_loop_watch(b->l, c->fd, PT_WATCH_IN);
+  if (!w) {
+    conn_lost(b, bc, pt_loop_error(b->l));
+    return -1;
+  }
+  c->ud = NULL;
+  pt_conn_close(c, 0);
+  w->ud = bc;
+  bc->c = w;
+  bc->id = w->id;
+  bc->fd = w->fd;
+  bc->direct = 1;
+  return 0;
+}
+
+/* ---- 6. the run -------------------------------------------------------------- */
 
 static void start_calls(pt_bench *b, uint64_t t) {
   b->phase = b->o.warmup_ms > 0 ? PT_BENCH_WARMUP : PT_BENCH_MEASURING;
@@ -443,7 +630,7 @@ static int next_due_ms(const pt_bench *b, uint64_t t, int cap) {
 static bconn *conn_of(const pt_event *e) {
   if (!e->conn || !e->conn->ud) return NULL;
   bconn *bc = e->conn->ud;
-  return bc->id == e->id ? bc : NULL;
+  return bc->id == e->id || (bc->wo && bc->woid == e->id) ? bc : NULL;
 }
 
 static void on_event(pt_bench *b, const pt_event *e) {
@@ -458,6 +645,7 @@ static void on_event(pt_bench *b, const pt_event *e) {
         note(b, "%s", why ? why : strerror(e->err));
         bc->c = NULL; /* the loop closed it */
       } else {
+        if (b->direct && direct_start(b, bc) != 0) break;
         bc->up = 1;
         b->conns_up++;
         if (b->phase >= PT_BENCH_WARMUP && b->phase < PT_BENCH_DONE &&
@@ -469,7 +657,15 @@ static void on_event(pt_bench *b, const pt_event *e) {
     case PT_EV_DATA:
       if (bc->c) on_data(b, bc);
       break;
+    case PT_EV_READY:
+      if (!bc->c) break;
+      if (e->id == bc->id)
+        direct_read(b, bc);
+      else
+        direct_flush(b, bc);
+      break;
     case PT_EV_CLOSED:
+      if (bc->wo && e->id == bc->woid) bc->wo = NULL; /* its socket failed */
       if (bc->c) {
         bc->c->ud = NULL;
         conn_lost(b, bc,
@@ -579,6 +775,8 @@ pt_bench *pt_bench_new(const pt_bench_opts *o, char *err, size_t errlen) {
   lo.errlen = sizeof lerr;
   b->l = pt_loop_new(NULL, &lo);
   if (!b->l) FAIL("%s", lerr[0] ? lerr : strerror(errno));
+  b->direct = b->o.io == PT_BENCH_IO_DIRECT ||
+              (b->o.io != PT_BENCH_IO_LOOP && !strcmp(pt_loop_backend(b->l), "epoll"));
   b->nconns = b->o.conns;
   b->t_connect_end = now_ns() + (uint64_t)b->o.connect_timeout_ms * 1000000ull;
   for (int i = 0; i < b->nconns; i++) {
@@ -633,6 +831,8 @@ void pt_bench_free(pt_bench *b) {
   if (b->cs) {
     for (int i = 0; i < b->nconns; i++) {
       free(b->cs[i].ring);
+      free(b->cs[i].in);
+      free(b->cs[i].out);
       free(b->cs[i].scan);
     }
     free(b->cs);

@@ -48,7 +48,15 @@ typedef struct pt_bench_opts {
                              message scanner) */
   size_t max_frame;       /* a longer reply closes its conn; 0: 16 MiB */
   int backend;            /* PT_BE_* (pt_types.h) */
+  int io;                 /* PT_BENCH_IO_*: 0 (auto) is direct on epoll,
+                             the loop's conns on io_uring */
 } pt_bench_opts;
+
+/* How the conns move bytes: through the loop's conns (linked buffers;
+ * multishot recv under io_uring), or directly (the loop connects and
+ * watches the sockets; each conn does one recv into a flat buffer per
+ * readiness report and sends from a flat buffer, as bench/loadgen.c). */
+enum { PT_BENCH_IO_AUTO = 0, PT_BENCH_IO_LOOP = 1, PT_BENCH_IO_DIRECT = 2 };
 
 enum { PT_BENCH_CONNECTING, PT_BENCH_WARMUP, PT_BENCH_MEASURING,
        PT_BENCH_DONE };
