@@ -163,42 +163,17 @@ static int direct_room(uint8_t **p, size_t *off, size_t *len, size_t *cap,
                        size_t n);
 static void direct_flush(pt_bench *b, bconn *bc);
 
-/* Queue up to k calls on bc, timed from t: k copies of the request, each
- * with its own seqid, in one reservation of the conn's output. later: mark
- * the conn for the flush at the start of the next poll (the caller that
- * writes at once passes 0). Returns how many were queued (fewer when the
- * ring is full or the conn is gone). */
-static int send_calls(pt_bench *b, bconn *bc, int k, uint64_t t, int later) {
-  if (!bc->c || !bc->up) return 0;
+/* k copies of the request at p, each with the next seqid, entered in
+ * bc's ring as sent at t. */
+static void fill_calls(pt_bench *b, bconn *bc, uint8_t *p, int k, uint64_t t) {
   int d = b->o.depth;
-  if (k > d - bc->count) k = d - bc->count;
-  if (k <= 0) return 0;
-  pt_buf *out = NULL;
-  size_t before = 0, rl = b->req_len;
-  char *p;
-  if (bc->direct) {
-    if (direct_room(&bc->out, &bc->out_off, &bc->out_len, &bc->out_cap,
-                    rl * (size_t)k) != 0) {
-      note(b, "out of memory");
-      return 0;
-    }
-    p = (char *)bc->out + bc->out_len;
-  } else {
-    out = bc->c->out;
-    before = pt_buf_len(out);
-    p = pt_buf_reserve(out, rl * (size_t)k);
-  }
-  if (!p) {
-    note(b, "out of memory");
-    return 0;
-  }
-  size_t so = b->msg_off + b->req_env.seq_off;
+  size_t rl = b->req_len, so = b->msg_off + b->req_env.seq_off;
   int slot = bc->head + bc->count;
   if (slot >= d) slot -= d;
   int32_t seq = bc->next_seq;
   for (int i = 0; i < k; i++) {
     memcpy(p, b->req, rl);
-    uint8_t *s = (uint8_t *)p + so;
+    uint8_t *s = p + so;
     s[0] = (uint8_t)((uint32_t)seq >> 24);
     s[1] = (uint8_t)((uint32_t)seq >> 16);
     s[2] = (uint8_t)((uint32_t)seq >> 8);
@@ -214,16 +189,49 @@ static int send_calls(pt_bench *b, bconn *bc, int k, uint64_t t, int later) {
   bc->next_seq = seq;
   bc->count += k;
   b->sent += (uint64_t)k;
+}
+
+/* Queue up to k calls on bc, timed from t: k copies of the request, each
+ * with its own seqid, in one reservation of the conn's output. later: mark
+ * the conn for the flush at the start of the next poll (the caller that
+ * writes at once passes 0). Returns how many were queued (fewer when the
+ * ring is full or the conn is gone). */
+static int send_calls(pt_bench *b, bconn *bc, int k, uint64_t t, int later) {
+  if (!bc->c || !bc->up) return 0;
+  int d = b->o.depth;
+  if (k > d - bc->count) k = d - bc->count;
+  if (k <= 0) return 0;
+  size_t rl = b->req_len;
   if (bc->direct) {
+    if (direct_room(&bc->out, &bc->out_off, &bc->out_len, &bc->out_cap,
+                    rl * (size_t)k) != 0) {
+      note(b, "out of memory");
+      return 0;
+    }
+    fill_calls(b, bc, bc->out + bc->out_len, k, t);
     bc->out_len += rl * (size_t)k;
     direct_flush(b, bc);
     return k;
   }
-  pt_buf_commit(out, rl * (size_t)k);
+  /* the loop's output: reservations of up to 64 KiB */
+  pt_buf *out = bc->c->out;
+  size_t before = pt_buf_len(out);
+  int per = rl >= 65536 ? 1 : (int)(65536 / rl), done = 0;
+  while (done < k) {
+    int kk = k - done < per ? k - done : per;
+    char *p = pt_buf_reserve(out, rl * (size_t)kk);
+    if (!p) {
+      note(b, "out of memory");
+      break;
+    }
+    fill_calls(b, bc, (uint8_t *)p, kk, t);
+    pt_buf_commit(out, rl * (size_t)kk);
+    done += kk;
+  }
   /* the first requests of the round mark the conn for the flush at the
    * start of the next poll, which writes everything queued by then */
-  if (later && !before) pt_conn_send_later(bc->c);
-  return k;
+  if (later && !before && done) pt_conn_send_later(bc->c);
+  return done;
 }
 
 static int send_call(pt_bench *b, bconn *bc, uint64_t t) {
@@ -586,9 +594,7 @@ static void start_calls(pt_bench *b, uint64_t t) {
   b->t_end = b->t_meas + (uint64_t)b->o.duration_ms * 1000000ull;
   if (b->phase == PT_BENCH_MEASURING) b->cpu0 = cpu_s();
   if (b->o.rate > 0) return; /* the schedule starts them */
-  for (int i = 0; i < b->nconns; i++)
-    for (int k = 0; k < b->o.depth; k++)
-      if (send_call(b, &b->cs[i], t) != 0) break;
+  for (int i = 0; i < b->nconns; i++) send_calls(b, &b->cs[i], b->o.depth, t, 1);
 }
 
 /* The next conn (round robin) with a free slot, or NULL. */
@@ -650,8 +656,7 @@ static void on_event(pt_bench *b, const pt_event *e) {
         b->conns_up++;
         if (b->phase >= PT_BENCH_WARMUP && b->phase < PT_BENCH_DONE &&
             b->o.rate <= 0)
-          for (int k = 0; k < b->o.depth; k++)
-            if (send_call(b, bc, now_ns()) != 0) break;
+          send_calls(b, bc, b->o.depth, now_ns(), 1);
       }
       break;
     case PT_EV_DATA:

@@ -5,7 +5,8 @@
  *   core.bench{ host =, port = | unix =, request = <the message as sent>,
  *               framed = true, conns = 1, depth = 1, rate = 0 (calls/s),
  *               duration = 5 (s), warmup = 0 (s), connect_timeout = ms,
- *               max_frame = bytes, backend = "epoll" | "uring" | "auto" }
+ *               max_frame = bytes, backend = "epoll" | "uring" | "auto",
+               io = "auto" | "loop" | "direct" (pt_bench.h) }
  *     -> bench | nil, err
  *   bench:run(ms) -> true (more to do) | false (done) | nil, err
  *   bench:stats() -> { phase, conns_up, connect_errors, calls, errors,
@@ -95,6 +96,13 @@ static int Lpt_bench(lua_State *L) {
     static const char *const names[] = {"epoll", "uring", "auto", "io_uring", NULL};
     static const int ids[] = {PT_BE_EPOLL, PT_BE_URING, PT_BE_AUTO, PT_BE_URING};
     o.backend = ids[luaL_checkoption(L, -1, NULL, names)];
+  }
+  lua_pop(L, 1);
+  lua_getfield(L, 1, "io");
+  if (!lua_isnil(L, -1)) {
+    static const char *const ionames[] = {"auto", "loop", "direct", NULL};
+    static const int ioids[] = {PT_BENCH_IO_AUTO, PT_BENCH_IO_LOOP, PT_BENCH_IO_DIRECT};
+    o.io = ioids[luaL_checkoption(L, -1, NULL, ionames)];
   }
   lua_pop(L, 1);
   lpt_Bench *B = lua_newuserdata(L, sizeof *B);

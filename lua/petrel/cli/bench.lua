@@ -65,6 +65,7 @@ function M.run(args)
     framed = transport == "framed", conns = args.conns, depth = args.depth,
     rate = args.rate, duration = args.duration, warmup = args.warmup,
     connect_timeout = args.connect_timeout, backend = args.backend,
+    io = args.io,
   }
   if not b then util.usage("bench: %s", err) end
   local _ = svc

@@ -136,6 +136,9 @@ local function build()
   b:option("-I --include", "Directory searched for IDL includes (repeatable)."):count("*"):argname("DIR")
   b:option("--backend", "Loop back end of the load generator: epoll, uring or auto.")
     :choices({ "epoll", "uring", "auto" })
+  b:option("--io", "How connections move bytes: direct (own recv/send on the loop's "
+    .. "readiness), loop (the loop's connections and buffers) or auto (direct on epoll, "
+    .. "loop on io_uring).", "auto"):choices({ "auto", "direct", "loop" })
   b:flag("--json", "Print the results as one JSON object.")
   b:flag("--lua", "Take ARGS as Lua.")
   b:flag("--quiet", "No progress line.")
