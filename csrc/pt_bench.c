@@ -3,12 +3,16 @@
  *
  * Layout
  *   1. the envelope: where a Binary message's name, type and seqid are
- *   2. calls: a copy of the request with its own seqid into a conn's
- *      output (one reserve + copy, no other allocation); the ring of calls
- *      in flight per conn
- *   3. replies: framed (by length) or unframed (the incremental message
- *      scanner, fed each byte once), checked, timed
- *   4. the run: connecting, then warm-up and measuring, calls started by
+ *   2. calls: the requests a batch of replies frees, each a copy of the
+ *      request with its own seqid (in the loop conn's output: reservations
+ *      of up to 64 KiB; direct: the seqid written into the call's slot of
+ *      the conn's block of request copies); the ring of calls in flight
+ *   3. replies: framed (by length; walked in place in the input's first
+ *      block) or unframed (the incremental message scanner, fed each byte
+ *      once), checked, timed
+ *   5. direct I/O (default on epoll): the loop connects and watches, the
+ *      conn does one recv per readiness report and sends from its block
+ *   6. the run: connecting, then warm-up and measuring, calls started by
  *      replies (closed loop) or by the schedule (rate)
  *
  * Invariants
@@ -18,7 +22,11 @@
  *     are dropped.
  *   - A conn's output gets whole requests only, written in one write per
  *     conn and batch of replies (closed loop) or per round (connect, the
- *     first calls, the rate's schedule: pt_conn_send_later).
+ *     first calls, the rate's schedule: pt_conn_send_later; direct: at
+ *     once).
+ *   - direct: the unsent bytes (un_off, un_len) are the requests of the
+ *     newest calls, in ring order; a slot's copy is rewritten only when
+ *     its call is done, so never while it waits to be sent.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -95,13 +103,16 @@ typedef struct bconn {
   pt_scan *scan;  /* unframed: the scanner of the message in front */
   size_t scanned; /* bytes of it fed so far */
   /* direct I/O (see 5.): the socket, a watch for writability while
-   * requests wait, flat buffers of replies and of unsent requests */
+   * requests wait, a flat buffer of replies, and the requests: depth
+   * copies made once, slot i for the call in ring slot i (a new call
+   * writes only its seqid), sent from un_off for un_len bytes (wrapping:
+   * the requests not yet written, the newest calls) */
   int direct;
   int fd;
   pt_conn *wo;
   uint64_t woid;
-  uint8_t *in, *out;
-  size_t in_off, in_len, in_cap, out_off, out_len, out_cap;
+  uint8_t *in, *blk;
+  size_t in_off, in_len, in_cap, un_off, un_len;
 } bconn;
 
 struct pt_bench {
@@ -163,8 +174,9 @@ static int direct_room(uint8_t **p, size_t *off, size_t *len, size_t *cap,
                        size_t n);
 static void direct_flush(pt_bench *b, bconn *bc);
 
-/* k copies of the request at p, each with the next seqid, entered in
- * bc's ring as sent at t. */
+/* k copies of the request at p (NULL: in bc->blk, direct I/O, where the
+ * copies are already and only the seqids change), each with the next
+ * seqid, entered in bc's ring as sent at t. */
 static void fill_calls(pt_bench *b, bconn *bc, uint8_t *p, int k, uint64_t t) {
   int d = b->o.depth;
   size_t rl = b->req_len, so = b->msg_off + b->req_env.seq_off;
@@ -172,8 +184,14 @@ static void fill_calls(pt_bench *b, bconn *bc, uint8_t *p, int k, uint64_t t) {
   if (slot >= d) slot -= d;
   int32_t seq = bc->next_seq;
   for (int i = 0; i < k; i++) {
-    memcpy(p, b->req, rl);
-    uint8_t *s = p + so;
+    uint8_t *s;
+    if (p) {
+      memcpy(p, b->req, rl);
+      s = p + so;
+      p += rl;
+    } else {
+      s = bc->blk + (size_t)slot * rl + so;
+    }
     s[0] = (uint8_t)((uint32_t)seq >> 24);
     s[1] = (uint8_t)((uint32_t)seq >> 16);
     s[2] = (uint8_t)((uint32_t)seq >> 8);
@@ -184,7 +202,6 @@ static void fill_calls(pt_bench *b, bconn *bc, uint8_t *p, int k, uint64_t t) {
     c->live = 1;
     if (++slot == d) slot = 0;
     seq = seq == INT32_MAX ? 1 : seq + 1;
-    p += rl;
   }
   bc->next_seq = seq;
   bc->count += k;
@@ -203,13 +220,13 @@ static int send_calls(pt_bench *b, bconn *bc, int k, uint64_t t, int later) {
   if (k <= 0) return 0;
   size_t rl = b->req_len;
   if (bc->direct) {
-    if (direct_room(&bc->out, &bc->out_off, &bc->out_len, &bc->out_cap,
-                    rl * (size_t)k) != 0) {
-      note(b, "out of memory");
-      return 0;
+    /* the unsent requests end where the new calls' slots begin */
+    if (!bc->un_len) {
+      int slot = bc->head + bc->count;
+      bc->un_off = (size_t)(slot >= d ? slot - d : slot) * rl;
     }
-    fill_calls(b, bc, bc->out + bc->out_len, k, t);
-    bc->out_len += rl * (size_t)k;
+    fill_calls(b, bc, NULL, k, t);
+    bc->un_len += rl * (size_t)k;
     direct_flush(b, bc);
     return k;
   }
@@ -438,8 +455,10 @@ static void on_data(pt_bench *b, bconn *bc) {
 /* With direct I/O (the default on epoll) the loop still connects every
  * conn, watches the sockets and runs the clock, but a conn does its own
  * recv and send, as bench/loadgen.c does: one recv into a flat buffer per
- * readiness report, the replies walked in place, the next requests copied
- * into a flat buffer and sent at once. The loop's conns (linked buffers,
+ * readiness report, the replies walked in place, and the next requests
+ * sent at once from the conn's block of depth request copies made at
+ * connect (a new call writes its seqid into its slot's copy: a slot is
+ * reused only after its reply came, so its bytes went out before). The loop's conns (linked buffers,
  * accounting, budgets) are made for servers of many conns; a generator of
  * a few busy ones pays for them on every call. io_uring keeps the loop's
  * conns (multishot recv, sends through the ring: fewer system calls). */
@@ -468,9 +487,21 @@ static int direct_room(uint8_t **p, size_t *off, size_t *len, size_t *cap,
 /* Write bc's unsent requests; what the socket does not take waits for a
  * writability watch. */
 static void direct_flush(pt_bench *b, bconn *bc) {
-  while (bc->out_len > bc->out_off) {
-    ssize_t w = send(bc->fd, bc->out + bc->out_off, bc->out_len - bc->out_off,
-                     MSG_NOSIGNAL);
+  size_t total = (size_t)b->o.depth * b->req_len;
+  while (bc->un_len) {
+    size_t first = total - bc->un_off;
+    ssize_t w;
+    if (first >= bc->un_len) {
+      w = send(bc->fd, bc->blk + bc->un_off, bc->un_len, MSG_NOSIGNAL);
+    } else { /* wrapped: the end of the block, then its start */
+      struct iovec iov[2] = {{bc->blk + bc->un_off, first},
+                             {bc->blk, bc->un_len - first}};
+      struct msghdr mh;
+      memset(&mh, 0, sizeof mh);
+      mh.msg_iov = iov;
+      mh.msg_iovlen = 2;
+      w = sendmsg(bc->fd, &mh, MSG_NOSIGNAL);
+    }
     if (w < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) {
@@ -488,9 +519,10 @@ static void direct_flush(pt_bench *b, bconn *bc) {
       conn_lost(b, bc, strerror(errno));
       return;
     }
-    bc->out_off += (size_t)w;
+    bc->un_off += (size_t)w;
+    if (bc->un_off >= total) bc->un_off -= total;
+    bc->un_len -= (size_t)w;
   }
-  bc->out_off = bc->out_len = 0;
   if (bc->wo) {
     pt_conn_close(bc->wo, 0);
     bc->wo = NULL;
@@ -562,6 +594,11 @@ static void direct_read(pt_bench *b, bconn *bc) {
     done++;
   }
   if (bc->in_off == bc->in_len) bc->in_off = bc->in_len = 0;
+  /* a call's slot is written again only once its request went out */
+  if (bc->un_len > (size_t)bc->count * b->req_len) {
+    conn_lost(b, bc, "a reply before its request was sent");
+    return;
+  }
   if (b->o.rate <= 0 && b->phase < PT_BENCH_DONE && done)
     send_calls(b, bc, done, t, 0);
 }
@@ -570,6 +607,13 @@ static void direct_read(pt_bench *b, bconn *bc) {
  * of the fd) and the loop's conn goes. 0, or -1 (bc lost). */
 static int direct_start(pt_bench *b, bconn *bc) {
   pt_conn *c = bc->c;
+  size_t rl = b->req_len;
+  bc->blk = malloc((size_t)b->o.depth * rl);
+  if (!bc->blk) {
+    conn_lost(b, bc, "out of memory");
+    return -1;
+  }
+  for (int i = 0; i < b->o.depth; i++) memcpy(bc->blk + (size_t)i * rl, b->req, rl);
   pt_conn *w = pt_loop_watch(b->l, c->fd, PT_WATCH_IN);
   if (!w) {
     conn_lost(b, bc, pt_loop_error(b->l));
@@ -837,7 +881,7 @@ void pt_bench_free(pt_bench *b) {
     for (int i = 0; i < b->nconns; i++) {
       free(b->cs[i].ring);
       free(b->cs[i].in);
-      free(b->cs[i].out);
+      free(b->cs[i].blk);
       free(b->cs[i].scan);
     }
     free(b->cs);
