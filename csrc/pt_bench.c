@@ -173,6 +173,7 @@ static int measuring(const pt_bench *b, uint64_t t) {
 static int direct_room(uint8_t **p, size_t *off, size_t *len, size_t *cap,
                        size_t n);
 static void direct_flush(pt_bench *b, bconn *bc);
+static void conn_lost(pt_bench *b, bconn *bc, const char *why);
 
 /* k copies of the request at p (NULL: in bc->blk, direct I/O, where the
  * copies are already and only the seqids change), each with the next
@@ -230,20 +231,18 @@ static int send_calls(pt_bench *b, bconn *bc, int k, uint64_t t, int later) {
     direct_flush(b, bc);
     return k;
   }
-  /* the loop's output: reservations of up to 64 KiB */
+  /* the loop's output: the calls' slots of the block linked (no copy; one
+   * piece, or two when they wrap) */
   pt_buf *out = bc->c->out;
   size_t before = pt_buf_len(out);
-  int per = rl >= 65536 ? 1 : (int)(65536 / rl), done = 0;
-  while (done < k) {
-    int kk = k - done < per ? k - done : per;
-    char *p = pt_buf_reserve(out, rl * (size_t)kk);
-    if (!p) {
-      note(b, "out of memory");
-      break;
-    }
-    fill_calls(b, bc, (uint8_t *)p, kk, t);
-    pt_buf_commit(out, rl * (size_t)kk);
-    done += kk;
+  int slot = bc->head + bc->count;
+  if (slot >= d) slot -= d;
+  int first = d - slot < k ? d - slot : k, done = k;
+  fill_calls(b, bc, NULL, k, t);
+  if (pt_buf_link(out, bc->blk + (size_t)slot * rl, (size_t)first * rl, NULL, NULL, 0) != 0 ||
+      (k > first && pt_buf_link(out, bc->blk, (size_t)(k - first) * rl, NULL, NULL, 0) != 0)) {
+    conn_lost(b, bc, "out of memory");
+    return 0;
   }
   /* the first requests of the round mark the conn for the flush at the
    * start of the next poll, which writes everything queued by then */
@@ -607,13 +606,6 @@ static void direct_read(pt_bench *b, bconn *bc) {
  * of the fd) and the loop's conn goes. 0, or -1 (bc lost). */
 static int direct_start(pt_bench *b, bconn *bc) {
   pt_conn *c = bc->c;
-  size_t rl = b->req_len;
-  bc->blk = malloc((size_t)b->o.depth * rl);
-  if (!bc->blk) {
-    conn_lost(b, bc, "out of memory");
-    return -1;
-  }
-  for (int i = 0; i < b->o.depth; i++) memcpy(bc->blk + (size_t)i * rl, b->req, rl);
   pt_conn *w = pt_loop_watch(b->l, c->fd, PT_WATCH_IN);
   if (!w) {
     conn_lost(b, bc, pt_loop_error(b->l));
@@ -832,7 +824,10 @@ pt_bench *pt_bench_new(const pt_bench_opts *o, char *err, size_t errlen) {
     bconn *bc = &b->cs[i];
     bc->next_seq = 1;
     bc->ring = calloc((size_t)b->o.depth, sizeof *bc->ring);
-    if (!bc->ring) FAIL("out of memory");
+    bc->blk = malloc((size_t)b->o.depth * b->req_len);
+    if (!bc->ring || !bc->blk) FAIL("out of memory");
+    for (int k = 0; k < b->o.depth; k++)
+      memcpy(bc->blk + (size_t)k * b->req_len, b->req, b->req_len);
     if (!b->o.framed) {
       bc->scan = malloc(sizeof *bc->scan);
       if (!bc->scan) FAIL("out of memory");
