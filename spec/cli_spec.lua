@@ -442,6 +442,17 @@ struct {
       local calls = tonumber(out:match("calls +(%d+) in"))
       assert.is_true(calls > 100 and calls <= 505, out)
       assert.truthy(out:find("latency    p50 ", 1, true), out)
+      -- both ways of moving bytes (direct recv/send on the loop's readiness,
+      -- the loop's connections), pipelined
+      for _, io in ipairs({ "direct", "loop" }) do
+        code, out, err = petrel("bench :" .. floor_port .. " " .. WORKLOAD .. " Echo.echo @" ..
+          TMP .. "/req.json -c 3 --depth 16 -d 0.5 --warmup 0.1 --io " .. io .. " --json")
+        assert.equal(0, code, err)
+        r = cjson.decode(out)
+        assert.is_true(r.calls > 100, io .. ": " .. out)
+        assert.equal(0, r.errors, io .. ": " .. out)
+        assert.is_true(r.sent >= r.calls, out)
+      end
     end)
 
     it("drives a petrel server over the buffered transport, and fails on refused connects", function()
