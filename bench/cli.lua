@@ -4,8 +4,12 @@
 -- (bench/peers/c_epoll_echo.c --thrift) in the same run: Echo.echo with the
 -- 1 KB Request of bench/data/small.bin, identical request bytes. The
 -- server is pinned to core 0 and started once per configuration; the
--- generators take turns on core 1 in interleaved rounds; best of the
--- rounds, with the spread (max - min) / max.
+-- generators take turns on core 1 in interleaved rounds (each round
+-- starts with another one; every run has the same duration and warm-up);
+-- best of the rounds, with the spread (max - min) / max. petrel bench runs
+-- with its default --io auto: direct I/O on epoll (the loop watches, each
+-- connection does its own recv and send), the loop's connections on
+-- io_uring.
 --
 --   lua5.4 bench/cli.lua           (ROUNDS=5 DURATION=3 WARMUP=1 by default)
 local ROUNDS = tonumber(os.getenv("ROUNDS") or 5)
@@ -76,8 +80,8 @@ local GENS = {
       return { cps = r.calls_per_s, p50 = r.p50_us, p99 = r.p99_us, p999 = r.p999_us,
         errors = r.errors, cpu = r.loadgen_cpu_pct, bytes = r.request_bytes }
     end },
-  { name = "petrel bench (epoll)", backend = "epoll" },
-  { name = "petrel bench (io_uring)", backend = "uring" },
+  { name = "petrel bench (epoll, direct I/O)", backend = "epoll" },
+  { name = "petrel bench (io_uring, loop I/O)", backend = "uring" },
 }
 for _, g in ipairs(GENS) do
   if g.backend then
@@ -106,7 +110,7 @@ for _, cfg in ipairs(CONFIGS) do
       local res = g.run(port, conns, depth)
       runs[g.name] = runs[g.name] or {}
       table.insert(runs[g.name], res)
-      io.stderr:write(string.format("%-24s conns=%d depth=%d round %d: %.0f calls/s p50 %.0f us "
+      io.stderr:write(string.format("%-34s conns=%d depth=%d round %d: %.0f calls/s p50 %.0f us "
         .. "p99 %.0f us errors %d cpu %d%%\n", g.name, conns, depth, r, res.cps, res.p50, res.p99,
         res.errors, res.cpu))
     end
