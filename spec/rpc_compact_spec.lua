@@ -15,64 +15,14 @@ local W = require "bench.workload"
 local DATA = "bench/data/"
 local CALC = assert(petrel.load("spec/thrift/calc.thrift"))
 local slurp = require "support.slurp"
+local proc = require "support.proc"
+local bg, alive, kill, read_file = proc.bg, proc.alive, proc.kill, proc.read_file
 
-local function bg(cmd)
-  local out = os.tmpname()
-  local p = assert(io.popen("(exec " .. cmd .. ") > " .. out .. " 2>&1 & echo $!"))
-  local pid = tonumber(p:read("*l"))
-  p:close()
-  return pid, out
-end
+local run_until = require("support.net").run_until
 
-local function alive(pid)
-  local ok = os.execute("kill -0 " .. pid .. " 2>/dev/null")
-  return ok == true or ok == 0
-end
-
-local function kill(pid) os.execute("kill " .. pid .. " 2>/dev/null") end
-
-local function read_file(path)
-  local f = io.open(path, "rb")
-  if not f then return "" end
-  local s = f:read("*a")
-  f:close()
-  return s
-end
-
-local function run_until(loop, pred, ms)
-  local deadline = loop:now() + (ms or 10000)
-  while not pred() and loop:now() < deadline do loop:step(20) end
-  return pred()
-end
-
-local echo_handler = {
-  echo = function(req) return req end,
-  fire = function() end,
-  big = function(req) return req end,
-  blob = function(req) return req end,
-  vectors = function(req) return req end,
-}
-
-local calc_state = { notes = 0 }
-local calc_handler = {
-  add = function(a, b) return a + b end,
-  echo = function(it) return it end,
-  ping = function() end,
-  note = function() calc_state.notes = calc_state.notes + 1 end,
-  fail = function(code)
-    error(petrel.throw("oops", { message = "failed with " .. code, code = code }))
-  end,
-  many = function(n, prefix)
-    local out = {}
-    for i = 0, n - 1 do
-      local nums = {}
-      for j = 0, i - 1 do nums[#nums + 1] = j end
-      out[#out + 1] = { id = i, name = prefix .. i, nums = nums }
-    end
-    return out
-  end,
-  notes = function() return calc_state.notes end,
-}
+local H = require "support.handlers"
+local echo_handler = H.echo
+local calc_handler, calc_state = H.calc()
 
 -- one message of each kind, for the detection cases
 local function messages()
