@@ -339,7 +339,7 @@ static void test_bench_large(void) {
   pt_bench_opts o = opts(port, req, n, 1);
   o.conns = 1;
   o.depth = 64;
-  o.duration_ms = 300;
+  o.duration_ms = 500;
   char err[256];
   pt_bench *b = pt_bench_new(&o, err, sizeof err);
   CHECK(b != NULL);
@@ -347,7 +347,9 @@ static void test_bench_large(void) {
     CHECK(run_all(b) == 0);
     pt_bench_stats s;
     pt_bench_stats_get(b, &s);
-    CHECK(s.calls > 64);
+    /* more than the first 64 came back: slots were used again */
+    CHECK(s.replies > 64 && s.calls > 0);
+    if (s.replies <= 64) fprintf(stderr, "large: %llu replies\n", (unsigned long long)s.replies);
     CHECK(s.errors == 0 && s.exceptions == 0 && s.app_errors == 0);
     CHECK(s.sent - s.replies <= 64);
     if (s.errors) fprintf(stderr, "bench error: %s\n", pt_bench_error(b));
