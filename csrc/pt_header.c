@@ -196,6 +196,7 @@ int pt_hdr_info(int kind, const unsigned char *p, size_t n, pt_hdr *h) {
   memset(h, 0, sizeof *h);
   h->kind = kind;
   h->proto = -1;
+  h->payload_at = h->frame_len = (uint32_t)n; /* a frame of its blocks alone */
   if (n > PT_TTHEADER_MAX_HEADER * 4) return bad(h, "info blocks too long");
   if (kind == PT_HDR_THEADER) {
     if (theader_info(p, 0, (uint32_t)n, h)) return PT_BAD;

@@ -121,9 +121,9 @@ int pt_hdr_next(const unsigned char *frame, const pt_hdr *h, pt_hdr_iter *it,
 
 /* Check n bytes at p as the info blocks of a header of this kind, as
  * pt_hdr_parse checks them inside a frame (p: what [info_at, info_end)
- * of a parsed frame held). Sets h as for a frame starting at p whose
- * info blocks are [0, n): pt_hdr_next(p, h, ...) walks them. 0, or PT_BAD
- * (h->why). */
+ * of a parsed frame held). Sets h as for a frame of n bytes starting at p
+ * that is all info blocks (info_at 0, payload_at and frame_len n):
+ * pt_hdr_next(p, h, ...) walks them. 0, or PT_BAD (h->why). */
 int pt_hdr_info(int kind, const unsigned char *p, size_t n, pt_hdr *h);
 
 /* The deadline entry of a parsed frame (noted while its info blocks were
