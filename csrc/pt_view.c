@@ -86,11 +86,14 @@ int pt_vs_find(pt_vstruct *s, const unsigned char *base, size_t len,
     if (k == PT_NEED)
       return verr(e, at, "field header cut short (%zu bytes left)", n);
     if (k < 0) return verr(e, at, "bad field header");
-    s->last = last;
+    /* s->last (Compact's previous id) moves with s->scan only: a field
+     * that cannot be skipped leaves both, so asking again reads the same
+     * header and gives the same error */
     uint32_t v = at + (uint32_t)k;
     if (ft == PT_T_STOP) {
       s->end = v;
       s->scan = v;
+      s->last = last;
       return 0;
     }
     int slot = pt_plan_slot(p, id);
@@ -101,6 +104,7 @@ int pt_vs_find(pt_vstruct *s, const unsigned char *base, size_t len,
         s->slot[slot] = (pt_vslot){v, v, 1, (uint8_t)bv};
       }
       s->scan = v;
+      s->last = last;
       if (ours && slot == want) return 1;
       continue;
     }
@@ -110,6 +114,7 @@ int pt_vs_find(pt_vstruct *s, const unsigned char *base, size_t len,
       s->slot[slot].found = 1;
       s->slot[slot].boolv = 0;
       s->scan = v;
+      s->last = last;
       s->pending = slot;
       if (slot == want) return 1;
       if (vs_unpend(s, base, len, e)) return -1;
@@ -123,6 +128,7 @@ int pt_vs_find(pt_vstruct *s, const unsigned char *base, size_t len,
       return -1;
     }
     s->scan = end;
+    s->last = last;
   }
 }
 
