@@ -258,6 +258,20 @@ static size_t skip_bin(const unsigned char *p, const unsigned char *end,
         if (k < 0) return 0;
         q += k;
         if (ft == PT_T_STOP) return (size_t)(q - p);
+        /* fixed widths and strings here, not by a call (what the call
+         * would check, it checks: a string one level too deep fails) */
+        size_t left = (size_t)(end - q), w = pt_ttype_width(ft);
+        if (w) {
+          if (left < w) return 0;
+          q += w;
+          continue;
+        }
+        if (ft == PT_T_STRING && depth > 1) {
+          uint32_t n;
+          if (pt_bin_rd_len(q, left, &n) < 0 || (size_t)n > left - 4) return 0;
+          q += 4 + (size_t)n;
+          continue;
+        }
         size_t m = skip_bin(q, end, ft, depth - 1);
         if (!m) return 0;
         q += m;
@@ -297,6 +311,15 @@ static size_t skip_bin(const unsigned char *p, const unsigned char *end,
         return 5 + (size_t)n * ew;
       }
       if ((size_t)n > (size_t)(end - q)) return 0;
+      if (et == PT_T_STRING && depth > 1) { /* a list of strings: no calls */
+        for (uint32_t i = 0; i < n; i++) {
+          size_t left = (size_t)(end - q);
+          uint32_t sl;
+          if (pt_bin_rd_len(q, left, &sl) < 0 || (size_t)sl > left - 4) return 0;
+          q += 4 + (size_t)sl;
+        }
+        return (size_t)(q - p);
+      }
       for (uint32_t i = 0; i < n; i++) {
         size_t a = skip_bin(q, end, et, depth - 1);
         if (!a) return 0;
