@@ -163,6 +163,27 @@ local function rows_for_this_runtime()
           end, #cbytes); mark()
           job(p .. m[1] .. "-compact", "viewitems", items(cbytes, C), #cbytes); mark()
         end
+        -- warm views, 100 reads per call: scalars only (the trace compiler
+        -- keeps the loop), and items[i].title (each element a new view)
+        local wv = T:view(bytes)
+        local wits = wv.items
+        local nw = #wits
+        for _, m in ipairs({ { "", "len" }, { "-ffi", true }, { "-capi", false } }) do
+          job(p .. m[1], "warmscalars", function()
+            local a, b, c
+            for i = 1, 100 do a, b, c = wv.query, wv.shard, wv.priority end
+            return a, b, c
+          end)
+          jobs[#jobs].setup = function() pf.views(m[2]) end
+          jobs[#jobs].teardown = function() pf.views("len") end
+          job(p .. m[1], "warmitems", function()
+            local t
+            for i = 1, 100 do t = wits[idx[i] % nw + 1].title end
+            return t
+          end)
+          jobs[#jobs].setup = function() pf.views(m[2]) end
+          jobs[#jobs].teardown = function() pf.views("len") end
+        end
       end
     end
     if floor then
@@ -385,6 +406,16 @@ for _, n in ipairs({ "medium", "large" }) do
     local f = get("petrel-jit-ffi" .. row[1], n, row[2])
     local c = get("petrel-jit-capi" .. row[1], n, row[2])
     print(string.format("| %s | %s | %s | %s | %s | %s | %s |", n, row[3],
+      dflt and fmt_ns(dflt.ns) or "n/a", f and fmt_ns(f.ns) or "n/a", c and fmt_ns(c.ns) or "n/a",
+      ratio(c, f), ratio(c, dflt)))
+  end
+end
+for _, n in ipairs({ "medium", "large" }) do
+  for _, row in ipairs({ { "warmscalars", "warm view: 100 x 3 scalar fields" },
+    { "warmitems", "warm view: 100 items[i].title" } }) do
+    local dflt, f, c = get("petrel-jit", n, row[1]), get("petrel-jit-ffi", n, row[1]),
+      get("petrel-jit-capi", n, row[1])
+    print(string.format("| %s | %s | %s | %s | %s | %s | %s |", n, row[2],
       dflt and fmt_ns(dflt.ns) or "n/a", f and fmt_ns(f.ns) or "n/a", c and fmt_ns(c.ns) or "n/a",
       ratio(c, f), ratio(c, dflt)))
   end
