@@ -138,9 +138,60 @@ describe("petrel.balance", function()
   it("the ring hash is MurmurHash3 on both runtimes", function()
     assert.equal(0x248bfa47, core.hash32("hello"))
     assert.equal(0xfaf6cdb3, core.hash32("Hello, world!", 1234))
-    assert.equal(1, balance._ring_search({ 5, 9 }, 3))
-    assert.equal(2, balance._ring_search({ 5, 9 }, 9))
-    assert.equal(1, balance._ring_search({ 5, 9 }, 10)) -- wraps
+  end)
+
+  it("the core's ring finds the first point at or past a key's hash, and wraps", function()
+    -- the reference: a linear search over the sorted points
+    local function first_at(pts, h)
+      for i, p in ipairs(pts) do if p >= h then return i end end
+      return 1
+    end
+    local function check(pts, key)
+      local r = core.ring(pts)
+      local text = type(key) == "string" and key or string.format("%d", key)
+      assert.equal(first_at(pts, core.hash32(text)), r:find(key), "key " .. tostring(key))
+    end
+    math.randomseed(7)
+    for _, n in ipairs({ 1, 2, 3, 40, 120, 5000 }) do
+      local pts = {}
+      for i = 1, n do pts[i] = math.random(0, 0xffffffff) end
+      -- ties, and points at the ends of the space and of a slot
+      if n > 3 then pts[2], pts[3], pts[4] = pts[1], 0, 0xffffffff end
+      table.sort(pts)
+      local r = core.ring(pts)
+      assert.equal(n, #r)
+      for k = 1, 300 do check(pts, "key-" .. k); check(pts, k * 7919 - 1000) end
+      -- a hash past the last point wraps to the first
+      for k = 1, 2000 do
+        local h = core.hash32("w" .. k)
+        if h > pts[n] then assert.equal(1, r:find("w" .. k)) end
+      end
+    end
+    -- integral numbers hash as their decimal text, the same on both
+    -- runtimes; other keys are the caller's to turn into text
+    local r = core.ring({ 5, 0x80000000, 0xfffffff0 })
+    for _, k in ipairs({ 0, -1, 42, 2 ^ 40, -(2 ^ 52) }) do
+      assert.equal(r:find(string.format("%d", k)), r:find(k))
+    end
+    assert.equal(r:find("3"), r:find(3.0))
+    assert.is_nil(r:find(1.5))
+    assert.is_nil(r:find(0 / 0))
+    assert.is_nil(r:find(math.huge))
+    assert.is_nil(r:find(true))
+    assert.equal(1, core.ring({}):find("x"))
+    assert.has_error(function() core.ring({ 9, 5 }) end, "bad argument #1 to 'ring' (points are not in ascending order)")
+    assert.has_error(function() core.ring({ -1 }) end)
+  end)
+
+  it("chash maps a key by its ring text whatever its type", function()
+    local b = balance.new("chash")
+    local list = {}
+    for i = 1, 5 do list[i] = { address = "10.0.0." .. i .. ":9", weight = 1, ok = true, inflight = 0 } end
+    b:update(list)
+    for k = 1, 200 do assert.equal(b:owner(tostring(k)), b:owner(k)) end
+    assert.equal(b:owner("1.5"), b:owner(1.5))
+    assert.equal(b:owner("true"), b:owner(true))
+    assert.equal(b:owner("1e+300"), b:owner(1e300))
   end)
 end)
 

@@ -366,7 +366,7 @@ describe("regressions", function()
     end)
   end)
 
-  describe("the RPC server's frame limit", function()
+  describe("the RPC frame limits (server and client)", function()
     local CALC = assert(petrel.load("spec/thrift/calc.thrift"))
     local loop
 
@@ -419,6 +419,20 @@ describe("regressions", function()
       local big = raw(srv.port, echo_call(2000, 3))
       assert.is_true(wait(function() return big.closed or big.data ~= "" end, 10000), "the connection stayed open")
       assert.equal("", big.data, "the frame over the limit was answered")
+    end)
+
+    it("a client with max_frame = 1000 refuses a 2,000-byte reply, and its next calls are served", function()
+      local srv = assert(petrel.server { loop = loop, port = 0, service = CALC.Calc, logger = false,
+        handler = { echo = function(it) if it.id == 2 then it.name = string.rep("n", 2000) end; return it end } })
+      local c = petrel.client { loop = loop, service = CALC.Calc, port = srv.port, max_frame = 1000, timeout = 10000 }
+      local r = assert(c:echo { id = 1, name = "small", nums = {} })
+      assert.equal("small", r.name)
+      local big, err = c:echo { id = 2, name = "x", nums = {} }
+      assert.is_nil(big)
+      assert.matches("frame", tostring(err))
+      r = assert(c:echo { id = 3, name = "again", nums = {} })
+      assert.equal("again", r.name)
+      petrel.close(c)
     end)
 
     it("drops a frame header claiming 2 GiB at once, not at the idle timeout", function()

@@ -363,6 +363,46 @@ describe("petrel.resty in nginx", function()
         end)
       end
     end
+    it("lazy = true: struct and list results are views of the reply, every protocol, framed, buffered and THeader", function()
+      local res = run [=[
+        local V, W = petrel.view, app.W
+        local f = assert(io.open(app.cfg.root .. "/bench/data/medium.bin", "rb"))
+        local bytes = f:read("*a")
+        f:close()
+        local req = W.Request:decode(bytes)
+        local out = {}
+        for _, tr in ipairs({ "framed", "buffered", "header" }) do
+          for _, p in ipairs({ "binary", "compact" }) do
+            local c = resty.client { service = W.Echo, port = app.cfg.echo, transport = tr, protocol = p,
+              lazy = true }
+            local r = assert(c:echo(req))
+            local k = tr .. "_" .. p
+            -- a view (not a table), reading what decode reads, and written
+            -- back as the same bytes
+            out[k] = { V.is(r), r.user_id == req.user_id, #r.items == #req.items,
+              r.items[3].title == req.items[3].title, W.Request:encode(r) == bytes }
+            local cc = resty.client { service = app.CALC.Calc, port = app.cfg.calc, transport = tr,
+              protocol = p, lazy = true }
+            local many = assert(cc:many(3, "n"))
+            local x, e = cc:fail(7)
+            out[k .. "_calc"] = { V.is(many), #many, many[3].name, cc:add(40, 2), x == nil,
+              e.kind, e.name, e.value.code }
+          end
+        end
+        return out
+      ]=]
+      local n = 0
+      for k, v in pairs(res) do
+        n = n + 1
+        if k:match("_calc$") then
+          assert.same({ true, 3, "n2", 42, true, "exception", "oops", 7 }, v, k)
+        else
+          assert.same({ true, true, true, true, true }, v, k)
+        end
+      end
+      assert.equal(12, n)
+    end)
+
     for _, tr in ipairs({ "framed", "buffered" }) do
       it("Apache Thrift Python server, " .. tr .. ": Calc", function()
         check_calc(run((calc_chunk:gsub("%.%.%.", "'py_calc_" .. tr .. "'"))), true)

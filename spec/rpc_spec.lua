@@ -8,30 +8,8 @@ local DATA = "bench/data/"
 local CALC = assert(petrel.load("spec/thrift/calc.thrift"))
 
 local slurp = require "support.slurp"
-
--- Start a shell command in the background: pid, output file.
-local function bg(cmd)
-  local out = os.tmpname()
-  local p = assert(io.popen("(exec " .. cmd .. ") > " .. out .. " 2>&1 & echo $!"))
-  local pid = tonumber(p:read("*l"))
-  p:close()
-  return pid, out
-end
-
-local function alive(pid)
-  local ok = os.execute("kill -0 " .. pid .. " 2>/dev/null")
-  return ok == true or ok == 0
-end
-
-local function kill(pid) os.execute("kill " .. pid .. " 2>/dev/null") end
-
-local function read_file(path)
-  local f = io.open(path, "rb")
-  if not f then return "" end
-  local s = f:read("*a")
-  f:close()
-  return s
-end
+local proc = require "support.proc"
+local bg, alive, kill, read_file = proc.bg, proc.alive, proc.kill, proc.read_file
 
 local net = require "support.net"
 local run_until, fd_count = net.run_until, net.fd_count

@@ -6,6 +6,8 @@
 -- (tools/runtests.sh runs this file on epoll and on io_uring). Only
 -- 127.0.0.1 and ::1; every wait is bounded.
 local petrel = require "petrel"
+local proc = require "support.proc"
+local bg, alive, read_file, run_cmd = proc.bg, proc.alive, proc.read_file, proc.run
 local core = require "petrel.core"
 
 local BUILD = os.getenv("PETREL_BUILD") or "build"
@@ -20,44 +22,7 @@ local function have_v6()
   return u ~= nil
 end
 
-local function read_file(path)
-  local f = io.open(path, "rb")
-  if not f then return "" end
-  local s = f:read("*a")
-  f:close()
-  return s
-end
-
--- Start a shell command in the background: pid, output file.
-local function bg(cmd)
-  local out = os.tmpname()
-  local p = assert(io.popen("(exec " .. cmd .. ") > " .. out .. " 2>&1 & echo $!"))
-  local pid = tonumber(p:read("*l"))
-  p:close()
-  return pid, out
-end
-
-local function alive(pid)
-  local ok = os.execute("kill -0 " .. pid .. " 2>/dev/null")
-  return ok == true or ok == 0
-end
-
--- Run a command to its end: its output, and whether it exited 0 (the
--- status is echoed: LuaJIT's popen close does not give it).
-local function run_cmd(cmd)
-  local p = assert(io.popen("(" .. cmd .. ") 2>&1; echo \"<exit $?>\""))
-  local out = p:read("*a")
-  p:close()
-  local body, code = out:match("^(.-)<exit (%d+)>%s*$")
-  return body or out, code == "0"
-end
-
--- loop steps until pred() or ms pass
-local function run_until(loop, pred, ms)
-  local deadline = loop:now() + (ms or 10000)
-  while not pred() and loop:now() < deadline do loop:step(10) end
-  return pred()
-end
+local run_until = require("support.net").run_until
 
 -- 64-bit ids as 16 hex digits on both runtimes
 local hex

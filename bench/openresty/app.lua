@@ -24,6 +24,7 @@ end
 function app.init_worker()
   local cfg, Echo = app.cfg, app.W.Echo
   app.c = resty.client { service = Echo, port = cfg.c_echo, pool_size = POOL }
+  app.c_lazy = resty.client { service = Echo, port = cfg.c_echo, pool_size = POOL, lazy = true }
   app.petrel = resty.client { service = Echo, port = cfg.petrel_echo, pool_size = POOL }
   app.slow = resty.client { service = Echo, port = cfg.petrel_slow, pool_size = POOL,
     read_timeout = 10000 }
@@ -40,6 +41,7 @@ local function thrift(c)
 end
 
 function app.thrift_c() return thrift(app.c) end
+function app.thrift_c_lazy() return thrift(app.c_lazy) end
 function app.thrift_petrel() return thrift(app.petrel) end
 function app.thrift_slow() return thrift(app.slow) end
 

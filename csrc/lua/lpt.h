@@ -144,6 +144,7 @@ void lpt_open_proc(lua_State *L, int mod);
 void lpt_trap(lua_State *L, struct pt_loop *l, int first);
 void lpt_untrap(struct pt_loop *l);
 void lpt_open_http(lua_State *L);   /* same stack contract */
+void lpt_open_hash(lua_State *L);   /* same stack contract */
 void lpt_state_free(lpt_State *S);
 /* Set the functions l into the table at index t, each closing over the
  * binding state at mod + 1 and the buffer metatable at mod + 2 (mod: the

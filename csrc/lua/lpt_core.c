@@ -398,6 +398,7 @@ __attribute__((visibility("default"))) int luaopen_petrel_core(lua_State *L) {
   lpt_open_fd(L);
   lpt_open_bench(L);
   lpt_open_http(L);
+  lpt_open_hash(L);
   lua_pop(L, 2);
   return 1;
 }

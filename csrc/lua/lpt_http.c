@@ -1,5 +1,5 @@
 /*
- * lpt_http.c — the Lua face of pt_http (HTTP/1.1 responses) and pt_hash.
+ * lpt_http.c — the Lua face of pt_http (HTTP/1.1 responses).
  *
  *   core.http_available            true when built with http_parser
  *   core.http_response([opts])     -> parser | nil, err
@@ -15,7 +15,6 @@
  *       joined with ", ")
  *   p:keep_alive()                 -> may the connection be reused
  *   p:reset()                      ready for the next response
- *   core.hash32(s [, seed])        -> MurmurHash3 x86_32 of s (0..2^32-1)
  *
  * Bad data and limits give nil, err; misuse raises.
  */
@@ -24,7 +23,6 @@
 #include <string.h>
 
 #include "lpt.h"
-#include "../pt_hash.h"
 #include "../pt_http.h"
 
 #define LPT_HTTP_MT "petrel.http_response"
@@ -157,15 +155,6 @@ static int Lpt_http_gc(lua_State *L) {
   return 0;
 }
 
-static int Lpt_hash32(lua_State *L) {
-  size_t n;
-  const char *s = luaL_checklstring(L, 1, &n);
-  uint32_t seed =
-      lua_isnoneornil(L, 2) ? 0 : (uint32_t)lpt_checkint(L, 2, 0, UINT32_MAX);
-  lua_pushinteger(L, (lua_Integer)pt_hash32(s, n, seed));
-  return 1;
-}
-
 static const luaL_Reg http_methods[] = {
     {"feed", Lpt_http_feed},       {"eof", Lpt_http_eof},
     {"status", Lpt_http_status},   {"headers", Lpt_http_headers},
@@ -175,7 +164,6 @@ static const luaL_Reg http_methods[] = {
 static const luaL_Reg http_meta[] = {{"__gc", Lpt_http_gc}, {NULL, NULL}};
 
 static const luaL_Reg http_funcs[] = {{"http_response", Lpt_http_response},
-                                      {"hash32", Lpt_hash32},
                                       {NULL, NULL}};
 
 /* stack: module, state, buffer metatable */

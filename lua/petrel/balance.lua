@@ -168,11 +168,8 @@ end
 local CHash = {}
 CHash.__index = CHash
 
-local SLOTS = 4096
-local SLOT_SPAN = 2 ^ 32 / SLOTS
-
--- The key as ring text: integral numbers as integers (the same text on
--- both runtimes), anything else through tostring.
+-- The key as ring text for keys the core's ring:find does not take
+-- (integral numbers past +-2^53, floats, booleans...): tostring.
 local function key_text(key)
   if type(key) == "number" and key == floor(key) and key > -2 ^ 53 and key < 2 ^ 53 then
     return string.format("%d", key)
@@ -180,14 +177,13 @@ local function key_text(key)
   return tostring(key)
 end
 
--- Index of the first point >= h (1 when h is past the last: the ring wraps).
-local function find(self, h)
-  local hashes = self.hashes
-  local i = self.start[floor(h / SLOT_SPAN)]
-  local n = #hashes
-  while i <= n and hashes[i] < h do i = i + 1 end
-  if i > n then return 1 end
-  return i
+-- Index of the first ring point at or past key's hash (1 when the hash is
+-- past the last point: the ring wraps). Strings and integral numbers are
+-- hashed by the core (a number's text is its decimal digits, the same on
+-- both runtimes); other keys by their tostring text.
+local function locate(self, key)
+  local ring = self.ring
+  return ring:find(key) or ring:find(key_text(key))
 end
 
 function CHash:update(list)
@@ -209,45 +205,24 @@ function CHash:update(list)
   for i, p in ipairs(pts) do
     hashes[i], owners[i] = p[1], p[2]
   end
-  self.hashes, self.owners = hashes, owners
-  -- where each 1/SLOTS of the ring starts: a search is one lookup and a
-  -- short walk instead of a bisection
-  local start, j = {}, 1
-  for slot = 0, SLOTS - 1 do
-    local lo = slot * SLOT_SPAN
-    while j <= #hashes and hashes[j] < lo do j = j + 1 end
-    start[slot] = j
-  end
-  self.start = start
+  -- the points in the core: a lookup is one call (hash, slot table, a
+  -- short walk)
+  self.ring, self.owners = core.ring(hashes), owners
 end
-
--- Index of the first point >= h (1-based; #hashes + 1 wraps to 1).
-local function ring_search(hashes, h)
-  local lo, hi = 1, #hashes
-  if hi == 0 or h > hashes[hi] then return 1 end
-  while lo < hi do
-    local mid = floor((lo + hi) / 2)
-    if hashes[mid] < h then lo = mid + 1 else hi = mid end
-  end
-  return lo
-end
-M._ring_search = ring_search
 
 -- The instance owning key on the ring, whatever its state (for tests and
 -- for users who want to know where a key lives).
 function CHash:owner(key)
-  local hashes = self.hashes
-  if not hashes or #hashes == 0 then return nil end
-  return self.owners[find(self, hash32(key_text(key)))]
+  if #self.owners == 0 then return nil end
+  return self.owners[locate(self, key)]
 end
 
 function CHash:pick(key, tried, any)
-  local hashes, owners = self.hashes, self.owners
-  local n = #hashes
+  local owners = self.owners
+  local n = #owners
   if n == 0 then return nil end
   if key == nil then return scan(self, tried, any) end
-  local h = type(key) == "string" and hash32(key) or hash32(key_text(key))
-  local i = find(self, h)
+  local i = locate(self, key)
   local cap
   local c = self.bounded_load
   if c then
@@ -279,7 +254,7 @@ function CHash:pick(key, tried, any)
   end
   -- everything is over its cap: the key's own fitting owner after all
   if cap then
-    i = find(self, h)
+    i = locate(self, key)
     for _ = 1, n do
       local inst = owners[i]
       if (any or inst.ok) and not tried_has(tried, inst) then return inst end

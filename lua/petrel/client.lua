@@ -25,7 +25,8 @@ local loopmod = require "petrel.loop"
 local options = require "petrel.options"
 
 local CALL, REPLY, EXCEPTION, ONEWAY = rpc.CALL, rpc.REPLY, rpc.EXCEPTION, rpc.ONEWAY
-local ErrMT, TAppEx, argnames, new_reader = rpc._ErrMT, rpc._TAppEx, rpc._argnames, rpc._new_reader
+local ErrMT, argnames, new_reader = rpc._ErrMT, rpc._argnames, rpc._new_reader
+local decode_reply = rpc.decode_reply
 local app_error, parse_header = rpc.app_error, rpc.parse_header
 
 local M = {}
@@ -374,51 +375,6 @@ function Client:_encode(fn, name, hdrs, deadline, ...)
     error("petrel.client: " .. name .. ": " .. tostring(err), 4)
   end
   return msg, seqid
-end
-
--- A lazy client's result struct: a view of the reply (its string), the
--- success value or exception read from it (a view when a struct or a
--- container); bad bytes in what it reads -> nil, err.
-local function view_result(fn, msg, pos, dopts)
-  local res, err = fn.result:view(msg, pos, dopts)
-  if not res then return nil, err end
-  local ok, e = pcall(function()
-    local out = {}
-    out.success = res.success
-    for _, t in ipairs(fn.throws) do out[t.name] = res[t.name] end
-    res = out
-  end)
-  if not ok then return nil, tostring(e) end
-  return res
-end
-
--- The result of a reply: value | nil, err.
-local function decode_reply(fn, name, msg, mtype, pos, proto, lazy)
-  local dopts = rpc.DEC[proto]
-  if mtype == EXCEPTION then
-    local ex = TAppEx:decode(msg, pos, dopts)
-    if not ex then return nil, app_error(rpc.PROTOCOL_ERROR, "undecodable exception") end
-    return nil, app_error(ex.type, ex.message)
-  end
-  if mtype ~= REPLY then
-    return nil, app_error(rpc.INVALID_MESSAGE_TYPE, "unexpected message type " .. tostring(mtype))
-  end
-  local res, derr
-  if lazy and proto ~= "json" then -- views read Binary and Compact
-    res, derr = view_result(fn, msg, pos, dopts)
-  else
-    res, derr = fn.result:decode(msg, pos, dopts)
-  end
-  if not res then return nil, app_error(rpc.PROTOCOL_ERROR, derr) end
-  if res.success ~= nil then return res.success end
-  for _, t in ipairs(fn.throws) do
-    if res[t.name] ~= nil then
-      return nil, setmetatable({ kind = "exception", name = t.name, type = t.type,
-        value = res[t.name] }, ErrMT)
-    end
-  end
-  if fn.result_type == "void" then return true end
-  return nil, app_error(rpc.MISSING_RESULT, name .. " failed: unknown result")
 end
 
 -- Send an encoded call and wait for its reply: value | nil, err [, stale

@@ -17,7 +17,6 @@
 local core = require "petrel.core"
 local petrel = require "petrel"
 local rpc = require "petrel.rpc"
-local schema = require "petrel.schema"
 
 local ngx = rawget(_G, "ngx")
 local type, select, setmetatable, rawget, rawset, tostring, error =
@@ -27,16 +26,9 @@ local byte, format = string.byte, string.format
 local M = { _VERSION = petrel._VERSION }
 
 local CALL, REPLY, EXCEPTION, ONEWAY = rpc.CALL, rpc.REPLY, rpc.EXCEPTION, rpc.ONEWAY
-local app_error = rpc.app_error
+local decode_reply = rpc.decode_reply
 local DEFAULT_MAX_FRAME = 16 * 1024 * 1024
 local MAX_NAME = 65536
-
-local TAppEx = schema.compile {
-  TApplicationException = schema.exception {
-    { 1, "message", "string", "optional" },
-    { 2, "type", "i32", "optional" },
-  },
-}.TApplicationException
 
 -- ---- wire protocols ----------------------------------------------------------
 -- A protocol is a table of the core's message functions:
@@ -45,17 +37,16 @@ local TAppEx = schema.compile {
 --     a header frame when it is a framer) to buf;
 --   header(s, pos, max_name) -> name, mtype, seqid, body_pos
 --     | nil (cut short) | false, err (malformed);
---   decode(T, s, pos) -> value | nil, err;
 --   scanner(max_bytes) -> an incremental scanner (sc:feed(buf) -> length
 --     of the message at the front of buf | nil (more) | false, err).
--- Another protocol of the core is one more entry here.
+-- Another protocol of the core is one more entry here. Replies are read by
+-- rpc.decode_reply, as petrel.client reads them, given the protocol's name.
 M.protocols = {
   binary = {
     encode = function(T, v, buf, name, mtype, seqid, framed)
       return T:encode_message(v, buf, name, mtype, seqid, framed, "binary")
     end,
     header = core.msg_header,
-    decode = function(T, s, pos) return T:decode(s, pos) end,
     scanner = core.scanner,
   },
   compact = {
@@ -63,7 +54,6 @@ M.protocols = {
       return T:encode_message(v, buf, name, mtype, seqid, framed, "compact")
     end,
     header = core.msg_header, -- reads either envelope
-    decode = function(T, s, pos) return T:decode(s, pos, rpc.DEC.compact) end,
     scanner = core.scanner, -- finds the end of either protocol's message
   },
 }
@@ -215,30 +205,6 @@ local function encode_call(cl, fn, name, ...)
   return wbuf:read(), seqid
 end
 
--- The result of a reply message, as petrel.client gives it.
-local function decode_reply(cl, fn, name, msg, mtype, pos)
-  if mtype == EXCEPTION then
-    local ex = cl.proto.decode(TAppEx, msg, pos)
-    if not ex then return nil, app_error(rpc.PROTOCOL_ERROR, "undecodable exception") end
-    return nil, app_error(ex.type, ex.message)
-  end
-  if mtype ~= REPLY then
-    return nil, app_error(rpc.INVALID_MESSAGE_TYPE, "unexpected message type " .. tostring(mtype))
-  end
-  local res, derr = cl.proto.decode(fn.result, msg, pos)
-  if not res then return nil, app_error(rpc.PROTOCOL_ERROR, derr) end
-  if res.success ~= nil then return res.success end
-  for _, t in ipairs(fn.throws) do
-    if res[t.name] ~= nil then
-      local e = rpc.throw(t.name, res[t.name])
-      e.type = t.type
-      return nil, e
-    end
-  end
-  if fn.result_type == "void" then return true end
-  return nil, app_error(rpc.MISSING_RESULT, name .. " failed: unknown result")
-end
-
 -- One request/reply on sock: result | nil, err, quiet, dirty. A connection
 -- left out of step (timeout, bad bytes) is closed here, so it never reaches
 -- the pool; quiet: it was a pooled connection that ended before any byte of
@@ -266,7 +232,7 @@ local function exchange(cl, sock, fn, name, req, seqid)
     sock:close()
     return nil, format("protocol error: reply with sequence id %d, expected %d", rseq, seqid)
   end
-  local res, derr = decode_reply(cl, fn, name, msg, mtype, pos)
+  local res, derr = decode_reply(fn, name, msg, mtype, pos, cl.pname, cl.lazy)
   return res, derr, nil, extra
 end
 
@@ -353,7 +319,9 @@ end
 --   send_timeout = ms, read_timeout = ms,
 --   pool = name, pool_size = n (idle connections kept, default 30),
 --   backlog = n, keepalive_timeout = ms (60000), max_frame = bytes (16 MiB),
---   multiplexed = true | "Name" (TMultiplexedProtocol: "Name:method") }
+--   multiplexed = true | "Name" (TMultiplexedProtocol: "Name:method"),
+--   lazy = true (results of struct and container types come as views of
+--     the reply, as petrel.client's lazy = true gives them) }
 -- Create it once per worker (module level, init_by_lua or
 -- init_worker_by_lua) and call it from any request.
 function M.client(opts)
@@ -375,7 +343,9 @@ function M.client(opts)
     service = svc,
     functions = svc.functions,
     host = host, port = port, unix = unix and "unix:" .. unix,
-    transport = transport, framed = transport.framed, proto = proto,
+    transport = transport, framed = transport.framed, proto = proto, pname = pname,
+    -- results of struct and container types as views of the reply
+    lazy = opts.lazy and true or false,
     -- header transports: calls are written through a framer, replies read
     -- by another (core.framer)
     rfr = transport.header and core.framer { transport = tname,

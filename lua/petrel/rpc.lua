@@ -899,6 +899,56 @@ function Server:serve()
   return self.loop:run(function() return self.closing and self.inflight == 0 and not self.on_finished end)
 end
 
+-- ---- replies ------------------------------------------------------------------
+
+-- A lazy client's result struct: a view of the reply (its string), the
+-- success value or exception read from it (a view when a struct or a
+-- container); bad bytes in what it reads -> nil, err.
+local function view_result(fn, msg, pos, dopts)
+  local res, err = fn.result:view(msg, pos, dopts)
+  if not res then return nil, err end
+  local ok, e = pcall(function()
+    local out = {}
+    out.success = res.success
+    for _, t in ipairs(fn.throws) do out[t.name] = res[t.name] end
+    res = out
+  end)
+  if not ok then return nil, tostring(e) end
+  return res
+end
+
+-- The result of a reply message (envelope at 1, the struct at pos) for
+-- petrel.client and petrel.resty: value | nil, err. proto: "binary",
+-- "compact" or "json"; lazy: struct and container results come as views
+-- (Binary and Compact; a JSON reply is decoded).
+function M.decode_reply(fn, name, msg, mtype, pos, proto, lazy)
+  local dopts = DEC[proto]
+  if mtype == EXCEPTION then
+    local ex = TAppEx:decode(msg, pos, dopts)
+    if not ex then return nil, app_error(M.PROTOCOL_ERROR, "undecodable exception") end
+    return nil, app_error(ex.type, ex.message)
+  end
+  if mtype ~= REPLY then
+    return nil, app_error(M.INVALID_MESSAGE_TYPE, "unexpected message type " .. tostring(mtype))
+  end
+  local res, derr
+  if lazy and proto ~= "json" then -- views read Binary and Compact
+    res, derr = view_result(fn, msg, pos, dopts)
+  else
+    res, derr = fn.result:decode(msg, pos, dopts)
+  end
+  if not res then return nil, app_error(M.PROTOCOL_ERROR, derr) end
+  if res.success ~= nil then return res.success end
+  for _, t in ipairs(fn.throws) do
+    if res[t.name] ~= nil then
+      return nil, setmetatable({ kind = "exception", name = t.name, type = t.type,
+        value = res[t.name] }, ErrMT)
+    end
+  end
+  if fn.result_type == "void" then return true end
+  return nil, app_error(M.MISSING_RESULT, name .. " failed: unknown result")
+end
+
 -- ---- clients and worker processes (their own modules) ----------------------
 
 -- Shared with petrel.client.

@@ -1,5 +1,5 @@
 /* test_http.c — HTTP/1.1 responses through pt_http (http_parser), and the
- * ring hash, without Lua. */
+ * ring hash and the chash ring's lookup, without Lua. */
 #include <errno.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -16,6 +16,62 @@ static void test_hash(void) {
   CHECK(pt_hash32("hello", 5, 0) == 0x248bfa47u);
   CHECK(pt_hash32("Hello, world!", 13, 1234) == 0xfaf6cdb3u);
   CHECK(pt_hash32("abc", 3, 0) == 0xb3dd93fau);
+}
+
+/* pt_int_text: decimal digits, the extremes included */
+static void test_int_text(void) {
+  char t[24];
+  size_t n = pt_int_text(t, 0);
+  CHECK(n == 1 && memcmp(t, "0", 1) == 0);
+  n = pt_int_text(t, -42);
+  CHECK(n == 3 && memcmp(t, "-42", 3) == 0);
+  n = pt_int_text(t, INT64_MAX);
+  CHECK(n == 19 && memcmp(t, "9223372036854775807", 19) == 0);
+  n = pt_int_text(t, INT64_MIN);
+  CHECK(n == 20 && memcmp(t, "-9223372036854775808", 20) == 0);
+}
+
+/* pt_ring_find against a linear search, on rings of random points with
+ * ties and points at both ends of the space; unsorted points refused */
+static void test_ring(void) {
+  static const uint32_t sizes[] = {0, 1, 2, 7, 120, 5000};
+  uint32_t seed = 12345;
+  for (size_t si = 0; si < sizeof sizes / sizeof *sizes; si++) {
+    uint32_t n = sizes[si];
+    uint32_t *pts = malloc((n ? n : 1) * sizeof *pts);
+    for (uint32_t i = 0; i < n; i++) {
+      seed = seed * 1103515245u + 12345u;
+      pts[i] = seed ^ (seed << 13);
+    }
+    if (n > 3) pts[1] = pts[0], pts[2] = 0, pts[3] = UINT32_MAX;
+    /* insertion sort (small enough) */
+    for (uint32_t i = 1; i < n; i++)
+      for (uint32_t j = i; j > 0 && pts[j - 1] > pts[j]; j--) {
+        uint32_t x = pts[j];
+        pts[j] = pts[j - 1];
+        pts[j - 1] = x;
+      }
+    pt_ring *r = malloc(pt_ring_size(n));
+    CHECK(pt_ring_init(r, pts, n) == 0);
+    for (int k = 0; k < 20000; k++) {
+      seed = seed * 1103515245u + 12345u;
+      uint32_t h = k < 4 ? (uint32_t[]){0, 1, UINT32_MAX, UINT32_MAX - 1}[k] : seed ^ (seed >> 7);
+      if (n && k >= 4 && k < 4 + (int)n) h = pts[k - 4]; /* exactly on a point */
+      uint32_t want = 0;
+      for (uint32_t i = 0; i < n; i++)
+        if (pts[i] >= h) { want = i; break; }
+      if (pt_ring_find(r, h) != want) {
+        CHECK(pt_ring_find(r, h) == want);
+        break;
+      }
+    }
+    free(r);
+    free(pts);
+  }
+  uint32_t bad[] = {9, 5};
+  pt_ring *r = malloc(pt_ring_size(2));
+  CHECK(pt_ring_init(r, bad, 2) == -1);
+  free(r);
 }
 
 #if defined(PT_HAVE_HTTP_PARSER) && PT_HAVE_HTTP_PARSER
@@ -231,6 +287,8 @@ static void test_page_end(void) {
 int main(void) {
   pool = pt_pool_new(0);
   TEST(test_hash);
+  TEST(test_int_text);
+  TEST(test_ring);
   CHECK(pt_http_available() == 1);
   TEST(test_content_length);
   TEST(test_chunked);
@@ -246,6 +304,8 @@ int main(void) {
 
 int main(void) {
   TEST(test_hash);
+  TEST(test_int_text);
+  TEST(test_ring);
   CHECK(pt_http_available() == 0);
   errno = 0;
   CHECK(pt_http_new(0, 0) == NULL && errno == ENOSYS);
