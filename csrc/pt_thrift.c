@@ -236,8 +236,6 @@ unsigned char *pt_msg_write(unsigned char *w, int proto, const char *name,
 /* ---- skipping ---------------------------------------------------------- */
 
 /* Binary. */
-static size_t skip_bin(const unsigned char *p, const unsigned char *end,
-                       int t, int depth);
 
 /* pt_ttype_width for the skipper: every byte value a type code can be,
  * one load (the hot path of a view's index pass) */
@@ -250,20 +248,9 @@ static inline size_t bin_width(int t) {
   return (unsigned)t < 256 ? bin_width256[t] : 0;
 }
 
-/* skip_bin for one nested value, its leaves (fixed widths, strings) done
- * here, inline in the callers' loops, rather than by a call each: the
- * same checks (a string where the depth budget is spent fails). */
-static inline size_t skip_bin_one(const unsigned char *p,
-                                  const unsigned char *end, int t, int depth) {
-  size_t left = (size_t)(end - p), w = bin_width(t);
-  if (w) return left >= w ? w : 0;
-  if (t == PT_T_STRING && depth > 0) {
-    uint32_t n;
-    if (pt_bin_rd_len(p, left, &n) < 0 || (size_t)n > left - 4) return 0;
-    return 4 + (size_t)n;
-  }
-  return skip_bin(p, end, t, depth);
-}
+/* (below: skip_bin for one nested value, its leaves inline) */
+static size_t skip_bin_one(const unsigned char *p, const unsigned char *end,
+                           int t, int depth);
 
 static size_t skip_bin(const unsigned char *p, const unsigned char *end,
                        int t, int depth) {
@@ -336,6 +323,21 @@ static size_t skip_bin(const unsigned char *p, const unsigned char *end,
     default:
       return 0;
   }
+}
+
+/* skip_bin for one nested value, its leaves (fixed widths, strings) done
+ * here, inline in the callers' loops, rather than by a call each: the
+ * same checks (a string where the depth budget is spent fails). */
+static inline size_t skip_bin_one(const unsigned char *p,
+                                  const unsigned char *end, int t, int depth) {
+  size_t left = (size_t)(end - p), w = bin_width(t);
+  if (w) return left >= w ? w : 0;
+  if (t == PT_T_STRING && depth > 0) {
+    uint32_t n;
+    if (pt_bin_rd_len(p, left, &n) < 0 || (size_t)n > left - 4) return 0;
+    return 4 + (size_t)n;
+  }
+  return skip_bin(p, end, t, depth);
 }
 
 /* Compact: varints are scanned for their end, never decoded. */
