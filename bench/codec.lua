@@ -176,6 +176,13 @@ local function rows_for_this_runtime()
           end)
           jobs[#jobs].setup = function() pf.views(m[2]) end
           jobs[#jobs].teardown = function() pf.views("len") end
+          job(p .. m[1], "warmlen", function()
+            local n
+            for _ = 1, 100 do n = #wits end
+            return n
+          end)
+          jobs[#jobs].setup = function() pf.views(m[2]) end
+          jobs[#jobs].teardown = function() pf.views("len") end
           job(p .. m[1], "warmitems", function()
             local t
             for i = 1, 100 do t = wits[idx[i] % nw + 1].title end
@@ -412,6 +419,7 @@ for _, n in ipairs({ "medium", "large" }) do
 end
 for _, n in ipairs({ "medium", "large" }) do
   for _, row in ipairs({ { "warmscalars", "warm view: 100 x 3 scalar fields" },
+    { "warmlen", "warm view: 100 x #v.items" },
     { "warmitems", "warm view: 100 items[i].title" } }) do
     local dflt, f, c = get("petrel-jit", n, row[1]), get("petrel-jit-ffi", n, row[1]),
       get("petrel-jit-capi", n, row[1])
