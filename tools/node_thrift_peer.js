@@ -16,7 +16,8 @@
 //                      framed-header (THeaderProtocol over the framed
 //                      transport: each THeader frame inside a frame)
 //   --protocol P       binary | compact | json (inside THeader: binary or
-//                      compact, node has no JSON there)
+//                      compact, node has no JSON there; a THeader server
+//                      answers in each request's protocol whatever this says)
 //   --multiplexed      calls name "ThriftTest:method" (client), a
 //                      MultiplexedProcessor with ThriftTest and
 //                      SecondService (server)
@@ -36,7 +37,6 @@
 'use strict';
 const path = require('path');
 const fs = require('fs');
-const os = require('os');
 const { execFileSync } = require('child_process');
 
 const ROOT = path.resolve(__dirname, '..');
