@@ -48,42 +48,20 @@ describe("petrel.resty in nginx", function()
   local loop, nginx, srv, echo_srv, unix_srv, idle_srv, pool_srv
   local pool_peak = 0
   local procs = {} -- pid -> output file
-  local notes = 0
   local tmp
 
-  local calc_handler = {
-    add = function(a, b)
-      if a == -1 then -- slow: sleep b ms
-        loop:sleep(b)
-        return 0
-      end
-      return a + b
-    end,
-    echo = function(it) return it end,
-    ping = function() end,
-    note = function() notes = notes + 1 end,
-    fail = function(code)
-      error(petrel.throw("oops", { message = "failed with " .. code, code = code }))
-    end,
-    many = function(n, prefix)
-      local out = {}
-      for i = 0, n - 1 do
-        local nums = {}
-        for j = 0, i - 1 do nums[#nums + 1] = j end
-        out[#out + 1] = { id = i, name = prefix .. i, nums = nums }
-      end
-      return out
-    end,
-    notes = function() return notes end,
-  }
-  local echo_handler = {
-    echo = function(req) return req end,
-    fire = function() end,
-    big = function(req) return req end,
-    blob = function(req) return req end,
-    vectors = function(req) return req end,
-  }
-
+  local H = require "support.handlers"
+  local echo_handler = H.echo
+  local calc_handler = H.calc()
+  -- add(-1, ms): a slow call, sleeping ms
+  local plain_add = calc_handler.add
+  calc_handler.add = function(a, b)
+    if a == -1 then
+      loop:sleep(b)
+      return 0
+    end
+    return plain_add(a, b)
+  end
 
   local function start(cmd, tag)
     local out = tmp .. "/" .. tag .. ".out"

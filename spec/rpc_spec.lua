@@ -14,34 +14,9 @@ local bg, alive, kill, read_file = proc.bg, proc.alive, proc.kill, proc.read_fil
 local net = require "support.net"
 local run_until, fd_count = net.run_until, net.fd_count
 
-local echo_handler = {
-  echo = function(req) return req end,
-  fire = function() end,
-  big = function(req) return req end,
-  blob = function(req) return req end,
-  vectors = function(req) return req end,
-}
-
-local calc_state = { notes = 0 }
-local calc_handler = {
-  add = function(a, b) return a + b end,
-  echo = function(it) return it end,
-  ping = function() end,
-  note = function() calc_state.notes = calc_state.notes + 1 end,
-  fail = function(code)
-    error(petrel.throw("oops", { message = "failed with " .. code, code = code }))
-  end,
-  many = function(n, prefix)
-    local out = {}
-    for i = 0, n - 1 do
-      local nums = {}
-      for j = 0, i - 1 do nums[#nums + 1] = j end
-      out[#out + 1] = { id = i, name = prefix .. i, nums = nums }
-    end
-    return out
-  end,
-  notes = function() return calc_state.notes end,
-}
+local H = require "support.handlers"
+local echo_handler = H.echo
+local calc_handler, calc_state = H.calc()
 
 describe("rpc", function()
   local loop

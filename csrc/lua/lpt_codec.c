@@ -2122,21 +2122,18 @@ static void read_opts(Ctx *c, lua_State *L, int idx) {
   lua_getfield(L, idx, "protocol");
   if (!lua_isnil(L, -1)) set_proto(c, lpt_checkproto(L, -1));
   lua_pop(L, 1);
-  lua_getfield(L, idx, "typed");
-  c->typed = lua_toboolean(L, -1);
-  lua_pop(L, 1);
-  lua_getfield(L, idx, "enum_names");
-  c->enum_names = lua_toboolean(L, -1);
-  lua_pop(L, 1);
-  lua_getfield(L, idx, "unknown");
-  c->keep_unknown = lua_toboolean(L, -1);
-  lua_pop(L, 1);
-  lua_getfield(L, idx, "int64_as_string");
-  c->i64str = lua_toboolean(L, -1);
-  lua_pop(L, 1);
-  lua_getfield(L, idx, "strict");
-  c->strict = lua_toboolean(L, -1);
-  lua_pop(L, 1);
+  /* the flags: option name -> field of the context */
+  static const struct { const char *name; size_t off; } flags[] = {
+      {"typed", offsetof(Ctx, typed)},
+      {"enum_names", offsetof(Ctx, enum_names)},
+      {"unknown", offsetof(Ctx, keep_unknown)},
+      {"int64_as_string", offsetof(Ctx, i64str)},
+      {"strict", offsetof(Ctx, strict)}};
+  for (size_t i = 0; i < sizeof flags / sizeof *flags; i++) {
+    lua_getfield(L, idx, flags[i].name);
+    *(int *)((char *)c + flags[i].off) = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+  }
 }
 
 /* Begin an encode into the state's scratch (counting only in size mode). */
