@@ -61,12 +61,14 @@ end
 
 local function measure_all(jobs)
   for _, j in ipairs(jobs) do
+    if j.setup then j.setup() end
     j.n = calibrate(j.f)
     collectgarbage("collect")
     local t0 = os.clock()
     local f = j.f
     for _ = 1, j.n do f() end
     j.best = (os.clock() - t0) / j.n
+    if j.teardown then j.teardown() end
   end
 end
 
@@ -143,6 +145,53 @@ local function rows_for_this_runtime()
         return x.user_id, x.shard, x.priority
       end, #cbytes)
       job(p .. "-compact", "viewitems", items(cbytes, C), #cbytes)
+      -- LuaJIT: the views' metamethods through the FFI (petrel.ffi.views:
+      -- true = v[k] and #v; the default "len" = #v only, the rows above)
+      -- and through the C API (false), in this same process
+      local pf = jit and petrel.ffi and require "petrel.ffi"
+      if pf then
+        for _, m in ipairs({ { "-ffi", true }, { "-capi", false } }) do
+          local function mark()
+            jobs[#jobs].setup = function() pf.views(m[2]) end
+            jobs[#jobs].teardown = function() pf.views("len") end
+          end
+          job(p .. m[1], "viewread", reads(T.view)); mark()
+          job(p .. m[1], "viewitems", items(bytes)); mark()
+          job(p .. m[1] .. "-compact", "viewread", function()
+            local x = T:view(cbytes, 1, C)
+            return x.user_id, x.shard, x.priority
+          end, #cbytes); mark()
+          job(p .. m[1] .. "-compact", "viewitems", items(cbytes, C), #cbytes); mark()
+        end
+        -- warm views, 100 reads per call: scalars only (the trace compiler
+        -- keeps the loop), and items[i].title (each element a new view)
+        local wv = T:view(bytes)
+        local wits = wv.items
+        local nw = #wits
+        for _, m in ipairs({ { "", "len" }, { "-ffi", true }, { "-capi", false } }) do
+          job(p .. m[1], "warmscalars", function()
+            local a, b, c
+            for i = 1, 100 do a, b, c = wv.query, wv.shard, wv.priority end
+            return a, b, c
+          end)
+          jobs[#jobs].setup = function() pf.views(m[2]) end
+          jobs[#jobs].teardown = function() pf.views("len") end
+          job(p .. m[1], "warmlen", function()
+            local n
+            for _ = 1, 100 do n = #wits end
+            return n
+          end)
+          jobs[#jobs].setup = function() pf.views(m[2]) end
+          jobs[#jobs].teardown = function() pf.views("len") end
+          job(p .. m[1], "warmitems", function()
+            local t
+            for i = 1, 100 do t = wits[idx[i] % nw + 1].title end
+            return t
+          end)
+          jobs[#jobs].setup = function() pf.views(m[2]) end
+          jobs[#jobs].teardown = function() pf.views("len") end
+        end
+      end
     end
     if floor then
       job("floor", "decode", function() floor.decode(bytes) end)
@@ -348,6 +397,48 @@ for _, n in ipairs({ "medium", "large" }) do
         or ratio(d, get(p, n, "viewitems")), -- (the target is for large)
       ratio(dc, get(p .. "-compact", n, "viewread")) ,
       ratio(dc, get(p .. "-compact", n, "viewitems"))))
+  end
+end
+print()
+print("### LuaJIT views: FFI and C API metamethods (this run, one process; time / time)")
+print()
+print("petrel-jit = the default (#v through the FFI, v[k] through the C API); FFI = petrel.ffi.views(true) (v[k] of struct views and scalar lists through the FFI too); C API = views(false).")
+print()
+print("| workload | row | default | FFI | C API | C API / FFI (>1: FFI faster) | C API / default |")
+print("|---|---|---:|---:|---:|---:|---:|")
+for _, n in ipairs({ "medium", "large" }) do
+  for _, row in ipairs({ { "", "viewread", "3 fields" }, { "", "viewitems", "100 items[i].title" },
+    { "-compact", "viewread", "Compact 3 fields" }, { "-compact", "viewitems", "Compact items" } }) do
+    local dflt = get("petrel-jit" .. row[1], n, row[2])
+    local f = get("petrel-jit-ffi" .. row[1], n, row[2])
+    local c = get("petrel-jit-capi" .. row[1], n, row[2])
+    print(string.format("| %s | %s | %s | %s | %s | %s | %s |", n, row[3],
+      dflt and fmt_ns(dflt.ns) or "n/a", f and fmt_ns(f.ns) or "n/a", c and fmt_ns(c.ns) or "n/a",
+      ratio(c, f), ratio(c, dflt)))
+  end
+end
+for _, n in ipairs({ "medium", "large" }) do
+  for _, row in ipairs({ { "warmscalars", "warm view: 100 x 3 scalar fields" },
+    { "warmlen", "warm view: 100 x #v.items" },
+    { "warmitems", "warm view: 100 items[i].title" } }) do
+    local dflt, f, c = get("petrel-jit", n, row[1]), get("petrel-jit-ffi", n, row[1]),
+      get("petrel-jit-capi", n, row[1])
+    print(string.format("| %s | %s | %s | %s | %s | %s | %s |", n, row[2],
+      dflt and fmt_ns(dflt.ns) or "n/a", f and fmt_ns(f.ns) or "n/a", c and fmt_ns(c.ns) or "n/a",
+      ratio(c, f), ratio(c, dflt)))
+  end
+end
+print()
+print("| workload | runtime | 3 fields: decode/view (≥10) | 3 fields: C++ decode/view (>1) | 100 items[i].title: decode/view (≥20 on large) |")
+print("|---|---|---:|---:|---:|")
+for _, n in ipairs({ "medium", "large" }) do
+  for _, m in ipairs({ { "-ffi", "jit FFI" }, { "-capi", "jit C API" } }) do
+    local d = get("petrel-jit", n, "decode")
+    local p = "petrel-jit" .. m[1]
+    print(string.format("| %s | %s | %s | %s | %s |", n, m[2],
+      verdict(r(d, get(p, n, "viewread")), ">=", 10),
+      verdict(r(get("cpp", n, "decode"), get(p, n, "viewread")), ">=", 1.0),
+      n == "large" and verdict(r(d, get(p, n, "viewitems")), ">=", 20) or ratio(d, get(p, n, "viewitems"))))
   end
 end
 local bd, mc = get("petrel-5.4", "blob", "decode"), get("memcpy", "blob", "decode")

@@ -9,8 +9,9 @@
 -- --thrift-call builds), echo-compact.bin (framed Compact),
 -- echo-theader.bin (Apache THeader, Binary inside, one info header as
 -- Apache's clients send), echo-ttheader.bin (Kitex TTHeader, Binary
--- inside, the integer and string entries a Kitex client sends: LogID,
--- FromService, ToMethod, RPCTimeout...). All by petrel's own writer.
+-- inside, the integer entries a Kitex client sends: FromService,
+-- FromMethod, ToService, ToMethod, MsgType, RPCTimeout, TransportType,
+-- and a LogID). All by petrel's own writer.
 local root = (arg[0]:match("^(.*)/bench/[^/]*$") or ".")
 package.path = root .. "/?.lua;" .. root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua;" .. package.path
 local build = os.getenv("PETREL_BUILD") or "build"
@@ -39,8 +40,11 @@ end
 write("binary", true)
 write("compact", true, "compact")
 write("theader", core.framer { transport = "header" }, "binary", { client = "loadgen" })
+-- Kitex's client writes FromService, FromMethod, ToService, ToMethod and
+-- MsgType with every call (its TTHeader meta handler), TransportType and
+-- RPCTimeout when set; LogID as a traced deployment sends it
 write("ttheader", core.framer { transport = "ttheader" }, "binary", {
   [tm.LOG_ID] = "20261206-0001-loadgen", [tm.FROM_SERVICE] = "bench.loadgen",
-  [tm.TO_SERVICE] = "bench.echo", [tm.TO_METHOD] = "echo", [tm.RPC_TIMEOUT] = "5000",
-  [tm.TRANSPORT_TYPE] = "framed",
+  [tm.FROM_METHOD] = "run", [tm.TO_SERVICE] = "bench.echo", [tm.TO_METHOD] = "echo",
+  [tm.MSG_TYPE] = "1", [tm.RPC_TIMEOUT] = "5000", [tm.TRANSPORT_TYPE] = "framed",
 })

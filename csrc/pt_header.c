@@ -35,6 +35,52 @@ static int hv(const unsigned char *p, uint32_t *pos, uint32_t end,
   return 0;
 }
 
+/* The deadline entries (pt_hdr_timeout): the key "client_timeout", and
+ * noting one (rank 2: TTHeader's integer RPCTimeout, which wins over the
+ * string key; the last of a rank wins, as a table filled in wire order
+ * keeps it). */
+static int is_client_timeout(const unsigned char *k, uint32_t n) {
+  return n == 14 && memcmp(k, "client_timeout", 14) == 0;
+}
+static void note_timeout(pt_hdr *h, int rank, uint32_t at, uint32_t len) {
+  if (rank < h->tmo) return;
+  h->tmo = rank;
+  h->tmo_at = at;
+  h->tmo_len = len;
+}
+
+/* THeader's info blocks in [pos, end): until the region ends or a type
+ * that is not key/value (padding is zeros: it ends them too). */
+static int theader_info(const unsigned char *p, uint32_t pos, uint32_t end,
+                        pt_hdr *h) {
+  uint32_t v;
+  while (pos < end) {
+    uint32_t at = pos, type, count;
+    if (hv(p, &pos, end, &type) || type != PT_INFO_KV) {
+      pos = at;
+      break;
+    }
+    if (hv(p, &pos, end, &count)) return bad(h, "THeader info cut short");
+    /* an entry takes 2 bytes at least: bound the loop by the region */
+    if (count > (end - pos) / 2) return bad(h, "THeader info count too large");
+    for (uint32_t i = 0; i < count; i++) {
+      int tmo = 0;
+      for (int kv = 0; kv < 2; kv++) {
+        if (hv(p, &pos, end, &v)) return bad(h, "THeader info cut short");
+        if (v > end - pos) return bad(h, "THeader info string too long");
+        if (kv == 0)
+          tmo = is_client_timeout(p + pos, v);
+        else if (tmo)
+          note_timeout(h, 1, pos, v);
+        pos += v;
+      }
+    }
+    h->nkv += count;
+  }
+  h->info_end = pos;
+  return 0;
+}
+
 static int parse_theader(const unsigned char *p, uint32_t pos, uint32_t end,
                          pt_hdr *h) {
   uint32_t v, n;
@@ -46,39 +92,13 @@ static int parse_theader(const unsigned char *p, uint32_t pos, uint32_t end,
     h->xf[h->nxf++] = v;
   }
   h->info_at = pos;
-  /* info blocks until the region ends or a type that is not key/value
-   * (padding is zeros: it ends them too) */
-  while (pos < end) {
-    uint32_t at = pos, type, count;
-    if (hv(p, &pos, end, &type) || type != PT_INFO_KV) {
-      pos = at;
-      break;
-    }
-    if (hv(p, &pos, end, &count)) return bad(h, "THeader info cut short");
-    /* an entry takes 2 bytes at least: bound the loop by the region */
-    if (count > (end - pos) / 2) return bad(h, "THeader info count too large");
-    for (uint32_t i = 0; i < count; i++) {
-      for (int kv = 0; kv < 2; kv++) {
-        if (hv(p, &pos, end, &v)) return bad(h, "THeader info cut short");
-        if (v > end - pos) return bad(h, "THeader info string too long");
-        pos += v;
-      }
-    }
-    h->nkv += count;
-  }
-  h->info_end = pos;
-  return 0;
+  return theader_info(p, pos, end, h);
 }
 
-static int parse_ttheader(const unsigned char *p, uint32_t pos, uint32_t end,
-                          pt_hdr *h) {
-  h->proto_id = p[pos];
-  uint32_t n = p[pos + 1];
-  pos += 2;
-  if (n > PT_HDR_MAX_XFORMS) return bad(h, "too many transforms");
-  if (n > end - pos) return bad(h, "TTHeader transforms cut short");
-  for (uint32_t i = 0; i < n; i++) h->xf[h->nxf++] = p[pos++];
-  h->info_at = pos;
+/* TTHeader's info blocks in [pos, end): padding, string and integer
+ * key/value blocks, the ACL token; any other id is an error. */
+static int ttheader_info(const unsigned char *p, uint32_t pos, uint32_t end,
+                         pt_hdr *h) {
   while (pos < end) {
     int id = p[pos++];
     if (id == PT_INFO_PADDING) continue;
@@ -99,18 +119,22 @@ static int parse_ttheader(const unsigned char *p, uint32_t pos, uint32_t end,
     for (uint32_t i = 0; i < count; i++) {
       /* key: a u16 (int keys) or a u16-length string */
       if (end - pos < 2) return bad(h, "TTHeader info cut short");
+      int tmo = 0;
       if (id == PT_INFO_KV) {
         uint32_t kl = pt_ld16(p + pos);
         pos += 2;
         if (kl > end - pos) return bad(h, "TTHeader info cut short");
+        if (is_client_timeout(p + pos, kl)) tmo = 1;
         pos += kl;
       } else {
+        if (pt_ld16(p + pos) == PT_INFO_RPC_TIMEOUT) tmo = 2;
         pos += 2;
       }
       if (end - pos < 2) return bad(h, "TTHeader info cut short");
       uint32_t vl = pt_ld16(p + pos);
       pos += 2;
       if (vl > end - pos) return bad(h, "TTHeader info cut short");
+      if (tmo) note_timeout(h, tmo, pos, vl);
       pos += vl;
     }
     h->nkv += count;
@@ -119,12 +143,25 @@ static int parse_ttheader(const unsigned char *p, uint32_t pos, uint32_t end,
   return 0;
 }
 
+static int parse_ttheader(const unsigned char *p, uint32_t pos, uint32_t end,
+                          pt_hdr *h) {
+  h->proto_id = p[pos];
+  uint32_t n = p[pos + 1];
+  pos += 2;
+  if (n > PT_HDR_MAX_XFORMS) return bad(h, "too many transforms");
+  if (n > end - pos) return bad(h, "TTHeader transforms cut short");
+  for (uint32_t i = 0; i < n; i++) h->xf[h->nxf++] = p[pos++];
+  h->info_at = pos;
+  return ttheader_info(p, pos, end, h);
+}
+
 int pt_hdr_parse(const unsigned char *p, size_t n, uint64_t max_frame,
                  pt_hdr *h) {
   h->why = NULL;
   h->nxf = 0;
   h->nkv = 0;
   h->acl = 0;
+  h->tmo = 0;
   if (n < 4) return PT_NEED;
   uint32_t len = pt_ld32(p);
   if (len > max_frame || len > INT32_MAX) return bad(h, "header frame too large");
@@ -153,6 +190,29 @@ int pt_hdr_parse(const unsigned char *p, size_t n, uint64_t max_frame,
   h->payload_at = end;
   h->frame_len = len + 4;
   return (int)h->frame_len;
+}
+
+int pt_hdr_info(int kind, const unsigned char *p, size_t n, pt_hdr *h) {
+  memset(h, 0, sizeof *h);
+  h->kind = kind;
+  h->proto = -1;
+  h->payload_at = h->frame_len = (uint32_t)n; /* a frame of its blocks alone */
+  if (n > PT_TTHEADER_MAX_HEADER * 4) return bad(h, "info blocks too long");
+  if (kind == PT_HDR_THEADER) {
+    if (theader_info(p, 0, (uint32_t)n, h)) return PT_BAD;
+    if (h->info_end != n) return bad(h, "THeader info followed by other bytes");
+    return 0;
+  }
+  if (kind == PT_HDR_TTHEADER) return ttheader_info(p, 0, (uint32_t)n, h) ? PT_BAD : 0;
+  return bad(h, "not a header kind");
+}
+
+int pt_hdr_timeout(const unsigned char *frame, const pt_hdr *h,
+                   const unsigned char **v, uint32_t *vlen) {
+  if (!h->tmo) return 0;
+  *v = frame + h->tmo_at;
+  *vlen = h->tmo_len;
+  return 1;
 }
 
 int pt_hdr_next(const unsigned char *p, const pt_hdr *h, pt_hdr_iter *it,

@@ -53,6 +53,8 @@ enum {
   PT_INFO_INTKV = 0x10, /* TTHeader: u16 keys, string values */
   PT_INFO_ACL = 0x11    /* TTHeader: one token */
 };
+/* Kitex's integer key RPCTimeout (ms, a decimal string). */
+#define PT_INFO_RPC_TIMEOUT 12
 /* Transform ids (Apache's ZLIB; ZSTD is fbthrift's id, a petrel
  * extension here that both sides must enable). */
 enum { PT_XF_ZLIB = 1, PT_XF_ZSTD = 5 };
@@ -80,6 +82,9 @@ typedef struct pt_hdr {
   uint32_t frame_len;             /* 4 + LENGTH */
   uint32_t nkv;                   /* key/value entries, both kinds */
   int acl;                        /* an ACL token is there */
+  int tmo;                        /* a deadline entry: 0 none, 1 the
+                                     string key, 2 TTHeader's integer key */
+  uint32_t tmo_at, tmo_len;       /* its value (pt_hdr_timeout) */
   const char *why;                /* after PT_BAD */
 } pt_hdr;
 
@@ -113,6 +118,21 @@ static inline void pt_hdr_iter_init(const pt_hdr *h, pt_hdr_iter *it) {
  * pt_hdr_parse accepted. */
 int pt_hdr_next(const unsigned char *frame, const pt_hdr *h, pt_hdr_iter *it,
                 pt_hdr_kv *kv);
+
+/* Check n bytes at p as the info blocks of a header of this kind, as
+ * pt_hdr_parse checks them inside a frame (p: what [info_at, info_end)
+ * of a parsed frame held). Sets h as for a frame of n bytes starting at p
+ * that is all info blocks (info_at 0, payload_at and frame_len n):
+ * pt_hdr_next(p, h, ...) walks them. 0, or PT_BAD (h->why). */
+int pt_hdr_info(int kind, const unsigned char *p, size_t n, pt_hdr *h);
+
+/* The deadline entry of a parsed frame (noted while its info blocks were
+ * checked: no second walk): TTHeader's RPCTimeout (integer key 12) or else
+ * the string key "client_timeout" (fbthrift's; THeader's clients send
+ * it), the last of each kind there. 1 and its value bytes, or 0 when the
+ * frame has neither. */
+int pt_hdr_timeout(const unsigned char *frame, const pt_hdr *h,
+                   const unsigned char **v, uint32_t *vlen);
 
 /* What to write in a header. THeader takes PT_INFO_KV entries only. */
 typedef struct pt_hdr_out {

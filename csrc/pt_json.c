@@ -54,12 +54,15 @@ static int putc1(pt_wr *wr, char c) {
   return 0;
 }
 
-/* The separator the context wants before the next token; *key says that
- * token is an object key (numbers get quoted). */
-static int wsep(pt_wr *wr, pt_jctx *jc, int *key) {
+/* The separator the context wants before its next token (0: none) and
+ * the context's state once it is passed (*ns); *key says that token is an
+ * object key (numbers get quoted). The writer and the reader store *ns
+ * once the separator is written or read. */
+static int sep_of(const pt_jctx *jc, uint8_t *ns, int *key) {
   uint8_t s = jc->st[jc->top];
   int kind = s & 3;
   *key = 0;
+  *ns = s;
   if (kind == J_BASE) return 0;
   if (s & J_FIRST) {
     s &= (uint8_t)~J_FIRST;
@@ -67,17 +70,24 @@ static int wsep(pt_wr *wr, pt_jctx *jc, int *key) {
       s |= J_COLON;
       *key = 1;
     }
-    jc->st[jc->top] = s;
+    *ns = s;
     return 0;
   }
-  char c = ',';
+  int c = ',';
   if (kind == J_PAIR) {
     c = s & J_COLON ? ':' : ',';
     s ^= J_COLON;
     *key = (s & J_COLON) != 0;
   }
-  jc->st[jc->top] = s;
-  return putc1(wr, c);
+  *ns = s;
+  return c;
+}
+
+static int wsep(pt_wr *wr, pt_jctx *jc, int *key) {
+  uint8_t ns;
+  int c = sep_of(jc, &ns, key);
+  jc->st[jc->top] = ns;
+  return c ? putc1(wr, (char)c) : 0;
 }
 
 static int push(pt_jctx *jc, int kind) {
@@ -327,29 +337,13 @@ static int r_char(rd *r, unsigned char c) {
   return 0;
 }
 
-/* The separator the context wants; *key: an object key follows. */
+/* The separator the context wants, read (see sep_of); *key: an object
+ * key follows. */
 static int r_sep(rd *r, pt_jctx *jc, int *key) {
-  uint8_t s = jc->st[jc->top];
-  int kind = s & 3;
-  *key = 0;
-  if (kind == J_BASE) return 0;
-  if (s & J_FIRST) {
-    s &= (uint8_t)~J_FIRST;
-    if (kind == J_PAIR) {
-      s |= J_COLON;
-      *key = 1;
-    }
-    jc->st[jc->top] = s;
-    return 0;
-  }
-  unsigned char c = ',';
-  if (kind == J_PAIR) {
-    c = s & J_COLON ? ':' : ',';
-    s ^= J_COLON;
-    *key = (s & J_COLON) != 0;
-  }
-  TRY(r_char(r, c));
-  jc->st[jc->top] = s;
+  uint8_t ns;
+  int c = sep_of(jc, &ns, key);
+  if (c) TRY(r_char(r, (unsigned char)c));
+  jc->st[jc->top] = ns;
   return 0;
 }
 

@@ -236,10 +236,26 @@ unsigned char *pt_msg_write(unsigned char *w, int proto, const char *name,
 /* ---- skipping ---------------------------------------------------------- */
 
 /* Binary. */
+
+/* pt_ttype_width for the skipper: every byte value a type code can be,
+ * one load (the hot path of a view's index pass) */
+static const uint8_t bin_width256[256] = {
+#define X(n, code, nm, bw, bmin, ct, cw, cmin) [code] = bw,
+    PT_TTYPES(X)
+#undef X
+};
+static inline size_t bin_width(int t) {
+  return (unsigned)t < 256 ? bin_width256[t] : 0;
+}
+
+/* (below: skip_bin for one nested value, its leaves inline) */
+static size_t skip_bin_one(const unsigned char *p, const unsigned char *end,
+                           int t, int depth);
+
 static size_t skip_bin(const unsigned char *p, const unsigned char *end,
                        int t, int depth) {
   size_t avail = (size_t)(end - p);
-  size_t w = pt_ttype_width(t);
+  size_t w = bin_width(t);
   if (w) return avail >= w ? w : 0;
   if (depth <= 0) return 0;
   switch (t) {
@@ -258,7 +274,7 @@ static size_t skip_bin(const unsigned char *p, const unsigned char *end,
         if (k < 0) return 0;
         q += k;
         if (ft == PT_T_STOP) return (size_t)(q - p);
-        size_t m = skip_bin(q, end, ft, depth - 1);
+        size_t m = skip_bin_one(q, end, ft, depth - 1);
         if (!m) return 0;
         q += m;
       }
@@ -268,7 +284,7 @@ static size_t skip_bin(const unsigned char *p, const unsigned char *end,
       uint32_t n;
       if (pt_bin_rd_map(p, avail, &kt, &vt, &n) < 0) return 0;
       const unsigned char *q = p + 6;
-      size_t kw = pt_ttype_width(kt), vw = pt_ttype_width(vt);
+      size_t kw = bin_width(kt), vw = bin_width(vt);
       if (kw && vw) {
         if ((size_t)n > (size_t)(end - q) / (kw + vw)) return 0;
         return 6 + (size_t)n * (kw + vw);
@@ -276,10 +292,10 @@ static size_t skip_bin(const unsigned char *p, const unsigned char *end,
       /* every entry takes at least one byte: bound the loop by the input */
       if ((size_t)n > (size_t)(end - q)) return 0;
       for (uint32_t i = 0; i < n; i++) {
-        size_t a = skip_bin(q, end, kt, depth - 1);
+        size_t a = skip_bin_one(q, end, kt, depth - 1);
         if (!a) return 0;
         q += a;
-        size_t b = skip_bin(q, end, vt, depth - 1);
+        size_t b = skip_bin_one(q, end, vt, depth - 1);
         if (!b) return 0;
         q += b;
       }
@@ -291,14 +307,14 @@ static size_t skip_bin(const unsigned char *p, const unsigned char *end,
       uint32_t n;
       if (pt_bin_rd_list(p, avail, &et, &n) < 0) return 0;
       const unsigned char *q = p + 5;
-      size_t ew = pt_ttype_width(et);
+      size_t ew = bin_width(et);
       if (ew) {
         if ((size_t)n > (size_t)(end - q) / ew) return 0;
         return 5 + (size_t)n * ew;
       }
       if ((size_t)n > (size_t)(end - q)) return 0;
       for (uint32_t i = 0; i < n; i++) {
-        size_t a = skip_bin(q, end, et, depth - 1);
+        size_t a = skip_bin_one(q, end, et, depth - 1);
         if (!a) return 0;
         q += a;
       }
@@ -307,6 +323,21 @@ static size_t skip_bin(const unsigned char *p, const unsigned char *end,
     default:
       return 0;
   }
+}
+
+/* skip_bin for one nested value, its leaves (fixed widths, strings) done
+ * here, inline in the callers' loops, rather than by a call each: the
+ * same checks (a string where the depth budget is spent fails). */
+static inline size_t skip_bin_one(const unsigned char *p,
+                                  const unsigned char *end, int t, int depth) {
+  size_t left = (size_t)(end - p), w = bin_width(t);
+  if (w) return left >= w ? w : 0;
+  if (t == PT_T_STRING && depth > 0) {
+    uint32_t n;
+    if (pt_bin_rd_len(p, left, &n) < 0 || (size_t)n > left - 4) return 0;
+    return 4 + (size_t)n;
+  }
+  return skip_bin(p, end, t, depth);
 }
 
 /* Compact: varints are scanned for their end, never decoded. */

@@ -86,11 +86,14 @@ int pt_vs_find(pt_vstruct *s, const unsigned char *base, size_t len,
     if (k == PT_NEED)
       return verr(e, at, "field header cut short (%zu bytes left)", n);
     if (k < 0) return verr(e, at, "bad field header");
-    s->last = last;
+    /* s->last (Compact's previous id) moves with s->scan only: a field
+     * that cannot be skipped leaves both, so asking again reads the same
+     * header and gives the same error */
     uint32_t v = at + (uint32_t)k;
     if (ft == PT_T_STOP) {
       s->end = v;
       s->scan = v;
+      s->last = last;
       return 0;
     }
     int slot = pt_plan_slot(p, id);
@@ -101,6 +104,7 @@ int pt_vs_find(pt_vstruct *s, const unsigned char *base, size_t len,
         s->slot[slot] = (pt_vslot){v, v, 1, (uint8_t)bv};
       }
       s->scan = v;
+      s->last = last;
       if (ours && slot == want) return 1;
       continue;
     }
@@ -110,6 +114,7 @@ int pt_vs_find(pt_vstruct *s, const unsigned char *base, size_t len,
       s->slot[slot].found = 1;
       s->slot[slot].boolv = 0;
       s->scan = v;
+      s->last = last;
       s->pending = slot;
       if (slot == want) return 1;
       if (vs_unpend(s, base, len, e)) return -1;
@@ -123,6 +128,7 @@ int pt_vs_find(pt_vstruct *s, const unsigned char *base, size_t len,
       return -1;
     }
     s->scan = end;
+    s->last = last;
   }
 }
 
@@ -217,4 +223,87 @@ int pt_vl_index(pt_vlist *l, const unsigned char *base, size_t len,
   offs[k] = at - l->body;
   l->end = at;
   return 0;
+}
+
+/* ---- scalars ------------------------------------------------------------- */
+
+/* An integer of width w (2, 4 or 8) at off. */
+static int v_int(int proto, const unsigned char *p, size_t left, uint32_t off,
+                 int w, int64_t *v, pt_verr *e) {
+  if (proto != PT_PROTO_COMPACT) {
+    if (left < (size_t)w)
+      return verr(e, off, "need %d bytes, %zu left", w, left);
+    *v = w == 2 ? (int16_t)pt_ld16(p)
+         : w == 4 ? (int32_t)pt_ld32(p)
+                  : (int64_t)pt_ld64(p);
+    return 0;
+  }
+  int k;
+  if (w == 8) {
+    k = pt_cpt_rd_i64(p, left, v);
+  } else if (w == 4) {
+    int32_t x = 0;
+    k = pt_cpt_rd_i32(p, left, &x);
+    *v = x;
+  } else {
+    int16_t x = 0;
+    k = pt_cpt_rd_i16(p, left, &x);
+    *v = x;
+  }
+  const char *what = w == 8 ? "i64 varint" : w == 4 ? "i32 varint" : "i16 varint";
+  if (k == PT_NEED)
+    return verr(e, off, "%s cut short (%zu bytes left)", what, left);
+  if (k < 0) return verr(e, off, "bad %s", what);
+  return 0;
+}
+
+int pt_v_scalar(int proto, const unsigned char *base, size_t len,
+                uint32_t off, int kind, pt_vval *out, pt_verr *e) {
+  const unsigned char *p = base + (off <= len ? off : len);
+  size_t left = off <= len ? len - off : 0;
+  const int cpt = proto == PT_PROTO_COMPACT;
+  switch (kind) {
+    case PT_K_BOOL:
+      if (!left) return verr(e, off, "need 1 bytes, 0 left");
+      out->i = cpt ? p[0] == PT_CT_TRUE : p[0] != 0;
+      return 0;
+    case PT_K_I8:
+      if (!left) return verr(e, off, "need 1 bytes, 0 left");
+      out->i = (int8_t)p[0];
+      return 0;
+    case PT_K_I16: return v_int(proto, p, left, off, 2, &out->i, e);
+    case PT_K_I32:
+    case PT_K_ENUM: return v_int(proto, p, left, off, 4, &out->i, e);
+    case PT_K_I64: return v_int(proto, p, left, off, 8, &out->i, e);
+    case PT_K_DOUBLE: {
+      if (left < 8) return verr(e, off, "need 8 bytes, %zu left", left);
+      uint64_t u = cpt ? pt_ld64le(p) : pt_ld64(p);
+      memcpy(&out->d, &u, 8);
+      return 0;
+    }
+    case PT_K_STRING:
+    case PT_K_BINARY: {
+      uint32_t n = 0;
+      int k = cpt ? pt_cpt_rd_len(p, left, &n) : pt_bin_rd_len(p, left, &n);
+      if (k == PT_NEED)
+        return cpt ? verr(e, off, "string length cut short (%zu bytes left)", left)
+                   : verr(e, off, "need 4 bytes, %zu left", left);
+      if (k < 0)
+        return cpt ? verr(e, off, "bad string length")
+                   : verr(e, off, "negative string length %d",
+                          (int)(int32_t)pt_ld32(p));
+      if ((size_t)n > left - (size_t)k)
+        return verr(e, off, "string length %d exceeds the %zu bytes left",
+                    (int)n, left - (size_t)k);
+      out->p = p + k;
+      out->n = n;
+      return 0;
+    }
+    case PT_K_UUID:
+      if (left < 16) return verr(e, off, "need 16 bytes, %zu left", left);
+      out->p = p;
+      out->n = 16;
+      return 0;
+  }
+  return verr(e, off, "bad type");
 }

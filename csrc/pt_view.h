@@ -122,4 +122,24 @@ static inline uint32_t pt_vl_fixed_end(const pt_vlist *l) {
 uint32_t pt_v_skip(int proto, const unsigned char *base, size_t len,
                    uint32_t off, int t, int budget, pt_verr *e);
 
+/* ---- scalars ------------------------------------------------------------- */
+
+/* A scalar read from the wire: integers (bool, i8, i16, i32, enum, i64)
+ * in i, doubles in d, strings, binaries and UUIDs as the bytes p[0..n). */
+typedef struct pt_vval {
+  int64_t i;
+  double d;
+  const unsigned char *p;
+  size_t n;
+} pt_vval;
+
+/* Read the scalar of kind `kind` (PT_K_*, not a struct or container) at
+ * off, in protocol proto; every length is checked against len. A Compact
+ * bool field's value lies in its header: not for those. 0, or -1 with e
+ * saying what (e->off = off; e->field and e->elem are left as they are).
+ * The views' C API and their LuaJIT FFI path both read through this, so
+ * they give the same values and the same errors. */
+int pt_v_scalar(int proto, const unsigned char *base, size_t len,
+                uint32_t off, int kind, pt_vval *out, pt_verr *e);
+
 #endif

@@ -12,6 +12,9 @@
  *     info entries within the header (walked to the end, bounded count);
  *   - what is parsed is written back (pt_hdr_size / pt_hdr_write) and
  *     parses again to the same entries;
+ *   - a frame's info blocks, copied out alone, are taken by pt_hdr_info
+ *     with the same entries and deadline entry (pt_hdr_timeout), and any
+ *     bytes given to pt_hdr_info are refused or walk within themselves;
  *   - a transform's undo stays under its bound;
  *   - detection decided on a prefix decides the same on the whole. */
 #include <stdint.h>
@@ -111,6 +114,36 @@ static void rewrite(const unsigned char *frame, const pt_hdr *h,
   free(w);
 }
 
+/* n bytes at p as info blocks of this kind (pt_hdr_info), in a block of
+ * exactly their size: refused, or their entries and deadline entry lie
+ * within them. Returns the entry count (walk), or -1 when refused. */
+static long info_alone(int kind, const unsigned char *p, size_t n,
+                       const unsigned char **tv, uint32_t *tl) {
+  unsigned char *c = malloc(n ? n : 1);
+  memcpy(c, p, n);
+  pt_hdr h;
+  long k = -1;
+  *tv = NULL;
+  *tl = 0;
+  if (pt_hdr_info(kind, c, n, &h) == 0) {
+    CHECK(h.info_at == 0 && h.info_end <= n);
+    pt_hdr_kv kv[1];
+    k = (long)walk(c, &h, kv, 0);
+    CHECK((size_t)k >= h.nkv); /* and the ACL tokens */
+    const unsigned char *v;
+    uint32_t vl;
+    if (pt_hdr_timeout(c, &h, &v, &vl)) {
+      CHECK(v >= c && v + vl <= c + n);
+      *tv = p + (v - c);
+      *tl = vl;
+    }
+  } else {
+    CHECK(h.why != NULL);
+  }
+  free(c);
+  return k;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (size < 2) return 0;
   const pt_framing *f = &framings[data[0] % NFRAMINGS];
@@ -147,8 +180,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       CHECK(h->info_at <= h->info_end && h->info_end <= h->payload_at);
       CHECK(h->nxf >= 0 && h->nxf <= PT_HDR_MAX_XFORMS);
       pt_hdr_kv kv[1];
-      walk(frame, h, kv, 0);
+      size_t k = walk(frame, h, kv, 0);
       rewrite(frame, h, p + whole.payload_at, whole.payload_len);
+      /* the info blocks alone (what a server's framer keeps for
+       * petrel.context): the same entries, the same deadline entry */
+      const unsigned char *tv, *fv = NULL;
+      uint32_t tl, fl = 0;
+      long ka = info_alone(h->kind, frame + h->info_at, h->info_end - h->info_at, &tv, &tl);
+      CHECK(ka == (long)k);
+      CHECK(pt_hdr_timeout(frame, h, &fv, &fl) == (tv != NULL));
+      if (tv) CHECK(fv == tv && fl == tl);
       for (int i = 0; i < h->nxf; i++) {
         if (!pt_xform_built(h->xf[i])) continue;
         unsigned char *out = NULL;
@@ -163,6 +204,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         }
       }
     }
+  }
+
+  /* any bytes as info blocks of either kind */
+  {
+    const unsigned char *tv;
+    uint32_t tl;
+    info_alone(PT_HDR_THEADER, p, n, &tv, &tl);
+    info_alone(PT_HDR_TTHEADER, p, n, &tv, &tl);
   }
 
   /* detection: a decision on a prefix is the decision on the whole */

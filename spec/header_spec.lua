@@ -324,6 +324,79 @@ describe("TTHeader frames built by hand", function()
   end)
 end)
 
+describe("raw_info framers (servers: header entries decoded only when asked)", function()
+  local call = add_call(2, 3)
+
+  it("give the info blocks as bytes and the deadline entry; fr:info decodes them as fr:next does", function()
+    local blocks = tth_kv({ { "caller", "svc.a" }, { "client_timeout", "7" } }) .. u8(0)
+      .. tth_intkv({ { transmeta.LOG_ID, "log-1" }, { transmeta.RPC_TIMEOUT, "250" } })
+      .. tth_acl("secret")
+    local hdr = tth_header(0, {}, { blocks })
+    local f = tth(hdr, call)
+    local eager = read1(f, { transport = "ttheader" })
+    for _, t in ipairs({ "ttheader", "auto" }) do
+      local r, left, fr = read1(f, { transport = t, raw_info = true })
+      assert.equal(3, r.n, t)
+      assert.equal(call, r[1])
+      -- the info blocks as they came, with the header's padding
+      assert.equal(pad4(hdr):sub(3), r[2])
+      -- RPCTimeout (the integer key) wins over client_timeout; plain digits: an integer
+      assert.equal(250, r[3])
+      assert.equal("number", type(r[3]))
+      assert.equal(0, left)
+      local h, acl = fr:info(r[2])
+      assert.same(eager[2], h)
+      assert.equal("secret", acl)
+      assert.equal(eager[3], acl)
+    end
+    -- the string key when the integer one is missing; the last of a key
+    -- wins (as in the table); a value that is not plain digits: the string
+    local r = read1(tth(tth_header(0, {}, { tth_kv({ { "client_timeout", "9" },
+      { "client_timeout", " 30" } }) }), call), { transport = "ttheader", raw_info = true })
+    assert.equal(" 30", r[3])
+    r = read1(tth(tth_header(0, {}, { tth_intkv({ { transmeta.RPC_TIMEOUT, "1" },
+      { transmeta.RPC_TIMEOUT, "2.5" } }) }), call), { transport = "ttheader", raw_info = true })
+    assert.equal("2.5", r[3])
+    -- entries without a deadline: two results; none at all (padding, or
+    -- no entries): the message alone
+    r = read1(tth(tth_header(0, {}, { tth_intkv({ { transmeta.LOG_ID, "x" } }) }), call),
+      { transport = "ttheader", raw_info = true })
+    assert.equal(2, r.n)
+    assert.is_string(r[2])
+    r = read1(tth(tth_header(0, {}, { u8(0), u8(0) }), call), { transport = "ttheader", raw_info = true })
+    assert.equal(1, r.n)
+    -- THeader: its key/value block, client_timeout, inside a frame too
+    local tf = th(th_header(0, {}, { { "hello", "world" }, { "client_timeout", "500" } }), call)
+    for _, bytes in ipairs({ tf, u32(#tf) .. tf }) do
+      local rr, _, fr = read1(bytes, { transport = "auto", raw_info = true })
+      assert.equal(call, rr[1])
+      assert.equal(500, rr[3])
+      assert.same({ hello = "world", client_timeout = "500" }, (fr:info(rr[2])))
+    end
+  end)
+
+  it("fr:info refuses bytes that are not info blocks of its kind, at every cut, without a crash", function()
+    local tt = tth_kv({ { "k", "value" } }) .. tth_intkv({ { 3, "from" } }) .. tth_acl("tok")
+    local fr = core.framer { transport = "ttheader" }
+    assert.same({ k = "value", [3] = "from" }, (fr:info(tt)))
+    for k = 0, #tt - 1 do
+      local ok, h = pcall(fr.info, fr, tt:sub(1, k))
+      if ok then assert.is_table(h) else assert.matches("fr:info:", h, 1, true) end
+    end
+    assert.has_error(function() fr:info(u8(7) .. u16(0)) end) -- an unknown block id
+    assert.has_error(function() fr:info(u8(1) .. u16(60000)) end) -- a count past the bytes
+    local thf = core.framer { transport = "header" }
+    local t1 = varint(1) .. varint(1) .. strv("a") .. strv("b")
+    assert.same({ a = "b" }, (thf:info(t1)))
+    for k = 1, #t1 - 1 do
+      assert.has_error(function() thf:info(t1:sub(1, k)) end, nil, "cut at " .. k)
+    end
+    assert.has_error(function() thf:info(t1 .. "\0") end) -- bytes after the blocks
+    assert.has_error(function() core.framer({ transport = "framed" }):info(t1) end)
+    assert.has_error(function() core.framer({ transport = "auto" }):info(t1) end)
+  end)
+end)
+
 describe("THeader frames built by hand", function()
   local call = add_call(2, 3)
 
@@ -497,6 +570,69 @@ for _, be in ipairs(BACKENDS) do
       assert.equal(2, seqid)
       assert.matches("deadline exceeded", replies[2], 1, true)
       loop:close(id)
+    end)
+
+    it("does not start a call whose THeader client_timeout has passed; the ACL token reaches the context", function()
+      local started, tokens = {}, {}
+      local srv = assert(petrel.server { loop = loop, port = 0, service = CALC.Calc, handler = {
+        add = function(a, b)
+          started[#started + 1] = a
+          if a == 1 then -- busy, without yielding: the next call waits
+            local t = loop:now() + 150
+            while loop:now() < t do end
+          end
+          return a + b
+        end,
+        echo = function(it) return it end, ping = function() end, note = function() end,
+        fail = function() end, many = function() return {} end, notes = function() return 0 end,
+      } })
+      local bytes = th(th_header(0, {}, {}), add_call(1, 1, 1), { seqid = 1 })
+        .. th(th_header(0, {}, { { "client_timeout", "20" } }), add_call(2, 2, 2), { seqid = 2 })
+        .. th(th_header(0, {}, { { "client_timeout", "60000" } }), add_call(3, 3, 3), { seqid = 3 })
+      local id = assert(loop.c:connect("127.0.0.1", srv.port, 1000))
+      local replies = {}
+      local fr = core.framer { transport = "header" }
+      loop:attach(id, { on_connected = function() end, on_data = function()
+        while true do
+          local m = fr:next(loop.c:input(id))
+          if not m then break end
+          replies[#replies + 1] = m
+        end
+        loop.c:consumed(id)
+      end, on_closed = function() end })
+      loop.c:output(id):write(bytes)
+      loop.c:send(id)
+      assert.is_true(run_until(loop, function() return #replies >= 3 end, 10000))
+      assert.same({ 1, 3 }, started)
+      assert.equal(1, srv:stats().expired)
+      local _, mtype, seqid = core.msg_header(replies[2])
+      assert.equal(3, mtype) -- EXCEPTION
+      assert.equal(2, seqid)
+      assert.matches("deadline exceeded before add started (20 ms)", replies[2], 1, true)
+      loop:close(id)
+      -- a TTHeader client's token and deadline, as the handler sees them
+      local srv2 = assert(petrel.server { loop = loop, port = 0, service = CALC.Calc, logger = false, handler = {
+        add = function(a, b)
+          local ctx = petrel.context()
+          tokens[#tokens + 1] = { acl = ctx.acl_token, rt = ctx.headers[transmeta.RPC_TIMEOUT],
+            dl = ctx.deadline, left = ctx:remaining() }
+          return a + b
+        end,
+      } })
+      local c = petrel.client { loop = loop, service = CALC.Calc, port = srv2.port,
+        transport = "ttheader", acl_token = "tok-1", headers = { [transmeta.RPC_TIMEOUT] = "30000" } }
+      assert.equal(3, c:add(1, 2))
+      local c2 = petrel.client { loop = loop, service = CALC.Calc, port = srv2.port, transport = "ttheader" }
+      assert.equal(5, c2:add(2, 3))
+      assert.equal(2, #tokens)
+      assert.equal("tok-1", tokens[1].acl)
+      assert.is_nil(tokens[2].acl)
+      -- RPCTimeout: the one the client sent, or its own time left
+      assert.matches("^%d+$", tokens[1].rt)
+      assert.is_true(tokens[1].left > 0 and tokens[1].dl ~= nil)
+      assert.equal(tokens[2].rt == nil, tokens[2].dl == nil)
+      c:close()
+      c2:close()
     end)
 
     it("hosts several services on one port (multiplexed), over TTHeader too", function()

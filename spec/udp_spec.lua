@@ -551,7 +551,7 @@ describe("examples/jaeger_agent.lua", function()
     -- machine where npm's registry cannot be reached skips this LOUDLY
     local _, npm_ok = run_cmd("tools/npm-peers.sh --check")
     if not npm_ok then
-      pending("SKIP: the npm jaeger-client is not installed in build/npm (tools/npm-peers.sh could not install it)")
+      pending("SKIP: the npm peers (jaeger-client, thrift) are not installed in build/npm (tools/npm-peers.sh could not install them)")
       return
     end
     local text = with_agent(function(port)

@@ -22,7 +22,8 @@ missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
-# Node.js and npm (the npm jaeger-client, spec/udp_spec.lua): Debian's
+# Node.js and npm (the npm jaeger-client, spec/udp_spec.lua; the npm thrift
+# package, spec/node_spec.lua): Debian's
 # nodejs and npm where there is no node / npm command (checked by command,
 # not by package: NodeSource's nodejs carries npm and conflicts with
 # Debian's npm package)
@@ -37,9 +38,12 @@ if [ ${#missing[@]} -gt 0 ]; then
   $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 # npm packages into build/npm (nothing is fetched when they are there). A
-# machine that cannot reach npm's registry still builds and tests: the
-# specs that need them skip LOUDLY (counted in make test's summary).
+# machine that cannot reach npm's registry still builds; then
+# spec/udp_spec.lua skips its npm sender LOUDLY (counted in make test's
+# summary) and spec/node_spec.lua FAILS (the npm thrift package is the
+# peer it is about).
 if ! "$(dirname "$0")/npm-peers.sh"; then
-  echo "deps: WARNING: the npm jaeger-client could not be installed into build/npm;" \
-       "spec/udp_spec.lua will SKIP its npm sender" >&2
+  echo "deps: WARNING: the npm packages (jaeger-client, thrift) could not be installed" \
+       "into build/npm; spec/udp_spec.lua will SKIP its npm sender and" \
+       "spec/node_spec.lua will FAIL" >&2
 fi

@@ -89,7 +89,7 @@ for lua in lua5.4 luajit; do run_busted "" "$lua"; done
 run_c "epoll"
 
 NET_SPECS=(spec/loop_spec.lua spec/rpc_spec.lua spec/zerocopy_spec.lua spec/crosstest_spec.lua
-           spec/udp_spec.lua spec/cli_spec.lua)
+           spec/udp_spec.lua spec/cli_spec.lua spec/node_spec.lua)
 why=$(LD_PRELOAD="${PETREL_PRELOAD:-}" lua5.4 -e '
   package.cpath = os.getenv("PETREL_BUILD") .. "/lua5.4/?.so;" .. package.cpath
   local core = require "petrel.core"

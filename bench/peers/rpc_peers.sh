@@ -18,7 +18,16 @@
 #   MODE=pingpong DEPTH=1  loadgen --mode / --depth (pipeline: DEPTH in flight)
 #   PAYLOAD=bench/data/small.bin   args struct / frame body
 #   ONLY="name ..."        run only these servers (FLOOR is always kept)
-#   FLOOR=c-epoll-raw      the server the ratio column divides by
+#   FLOOR=c-epoll-raw      the server the ratio column divides by; several
+#                          names: a row is divided by the one whose last
+#                          "-" part is the row's ("petrel-wire-binary-5.4
+#                          petrel-wire-binary-jit": each runtime by its
+#                          own), else by the first
+#   ROUNDS=1               run every row ROUNDS times, round after round
+#                          (interleaved: load from other processes falls
+#                          on all rows alike); the table gives each row's
+#                          best round and (ROUNDS > 1) its spread: (best -
+#                          worst) / best calls/s
 #   SERVER_CPU=0 CLIENT_CPU=1  taskset cores
 #   PORT_BASE=19000        first port tried; each run takes the next free one
 #   BUILD=build            build dir (binaries in $BUILD/bench; logs in
@@ -80,6 +89,7 @@ DEPTH=${DEPTH:-1}
 PAYLOAD=${PAYLOAD:-$ROOT/bench/data/small.bin}
 ONLY=${ONLY:-}
 FLOOR=${FLOOR:-c-epoll-raw}
+ROUNDS=${ROUNDS:-1}
 SERVER_CPU=${SERVER_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-1}
 PORT_BASE=${PORT_BASE:-19000}
@@ -293,7 +303,7 @@ fi
 LIMIT=$(awk "BEGIN { print int($DURATION + $WARMUP + 20) }")
 LG_TIMEOUT=$(awk "BEGIN { print int($DURATION + $WARMUP + 10) }")
 
-declare -A CPS P50 P99 P999 ERR SCPU LGCPU OTHER SYSC
+declare -A CPS P50 P99 P999 ERR SCPU LGCPU OTHER SYSC WORST
 proc_ticks() { # utime + stime of a live PID, in clock ticks (0 if gone)
     local st
     st=$(cat "/proc/$1/stat" 2>/dev/null) || { echo 0; return; }
@@ -303,10 +313,15 @@ proc_ticks() { # utime + stime of a live PID, in clock ticks (0 if gone)
 get() { sed -n "s/.*\b$1=\([^ ]*\).*/\1/p" <<<"$line"; } # field of loadgen's line
 ROWS=()
 selected() {
-    [ -z "$ONLY" ] || [ "$1" = "$FLOOR" ] && return 0
+    [ -z "$ONLY" ] && return 0
     local n
-    for n in $ONLY; do [ "$n" = "$1" ] && return 0; done
+    for n in $FLOOR $ONLY; do [ "$n" = "$1" ] && return 0; done
     return 1
+}
+floor_of() { # the FLOOR entry row $1 is divided by
+    local f
+    for f in $FLOOR; do [ "${f##*-}" = "${1##*-}" ] && { echo "$f"; return; }; done
+    echo "${FLOOR%% *}"
 }
 
 for n in $ONLY; do
@@ -333,18 +348,23 @@ if [ "$BUSY" -gt 10 ]; then
     ps -eo pid,pcpu,psr,comm --sort=-pcpu | sed -n '2,4p' | sed 's/^/    /' >&2
 fi
 echo "rpc_peers: server cpu $SERVER_CPU, loadgen cpu $CLIENT_CPU, mode $MODE depth $DEPTH," \
-     "warmup ${WARMUP}s + ${DURATION}s, payload $PAYLOAD" >&2
+     "warmup ${WARMUP}s + ${DURATION}s, payload $PAYLOAD, $ROUNDS round(s)" >&2
+for round in $(seq "$ROUNDS"); do
+[ "$ROUNDS" = 1 ] || echo "rpc_peers: round $round of $ROUNDS" >&2
 for entry in "${SERVERS[@]}"; do
     IFS='|' read -r name cmd lgargs <<<"$entry"
     selected "$name" || continue
-    ROWS+=("$name")
+    [ "$round" = 1 ] && ROWS+=("$name")
     for c in $CONNS; do
         key="$name|$c"
-        CPS[$key]=n/a; P50[$key]=-; P99[$key]=-; P999[$key]=-; ERR[$key]=-
-        SCPU[$key]=-; LGCPU[$key]=-; OTHER[$key]=-; SYSC[$key]=-
+        if [ "$round" = 1 ]; then
+            CPS[$key]=n/a; P50[$key]=-; P99[$key]=-; P999[$key]=-; ERR[$key]=-
+            SCPU[$key]=-; LGCPU[$key]=-; OTHER[$key]=-; SYSC[$key]=-; WORST[$key]=
+        fi
         slog="$LOGS/$name-$c.server.log"
         if ! start_server "$name" "$cmd" "$slog"; then
-            grep -q "io_uring unavailable" "$slog" 2>/dev/null && CPS[$key]=unavailable
+            [ "$round" = 1 ] && grep -q "io_uring unavailable" "$slog" 2>/dev/null &&
+                CPS[$key]=unavailable
             continue
         fi
         lgout="$LOGS/$name-$c.loadgen.out"
@@ -371,8 +391,14 @@ for entry in "${SERVERS[@]}"; do
         line=$(tail -1 "$lgout")
         echo "  $name: $line (rc $lrc)" >&2
         [ "$stop_server_rc" = 0 ] || echo "  $name: server had exited before the end of the run (see $slog)" >&2
-        if [ -n "$(get calls_per_s)" ]; then
-            CPS[$key]=$(get calls_per_s); P50[$key]=$(get p50_us)
+        cps=$(get calls_per_s)
+        if [[ "$cps" =~ ^[0-9]+$ ]] && [[ -z "${WORST[$key]}" || "$cps" -lt "${WORST[$key]}" ]]; then
+            WORST[$key]=$cps
+        fi
+        # the row keeps its best round (all of its columns from that round)
+        if [ -n "$cps" ] && ! [[ "${CPS[$key]}" =~ ^[0-9]+$ && "$cps" =~ ^[0-9]+$ &&
+                                 "$cps" -le "${CPS[$key]}" ]]; then
+            CPS[$key]=$cps; P50[$key]=$(get p50_us)
             P99[$key]=$(get p99_us); P999[$key]=$(get p999_us); ERR[$key]=$(get errors)
             LGCPU[$key]=$(get loadgen_cpu_pct)
             if [ -n "$SYSCALLS" ] && [ -n "$NSYS" ] && [ "$(get calls)" -gt 0 ] 2>/dev/null; then
@@ -386,25 +412,31 @@ for entry in "${SERVERS[@]}"; do
         fi
     done
 done
+done
 
 table() {
-    local sc='' sh=''  # the sys/call column, only with SYSCALLS
+    local sc='' sh='' rc='' rh=''  # sys/call (SYSCALLS), spread (ROUNDS > 1)
     [ -z "$SYSCALLS" ] || { sc=' %8s'; sh=sys/call; }
-    printf "%-18s %6s %10s %8s %8s %8s %7s %7s %6s %6s %8s$sc\n" server conns calls/s \
-        p50_us p99_us p999_us errors srv_cpu lg_cpu other vs_floor ${sh:+"$sh"}
-    local name c key ratio floor
+    [ "$ROUNDS" = 1 ] || { rc=' %7s'; rh=spread; }
+    printf "%-24s %6s %10s %8s %8s %8s %7s %7s %6s %6s %8s$rc$sc\n" server conns calls/s \
+        p50_us p99_us p999_us errors srv_cpu lg_cpu other vs_floor ${rh:+"$rh"} ${sh:+"$sh"}
+    local name c key ratio floor spread
     for name in "${ROWS[@]}"; do
         for c in $CONNS; do
             key="$name|$c"
-            floor=${CPS[$FLOOR|$c]:-n/a}
+            floor=${CPS[$(floor_of "$name")|$c]:-n/a}
             ratio=-
             if [[ "${CPS[$key]}" =~ ^[0-9]+$ && "$floor" =~ ^[0-9]+$ && "$floor" -gt 0 ]]; then
                 ratio=$(awk "BEGIN { printf \"%.2f\", ${CPS[$key]} / $floor }")
             fi
-            printf "%-18s %6s %10s %8s %8s %8s %7s %7s %6s %6s %8s$sc\n" "$name" "$c" \
+            spread=-
+            if [[ "${CPS[$key]}" =~ ^[0-9]+$ && "${WORST[$key]}" =~ ^[0-9]+$ && "${CPS[$key]}" -gt 0 ]]; then
+                spread=$(awk "BEGIN { printf \"%.0f%%\", 100 * (${CPS[$key]} - ${WORST[$key]}) / ${CPS[$key]} }")
+            fi
+            printf "%-24s %6s %10s %8s %8s %8s %7s %7s %6s %6s %8s$rc$sc\n" "$name" "$c" \
                 "${CPS[$key]}" "${P50[$key]}" "${P99[$key]}" "${P999[$key]}" "${ERR[$key]}" \
                 "${SCPU[$key]}" "${LGCPU[$key]}" "${OTHER[$key]}" "$ratio" \
-                ${sh:+"${SYSC[$key]}"}
+                ${rh:+"$spread"} ${sh:+"${SYSC[$key]}"}
         done
     done
 }

@@ -81,6 +81,10 @@ typedef struct lpt_State {
                              last collection it was made to run */
   const void *view_mt;    /* the message views' metatable (lpt_view.c) */
   int view_mt_ref;        /* registry ref of it */
+  const void *view_mt2;   /* the same for views of lists and sets of nested
+                             values and of maps (their __index stays the C
+                             API one on LuaJIT: see lpt_view.c) */
+  int view_mt2_ref;
   int msg_mt_ref;         /* registry ref of the messages' metatable */
 #if LPT_LUAJIT
   int i64_ctor, u64_ctor; /* registry refs of ffi.typeof("int64_t") ... */

@@ -136,6 +136,8 @@ typedef struct lpt_Framer {
   size_t acl_len;
   pt_scan *scan;       /* unframed input: made at its first message (1.6
                           KiB: connections that are framed do without) */
+  int raw_info;        /* fr:next gives a header frame's info blocks as
+                          their bytes (fr:info decodes them) */
 } lpt_Framer;
 
 lpt_Framer *lpt_testframer(lua_State *L, int idx);

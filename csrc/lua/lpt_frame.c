@@ -11,7 +11,9 @@
  *     input; default zlib), transforms = { "zlib" } (applied to what is
  *     written), flags = n, acl_token = s, echo = bool (write replies as
  *     the last frame read was: flags, transforms, a TTHeader's inner
- *     frame) } -> framer
+ *     frame), raw_info = bool (fr:next gives a header frame's info blocks
+ *     as their bytes, decoded when fr:info is asked: servers, whose
+ *     handlers mostly never read them) } -> framer
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -118,6 +120,8 @@ static int Lpt_framer(lua_State *L) {
   if (!lua_isnil(L, -1)) fr->flags = (uint16_t)lpt_checkint(L, -1, 0, 0xffff);
   lua_getfield(L, 1, "echo");
   fr->echo = lua_toboolean(L, -1);
+  lua_getfield(L, 1, "raw_info");
+  fr->raw_info = lua_toboolean(L, -1);
   lua_getfield(L, 1, "acl_token");
   if (!lua_isnil(L, -1)) {
     size_t n;
@@ -184,6 +188,39 @@ static void push_info(lua_State *L, const unsigned char *frame,
   }
 }
 
+/* The value of a deadline entry: an integer when it is plain decimal
+ * digits (as Kitex and fbthrift write it), else the string (Lua's
+ * tonumber reads it as it can). */
+static void push_timeout(lua_State *L, const unsigned char *v, uint32_t n) {
+  if (n > 0 && n <= 15) {
+    lua_Integer x = 0;
+    uint32_t i = 0;
+    while (i < n && v[i] >= '0' && v[i] <= '9') x = x * 10 + (v[i++] - '0');
+    if (i == n) {
+      lua_pushinteger(L, x);
+      return;
+    }
+  }
+  lua_pushlstring(L, (const char *)v, n);
+}
+
+/* fr:info(bytes) -> headers, acl_token: the info blocks a raw_info
+ * framer's fr:next gave, decoded (as fr:next gives them without raw_info);
+ * raises when they are not the info blocks of the framer's header kind. */
+static int Lpt_framer_info(lua_State *L) {
+  lpt_Framer *fr = checkframer(L, 1);
+  size_t n;
+  const unsigned char *p = (const unsigned char *)luaL_checklstring(L, 2, &n);
+  if (!fr->decided || !fr->f.header)
+    return luaL_error(L, "fr:info: the framer reads no header frames");
+  pt_hdr h;
+  if (pt_hdr_info(fr->f.header, p, n, &h) != 0)
+    return luaL_error(L, "fr:info: %s", h.why ? h.why : "bad info blocks");
+  lua_settop(L, 2);
+  push_info(L, p, &h);
+  return 2;
+}
+
 /* fr:next(buf [, m]) -> msg [, headers [, acl_token]] (the message consumed;
  *     with m, a message (core.message): m holding it, with no copy where
  *     a plain frame or unframed message lies in one block)
@@ -191,6 +228,12 @@ static void push_info(lua_State *L, const unsigned char *frame,
  *   | false, err [, seqid] (seqid: that frame is refused and consumed;
  *     the connection can go on: an unknown transform, a protocol id petrel
  *     does not speak)
+ * A raw_info framer gives msg [, info [, timeout]] instead: a header
+ * frame's info blocks as their bytes (a string; nil when the frame has no
+ * entries and no token; fr:info decodes them) and its deadline entry
+ * (pt_hdr_timeout: an integer when plain digits, else the string; nil
+ * when the frame has none): no table and no string per entry for the
+ * calls whose handlers never read them.
  * The first call of an "auto" framer decides the transport from the
  * first bytes (pt_detect_wire). */
 static int Lpt_framer_next(lua_State *L) {
@@ -263,6 +306,11 @@ static int Lpt_framer_next(lua_State *L) {
   /* framed: the first bytes are checked at once (lengths, magic, header
    * size), the whole frame once it is there */
   size_t k = len < 64 ? len : 64;
+  uint64_t flen;
+  /* all of a frame of a sane length there: parsed once, whole */
+  if (len > 64 && pt_buf_peek_be(b, 0, 4, &flen) == 0 && flen <= fr->max_frame &&
+      flen + 4 <= len)
+    k = (size_t)flen + 4;
   const unsigned char *p = (const unsigned char *)pt_buf_peek(b, k);
   if (!p) return luaL_error(L, "out of memory");
   pt_frame pf;
@@ -356,7 +404,18 @@ static int Lpt_framer_next(lua_State *L) {
   free(owned);
   if (m) lpt_msg_hold(L, m);
   int nret = 1;
-  if (h->nkv || h->acl) {
+  if (fr->raw_info) {
+    if (h->nkv || h->acl) {
+      lua_pushlstring(L, (const char *)frame + h->info_at, h->info_end - h->info_at);
+      nret = 2;
+      const unsigned char *tv;
+      uint32_t tl;
+      if (h->nkv && pt_hdr_timeout(frame, h, &tv, &tl)) {
+        push_timeout(L, tv, tl);
+        nret = 3;
+      }
+    }
+  } else if (h->nkv || h->acl) {
     push_info(L, frame, h);
     nret = 3;
   }
@@ -460,6 +519,7 @@ void lpt_open_frame(lua_State *L) {
   luaL_newmetatable(L, LPT_FRAMER_MT);
   lua_newtable(L);
   static const luaL_Reg fm[] = {{"next", Lpt_framer_next},
+                                {"info", Lpt_framer_info},
                                 {"transport", Lpt_framer_transport},
                                 {NULL, NULL}};
   lpt_setfuncs(L, -1, mod, fm);

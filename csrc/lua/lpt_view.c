@@ -54,6 +54,7 @@ enum { VF_ENUM_NAMES = 1, VF_I64STR = 2, VF_TYPED = 4, VF_UNKNOWN = 8 };
 typedef struct vnode vnode;
 typedef struct vhash vhash;
 typedef struct vkey vkey;
+typedef struct vkids vkids;
 
 struct vnode {
   uint8_t kind;     /* VK_* */
@@ -70,7 +71,9 @@ struct vnode {
   pt_vstruct *s;    /* structs: the field index, on first access */
   pt_vlist l;       /* containers */
   uint32_t *offs;   /* containers of variable width: the element index */
-  vnode **kids;     /* nested values' nodes, by slot / element / entry */
+  vnode **kids;     /* nested values' nodes, by slot / element / entry
+                       (containers of up to KIDS_DENSE; else kh) */
+  vkids *kh;        /* large containers: element / entry -> node */
   vhash *hash;      /* maps: key -> entry */
 };
 
@@ -128,8 +131,8 @@ static void arena_reset(lpt_VSrc *src) {
 }
 
 /* n bytes (aligned to 8) living until the message is reset; zeroed when
- * zero is set. Raises on ENOMEM. */
-static void *varena(lua_State *L, lpt_VSrc *src, size_t n, int zero) {
+ * zero is set. NULL on ENOMEM (the FFI path falls back then). */
+static void *varena_try(lpt_VSrc *src, size_t n, int zero) {
   n = (n + 7) & ~(size_t)7;
   if (n <= src->a_left) {
     void *p = src->a_p;
@@ -139,10 +142,10 @@ static void *varena(lua_State *L, lpt_VSrc *src, size_t n, int zero) {
     return p;
   }
   size_t want = n >= VARENA_BIG ? n : VARENA_CHUNK;
-  if (want > SIZE_MAX - sizeof(vbig)) luaL_error(L, "out of memory");
+  if (want > SIZE_MAX - sizeof(vbig)) return NULL;
   vbig *b = zero && n >= VARENA_BIG ? calloc(1, sizeof *b + want)
                                     : malloc(sizeof *b + want);
-  if (!b) luaL_error(L, "out of memory");
+  if (!b) return NULL;
   b->next = src->bigs;
   src->bigs = b;
   unsigned char *p = (unsigned char *)(b + 1);
@@ -151,6 +154,13 @@ static void *varena(lua_State *L, lpt_VSrc *src, size_t n, int zero) {
     src->a_left = want - n;
     if (zero) memset(p, 0, n);
   }
+  return p;
+}
+
+/* varena_try, raising on ENOMEM. */
+static void *varena(lua_State *L, lpt_VSrc *src, size_t n, int zero) {
+  void *p = varena_try(src, n, zero);
+  if (!p) luaL_error(L, "out of memory");
   return p;
 }
 
@@ -429,7 +439,8 @@ static lpt_View *toview(lua_State *L, int idx) {
   if (!v || !lua_getmetatable(L, idx)) return NULL;
   const void *mt = lua_topointer(L, -1);
   lua_pop(L, 1);
-  return mt == lpt_state(L)->view_mt ? v : NULL;
+  const lpt_State *S = lpt_state(L);
+  return mt == S->view_mt || mt == S->view_mt2 ? v : NULL;
 }
 
 static lpt_View *checkview(lua_State *L, int idx) {
@@ -444,6 +455,20 @@ static inline void checklive(lua_State *L, lpt_View *v) {
   if (v->gen != v->src->gen) luaL_error(L, "view expired");
 }
 
+/* Which of the two view metatables views of nd get: 1 for nodes whose
+ * v[k] gives views (lists and sets of nested values) or looks up keys
+ * (maps), 0 for the others (structs, lists of scalars). They differ only on
+ * LuaJIT, where lua/petrel/ffi.lua gives the first an FFI __index: reading
+ * a scalar through it is compiled, while making a nested view needs the C
+ * API, which costs more from within a Lua metamethod than as the
+ * metamethod itself (measured: bench-view, docs). */
+static int view_mt_of(const vnode *nd) {
+  if (nd->kind == VK_MAP) return 1;
+  if (nd->kind != VK_LIST) return 0;
+  int k = nd->type->elem->kind;
+  return k == PT_K_STRUCT || k == PT_K_LIST || k == PT_K_SET || k == PT_K_MAP;
+}
+
 /* A view of node nd of the message; from: an absolute stack index holding
  * that message (is_msg) or another view of it. */
 static lpt_View *push_view(lua_State *L, int from, int is_msg, lpt_VSrc *src,
@@ -452,7 +477,8 @@ static lpt_View *push_view(lua_State *L, int from, int is_msg, lpt_VSrc *src,
   v->src = src;
   v->gen = src->gen;
   v->node = nd;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, src->S->view_mt_ref);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, view_mt_of(nd) ? src->S->view_mt2_ref
+                                                   : src->S->view_mt_ref);
   lua_setmetatable(L, -2);
 #if LPT_LUAJIT
   (void)is_msg;
@@ -575,47 +601,75 @@ static void tell_end(vnode *nd, uint32_t end) {
   if (p && p->kind == VK_STRUCT && p->s) pt_vs_set_end(p->s, nd->key, end);
 }
 
-static pt_vstruct *struct_ix(lua_State *L, lpt_VSrc *src, vnode *nd) {
+/* The levels' steps come in two forms: *_e ones never raise (they give
+ * -1 with e filled on bad bytes, -2 on ENOMEM; the LuaJIT FFI path uses
+ * them and falls back to the C API on any failure), and raising ones
+ * (the C API). A failed step leaves the node as it was but for what it
+ * recorded, and taking it again gives the same error. */
+
+static pt_vstruct *struct_ix_try(lpt_VSrc *src, vnode *nd) {
   if (!nd->s) {
-    pt_vstruct *s = varena(L, src, pt_vs_size(nd->plan), 0);
+    pt_vstruct *s = varena_try(src, pt_vs_size(nd->plan), 0);
+    if (!s) return NULL;
     pt_vs_init(s, nd->plan, nd->proto, nd->off, budget(nd));
     nd->s = s;
   }
   return nd->s;
 }
 
-/* Find field slot of struct node nd: 1 on the wire, 0 not (raises on bad
- * bytes). */
-static int struct_find(lua_State *L, lpt_VSrc *src, vnode *nd, int slot) {
-  pt_vstruct *s = struct_ix(L, src, nd);
-  pt_verr e;
-  int r = pt_vs_find(s, src->base, src->len, slot, &e);
-  if (r < 0) raise_verr(L, src, nd, &e);
+/* Find field slot of struct node nd: 1 on the wire, 0 not, -1 / -2. */
+static int struct_find_e(lpt_VSrc *src, vnode *nd, int slot, pt_verr *e) {
+  pt_vstruct *s = struct_ix_try(src, nd);
+  if (!s) return -2;
+  int r = pt_vs_find(s, src->base, src->len, slot, e);
+  if (r < 0) return -1;
   if (s->end) tell_end(nd, s->end);
   return r;
 }
 
-static void list_open(lua_State *L, lpt_VSrc *src, vnode *nd) {
-  if (nd->opened) return;
-  const pt_type *t = nd->type;
+/* struct_find_e, raising on bad bytes. */
+static int struct_find(lua_State *L, lpt_VSrc *src, vnode *nd, int slot) {
   pt_verr e;
+  int r = struct_find_e(src, nd, slot, &e);
+  if (r == -2) luaL_error(L, "out of memory");
+  if (r < 0) raise_verr(L, src, nd, &e);
+  return r;
+}
+
+/* Read the header of container node nd (once): 0 or -1. */
+static int list_open_e(lpt_VSrc *src, vnode *nd, pt_verr *e) {
+  if (nd->opened) return 0;
+  const pt_type *t = nd->type;
   if (pt_vl_open(&nd->l, nd->proto, src->base, src->len, nd->off, t->ttype,
-                 t->elem->ttype, t->kind == PT_K_MAP ? t->val->ttype : 0, &e))
-    raise_verr(L, src, nd, &e);
+                 t->elem->ttype, t->kind == PT_K_MAP ? t->val->ttype : 0, e))
+    return -1;
   nd->opened = 1;
   if (nd->l.fixed) tell_end(nd, nd->l.end);
+  return 0;
+}
+
+static void list_open(lua_State *L, lpt_VSrc *src, vnode *nd) {
+  pt_verr e;
+  if (list_open_e(src, nd, &e)) raise_verr(L, src, nd, &e);
+}
+
+/* Open container node nd and index its elements (once): 0, -1 or -2. */
+static int list_index_e(lpt_VSrc *src, vnode *nd, pt_verr *e) {
+  if (list_open_e(src, nd, e)) return -1;
+  if (nd->l.fixed || nd->offs) return 0;
+  uint32_t *o = varena_try(src, pt_vl_noffs(&nd->l) * sizeof *o, 0);
+  if (!o) return -2;
+  if (pt_vl_index(&nd->l, src->base, src->len, o, budget(nd), e)) return -1;
+  nd->offs = o;
+  tell_end(nd, nd->l.end);
+  return 0;
 }
 
 static void list_index(lua_State *L, lpt_VSrc *src, vnode *nd) {
-  list_open(L, src, nd);
-  if (nd->l.fixed || nd->offs) return;
-  size_t n = pt_vl_noffs(&nd->l);
-  uint32_t *o = varena(L, src, n * sizeof *o, 0);
   pt_verr e;
-  if (pt_vl_index(&nd->l, src->base, src->len, o, budget(nd), &e))
-    raise_verr(L, src, nd, &e);
-  nd->offs = o;
-  tell_end(nd, nd->l.end);
+  int r = list_index_e(src, nd, &e);
+  if (r == -2) luaL_error(L, "out of memory");
+  if (r) raise_verr(L, src, nd, &e);
 }
 
 static inline uint32_t elem_off(const vnode *nd, uint32_t i) {
@@ -633,26 +687,16 @@ static inline uint32_t mval_off(const vnode *nd, uint32_t i) {
 static uint32_t node_end(lua_State *L, lpt_VSrc *src, vnode *nd, char *out,
                          size_t outlen) {
   pt_verr e;
+  int r;
   if (nd->kind == VK_STRUCT) {
-    pt_vstruct *s = struct_ix(L, src, nd);
-    if (pt_vs_find(s, src->base, src->len, -1, &e) < 0) goto fail;
-    tell_end(nd, s->end);
-    return s->end;
+    r = struct_find_e(src, nd, -1, &e);
+    if (r == -2) luaL_error(L, "out of memory");
+    if (r < 0) goto fail;
+    return nd->s->end;
   }
-  if (!nd->opened) {
-    const pt_type *t = nd->type;
-    if (pt_vl_open(&nd->l, nd->proto, src->base, src->len, nd->off, t->ttype,
-                   t->elem->ttype, t->kind == PT_K_MAP ? t->val->ttype : 0,
-                   &e))
-      goto fail;
-    nd->opened = 1;
-  }
-  if (!nd->l.fixed && !nd->offs) {
-    uint32_t *o = varena(L, src, pt_vl_noffs(&nd->l) * sizeof *o, 0);
-    if (pt_vl_index(&nd->l, src->base, src->len, o, budget(nd), &e))
-      goto fail;
-    nd->offs = o;
-  }
+  r = list_index_e(src, nd, &e);
+  if (r == -2) luaL_error(L, "out of memory");
+  if (r) goto fail;
   tell_end(nd, nd->l.end);
   return nd->l.end;
 fail:
@@ -674,70 +718,6 @@ static int scalar_fail(lua_State *L, const lpt_VSrc *src, const vnode *nd,
   return raise_at(L, src, nd, key, msg, off);
 }
 
-/* An integer of width 2, 4 or 8 at p (left bytes), in the node's protocol;
- * returns its length. */
-static int view_rd_int(lua_State *L, const lpt_VSrc *src, const vnode *nd,
-                       int64_t key, uint32_t off, int w, int64_t *v) {
-  const unsigned char *p = src->base + off;
-  size_t left = off <= src->len ? src->len - off : 0;
-  if (nd->proto != PT_PROTO_COMPACT) {
-    if (left < (size_t)w)
-      scalar_fail(L, src, nd, key, off, "need %d bytes, %zu left", w, left);
-    *v = w == 2 ? (int16_t)pt_ld16(p)
-         : w == 4 ? (int32_t)pt_ld32(p)
-                  : (int64_t)pt_ld64(p);
-    return w;
-  }
-  int k;
-  if (w == 8) {
-    k = pt_cpt_rd_i64(p, left, v);
-  } else if (w == 4) {
-    int32_t x = 0;
-    k = pt_cpt_rd_i32(p, left, &x);
-    *v = x;
-  } else {
-    int16_t x = 0;
-    k = pt_cpt_rd_i16(p, left, &x);
-    *v = x;
-  }
-  const char *what = w == 8 ? "i64 varint" : w == 4 ? "i32 varint" : "i16 varint";
-  if (k == PT_NEED)
-    scalar_fail(L, src, nd, key, off, "%s cut short (%zu bytes left)", what,
-                left);
-  if (k < 0) scalar_fail(L, src, nd, key, off, "bad %s", what);
-  return k;
-}
-
-/* The length prefix of a string at off: the bytes' offset and length. */
-static void view_rd_str(lua_State *L, const lpt_VSrc *src, const vnode *nd,
-                        int64_t key, uint32_t off, size_t *at, uint32_t *n) {
-  const unsigned char *p = src->base + off;
-  size_t left = off <= src->len ? src->len - off : 0;
-  int cpt = nd->proto == PT_PROTO_COMPACT;
-  *n = 0;
-  int k = cpt ? pt_cpt_rd_len(p, left, n) : pt_bin_rd_len(p, left, n);
-  if (k == PT_NEED) {
-    if (cpt)
-      scalar_fail(L, src, nd, key, off, "string length cut short (%zu bytes left)",
-                  left);
-    scalar_fail(L, src, nd, key, off, "need 4 bytes, %zu left", left);
-  }
-  if (k < 0) {
-    if (cpt) scalar_fail(L, src, nd, key, off, "bad string length");
-    scalar_fail(L, src, nd, key, off, "negative string length %d",
-                (int)(int32_t)pt_ld32(p));
-  }
-  if ((size_t)*n > left - (size_t)k)
-    scalar_fail(L, src, nd, key, off, "string length %d exceeds the %zu bytes left",
-                (int)*n, left - (size_t)k);
-#if LPT_LUAJIT
-  if (*n > LPT_MAX_STRING)
-    scalar_fail(L, src, nd, key, off,
-                "string length %d is more than a Lua string holds", (int)*n);
-#endif
-  *at = off + (size_t)k;
-}
-
 static void push_i64v(lua_State *L, int flags, int64_t v) {
   if ((flags & VF_I64STR) &&
       (v > 9007199254740992LL || v < -9007199254740992LL)) {
@@ -751,43 +731,31 @@ static void push_i64v(lua_State *L, int flags, int64_t v) {
 
 /* Push the scalar of type t at off (key: where it is in nd). cptbool: the
  * value of a Compact bool field (in its header), -1 otherwise. vidx: a
- * view of the message (for enum names). */
+ * view of the message (for enum names). The value is read by pt_v_scalar,
+ * as the LuaJIT FFI path reads it (lpt_vf_*). */
 static void push_scalar(lua_State *L, int vidx, const lpt_VSrc *src,
                         const vnode *nd, int64_t key, const pt_type *t,
                         uint32_t off, int cptbool) {
-  const unsigned char *p = src->base + off;
-  size_t left = off <= src->len ? src->len - off : 0;
-  int64_t v = 0;
+  if (t->kind == PT_K_BOOL && cptbool >= 0) {
+    lua_pushboolean(L, cptbool);
+    return;
+  }
+  pt_vval x;
+  pt_verr e;
+  if (pt_v_scalar(nd->proto, src->base, src->len, off, t->kind, &x, &e))
+    raise_at(L, src, nd, key, e.msg, e.off);
   switch (t->kind) {
-    case PT_K_BOOL:
-      if (cptbool >= 0) {
-        lua_pushboolean(L, cptbool);
-        return;
-      }
-      if (!left) scalar_fail(L, src, nd, key, off, "need 1 bytes, 0 left");
-      lua_pushboolean(L, nd->proto == PT_PROTO_COMPACT ? p[0] == PT_CT_TRUE
-                                                       : p[0] != 0);
-      return;
+    case PT_K_BOOL: lua_pushboolean(L, (int)x.i); return;
     case PT_K_I8:
-      if (!left) scalar_fail(L, src, nd, key, off, "need 1 bytes, 0 left");
-      lua_pushinteger(L, (int8_t)p[0]);
-      return;
     case PT_K_I16:
-      view_rd_int(L, src, nd, key, off, 2, &v);
-      lua_pushinteger(L, (lua_Integer)v);
-      return;
-    case PT_K_I32:
-      view_rd_int(L, src, nd, key, off, 4, &v);
-      lua_pushinteger(L, (lua_Integer)v);
-      return;
+    case PT_K_I32: lua_pushinteger(L, (lua_Integer)x.i); return;
     case PT_K_ENUM:
-      view_rd_int(L, src, nd, key, off, 4, &v);
       if (nd->flags & VF_ENUM_NAMES) {
         push_cx(L, vidx);
         lua_rawgeti(L, -1, CX_ENUMS);
         lua_rawgeti(L, -1, t->aux + 1);
         lua_rawgeti(L, -1, 1); /* value -> name */
-        lua_rawgeti(L, -1, (int)v);
+        lua_rawgeti(L, -1, (int)x.i);
         if (!lua_isnil(L, -1)) {
           lua_replace(L, -5); /* over the context table */
           lua_pop(L, 3);
@@ -795,34 +763,21 @@ static void push_scalar(lua_State *L, int vidx, const lpt_VSrc *src,
         }
         lua_pop(L, 5);
       }
-      lua_pushinteger(L, (lua_Integer)v);
+      lua_pushinteger(L, (lua_Integer)x.i);
       return;
-    case PT_K_I64:
-      view_rd_int(L, src, nd, key, off, 8, &v);
-      push_i64v(L, nd->flags, v);
-      return;
-    case PT_K_DOUBLE: {
-      if (left < 8) scalar_fail(L, src, nd, key, off, "need 8 bytes, %zu left", left);
-      uint64_t u = nd->proto == PT_PROTO_COMPACT ? pt_ld64le(p) : pt_ld64(p);
-      double d;
-      memcpy(&d, &u, 8);
-      lua_pushnumber(L, d);
-      return;
-    }
+    case PT_K_I64: push_i64v(L, nd->flags, x.i); return;
+    case PT_K_DOUBLE: lua_pushnumber(L, x.d); return;
     case PT_K_STRING:
-    case PT_K_BINARY: {
-      size_t at;
-      uint32_t n;
-      view_rd_str(L, src, nd, key, off, &at, &n);
-      lua_pushlstring(L, (const char *)src->base + at, n);
+    case PT_K_BINARY:
+#if LPT_LUAJIT
+      if (x.n > LPT_MAX_STRING)
+        scalar_fail(L, src, nd, key, off,
+                    "string length %d is more than a Lua string holds", (int)x.n);
+#endif
+      lua_pushlstring(L, (const char *)x.p, x.n);
       return;
-    }
-    case PT_K_UUID:
-      if (left < 16) scalar_fail(L, src, nd, key, off, "need 16 bytes, %zu left", left);
-      lpt_push_uuid(L, p);
-      return;
+    case PT_K_UUID: lpt_push_uuid(L, x.p); return;
   }
-  scalar_fail(L, src, nd, key, off, "bad type");
 }
 
 static inline int is_nested(const pt_type *t) {
@@ -830,12 +785,74 @@ static inline int is_nested(const pt_type *t) {
          t->kind == PT_K_SET || t->kind == PT_K_MAP;
 }
 
+/* Nested nodes of a container of more than KIDS_DENSE elements are kept
+ * in a hash (open addressing, grown at half full) rather than an array of
+ * one pointer per element: reading 100 elements of a list of 26,000 then
+ * touches a few KiB, not a fresh 200 KiB array. */
+#define KIDS_DENSE 64
+
+struct vkids {
+  uint32_t mask, used;
+  struct {
+    uint32_t key;
+    vnode *nd; /* NULL: empty */
+  } e[];
+};
+
+static inline uint32_t kid_hash(uint32_t key) { return key * 0x9e3779b1u; }
+
+static vnode *kids_get(const vnode *nd, uint32_t key, size_t nkids) {
+  if (nkids <= KIDS_DENSE) return nd->kids ? nd->kids[key] : NULL;
+  const vkids *h = nd->kh;
+  if (!h) return NULL;
+  for (uint32_t j = kid_hash(key) & h->mask;; j = (j + 1) & h->mask) {
+    if (!h->e[j].nd) return NULL;
+    if (h->e[j].key == key) return h->e[j].nd;
+  }
+}
+
+static vkids *kids_new(lpt_VSrc *src, uint32_t cap) {
+  vkids *h = varena_try(src, sizeof *h + (size_t)cap * sizeof h->e[0], 1);
+  if (h) h->mask = cap - 1;
+  return h;
+}
+
+/* Record node c at key (not there yet); 0, or -1 on ENOMEM. */
+static int kids_put(lpt_VSrc *src, vnode *nd, uint32_t key, size_t nkids,
+                    vnode *c) {
+  if (nkids <= KIDS_DENSE) {
+    if (!nd->kids && !(nd->kids = varena_try(src, nkids * sizeof *nd->kids, 1)))
+      return -1;
+    nd->kids[key] = c;
+    return 0;
+  }
+  vkids *h = nd->kh;
+  if (!h && !(h = nd->kh = kids_new(src, 64))) return -1;
+  if (2 * (h->used + 1) > h->mask + 1) { /* grow: rehash into twice the size */
+    vkids *g = kids_new(src, 2 * (h->mask + 1));
+    if (!g) return -1;
+    for (uint32_t i = 0; i <= h->mask; i++) {
+      if (!h->e[i].nd) continue;
+      uint32_t j = kid_hash(h->e[i].key) & g->mask;
+      while (g->e[j].nd) j = (j + 1) & g->mask;
+      g->e[j] = h->e[i];
+    }
+    g->used = h->used;
+    h = nd->kh = g;
+  }
+  uint32_t j = kid_hash(key) & h->mask;
+  while (h->e[j].nd) j = (j + 1) & h->mask;
+  h->e[j].key = key;
+  h->e[j].nd = c;
+  h->used++;
+  return 0;
+}
+
 /* The node of the nested value at key of nd (nkids: how many keys nd has),
  * made on first use. */
 static vnode *child(lua_State *L, lpt_VSrc *src, vnode *nd, uint32_t key,
                     size_t nkids, const pt_type *t, uint32_t off) {
-  if (!nd->kids) nd->kids = varena(L, src, nkids * sizeof *nd->kids, 1);
-  vnode *c = nd->kids[key];
+  vnode *c = kids_get(nd, key, nkids);
   if (c) return c;
   if (nd->depth + 1 >= nd->max_depth)
     scalar_fail(L, src, nd, key, off, "nesting deeper than %d", nd->max_depth);
@@ -852,7 +869,7 @@ static vnode *child(lua_State *L, lpt_VSrc *src, vnode *nd, uint32_t key,
   c->plan = t->kind == PT_K_STRUCT ? t->plan : NULL;
   c->type = t;
   c->off = off;
-  nd->kids[key] = c;
+  if (kids_put(src, nd, key, nkids, c)) luaL_error(L, "out of memory");
   src->nnodes++;
   return c;
 }
@@ -1305,6 +1322,121 @@ static int Lpt_view_index(lua_State *L) {
   lua_pushvalue(L, 2);
   lua_rawget(L, lua_upvalueindex(2)); /* the methods */
   return 1;
+}
+
+/* ---- the LuaJIT FFI path ----------------------------------------------------
+ *
+ * lua/petrel/ffi.lua replaces the views' __index and __len on LuaJIT with
+ * Lua functions that call these through the FFI (compiled by the trace
+ * compiler, where a C API metamethod stops it). They read what the C API
+ * reads, through the same steps (struct_find_e, list_index_e, pt_v_scalar),
+ * and never raise: whatever they do not finish (an expired view, bad
+ * bytes, ENOMEM, a nested value, which needs a new userdata, a default to
+ * copy, enum names, a UUID, an i64 beyond 2^53, a map) they leave to the
+ * C API (VFR_FALLBACK), which then gives the value or the error itself.
+ * v: the payload of a petrel.view userdata (the caller checks that). */
+
+typedef struct lpt_vfout {
+  double d;      /* VFR_NUM */
+  const char *p; /* VFR_STR: the bytes, in the message */
+  int32_t n;     /* (an int32, which LuaJIT reads as a number, not a boxed
+                    64-bit cdata: cheaper where the caller is interpreted) */
+} lpt_vfout;
+
+enum {
+  VFR_FALLBACK, /* ask the C API */
+  VFR_NIL,
+  VFR_NUM,
+  VFR_FALSE,
+  VFR_TRUE,
+  VFR_STR,
+  VFR_METHOD /* not a field or element: the method of that name, or nil */
+};
+
+#define VF_MAX_EXACT 9007199254740992LL /* 2^53 */
+
+/* The scalar of type t at off of node nd, as push_scalar pushes it. */
+static int vf_scalar(const lpt_VSrc *src, const vnode *nd, const pt_type *t,
+                     uint32_t off, int cptbool, lpt_vfout *o) {
+  if (t->kind == PT_K_BOOL && cptbool >= 0) return cptbool ? VFR_TRUE : VFR_FALSE;
+  if (t->kind == PT_K_UUID || (t->kind == PT_K_ENUM && (nd->flags & VF_ENUM_NAMES)))
+    return VFR_FALLBACK;
+  pt_vval x;
+  pt_verr e;
+  if (pt_v_scalar(nd->proto, src->base, src->len, off, t->kind, &x, &e))
+    return VFR_FALLBACK;
+  switch (t->kind) {
+    case PT_K_BOOL: return x.i ? VFR_TRUE : VFR_FALSE;
+    case PT_K_I64:
+      if (x.i > VF_MAX_EXACT || x.i < -VF_MAX_EXACT) return VFR_FALLBACK;
+      /* fall through */
+    case PT_K_I8:
+    case PT_K_I16:
+    case PT_K_I32:
+    case PT_K_ENUM: o->d = (double)x.i; return VFR_NUM;
+    case PT_K_DOUBLE: o->d = x.d; return VFR_NUM;
+    case PT_K_STRING:
+    case PT_K_BINARY:
+#if LPT_LUAJIT
+      if (x.n > LPT_MAX_STRING) return VFR_FALLBACK;
+#endif
+      if (x.n > INT32_MAX) return VFR_FALLBACK;
+      o->p = (const char *)x.p;
+      o->n = (int32_t)x.n;
+      return VFR_STR;
+  }
+  return VFR_FALLBACK;
+}
+
+/* v[name] for a string key (s, n: the Lua string's bytes, as interned). */
+PT_FFI int lpt_vf_field(lpt_View *v, const char *s, size_t n, lpt_vfout *o) {
+  lpt_VSrc *src = v->src;
+  vnode *nd = v->node;
+  if (v->gen != src->gen) return VFR_FALLBACK;
+  if (nd->kind == VK_LIST) return nd->opened ? VFR_METHOD : VFR_FALLBACK;
+  if (nd->kind != VK_STRUCT) return VFR_FALLBACK;
+  const pt_plan *p = nd->plan;
+  const vkeys *k = &src->vc->pk[p->index];
+  if (!k->ready) return VFR_FALLBACK;
+  int slot = find_slot(k, p, s, n);
+  if (slot < 0) return VFR_METHOD;
+  pt_verr e;
+  int r = struct_find_e(src, nd, slot, &e);
+  if (r < 0) return VFR_FALLBACK;
+  const pt_field *f = &p->fields[slot];
+  if (!r)
+    return (f->has_default && f->req != PT_REQ_OPTIONAL) || f->req == PT_REQ_REQUIRED
+               ? VFR_FALLBACK
+               : VFR_NIL;
+  if (is_nested(f->type)) return VFR_FALLBACK;
+  const pt_vslot *sl = &nd->s->slot[slot];
+  int cb = nd->proto == PT_PROTO_COMPACT && f->type->kind == PT_K_BOOL ? sl->boolv : -1;
+  return vf_scalar(src, nd, f->type, sl->off, cb, o);
+}
+
+/* v[i] for a number key (lists and sets). */
+PT_FFI int lpt_vf_elem(lpt_View *v, double i, lpt_vfout *o) {
+  lpt_VSrc *src = v->src;
+  vnode *nd = v->node;
+  if (v->gen != src->gen || nd->kind != VK_LIST) return VFR_FALLBACK;
+  pt_verr e;
+  if (list_open_e(src, nd, &e)) return VFR_FALLBACK;
+  if (!(i >= 1 && i <= (double)nd->l.count) || i != floor(i)) return VFR_NIL;
+  const pt_type *et = nd->type->elem;
+  if (is_nested(et)) return VFR_FALLBACK;
+  if (list_index_e(src, nd, &e)) return VFR_FALLBACK;
+  return vf_scalar(src, nd, et, elem_off(nd, (uint32_t)i - 1), -1, o);
+}
+
+/* #v: the count (structs 0), or -1 for the C API (a double: LuaJIT reads
+ * it as a number, where an int64 would be boxed). */
+PT_FFI double lpt_vf_len(lpt_View *v) {
+  vnode *nd = v->node;
+  if (v->gen != v->src->gen) return -1;
+  if (nd->kind == VK_STRUCT) return 0;
+  pt_verr e;
+  if (list_open_e(v->src, nd, &e)) return -1;
+  return nd->l.count;
 }
 
 /* ---- length, iteration ------------------------------------------------------ */
@@ -2098,19 +2230,35 @@ void lpt_open_view(lua_State *L) {
   lua_newtable(L); /* the methods, also petrel.view */
   int methods = lua_gettop(L);
   lpt_setfuncs(L, methods, mod, view_methods);
-  luaL_newmetatable(L, LPT_VIEW_MT);
-  int mt = lua_gettop(L);
-  lua_pushvalue(L, mod + 1);
-  lua_pushvalue(L, methods);
-  lua_pushcclosure(L, Lpt_view_index, 2);
-  lua_setfield(L, mt, "__index");
-  lpt_setfuncs(L, mt, mod, view_meta);
-  lua_pushliteral(L, "petrel.view");
-  lua_setfield(L, mt, "__metatable");
-  S->view_mt = lua_topointer(L, mt);
-  lua_pushvalue(L, mt);
-  S->view_mt_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  lua_pop(L, 1);
+  for (int twice = 0; twice < 2; twice++) {
+    /* the second: an unnamed twin (views of nested lists and of maps) */
+    if (!twice) {
+      luaL_newmetatable(L, LPT_VIEW_MT);
+    } else {
+      lua_newtable(L);
+    }
+    int mt = lua_gettop(L);
+    lua_pushvalue(L, mod + 1);
+    lua_pushvalue(L, methods);
+    lua_pushcclosure(L, Lpt_view_index, 2);
+    lua_setfield(L, mt, "__index");
+    lpt_setfuncs(L, mt, mod, view_meta);
+    lua_pushliteral(L, "petrel.view");
+    lua_setfield(L, mt, "__metatable");
+    if (twice) {
+      lua_pushvalue(L, mt);
+      lua_setfield(L, LUA_REGISTRYINDEX, LPT_VIEW_MT "2");
+    }
+    lua_pushvalue(L, mt);
+    if (!twice) {
+      S->view_mt = lua_topointer(L, mt);
+      S->view_mt_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    } else {
+      S->view_mt2 = lua_topointer(L, mt);
+      S->view_mt2_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    }
+    lua_pop(L, 1);
+  }
   lua_setfield(L, mod, "view_methods");
 
   luaL_newmetatable(L, LPT_VSRC_MT);

@@ -163,17 +163,6 @@ M.HEADERED = HEADERED
 
 -- Kitex's integer keys of TTHeader (petrel/transmeta.lua)
 M.transmeta = require "petrel.transmeta"
-local RPC_TIMEOUT = M.transmeta.RPC_TIMEOUT
-
--- The deadline (loop ms) a call's headers ask for, from now: TTHeader's
--- RPCTimeout (ms, as Kitex clients send it) or THeader's client_timeout
--- (ms, as fbthrift clients send it).
-local function header_deadline(headers, now)
-  local t = headers[RPC_TIMEOUT] or headers.client_timeout
-  local ms = t and tonumber(t)
-  if ms and ms > 0 then return now + ms end
-end
-M._header_deadline = header_deadline
 
 -- Framing of a connection's input: yields complete messages. mode: a
 -- transport name (M.TRANSPORTS) or "auto" (server side: decided from the
@@ -209,16 +198,21 @@ function Ctx:remaining()
 end
 
 -- petrel.context(): the call the running handler serves, nil outside one.
+-- Made at its first call in a handler: the header frame's entries are
+-- decoded then (job.info: their bytes, as the framer gave them), not for
+-- calls whose handlers never ask.
 function M.context()
   local job = CURRENT[co_running()]
   if not job then return nil end
   local c = job.ctx
   if c then return c end
   local conn = job.conn
+  local headers, acl
+  if job.info then headers, acl = conn.fr:info(job.info) else headers = {} end
   c = setmetatable({
     service = job.svc.service.name, method = job.name, seqid = job.seqid,
     peer = conn.peer, transport = conn.transport or conn.fr:transport(), protocol = job.proto,
-    headers = job.headers or {}, acl_token = job.acl, deadline = job.deadline,
+    headers = headers, acl_token = acl, deadline = job.deadline,
     reply_headers = {}, oneway = job.fn.oneway or job.mtype == ONEWAY,
     _loop = conn.server.loop,
   }, Ctx)
@@ -496,7 +490,7 @@ function Server:on_accept(id)
   local fo = self.framer_opts
   if not fo then
     fo = { transport = self.transport, max_frame = self.max_frame, accept = self.accept,
-      echo = true }
+      echo = true, raw_info = true }
     self.framer_opts = fo
   end
   conn.fr = core.framer(fo)
@@ -608,7 +602,7 @@ function run_reply(self, conn, job, ok, res, res2)
   local rh = ctx and next(ctx.reply_headers) ~= nil and ctx.reply_headers or nil
   for i = 1, job.n do job[i] = nil end
   job.h, job.fn, job.name, job.proto = nil, nil, nil, nil
-  job.svc, job.ctx, job.headers, job.acl, job.deadline, job.conn = nil, nil, nil, nil, nil, nil
+  job.svc, job.ctx, job.info, job.deadline, job.conn = nil, nil, nil, nil, nil
   local pool = self.jobs
   if #pool < 64 then pool[#pool + 1] = job end
   conn.busy = conn.busy - 1
@@ -700,17 +694,19 @@ local function drop_msg(self, m)
 end
 
 -- One call: msg (envelope and struct: a string, or on a lazy server a
--- message, core.message), its header frame's entries and ACL token
--- (header transports), the time its bytes were taken (loop ms).
-function Server:_call(conn, msg, headers, acl, now)
-  if type(msg) == "string" then return self:_dispatch(conn, msg, headers, acl, now) end
+-- message, core.message), its header frame's info blocks (their bytes:
+-- decoded if the handler asks, petrel.context) and deadline entry (header
+-- transports: what the framer's fr:next gave), the time its bytes were
+-- taken (loop ms).
+function Server:_call(conn, msg, info, timeout, now)
+  if type(msg) == "string" then return self:_dispatch(conn, msg, info, timeout, now) end
   -- a message: handed to a lazy handler's views, or done with here
-  if not self:_dispatch(conn, msg, headers, acl, now) then drop_msg(self, msg) end
+  if not self:_dispatch(conn, msg, info, timeout, now) then drop_msg(self, msg) end
 end
 
 -- The call in msg (a string or a message) -> true when a lazy handler took
 -- the message (it expires when the handler is done: run_call).
-function Server:_dispatch(conn, msg, headers, acl, now)
+function Server:_dispatch(conn, msg, info, timeout, now)
   local name, mtype, seqid, pos, proto
   if type(msg) == "string" then
     name, mtype, seqid, pos, proto = parse_header(msg, 1, self.max_frame)
@@ -773,15 +769,21 @@ function Server:_dispatch(conn, msg, headers, acl, now)
       { message = "cannot decode arguments: " .. tostring(err), type = M.PROTOCOL_ERROR }, proto)
     return false
   end
-  -- a caller that sent its deadline (TTHeader's RPCTimeout) and has given
-  -- up by now: its work is not started
-  local deadline = headers and header_deadline(headers, now)
+  -- a caller that sent its deadline and has given up by now: its work is
+  -- not started. timeout: the value of the header frame's TTHeader
+  -- RPCTimeout entry (ms, as Kitex clients send it) or else its
+  -- client_timeout entry (ms, as fbthrift clients send it), as the
+  -- framer gives it (an integer, or the string when not plain digits)
+  local deadline
+  if timeout then
+    local ms = tonumber(timeout)
+    if ms and ms > 0 then deadline = now + ms end
+  end
   local h = svc.handler[name]
   local why, etype
-  if deadline and self.loop:now() >= deadline then
+  if deadline and self.loop.c:now() >= deadline then
     self.counters.expired = self.counters.expired + 1
-    why = string.format("deadline exceeded before %s started (%s ms)", name,
-      tostring(headers[RPC_TIMEOUT] or headers.client_timeout))
+    why = string.format("deadline exceeded before %s started (%s ms)", name, tostring(timeout))
     etype = M.INTERNAL_ERROR
   elseif not h then
     self.counters.errors = self.counters.errors + 1
@@ -799,7 +801,7 @@ function Server:_dispatch(conn, msg, headers, acl, now)
   job = job or take_job(self, fn, args)
   job.h, job.fn, job.name, job.mtype, job.seqid = h, fn, name, mtype, seqid
   job.proto = proto -- the reply answers in the call's protocol
-  job.svc, job.conn, job.headers, job.acl, job.deadline = svc, conn, headers, acl, deadline
+  job.svc, job.conn, job.info, job.deadline = svc, conn, info, deadline
   if lazy then job.msg = msg end
   conn.busy = conn.busy + 1
   self.inflight = self.inflight + 1
