@@ -56,13 +56,7 @@ function M.alive(pid)
 end
 
 -- Start a command in the background: pid, output file (stdout and stderr).
-function M.bg(cmd)
-  local out = os.tmpname()
-  local p = assert(io.popen("(exec " .. cmd .. ") > " .. out .. " 2>&1 & echo $!"))
-  local pid = tonumber(p:read("*l"))
-  p:close()
-  return pid, out
-end
+M.bg = require("support.proc").bg
 
 -- Run a command to its end: its output (stdout and stderr), success.
 function M.run(cmd)

@@ -20,13 +20,7 @@ end
 
 -- Start a shell command in the background: pid (of the command itself:
 -- exec), output file.
-function M.bg(cmd, out)
-  out = out or os.tmpname()
-  local p = assert(io.popen("(exec " .. cmd .. ") > " .. out .. " 2>&1 & echo $!"))
-  local pid = tonumber(p:read("*l"))
-  p:close()
-  return pid, out
-end
+M.bg = require("support.proc").bg
 
 function M.signal(pid, sig)
   os.execute("kill -" .. (sig or "TERM") .. " " .. pid .. " 2>/dev/null")
