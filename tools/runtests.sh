@@ -21,6 +21,7 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || ulimit -n 8192 2>/dev/null || true
 pass=0; fail=0; pend=0; skip=0
 declare -A skip_n=()   # why -> how many tests skipped for it
 skip_why=()            # the reasons, in order of first appearance
+failed_names=()        # "runner: test: message", repeated before the summary
 log=$(mktemp -d)
 trap 'rm -rf "$log"' EXIT
 
@@ -50,6 +51,11 @@ run_busted() { # run_busted LABEL LUA [specs...]: busted under LUA, counted
   if [ $((s + f + p + k)) -eq 0 ]; then f=1; echo "no test ran under $lua"; fi
   while IFS=$'\t' read -r l _; do note_skip "${l#petrel-skip: }"; done \
     < <(grep -a '^petrel-skip:' "$out")
+  while IFS=$'\t' read -r n m; do failed_names+=("busted $lua${label:+ ($label)}: ${n#petrel-fail: }: $m"); done \
+    < <(grep -a '^petrel-fail:' "$out")
+  if [ "$rc" -ne 0 ] && ! grep -qa '^petrel-fail:' "$out"; then
+    failed_names+=("busted $lua${label:+ ($label)}: exited with status $rc")
+  fi
   pass=$((pass + s)); fail=$((fail + f)); pend=$((pend + p)); skip=$((skip + k))
 }
 
@@ -64,6 +70,8 @@ count_cases() {
   if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; echo "$label: exited with status $rc"; fi
   if [ $((s + f + k)) -eq 0 ]; then f=1; echo "$label: no test ran"; fi
   while IFS= read -r l; do note_skip "${l#SKIP }"; done < <(grep -a '^SKIP ' "$out")
+  while IFS= read -r l; do failed_names+=("$label: $l"); done < <(grep -a '^FAIL ' "$out" | head -5)
+  if [ "$rc" -ne 0 ] && ! grep -qa '^FAIL ' "$out"; then failed_names+=("$label: exited with status $rc"); fi
   pass=$((pass + s)); fail=$((fail + f)); skip=$((skip + k))
   last_cases=$((s + f + k))
 }
@@ -123,6 +131,8 @@ if [ -n "${PETREL_NOURING_BUILD:-}" ]; then
   build=$PETREL_NOURING_BUILD run_c "URING=0"
 fi
 
+# every failure again, so that the tail of the output names it
+for n in "${failed_names[@]}"; do echo "FAILED: ${n:0:400}"; done
 summary="$pass passed, $fail failed, $pend pending, $skip skipped"
 if [ ${#skip_why[@]} -gt 0 ]; then
   list=""
