@@ -418,17 +418,10 @@ static void on_data(pt_bench *b, bconn *bc) {
   while (bc->c) {
     size_t len = pt_buf_len(in);
     if (b->o.framed) {
-      uint64_t fl;
-      if (len < 4 || pt_buf_peek_be(in, 0, 4, &fl) != 0) break;
-      if (fl > maxf) {
-        conn_lost(b, bc, "a reply frame longer than max_frame");
-        break;
-      }
-      if (len < 4 + fl) break;
       /* the frames whole in the first block, walked in place and skipped
        * together (the common case) */
       struct iovec v;
-      if (pt_buf_iov(in, &v, 1, SIZE_MAX) == 1 && v.iov_len >= 4 + fl) {
+      if (len >= 4 && pt_buf_iov(in, &v, 1, SIZE_MAX) == 1) {
         const uint8_t *p = v.iov_base;
         size_t pos = 0, end = v.iov_len;
         int k = 0;
@@ -440,10 +433,20 @@ static void on_data(pt_bench *b, bconn *bc) {
           pos += 4 + (size_t)f;
           k++;
         }
-        pt_buf_skip(in, pos);
-        done += k;
-        continue;
+        if (k) {
+          pt_buf_skip(in, pos);
+          done += k;
+          continue;
+        }
       }
+      /* the first frame is not whole in the first block */
+      uint64_t fl;
+      if (len < 4 || pt_buf_peek_be(in, 0, 4, &fl) != 0) break;
+      if (fl > maxf) {
+        conn_lost(b, bc, "a reply frame longer than max_frame");
+        break;
+      }
+      if (len < 4 + fl) break;
       /* a frame across blocks: its envelope copied out (peek) */
       size_t look = fl < HDR_MAX ? (size_t)fl : HDR_MAX;
       const uint8_t *hdr = (const uint8_t *)pt_buf_peek(in, 4 + look);
