@@ -137,6 +137,8 @@ struct pt_bench {
   double cpu0, cpu1;
   uint64_t t_last;   /* ns of the last run's end, for elapsed */
   pt_hist hist;
+  uint64_t hv, hn;   /* latencies not yet in hist: hn times hv (a batch's
+                        replies to calls sent together share one) */
   uint64_t t_batch;  /* ns: when the last poll returned (see pt_bench_run) */
   int meas_batch;    /* t_batch is in the measured window */
   pt_event *ev;
@@ -351,7 +353,14 @@ on_reply(pt_bench *b, bconn *bc, const uint8_t *hdr, size_t look, size_t n,
       } while (bc->count && !bc->ring[bc->head].live);
       if (meas) {
         b->calls++;
-        pt_hist_add(&b->hist, t > t_sent ? t - t_sent : 0);
+        uint64_t v = t > t_sent ? t - t_sent : 0;
+        if (v == b->hv) {
+          b->hn++;
+        } else {
+          if (b->hn) pt_hist_add_n(&b->hist, b->hv, b->hn);
+          b->hv = v;
+          b->hn = 1;
+        }
       }
       return;
     }
@@ -878,6 +887,10 @@ int pt_bench_run(pt_bench *b, int ms) {
       b->meas_batch = measuring(b, b->t_batch);
     }
     for (int i = 0; i < n; i++) on_event(b, &b->ev[i]);
+    if (b->hn) { /* the batch's run of equal latencies */
+      pt_hist_add_n(&b->hist, b->hv, b->hn);
+      b->hn = 0;
+    }
   }
   b->t_last = t;
   if (b->phase == PT_BENCH_MEASURING) b->cpu1 = cpu_s();

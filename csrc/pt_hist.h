@@ -27,6 +27,8 @@ typedef struct pt_hist {
 void pt_hist_init(pt_hist *h);
 /* Record v: O(1), inline (a load generator records every call). */
 static inline void pt_hist_add(pt_hist *h, uint64_t v);
+/* Record v c times (c >= 1). */
+static inline void pt_hist_add_n(pt_hist *h, uint64_t v, uint64_t c);
 /* dst += src */
 void pt_hist_merge(pt_hist *dst, const pt_hist *src);
 /* The value at quantile q (0..1): the highest value of the bucket holding
@@ -53,6 +55,14 @@ static inline void pt_hist_add(pt_hist *h, uint64_t v) {
   if (v < h->min) h->min = v;
   if (v > h->max) h->max = v;
   h->b[pt_hist_index_(v)]++;
+}
+
+static inline void pt_hist_add_n(pt_hist *h, uint64_t v, uint64_t c) {
+  h->n += c;
+  h->sum += (double)v * (double)c;
+  if (v < h->min) h->min = v;
+  if (v > h->max) h->max = v;
+  h->b[pt_hist_index_(v)] += c;
 }
 
 #endif
