@@ -9,7 +9,10 @@
  *      the conn's block of request copies); the ring of calls in flight
  *   3. replies: framed (by length; walked in place in the input's first
  *      block) or unframed (the incremental message scanner, fed each byte
- *      once), checked, timed
+ *      once), checked, timed. The common reply (REPLY, this method, the
+ *      call at the head of the ring, success or void) is recognized by
+ *      comparing its first bytes with the prefix expected; the rest goes
+ *      the general way (on_reply_slow), which names what is wrong
  *   5. direct I/O (default on epoll): the loop connects and watches, the
  *      conn does one recv per readiness report and sends from its block
  *   6. the run: connecting, then warm-up and measuring, calls started by
