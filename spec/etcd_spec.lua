@@ -431,15 +431,21 @@ describe("etcd (" .. be.name .. ")", function()
     local s = procs.server(proc.url, "127.0.0.8", { service = "spec-workers", workers = 2,
       port = port, ttl = 10, deregister_wait = 100, backend = be.opts.backend })
     local key = "kitex/registry-etcd/spec-workers/127.0.0.8:" .. port
-    assert.is_true(run_until(loop, function() return reg:get(key) ~= false end, 20000), s:output())
-    local kvs = reg:list("kitex/registry-etcd/spec-workers/")
-    assert.equal(1, #kvs)
-    local c = petrel.client { loop = loop, service = NS.Where, host = "127.0.0.8", port = port }
-    assert.equal("127.0.0.8:" .. port, c:where(1))
-    s:term()
-    assert.is_true(s:wait_gone(loop, 10000))
-    assert.is_false(reg:get(key))
+    local ok, err = pcall(function()
+      assert.is_true(run_until(loop, function() return reg:get(key) ~= false end, 20000), s:output())
+      local kvs = reg:list("kitex/registry-etcd/spec-workers/")
+      assert.equal(1, #kvs)
+      local c = petrel.client { loop = loop, service = NS.Where, host = "127.0.0.8", port = port }
+      assert.equal("127.0.0.8:" .. port, c:where(1))
+      s:term()
+      assert.is_true(s:wait_gone(loop, 10000))
+      assert.is_false(reg:get(key))
+    end)
+    -- on a failure too: SIGTERM stops the workers with their parent (the
+    -- SIGKILL of cleanup would leave them running)
+    if not ok and s:alive() then s:term(); s:wait_gone(loop, 10000) end
     s:cleanup()
+    assert(ok, err)
   end)
 end)
 end
