@@ -269,11 +269,11 @@ static int Lpt_msg_gc(lua_State *L) {
 }
 
 static lpt_VSrc *tomsg(lua_State *L, int idx) {
-  return luaL_testudata(L, idx, LPT_VSRC_MT);
+  return lpt_testudata(L, idx, LPT_VSRC_MT);
 }
 
 static lpt_VSrc *checkmsg(lua_State *L, int idx) {
-  return luaL_checkudata(L, idx, LPT_VSRC_MT);
+  return lpt_checkudata(L, idx, LPT_VSRC_MT);
 }
 
 static void unpin_release(void *ctx, intptr_t tag) {
