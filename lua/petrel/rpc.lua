@@ -609,7 +609,13 @@ local function is_err(v) return type(v) == "table" and getmetatable(v) == ErrMT 
 local run_reply
 local function run_call(self, conn, job, co)
   CURRENT[co] = job
-  local ok, res, res2 = pcall(job.h, unpack(job, 1, job.n))
+  local ok, res, res2
+  local n = job.n
+  if n == 1 then -- most methods take one argument: no unpack call
+    ok, res, res2 = pcall(job.h, job[1])
+  else
+    ok, res, res2 = pcall(job.h, unpack(job, 1, n))
+  end
   CURRENT[co] = nil
   local m = job.msg
   if not m then return run_reply(self, conn, job, ok, res, res2) end
@@ -628,8 +634,9 @@ function run_reply(self, conn, job, ok, res, res2)
   local svc, ctx = job.svc, job.ctx
   local rh = ctx and next(ctx.reply_headers) ~= nil and ctx.reply_headers or nil
   for i = 1, job.n do job[i] = nil end
-  job.h, job.fn, job.name, job.proto = nil, nil, nil, nil
-  job.svc, job.ctx, job.info, job.deadline, job.conn = nil, nil, nil, nil, nil
+  -- what this call brought is let go (h, fn, name, proto and svc are the
+  -- server's own, overwritten by the next call)
+  job.ctx, job.info, job.deadline, job.conn = nil, nil, nil, nil
   local pool = self.jobs
   if #pool < 64 then pool[#pool + 1] = job end
   conn.busy = conn.busy - 1
@@ -736,7 +743,7 @@ local function fill_args(job, args, names, n)
   for i = 1, n do job[i] = args[names[i]] end
 end
 local function take_job(self, fn, args, lazy)
-  local names = argnames(fn)
+  local names = argnames_cache[fn] or argnames(fn)
   local nargs = #names
   local pool = self.jobs
   local job = pool[#pool]
@@ -760,16 +767,17 @@ local function drop_msg(self, m)
   if msg_expire(m) and #self.msgs < 64 then self.msgs[#self.msgs + 1] = m end
 end
 
--- One call: msg (envelope and struct: a string, or on a lazy server a
--- message, core.message), its header frame's info blocks (their bytes:
--- decoded if the handler asks, petrel.context) and deadline entry (header
--- transports: what the framer's fr:next gave), the time its bytes were
--- taken (loop ms). Returns true when a lazy handler took the message (it
--- expires when the handler is done: run_call); a message not taken is
--- done with by the caller (drop_msg).
-local function dispatch(self, conn, msg, info, timeout, now)
+-- One call: msg (envelope and struct: a string, str true, or on a lazy
+-- server a message, core.message), its header frame's info blocks (their
+-- bytes: decoded if the handler asks, petrel.context) and deadline entry
+-- (header transports: what the framer's fr:next gave), the time its bytes
+-- were taken (loop ms; nil where frames carry no deadline).
+-- Returns true when a lazy handler took the message (it expires when the
+-- handler is done: run_call); a message not taken is done with by the
+-- caller (drop_msg).
+local function dispatch(self, conn, msg, info, timeout, now, str)
   local name, mtype, seqid, pos, proto
-  if type(msg) == "string" then
+  if str then
     name, mtype, seqid, pos, proto = parse_header(msg, 1, self.max_frame)
   else
     name, mtype, seqid, pos, proto = msg_header(msg, self.max_frame)
@@ -809,8 +817,7 @@ local function dispatch(self, conn, msg, info, timeout, now)
   -- lazy methods get views of the message (Binary and Compact; a JSON
   -- call is decoded)
   local per = self.lazy
-  local lazy = type(msg) ~= "string" and proto ~= "json" and (per == true or (per and per[name]))
-    or false
+  local lazy = not str and proto ~= "json" and (per == true or (per and per[name])) or false
   local args, err
   if lazy then
     args, err = type_view(fn.args, msg, pos, DEC[proto])
@@ -838,7 +845,7 @@ local function dispatch(self, conn, msg, info, timeout, now)
   local deadline
   if timeout then
     local ms = tonumber(timeout)
-    if ms and ms > 0 then deadline = now + ms end
+    if ms and ms > 0 then deadline = (now or c_now(self.loop.c)) + ms end
   end
   local h = svc.handler[name]
   local why, etype
@@ -876,7 +883,12 @@ function Server:on_data(id, n)
   self.counters.bytes_in = self.counters.bytes_in + (n or 0)
   if self.idle_timeout then self:_arm_idle(conn) end
   local c = self.loop.c
-  local now = c_now(c) -- when these bytes were taken
+  -- when these bytes were taken: a header frame's deadline counts from
+  -- then (read only where frames can carry one: conn.wf is true for framed
+  -- and false for unframed connections, the framer for header transports,
+  -- nil while undecided)
+  local wf, now = conn.wf, nil
+  if wf ~= true and wf ~= false then now = c_now(c) end
   -- the connection's input buffer, kept (the same one for its life)
   local inb = conn.inb
   if not inb then
@@ -885,16 +897,20 @@ function Server:on_data(id, n)
   end
   local fr, msgs = conn.fr, self.lazy and self.msgs
   while not conn.dropped do
-    local msg, a, b
+    local msg, a, b, str
     if msgs then
       -- lazy: the message goes into a pooled message (core.message),
       -- holding its bytes where they lie in the input
       local m = msgs[#msgs]
       if m then msgs[#msgs] = nil else m = core.message() end
       msg, a, b = fr_next(fr, inb, m)
-      if msg ~= m then msgs[#msgs + 1] = m end
+      if msg ~= m then
+        msgs[#msgs + 1] = m
+        str = type(msg) == "string"
+      end
     else
       msg, a, b = fr_next(fr, inb)
+      str = true
     end
     if msg == nil then break end
     if msg == false then
@@ -911,9 +927,10 @@ function Server:on_data(id, n)
     else
       if not conn.transport then self:_note_transport(conn) end
       -- a message a lazy handler did not take is done with here
-      if not dispatch(self, conn, msg, a, b, now) and type(msg) ~= "string" then
-        drop_msg(self, msg)
-      end
+      if not dispatch(self, conn, msg, a, b, now, str) and not str then drop_msg(self, msg) end
+      -- the framer takes the messages it gives out of the input: when
+      -- none is left, there is no next one to ask for
+      if #inb == 0 then break end
     end
   end
   if not conn.dropped then c_consumed(c, id) end
