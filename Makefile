@@ -328,12 +328,15 @@ bench-rpc-view: all
 # petrel's Echo server over framed Binary, framed Compact, THeader and
 # TTHeader (the bench-rpc rows petrel-wire-*), ratios against framed
 # Binary of the same runtime timed the same way (loadgen --payload): the
-# headers' cost. ROUNDS interleaved rounds (default 3), each row's best.
+# headers' cost. ROUNDS interleaved rounds (default 5; each round starts
+# with the next row), each row's best and median, and the median of its
+# per-round ratios (med_vs: the steadiest figure at 1 connection, where a
+# round trip is mostly wake-ups and one slow round moves a best-of a lot).
 WIRE_ROWS = $(foreach r,5.4 jit,$(foreach w,binary compact theader ttheader,petrel-wire-$(w)-$(r)))
 bench-rpc-wires: all
 	@bench/peers/build_rpc.sh >/dev/null
 	@ONLY="$(WIRE_ROWS)" FLOOR="petrel-wire-binary-5.4 petrel-wire-binary-jit" \
-	  ROUNDS=$${ROUNDS:-3} CONNS="$${CONNS:-1 100}" bench/peers/rpc_peers.sh
+	  ROUNDS=$${ROUNDS:-5} CONNS="$${CONNS:-1 100}" bench/peers/rpc_peers.sh
 
 # io_uring against epoll, C pair and petrel, 1 KiB and 64 KiB messages, 10,
 # 100 and 1000 connections, system calls per call counted by perf.

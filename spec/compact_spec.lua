@@ -259,4 +259,77 @@ describe("compact protocol", function()
     assert.same({ false, "a TLS handshake", "tls" }, { core.detect("\22\3\1\0\165\1") })
     assert.is_nil(core.detect("\0\0\0\4ec"))
   end)
+
+  -- integer fields go through a branch-free reader while 16 bytes are
+  -- left and the exact one on the last bytes: both give the same values
+  -- and refuse the same bad varints
+  it("reads and writes i16, i32 and i64 varints alike with and without bytes after them", function()
+    local P = petrel.schema { P = petrel.struct { { 1, "h", "i16" }, { 2, "i", "i32" },
+      { 3, "n", "i64" }, { 4, "pad", "string", "optional" } } }.P
+    local pad = ("x"):rep(20)
+    local rows = { -- h, its varint, i, its varint, n, its varint
+      { 0, "00", 0, "00", "0", "00" },
+      { 63, "7e", -64, "7f", "64", "8001" },
+      { -65, "8101", 150, "ac02", "-1", "01" },
+      { 32767, "feff03", 2147483647, "feffffff0f", "9223372036854775807", "feffffffffffffffff01" },
+      { -32768, "ffff03", -2147483648, "ffffffff0f", "-9223372036854775808", "ffffffffffffffffff01" },
+      { -1234, "a313", 170917498, "f4f9ffa201", "9007199254740993", "8280808080808020" },
+    }
+    local function str(x) return (tostring(x):gsub("LL$", "")) end
+    for _, r in ipairs(rows) do
+      local n = i64(r[5])
+      for _, withpad in ipairs({ false, true }) do
+        local v = { h = r[1], i = r[3], n = n, pad = withpad and pad or nil }
+        local want = "14" .. r[2] .. "15" .. r[4] .. "16" .. r[6]
+          .. (withpad and "1814" .. hex(pad) or "") .. "00"
+        local got = P:encode(v, C)
+        assert.equal(want, hex(got))
+        local back = assert(P:decode(got, 1, C))
+        assert.equal(r[1], back.h)
+        assert.equal(r[3], back.i)
+        assert.equal(str(n), str(back.n))
+      end
+    end
+    local tail = "1814" .. hex(pad) .. "00"
+    local bad = {
+      { "14808004", "bad i16 varint" },       -- 32768: past i16
+      { "14ffff7f", "bad i16 varint" },
+      { "25ffffffff1f", "bad i32 varint" },   -- past 32 bits
+      { "258080808080" .. "00", "bad i32 varint" }, -- 6 bytes
+      { "36" .. ("ff"):rep(9) .. "02", "bad i64 varint" }, -- past 64 bits
+      { "36" .. ("80"):rep(10) .. "01", "bad i64 varint" }, -- 11 bytes
+    }
+    for _, b in ipairs(bad) do
+      for _, t in ipairs({ tail, "" }) do
+        local v, err = P:decode(unhex(b[1] .. t), 1, C)
+        assert.is_nil(v, b[1] .. t)
+        assert.matches(b[2], err, 1, true)
+      end
+    end
+    -- cut short with and without a pad in the buffer past the struct
+    local whole = P:encode({ h = 1, i = 1, n = i64("-9223372036854775808") }, C)
+    local v, err = P:decode(whole:sub(1, 8), 1, C)
+    assert.is_nil(v)
+    assert.matches("i64 varint cut short", err, 1, true)
+  end)
+
+  it("reads options from a plain table by its entries and from a table with a metatable through it", function()
+    local want = hex(S.V:encode(V_VAL, C))
+    local inherited = setmetatable({}, { __index = { protocol = "compact" } })
+    assert.equal(want, hex(S.V:encode(V_VAL, inherited)))
+    -- keys that are no option, and non-string keys, are left alone
+    assert.equal(want, hex(S.V:encode(V_VAL, { protocol = "compact", [1] = "json", extra = true })))
+    local v = assert(S.V:decode(unhex(V_CPT), 1, { protocol = "compact", typed = false, enum_names = 1 }))
+    assert.equal(150, v.n)
+    assert.same({ 1, -2 }, { v.l[1], v.l[2] })
+    local t = assert(S.V:decode(unhex(V_CPT), 1, setmetatable({}, { __index = { protocol = "compact", typed = true } })))
+    assert.equal("userdata", type(t.l)) -- typed = true through __index: a petrel.array
+    assert.has_error(function() S.V:encode(V_VAL, { protocol = "compacty" }) end)
+    assert.has_error(function() S.V:encode(V_VAL, { protocol = "compac" }) end)
+    assert.has_error(function() S.V:decode(unhex(V_CPT), 1, { protocol = "compact", max_depth = 0 }) end)
+    local d, err = S.N:decode(unhex("1602" .. "19" .. "1c" .. "1602" .. "00" .. "00"), 1,
+      { max_depth = 2, protocol = "compact" })
+    assert.is_nil(d)
+    assert.matches("nesting deeper than 2", err, 1, true)
+  end)
 end)

@@ -27,7 +27,13 @@
 #                          (interleaved: load from other processes falls
 #                          on all rows alike); the table gives each row's
 #                          best round and (ROUNDS > 1) its spread: (best -
-#                          worst) / best calls/s
+#                          worst) / best calls/s, its median calls/s and
+#                          med_vs: the median over the rounds of the row's
+#                          calls/s over its floor's in the same round (a
+#                          paired ratio: load that comes and goes between
+#                          rounds falls on both). Each round starts one
+#                          row later than the one before, so no row is
+#                          always the first to run
 #   SERVER_CPU=0 CLIENT_CPU=1  taskset cores
 #   PORT_BASE=19000        first port tried; each run takes the next free one
 #   BUILD=build            build dir (binaries in $BUILD/bench; logs in
@@ -349,15 +355,22 @@ if [ "$BUSY" -gt 10 ]; then
 fi
 echo "rpc_peers: server cpu $SERVER_CPU, loadgen cpu $CLIENT_CPU, mode $MODE depth $DEPTH," \
      "warmup ${WARMUP}s + ${DURATION}s, payload $PAYLOAD, $ROUNDS round(s)" >&2
+SEL=()
+for entry in "${SERVERS[@]}"; do
+    IFS='|' read -r name _ _ <<<"$entry"
+    selected "$name" && { SEL+=("$entry"); ROWS+=("$name"); }
+done
+declare -A RCPS # "name|conns|round" -> that round's calls/s
 for round in $(seq "$ROUNDS"); do
 [ "$ROUNDS" = 1 ] || echo "rpc_peers: round $round of $ROUNDS" >&2
-for entry in "${SERVERS[@]}"; do
+# each round starts one row later than the one before (the rows take
+# turns at running first, right after the previous round's last row)
+for i in $(seq 0 $((${#SEL[@]} - 1))); do
+    entry=${SEL[$(( (i + round - 1) % ${#SEL[@]} ))]}
     IFS='|' read -r name cmd lgargs <<<"$entry"
-    selected "$name" || continue
-    [ "$round" = 1 ] && ROWS+=("$name")
     for c in $CONNS; do
         key="$name|$c"
-        if [ "$round" = 1 ]; then
+        if [ -z "${CPS[$key]:-}" ]; then
             CPS[$key]=n/a; P50[$key]=-; P99[$key]=-; P999[$key]=-; ERR[$key]=-
             SCPU[$key]=-; LGCPU[$key]=-; OTHER[$key]=-; SYSC[$key]=-; WORST[$key]=
         fi
@@ -392,6 +405,7 @@ for entry in "${SERVERS[@]}"; do
         echo "  $name: $line (rc $lrc)" >&2
         [ "$stop_server_rc" = 0 ] || echo "  $name: server had exited before the end of the run (see $slog)" >&2
         cps=$(get calls_per_s)
+        [[ "$cps" =~ ^[0-9]+$ ]] && RCPS[$key|$round]=$cps
         if [[ "$cps" =~ ^[0-9]+$ ]] && [[ -z "${WORST[$key]}" || "$cps" -lt "${WORST[$key]}" ]]; then
             WORST[$key]=$cps
         fi
@@ -414,13 +428,34 @@ for entry in "${SERVERS[@]}"; do
 done
 done
 
+median() { # of the numbers given (- for none)
+    [ $# -gt 0 ] || { echo -; return; }
+    printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 }
+        END { printf "%.4f\n", NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+medians() { # row $1 at $2 conns -> "median calls/s" "median of its per-round ratios"
+    local r f k=() q=() fl m n
+    fl=$(floor_of "$1")
+    for r in $(seq "$ROUNDS"); do
+        [ -n "${RCPS[$1|$2|$r]:-}" ] || continue
+        k+=("${RCPS[$1|$2|$r]}")
+        f=${RCPS[$fl|$2|$r]:-}
+        [[ "$f" =~ ^[0-9]+$ && "$f" -gt 0 ]] &&
+            q+=("$(awk "BEGIN { printf \"%.4f\", ${RCPS[$1|$2|$r]} / $f }")")
+    done
+    n=$(median "${k[@]}"); m=$(median "${q[@]}")
+    [ "$n" = - ] || n=$(awk "BEGIN { printf \"%.0f\", $n }")
+    [ "$m" = - ] || m=$(awk "BEGIN { printf \"%.2f\", $m }")
+    echo "$n $m"
+}
 table() {
     local sc='' sh='' rc='' rh=''  # sys/call (SYSCALLS), spread (ROUNDS > 1)
     [ -z "$SYSCALLS" ] || { sc=' %8s'; sh=sys/call; }
-    [ "$ROUNDS" = 1 ] || { rc=' %7s'; rh=spread; }
+    [ "$ROUNDS" = 1 ] || { rc=' %7s %10s %8s'; rh=spread; }
     printf "%-24s %6s %10s %8s %8s %8s %7s %7s %6s %6s %8s$rc$sc\n" server conns calls/s \
-        p50_us p99_us p999_us errors srv_cpu lg_cpu other vs_floor ${rh:+"$rh"} ${sh:+"$sh"}
-    local name c key ratio floor spread
+        p50_us p99_us p999_us errors srv_cpu lg_cpu other vs_floor ${rh:+"$rh" median med_vs} \
+        ${sh:+"$sh"}
+    local name c key ratio floor spread med medr
     for name in "${ROWS[@]}"; do
         for c in $CONNS; do
             key="$name|$c"
@@ -433,10 +468,11 @@ table() {
             if [[ "${CPS[$key]}" =~ ^[0-9]+$ && "${WORST[$key]}" =~ ^[0-9]+$ && "${CPS[$key]}" -gt 0 ]]; then
                 spread=$(awk "BEGIN { printf \"%.0f%%\", 100 * (${CPS[$key]} - ${WORST[$key]}) / ${CPS[$key]} }")
             fi
+            read -r med medr <<<"$(medians "$name" "$c")"
             printf "%-24s %6s %10s %8s %8s %8s %7s %7s %6s %6s %8s$rc$sc\n" "$name" "$c" \
                 "${CPS[$key]}" "${P50[$key]}" "${P99[$key]}" "${P999[$key]}" "${ERR[$key]}" \
                 "${SCPU[$key]}" "${LGCPU[$key]}" "${OTHER[$key]}" "$ratio" \
-                ${rh:+"$spread"} ${sh:+"${SYSC[$key]}"}
+                ${rh:+"$spread" "$med" "$medr"} ${sh:+"${SYSC[$key]}"}
         done
     done
 }

@@ -386,7 +386,8 @@ static void enc_uuid(Ctx *c, int idx) {
 }
 
 /* Integers of width 2, 4, 8 (and enums) in the call's protocol. */
-static inline void w_int(Ctx *c, int w, int64_t v) {
+__attribute__((always_inline)) static inline void w_int(Ctx *c, int w,
+                                                         int64_t v) {
   if (__builtin_expect(c->json, 0)) {
     JW(c, pt_json_wr_int(&c->wr, &c->jc, v));
     return;
@@ -394,8 +395,8 @@ static inline void w_int(Ctx *c, int w, int64_t v) {
   w_need(c, PT_MAX_VARINT);
   unsigned char *p = c->wr.w;
   if (c->cpt) {
-    c->wr.w = w == 8 ? pt_wr_varint64(p, pt_zz64(v))
-                     : pt_wr_varint32(p, pt_zz32((int32_t)v));
+    /* the branch-free writer (10 bytes of room made above) */
+    c->wr.w = pt_wr_varint64_fast(p, w == 8 ? pt_zz64(v) : pt_zz32((int32_t)v));
     return;
   }
   if (w == 2)
@@ -1431,18 +1432,24 @@ static int dec_json_scalar(Ctx *c, const pt_type *t) {
   return 0;
 }
 
-/* An integer of width 2, 4 or 8 in the call's protocol. */
-static inline int rd_int(Ctx *c, int w, int64_t *v) {
+/* A Compact integer of width 2, 4 or 8 that is not one byte: the
+ * branch-free reader while 16 bytes are left (no bounds check per byte),
+ * else (the last bytes, or an error) the exact reader, which says which. */
+static int rd_cpt_varint(Ctx *c, int w, int64_t *v) {
   const unsigned char *p = c->p;
-  if (!c->cpt) {
-    if (need(c, (size_t)w)) return -1;
-    *v = w == 2 ? (int16_t)pt_ld16(p)
-         : w == 4 ? (int32_t)pt_ld32(p)
-                  : (int64_t)pt_ld64(p);
-    c->p += w;
-    return 0;
-  }
   int k;
+  if (left(c) >= 16) {
+    uint64_t u;
+    k = pt_rd_varint64_fast(p, &u);
+    if (k > 0 && (w == 8 || (k <= 5 && u <= 0xffffffffu))) {
+      int64_t x = w == 8 ? pt_unzz64(u) : pt_unzz32((uint32_t)u);
+      if (w != 2 || (x >= INT16_MIN && x <= INT16_MAX)) {
+        *v = x;
+        c->p = p + k;
+        return 0;
+      }
+    }
+  }
   if (w == 8) {
     k = pt_cpt_rd_i64(p, left(c), v);
   } else if (w == 4) {
@@ -1457,6 +1464,26 @@ static inline int rd_int(Ctx *c, int w, int64_t *v) {
   if (k < 0) return rd_fail(c, k, w == 8 ? "i64 varint" : w == 4 ? "i32 varint" : "i16 varint");
   c->p += k;
   return 0;
+}
+
+/* An integer of width 2, 4 or 8 in the call's protocol. */
+__attribute__((always_inline)) static inline int rd_int(Ctx *c, int w,
+                                                        int64_t *v) {
+  const unsigned char *p = c->p;
+  if (!c->cpt) {
+    if (need(c, (size_t)w)) return -1;
+    *v = w == 2 ? (int16_t)pt_ld16(p)
+         : w == 4 ? (int32_t)pt_ld32(p)
+                  : (int64_t)pt_ld64(p);
+    c->p += w;
+    return 0;
+  }
+  if (p < c->end && p[0] < 0x80) { /* one byte: small values */
+    *v = pt_unzz32(p[0]);
+    c->p = p + 1;
+    return 0;
+  }
+  return rd_cpt_varint(c, w, v);
 }
 
 /* The length prefix of a string, checked against the bytes left. */
@@ -2111,27 +2138,65 @@ static void set_proto(Ctx *c, int proto) {
   if (c->json) pt_json_reset(&c->jc);
 }
 
-/* Options of encode and decode (a table at idx, or nil). */
+/* The flags among the options: option name -> field of the context. */
+static const struct {
+  const char *name;
+  size_t len, off;
+} opt_flags[] = {{"typed", 5, offsetof(Ctx, typed)},
+                 {"enum_names", 10, offsetof(Ctx, enum_names)},
+                 {"unknown", 7, offsetof(Ctx, keep_unknown)},
+                 {"int64_as_string", 15, offsetof(Ctx, i64str)},
+                 {"strict", 6, offsetof(Ctx, strict)}};
+#define OPT_NFLAGS (sizeof opt_flags / sizeof *opt_flags)
+
+/* Option k (n bytes) with its value at the top of the stack. */
+static void read_opt(Ctx *c, lua_State *L, const char *k, size_t n) {
+  if (n == 8 && memcmp(k, "protocol", 8) == 0) {
+    if (!lua_isnil(L, -1)) set_proto(c, lpt_checkproto(L, -1));
+    return;
+  }
+  if (n == 9 && memcmp(k, "max_depth", 9) == 0) {
+    if (!lua_isnil(L, -1))
+      c->max_depth = (int)lpt_checkint(L, -1, 1, LPT_MAXDEPTH_LIMIT);
+    return;
+  }
+  for (size_t i = 0; i < OPT_NFLAGS; i++)
+    if (n == opt_flags[i].len && memcmp(k, opt_flags[i].name, n) == 0) {
+      *(int *)((char *)c + opt_flags[i].off) = lua_toboolean(L, -1);
+      return;
+    }
+}
+
+/* Options of encode and decode (a table at idx, or nil). Every flag an
+ * options table leaves out is off. A plain table (no metatable, the usual
+ * case: a server passes the same small table with every call) is read by
+ * one walk over its entries, not a lookup per known option; a table with a
+ * metatable is read option by option, so __index is honoured. */
 static void read_opts(Ctx *c, lua_State *L, int idx) {
   if (lua_isnoneornil(L, idx)) return;
   luaL_checktype(L, idx, LUA_TTABLE);
-  lua_getfield(L, idx, "max_depth");
-  if (!lua_isnil(L, -1))
-    c->max_depth = (int)lpt_checkint(L, -1, 1, LPT_MAXDEPTH_LIMIT);
+  idx = lua_absindex(L, idx);
+  for (size_t i = 0; i < OPT_NFLAGS; i++)
+    *(int *)((char *)c + opt_flags[i].off) = 0;
+  if (!lua_getmetatable(L, idx)) {
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+      if (lua_type(L, -2) == LUA_TSTRING) {
+        size_t n;
+        const char *k = lua_tolstring(L, -2, &n);
+        read_opt(c, L, k, n);
+      }
+      lua_pop(L, 1);
+    }
+    return;
+  }
   lua_pop(L, 1);
-  lua_getfield(L, idx, "protocol");
-  if (!lua_isnil(L, -1)) set_proto(c, lpt_checkproto(L, -1));
-  lua_pop(L, 1);
-  /* the flags: option name -> field of the context */
-  static const struct { const char *name; size_t off; } flags[] = {
-      {"typed", offsetof(Ctx, typed)},
-      {"enum_names", offsetof(Ctx, enum_names)},
-      {"unknown", offsetof(Ctx, keep_unknown)},
-      {"int64_as_string", offsetof(Ctx, i64str)},
-      {"strict", offsetof(Ctx, strict)}};
-  for (size_t i = 0; i < sizeof flags / sizeof *flags; i++) {
-    lua_getfield(L, idx, flags[i].name);
-    *(int *)((char *)c + flags[i].off) = lua_toboolean(L, -1);
+  static const char *const names[] = {"max_depth", "protocol", "typed",
+                                      "enum_names", "unknown",
+                                      "int64_as_string", "strict"};
+  for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
+    lua_getfield(L, idx, names[i]);
+    read_opt(c, L, names[i], strlen(names[i]));
     lua_pop(L, 1);
   }
 }

@@ -25,6 +25,17 @@ const unsigned char *lpt_input_bytes(lua_State *L, int idx, size_t *len) {
 }
 
 int lpt_checkproto(lua_State *L, int idx) {
+  if (lua_type(L, idx) == LUA_TSTRING) { /* the usual case, without strcmp */
+    size_t n;
+    const char *s = lua_tolstring(L, idx, &n);
+    static const size_t lens[] = {
+#define X(n, name) sizeof(name) - 1,
+        PT_PROTOS(X)
+#undef X
+    };
+    for (int i = 0; i < PT_PROTO_COUNT; i++)
+      if (lens[i] == n && memcmp(s, pt_proto_names[i], n) == 0) return i;
+  }
   static const char *const names[] = {
 #define X(n, name) name,
       PT_PROTOS(X)
