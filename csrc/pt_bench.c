@@ -9,7 +9,10 @@
  *      the conn's block of request copies); the ring of calls in flight
  *   3. replies: framed (by length; walked in place in the input's first
  *      block) or unframed (the incremental message scanner, fed each byte
- *      once), checked, timed
+ *      once), checked, timed. The common reply (REPLY, this method, the
+ *      call at the head of the ring, success or void) is recognized by
+ *      comparing its first bytes with the prefix expected; the rest goes
+ *      the general way (on_reply_slow), which names what is wrong
  *   5. direct I/O (default on epoll): the loop connects and watches, the
  *      conn does one recv per readiness report and sends from its block
  *   6. the run: connecting, then warm-up and measuring, calls started by
@@ -122,6 +125,9 @@ struct pt_bench {
   size_t req_len;
   size_t msg_off;    /* 4 when framed */
   env req_env;       /* of req + msg_off */
+  uint8_t rep_pre[HDR_MAX]; /* a good reply's first bytes, up to its seqid:
+                               the request's envelope with type REPLY */
+  size_t rep_plen;   /* their count; 0: no fast path (on_reply) */
   bconn *cs;
   int nconns;
   int pending_connects;
@@ -134,6 +140,10 @@ struct pt_bench {
   double cpu0, cpu1;
   uint64_t t_last;   /* ns of the last run's end, for elapsed */
   pt_hist hist;
+  uint64_t hv, hn;   /* latencies not yet in hist: hn times hv (a batch's
+                        replies to calls sent together share one) */
+  uint64_t t_batch;  /* ns: when the last poll returned (see pt_bench_run) */
+  int meas_batch;    /* t_batch is in the measured window */
   pt_event *ev;
   int direct;        /* the conns do their own I/O (5.) */
   char err[256];
@@ -300,10 +310,69 @@ static void conn_lost(pt_bench *b, bconn *bc, const char *why) {
   bc->up = 0;
 }
 
+/* Is the n >= 8 bytes at a the same as at x? Word compares (the expected
+ * reply prefix is a few dozen bytes: no call to memcmp). */
+static inline int same8(const uint8_t *a, const uint8_t *x, size_t n) {
+  uint64_t u, v;
+  size_t i = 0;
+  for (; i + 8 < n; i += 8) {
+    memcpy(&u, a + i, 8);
+    memcpy(&v, x + i, 8);
+    if (u != v) return 0;
+  }
+  memcpy(&u, a + n - 8, 8);
+  memcpy(&v, x + n - 8, 8);
+  return u == v;
+}
+
+static void on_reply_slow(pt_bench *b, bconn *bc, const uint8_t *hdr,
+                          size_t look, size_t n, uint64_t t, int meas);
+
 /* One whole reply message of n bytes whose first look = min(n, HDR_MAX)
- * (or more) bytes are at hdr: check it, time it. */
-static void on_reply(pt_bench *b, bconn *bc, const uint8_t *hdr, size_t look,
-                     size_t n, uint64_t t) {
+ * (or more) bytes are at hdr: check it, time it (t: when it came; meas:
+ * t is in the measured window). The common reply (a REPLY of this method
+ * in the request's envelope form, for the call at the head of the ring,
+ * holding the success field or nothing) is recognized by comparing its
+ * first bytes with the prefix expected (b->rep_pre); anything else takes
+ * the general path (on_reply_slow), which sorts the errors out. */
+static inline __attribute__((always_inline)) void
+on_reply(pt_bench *b, bconn *bc, const uint8_t *hdr, size_t look, size_t n,
+         uint64_t t, int meas) {
+  size_t pl = b->rep_plen;
+  if (pl && hdr && look >= pl + 5 && same8(hdr, b->rep_pre, pl) && bc->count) {
+    const uint8_t *q = hdr + pl;
+    int32_t seq = (int32_t)be32(q);
+    call *k = &bc->ring[bc->head];
+    /* the success field (id 0) or an empty result (STOP) */
+    if (k->live && k->seq == seq &&
+        (q[4] == 0 || (look >= pl + 7 && q[5] == 0 && q[6] == 0))) {
+      b->replies++;
+      uint64_t t_sent = k->t;
+      k->live = 0;
+      int d = b->o.depth;
+      do {
+        if (++bc->head == d) bc->head = 0;
+        bc->count--;
+      } while (bc->count && !bc->ring[bc->head].live);
+      if (meas) {
+        b->calls++;
+        uint64_t v = t > t_sent ? t - t_sent : 0;
+        if (v == b->hv) {
+          b->hn++;
+        } else {
+          if (b->hn) pt_hist_add_n(&b->hist, b->hv, b->hn);
+          b->hv = v;
+          b->hn = 1;
+        }
+      }
+      return;
+    }
+  }
+  on_reply_slow(b, bc, hdr, look, n, t, meas);
+}
+
+static void on_reply_slow(pt_bench *b, bconn *bc, const uint8_t *hdr,
+                          size_t look, size_t n, uint64_t t, int meas) {
   const char *bad = NULL;
   env e;
   b->replies++;
@@ -317,7 +386,6 @@ static void on_reply(pt_bench *b, bconn *bc, const uint8_t *hdr, size_t look,
     conn_lost(b, bc, "a reply with an unknown sequence id");
     return;
   }
-  int meas = measuring(b, t);
   if (e.nlen != b->req_env.nlen || memcmp(e.name, b->req_env.name, e.nlen))
     bad = "a reply for another method";
   else if (e.type == 3) {
@@ -355,12 +423,35 @@ static void on_reply(pt_bench *b, bconn *bc, const uint8_t *hdr, size_t look,
 /* The replies in bc's input; a new call for each when no rate is set. */
 static void on_data(pt_bench *b, bconn *bc) {
   pt_buf *in = bc->c->in;
-  uint64_t t = now_ns();
+  uint64_t t = b->t_batch;
+  int meas = b->meas_batch;
   size_t maxf = b->o.max_frame;
   int done = 0;
   while (bc->c) {
     size_t len = pt_buf_len(in);
     if (b->o.framed) {
+      /* the frames whole in the first block, walked in place and skipped
+       * together (the common case) */
+      struct iovec v;
+      if (len >= 4 && pt_buf_iov(in, &v, 1, SIZE_MAX) == 1) {
+        const uint8_t *p = v.iov_base;
+        size_t pos = 0, end = v.iov_len;
+        int k = 0;
+        while (end - pos >= 4) {
+          uint32_t f = be32(p + pos);
+          if (f > maxf || end - pos - 4 < f) break;
+          on_reply(b, bc, p + pos + 4, f, f, t, meas);
+          if (!bc->c) return;
+          pos += 4 + (size_t)f;
+          k++;
+        }
+        if (k) {
+          pt_buf_skip(in, pos);
+          done += k;
+          continue;
+        }
+      }
+      /* the first frame is not whole in the first block */
       uint64_t fl;
       if (len < 4 || pt_buf_peek_be(in, 0, 4, &fl) != 0) break;
       if (fl > maxf) {
@@ -368,29 +459,10 @@ static void on_data(pt_bench *b, bconn *bc) {
         break;
       }
       if (len < 4 + fl) break;
-      /* the frames whole in the first block, walked in place and skipped
-       * together (the common case) */
-      struct iovec v;
-      if (pt_buf_iov(in, &v, 1, SIZE_MAX) == 1 && v.iov_len >= 4 + fl) {
-        const uint8_t *p = v.iov_base;
-        size_t pos = 0, end = v.iov_len;
-        int k = 0;
-        while (end - pos >= 4) {
-          uint32_t f = be32(p + pos);
-          if (f > maxf || end - pos - 4 < f) break;
-          on_reply(b, bc, p + pos + 4, f, f, t);
-          if (!bc->c) return;
-          pos += 4 + (size_t)f;
-          k++;
-        }
-        pt_buf_skip(in, pos);
-        done += k;
-        continue;
-      }
       /* a frame across blocks: its envelope copied out (peek) */
       size_t look = fl < HDR_MAX ? (size_t)fl : HDR_MAX;
       const uint8_t *hdr = (const uint8_t *)pt_buf_peek(in, 4 + look);
-      on_reply(b, bc, hdr ? hdr + 4 : NULL, look, (size_t)fl, t);
+      on_reply(b, bc, hdr ? hdr + 4 : NULL, look, (size_t)fl, t, meas);
       if (!bc->c) break;
       pt_buf_skip(in, 4 + (size_t)fl);
     } else {
@@ -430,7 +502,7 @@ static void on_data(pt_bench *b, bconn *bc) {
       if (r != PT_SCAN_DONE) break; /* more bytes to come */
       end = (size_t)bc->scan->fed;
       size_t look = end < HDR_MAX ? end : HDR_MAX;
-      on_reply(b, bc, (const uint8_t *)pt_buf_peek(in, look), look, end, t);
+      on_reply(b, bc, (const uint8_t *)pt_buf_peek(in, look), look, end, t, meas);
       if (!bc->c) break;
       pt_buf_skip(in, end);
       pt_scan_reset(bc->scan);
@@ -528,11 +600,54 @@ static void direct_flush(pt_bench *b, bconn *bc) {
   }
 }
 
+/* The closed loop's next k calls on a direct conn, stamped t: each call's
+ * slot gets its seqid, the ring its entry, and the new requests go out in
+ * one send when nothing waits and they do not wrap (else direct_flush).
+ * The same as send_calls(b, bc, k, t, 0), in fewer instructions: it runs
+ * once per reply batch of every conn. */
+static inline __attribute__((always_inline)) void
+direct_calls(pt_bench *b, bconn *bc, int k, uint64_t t) {
+  int d = b->o.depth;
+  if (k > d - bc->count) k = d - bc->count;
+  size_t rl = b->req_len, total = (size_t)d * rl;
+  int slot = bc->head + bc->count;
+  if (slot >= d) slot -= d;
+  if (!bc->un_len) bc->un_off = (size_t)slot * rl;
+  uint8_t *s = bc->blk + b->msg_off + b->req_env.seq_off;
+  call *ring = bc->ring;
+  int32_t seq = bc->next_seq;
+  for (int i = 0; i < k; i++) {
+    uint32_t be = __builtin_bswap32((uint32_t)seq);
+    memcpy(s + (size_t)slot * rl, &be, 4);
+    ring[slot].t = t;
+    ring[slot].seq = seq;
+    ring[slot].live = 1;
+    if (++slot == d) slot = 0;
+    seq = seq == INT32_MAX ? 1 : seq + 1;
+  }
+  bc->next_seq = seq;
+  bc->count += k;
+  b->sent += (uint64_t)k;
+  bc->un_len += rl * (size_t)k;
+  if (!bc->wo && bc->un_off + bc->un_len <= total) {
+    ssize_t w = send(bc->fd, bc->blk + bc->un_off, bc->un_len, MSG_NOSIGNAL);
+    if (w > 0) {
+      bc->un_off += (size_t)w;
+      if (bc->un_off >= total) bc->un_off -= total;
+      bc->un_len -= (size_t)w;
+    }
+    if (!bc->un_len) return;
+  }
+  direct_flush(b, bc); /* the rest, a wrap, or the error (sent again) */
+}
+
 /* bc is readable: one recv, then every whole reply in the buffer (checked
  * and timed by on_reply, all with the time the recv returned), then a new
  * call for each when no rate is set. */
 static void direct_read(pt_bench *b, bconn *bc) {
-  if (direct_room(&bc->in, &bc->in_off, &bc->in_len, &bc->in_cap, 65536) != 0) {
+  if (bc->in_off == bc->in_len) bc->in_off = bc->in_len = 0;
+  if (bc->in_cap - bc->in_len < 65536 &&
+      direct_room(&bc->in, &bc->in_off, &bc->in_len, &bc->in_cap, 65536) != 0) {
     conn_lost(b, bc, "out of memory");
     return;
   }
@@ -547,7 +662,8 @@ static void direct_read(pt_bench *b, bconn *bc) {
     return;
   }
   bc->in_len += (size_t)r;
-  uint64_t t = now_ns();
+  uint64_t t = b->t_batch;
+  int meas = b->meas_batch;
   size_t maxf = b->o.max_frame;
   int done = 0;
   for (;;) {
@@ -569,7 +685,7 @@ static void direct_read(pt_bench *b, bconn *bc) {
         }
         break;
       }
-      on_reply(b, bc, p + 4, f, f, t);
+      on_reply(b, bc, p + 4, f, f, t, meas);
       n = 4 + (size_t)f;
     } else {
       if (avail == bc->scanned) break;
@@ -586,7 +702,7 @@ static void direct_read(pt_bench *b, bconn *bc) {
       n = (size_t)bc->scan->fed;
       pt_scan_reset(bc->scan);
       bc->scanned = 0;
-      on_reply(b, bc, p, n, n, t);
+      on_reply(b, bc, p, n, n, t, meas);
     }
     if (!bc->c) return;
     bc->in_off += n;
@@ -599,7 +715,7 @@ static void direct_read(pt_bench *b, bconn *bc) {
     return;
   }
   if (b->o.rate <= 0 && b->phase < PT_BENCH_DONE && done)
-    send_calls(b, bc, done, t, 0);
+    direct_calls(b, bc, done, t);
 }
 
 /* bc just connected: from now on the loop watches its socket (a duplicate
@@ -764,7 +880,20 @@ int pt_bench_run(pt_bench *b, int ms) {
       note(b, "loop: %s", pt_loop_error(b->l));
       return -1;
     }
+    /* one clock read per batch of completions: the replies of the batch
+     * are timed from it, and the calls they start are stamped with it, so
+     * a call's latency runs from the poll return that started it to the
+     * one that saw its reply (off by at most one batch's processing time,
+     * a few microseconds, either way) */
+    if (n > 0) {
+      b->t_batch = now_ns();
+      b->meas_batch = measuring(b, b->t_batch);
+    }
     for (int i = 0; i < n; i++) on_event(b, &b->ev[i]);
+    if (b->hn) { /* the batch's run of equal latencies */
+      pt_hist_add_n(&b->hist, b->hv, b->hn);
+      b->hn = 0;
+    }
   }
   b->t_last = t;
   if (b->phase == PT_BENCH_MEASURING) b->cpu1 = cpu_s();
@@ -804,6 +933,16 @@ pt_bench *pt_bench_new(const pt_bench_opts *o, char *err, size_t errlen) {
   if (b->req_env.type == 4) FAIL("a oneway call has no replies to time");
   if (b->req_env.type != 1) FAIL("the request is not a CALL (type %d)", b->req_env.type);
   /* the name points into our copy */
+  {
+    const uint8_t *m = b->req + b->msg_off;
+    size_t pl = b->req_env.seq_off;
+    if (pl >= 8 && pl + 7 <= HDR_MAX) {
+      memcpy(b->rep_pre, m, pl);
+      if (m[0] & 0x80) b->rep_pre[3] = 2; /* strict: the version word's type */
+      else b->rep_pre[pl - 1] = 2;       /* old form: the byte after the name */
+      b->rep_plen = pl;
+    }
+  }
   pt_hist_init(&b->hist);
   b->ev = malloc(NEV * sizeof *b->ev);
   b->cs = calloc((size_t)b->o.conns, sizeof *b->cs);

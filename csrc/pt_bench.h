@@ -19,6 +19,12 @@
  * arrive in the window are counted; their latency goes to the histogram,
  * in nanoseconds from the request being queued), done (no new calls).
  *
+ * Clock: one read per batch of completions (when the loop's poll
+ * returns); a batch's replies are timed from it and the calls they start
+ * are stamped with it, so a call's latency runs from the poll return that
+ * started it to the one that saw its reply: off by at most one batch's
+ * processing time (microseconds), either way.
+ *
  * Driving: pt_bench_run(b, ms) runs the loop for up to ms and returns, so
  * a caller can show progress between slices; it returns 0 once done.
  */

@@ -10,21 +10,12 @@
 
 #include "pt_hist.h"
 
-#define TOP ((uint64_t)1 << PT_HIST_TOP_BITS)
-
 void pt_hist_init(pt_hist *h) {
   memset(h, 0, sizeof *h);
   h->min = UINT64_MAX;
 }
 
-int pt_hist_index(uint64_t v) {
-  if (v >= TOP) v = TOP - 1;
-  if (v < 2 * PT_HIST_SUB) return (int)v;
-  int msb = 63 - __builtin_clzll(v);
-  int s = msb - PT_HIST_SUB_BITS;
-  return (int)(2 * PT_HIST_SUB + (unsigned)(s - 1) * PT_HIST_SUB +
-               (unsigned)((v >> s) - PT_HIST_SUB));
-}
+int pt_hist_index(uint64_t v) { return pt_hist_index_(v); }
 
 uint64_t pt_hist_low(int i) {
   if (i < (int)(2 * PT_HIST_SUB)) return (uint64_t)i;
@@ -40,14 +31,6 @@ uint64_t pt_hist_high(int i) {
   int s = k / (int)PT_HIST_SUB + 1;
   uint64_t sub = (uint64_t)(k % (int)PT_HIST_SUB) + PT_HIST_SUB;
   return ((sub + 1) << s) - 1;
-}
-
-void pt_hist_add(pt_hist *h, uint64_t v) {
-  h->n++;
-  h->sum += (double)v;
-  if (v < h->min) h->min = v;
-  if (v > h->max) h->max = v;
-  h->b[pt_hist_index(v)]++;
 }
 
 void pt_hist_merge(pt_hist *dst, const pt_hist *src) {

@@ -25,7 +25,10 @@ typedef struct pt_hist {
 } pt_hist;
 
 void pt_hist_init(pt_hist *h);
-void pt_hist_add(pt_hist *h, uint64_t v);
+/* Record v: O(1), inline (a load generator records every call). */
+static inline void pt_hist_add(pt_hist *h, uint64_t v);
+/* Record v c times (c >= 1). */
+static inline void pt_hist_add_n(pt_hist *h, uint64_t v, uint64_t c);
 /* dst += src */
 void pt_hist_merge(pt_hist *dst, const pt_hist *src);
 /* The value at quantile q (0..1): the highest value of the bucket holding
@@ -36,5 +39,30 @@ uint64_t pt_hist_quantile(const pt_hist *h, double q);
 int pt_hist_index(uint64_t v);
 uint64_t pt_hist_low(int i);
 uint64_t pt_hist_high(int i);
+
+static inline int pt_hist_index_(uint64_t v) {
+  if (v < 2 * PT_HIST_SUB) return (int)v;
+  if (v >> PT_HIST_TOP_BITS) v = ((uint64_t)1 << PT_HIST_TOP_BITS) - 1;
+  int msb = 63 - __builtin_clzll(v);
+  int s = msb - PT_HIST_SUB_BITS;
+  return (int)(2 * PT_HIST_SUB + (unsigned)(s - 1) * PT_HIST_SUB +
+               (unsigned)((v >> s) - PT_HIST_SUB));
+}
+
+static inline void pt_hist_add(pt_hist *h, uint64_t v) {
+  h->n++;
+  h->sum += (double)v;
+  if (v < h->min) h->min = v;
+  if (v > h->max) h->max = v;
+  h->b[pt_hist_index_(v)]++;
+}
+
+static inline void pt_hist_add_n(pt_hist *h, uint64_t v, uint64_t c) {
+  h->n += c;
+  h->sum += (double)v * (double)c;
+  if (v < h->min) h->min = v;
+  if (v > h->max) h->max = v;
+  h->b[pt_hist_index_(v)] += c;
+}
 
 #endif

@@ -72,11 +72,20 @@ static void test_hist_quantiles(void) {
   /* one huge value: clamped bucket, exact max */
   pt_hist_add(&g, UINT64_MAX / 2);
   CHECK(pt_hist_quantile(&g, 1) == UINT64_MAX / 2);
+  /* a run of c equal values is c adds */
+  pt_hist r1, r2;
+  pt_hist_init(&r1);
+  pt_hist_init(&r2);
+  for (int i = 0; i < 5; i++) pt_hist_add(&r1, 123456);
+  pt_hist_add(&r1, 9);
+  pt_hist_add_n(&r2, 123456, 5);
+  pt_hist_add_n(&r2, 9, 1);
+  CHECK(memcmp(&r1, &r2, sizeof r1) == 0);
 }
 
 /* ---- a server in a child ------------------------------------------------ */
 
-enum { S_REPLY, S_EXC, S_APP, S_REVERSE, S_CLOSE };
+enum { S_REPLY, S_EXC, S_APP, S_REVERSE, S_CLOSE, S_NAME, S_SEQ };
 
 static inline uint32_t be32(const uint8_t *p) {
   return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 |
@@ -101,6 +110,8 @@ static void answer(pt_buf *out, uint8_t *msg, size_t n, int framed, int mode) {
     return;
   }
   msg[3] = 2; /* REPLY */
+  if (mode == S_NAME && nlen) msg[8 + nlen - 1] ^= 0x20; /* another method */
+  if (mode == S_SEQ) msg[8 + nlen] ^= 0x40; /* a seqid never sent */
   if (n > body + 2) {
     msg[body + 1] = 0;
     msg[body + 2] = mode == S_EXC ? 1 : 0; /* success, or exception 1 */
@@ -386,6 +397,38 @@ static void test_bench_exceptions(void) {
   }
 }
 
+/* Replies that look almost right (another method's name, a seqid never
+ * sent: one byte off) are errors, never calls. */
+static void test_bench_wrong_replies(void) {
+  uint8_t req[300];
+  size_t n = make_call(req, 1, 1);
+  for (int mode = S_NAME; mode <= S_SEQ; mode++) {
+    int port;
+    pid_t pid = start_server(mode, 1, 0, &port);
+    pt_bench_opts o = opts(port, req, n, 1);
+    o.duration_ms = 200;
+    char err[256];
+    pt_bench *b = pt_bench_new(&o, err, sizeof err);
+    CHECK(b != NULL);
+    if (b) {
+      int r = run_all(b);
+      pt_bench_stats s;
+      pt_bench_stats_get(b, &s);
+      CHECK(s.calls == 0);
+      const char *e = pt_bench_error(b);
+      if (mode == S_NAME) {
+        CHECK(r == 0 && s.errors > 10);
+        CHECK(e && strstr(e, "another method"));
+      } else { /* every conn dropped at its first reply */
+        CHECK(r == -1 && s.conns_up == 0);
+        CHECK(e && strstr(e, "unknown sequence id"));
+      }
+      pt_bench_free(b);
+    }
+    stop_server(pid);
+  }
+}
+
 /* 1000 calls/s for 1 s: about 1000 calls whatever the server's speed */
 static void test_bench_rate(void) {
   int port;
@@ -482,6 +525,7 @@ int main(void) {
     TEST(test_bench_pipelined_unframed);
     TEST(test_bench_large);
     TEST(test_bench_exceptions);
+    TEST(test_bench_wrong_replies);
     TEST(test_bench_rate);
     TEST(test_bench_failures);
   }
