@@ -86,6 +86,11 @@ typedef struct lpt_State {
                              API one on LuaJIT: see lpt_view.c) */
   int view_mt2_ref;
   int msg_mt_ref;         /* registry ref of the messages' metatable */
+  uint32_t magic;         /* LPT_STATE_MAGIC: upvalue 1 is this struct */
+  struct {                /* lpt_testudata's metatables, by type name */
+    const char *name;     /* the name's address (the caller's literal) */
+    const void *mt;
+  } mtc[61];
 #if LPT_LUAJIT
   int i64_ctor, u64_ctor; /* registry refs of ffi.typeof("int64_t") ... */
   int ctid_off;           /* bytes before a cdata payload to its ctype id */
@@ -104,6 +109,16 @@ typedef struct lpt_Pool {
 /* The binding functions all carry the lpt_State as upvalue 1 and the
  * buffer metatable as upvalue 2. */
 #define lpt_state(L) ((lpt_State *)lua_touserdata(L, lua_upvalueindex(1)))
+
+#define LPT_STATE_MAGIC 0x70747374u
+
+/* luaL_testudata / luaL_checkudata without looking the type name up in
+ * the registry on every call: the metatable's address is kept in the
+ * lpt_State (upvalue 1, as for lpt_state: binding functions only) at the
+ * name's first use, and later checks compare addresses. lpt_checkudata
+ * raises luaL_checkudata's error. */
+void *lpt_testudata(lua_State *L, int idx, const char *tname);
+void *lpt_checkudata(lua_State *L, int idx, const char *tname);
 
 pt_buf *lpt_checkbuf(lua_State *L, int idx);
 pt_buf *lpt_testbuf(lua_State *L, int idx);

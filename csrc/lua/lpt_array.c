@@ -82,7 +82,7 @@ int lpt_ar_kind_of(int k) {
 }
 
 static lpt_Array *check_array(lua_State *L, int idx) {
-  return luaL_checkudata(L, idx, LPT_ARRAY_MT);
+  return lpt_checkudata(L, idx, LPT_ARRAY_MT);
 }
 
 static lpt_Array *new_array(lua_State *L, int kind, size_t n) {
@@ -92,7 +92,7 @@ static lpt_Array *new_array(lua_State *L, int kind, size_t n) {
 }
 
 static int Lpt_array_gc(lua_State *L) {
-  lpt_Array *a = luaL_checkudata(L, 1, LPT_ARRAY_MT);
+  lpt_Array *a = lpt_checkudata(L, 1, LPT_ARRAY_MT);
   if (a->blk) pt_block_release(a->blk);
   a->blk = NULL;
   a->data = a->inl;

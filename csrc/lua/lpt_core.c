@@ -129,7 +129,7 @@ int64_t lpt_checkint(lua_State *L, int idx, int64_t lo, int64_t hi) {
 /* ---- pools ------------------------------------------------------------ */
 
 pt_pool *lpt_checkpool(lua_State *L, int idx) {
-  lpt_Pool *p = luaL_checkudata(L, idx, LPT_POOL_MT);
+  lpt_Pool *p = lpt_checkudata(L, idx, LPT_POOL_MT);
   if (!p->pool) luaL_argerror(L, idx, "pool is closed");
   return p->pool;
 }
@@ -161,7 +161,7 @@ static int Lpt_pool(lua_State *L) {
 }
 
 static int Lpt_pool_gc(lua_State *L) {
-  lpt_Pool *p = luaL_checkudata(L, 1, LPT_POOL_MT);
+  lpt_Pool *p = lpt_checkudata(L, 1, LPT_POOL_MT);
   if (p->pool) pt_pool_close(p->pool);
   p->pool = NULL;
   return 0;
@@ -239,6 +239,37 @@ static int Lpt_clock(lua_State *L) {
 }
 
 /* ---- state ------------------------------------------------------------ */
+
+void *lpt_testudata(lua_State *L, int idx, const char *tname) {
+  void *p = lua_touserdata(L, idx);
+  if (!p) return NULL;
+  /* upvalue 1 of every binding function is the state (lpt_state) */
+  lpt_State *S = lpt_state(L);
+  if (!S || S->magic != LPT_STATE_MAGIC) return luaL_testudata(L, idx, tname);
+  if (!lua_getmetatable(L, idx)) return NULL;
+  const void *mt = lua_topointer(L, -1);
+  lua_pop(L, 1);
+  /* one slot per name, by the name's address; a name whose slot another
+   * holds is looked up by name each time */
+  size_t n = sizeof S->mtc / sizeof S->mtc[0];
+  size_t i = (uintptr_t)tname % n;
+  if (S->mtc[i].name == tname) return S->mtc[i].mt == mt ? p : NULL;
+  /* the name's first use: its metatable in the registry (which stays
+   * there, at the same address, for the state's life) */
+  luaL_getmetatable(L, tname);
+  const void *want = lua_topointer(L, -1);
+  lua_pop(L, 1);
+  if (want && !S->mtc[i].name) {
+    S->mtc[i].name = tname;
+    S->mtc[i].mt = want;
+  }
+  return want && want == mt ? p : NULL;
+}
+
+void *lpt_checkudata(lua_State *L, int idx, const char *tname) {
+  void *p = lpt_testudata(L, idx, tname);
+  return p ? p : luaL_checkudata(L, idx, tname);
+}
 
 static int Lpt_state_gc(lua_State *L) {
   lpt_State *S = lua_touserdata(L, 1);
@@ -358,6 +389,7 @@ __attribute__((visibility("default"))) int luaopen_petrel_core(lua_State *L) {
 
   lpt_State *S = lua_newuserdata(L, sizeof *S);
   memset(S, 0, sizeof *S);
+  S->magic = LPT_STATE_MAGIC;
   lua_newtable(L);
   lua_pushcfunction(L, Lpt_state_gc);
   lua_setfield(L, -2, "__gc");

@@ -46,16 +46,11 @@ const char *lpt_framing_name(const pt_framing *f) {
 }
 
 lpt_Framer *lpt_testframer(lua_State *L, int idx) {
-  void *p = lua_touserdata(L, idx);
-  if (!p || !lua_getmetatable(L, idx)) return NULL;
-  luaL_getmetatable(L, LPT_FRAMER_MT);
-  int same = lua_rawequal(L, -1, -2);
-  lua_pop(L, 2);
-  return same ? p : NULL;
+  return lpt_testudata(L, idx, LPT_FRAMER_MT);
 }
 
 static lpt_Framer *checkframer(lua_State *L, int idx) {
-  return luaL_checkudata(L, idx, LPT_FRAMER_MT);
+  return lpt_checkudata(L, idx, LPT_FRAMER_MT);
 }
 
 /* A list of transform names at idx -> ids; raises for unknown names and

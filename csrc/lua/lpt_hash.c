@@ -53,7 +53,7 @@ static int Lpt_ring(lua_State *L) {
 }
 
 static int Lpt_ring_find(lua_State *L) {
-  const pt_ring *r = luaL_checkudata(L, 1, LPT_RING_MT);
+  const pt_ring *r = lpt_checkudata(L, 1, LPT_RING_MT);
   uint32_t h;
   if (lua_type(L, 2) == LUA_TSTRING) {
     size_t n;
@@ -86,7 +86,7 @@ static int Lpt_ring_find(lua_State *L) {
 }
 
 static int Lpt_ring_len(lua_State *L) {
-  const pt_ring *r = luaL_checkudata(L, 1, LPT_RING_MT);
+  const pt_ring *r = lpt_checkudata(L, 1, LPT_RING_MT);
   lua_pushinteger(L, (lua_Integer)r->n);
   return 1;
 }

@@ -32,7 +32,7 @@ typedef struct lpt_Http {
 } lpt_Http;
 
 static pt_http_resp *check_http(lua_State *L) {
-  lpt_Http *h = luaL_checkudata(L, 1, LPT_HTTP_MT);
+  lpt_Http *h = lpt_checkudata(L, 1, LPT_HTTP_MT);
   if (!h->r) luaL_argerror(L, 1, "HTTP parser is closed");
   return h->r;
 }
@@ -149,7 +149,7 @@ static int Lpt_http_reset(lua_State *L) {
 }
 
 static int Lpt_http_gc(lua_State *L) {
-  lpt_Http *h = luaL_checkudata(L, 1, LPT_HTTP_MT);
+  lpt_Http *h = lpt_checkudata(L, 1, LPT_HTTP_MT);
   pt_http_free(h->r);
   h->r = NULL;
   return 0;

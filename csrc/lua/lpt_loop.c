@@ -64,13 +64,13 @@ static void on_release(void *ctx, pt_conn *c) {
 }
 
 static lpt_Loop *check_loop(lua_State *L) {
-  lpt_Loop *LL = luaL_checkudata(L, 1, LPT_LOOP_MT);
+  lpt_Loop *LL = lpt_checkudata(L, 1, LPT_LOOP_MT);
   if (!LL->loop) luaL_argerror(L, 1, "loop is closed");
   return LL;
 }
 
 struct pt_loop *lpt_checkloop(lua_State *L, int idx) {
-  lpt_Loop *LL = luaL_checkudata(L, idx, LPT_LOOP_MT);
+  lpt_Loop *LL = lpt_checkudata(L, idx, LPT_LOOP_MT);
   if (!LL->loop) luaL_argerror(L, idx, "loop is closed");
   return LL->loop;
 }
@@ -243,13 +243,13 @@ static void loop_free(lua_State *L, lpt_Loop *LL, int hook) {
 
 /* loop:close() / __close: close everything now, free the loop */
 static int Lpt_loop_close(lua_State *L) {
-  lpt_Loop *LL = luaL_checkudata(L, 1, LPT_LOOP_MT);
+  lpt_Loop *LL = lpt_checkudata(L, 1, LPT_LOOP_MT);
   loop_free(L, LL, 1);
   return 0;
 }
 
 static int Lpt_loop_gc(lua_State *L) {
-  lpt_Loop *LL = luaL_checkudata(L, 1, LPT_LOOP_MT);
+  lpt_Loop *LL = lpt_checkudata(L, 1, LPT_LOOP_MT);
   loop_free(L, LL, 0); /* the anchor tables go with the userdata */
   return 0;
 }

@@ -9,7 +9,7 @@
 #include "lpt_codec.h"
 
 lpt_Type *lpt_checktype(lua_State *L, int idx) {
-  return luaL_checkudata(L, idx, LPT_TYPE_MT);
+  return lpt_checkudata(L, idx, LPT_TYPE_MT);
 }
 
 static int Lpt_type_name(lua_State *L) {
@@ -24,7 +24,7 @@ static int Lpt_type_tostring(lua_State *L) {
 }
 
 static int Lpt_type_gc(lua_State *L) {
-  lpt_Type *T = luaL_checkudata(L, 1, LPT_TYPE_MT);
+  lpt_Type *T = lpt_checkudata(L, 1, LPT_TYPE_MT);
   pt_schema_unref(T->s);
   T->s = NULL;
   return 0;
@@ -109,7 +109,7 @@ static const pt_type *build_type(lua_State *L, pt_schema *s, int idx,
 }
 
 static int Lpt_schema_gc(lua_State *L) {
-  lpt_Schema *S = luaL_checkudata(L, 1, LPT_SCHEMA_MT);
+  lpt_Schema *S = lpt_checkudata(L, 1, LPT_SCHEMA_MT);
   pt_schema_unref(S->s);
   S->s = NULL;
   return 0;

@@ -68,6 +68,7 @@ struct vnode {
   const pt_plan *plan; /* structs */
   const pt_type *type; /* the value's type; NULL for a root struct */
   uint32_t off;     /* where the value starts */
+  uint32_t end;     /* structs without an index: the end one skip found */
   pt_vstruct *s;    /* structs: the field index, on first access */
   pt_vlist l;       /* containers */
   uint32_t *offs;   /* containers of variable width: the element index */
@@ -268,11 +269,11 @@ static int Lpt_msg_gc(lua_State *L) {
 }
 
 static lpt_VSrc *tomsg(lua_State *L, int idx) {
-  return luaL_testudata(L, idx, LPT_VSRC_MT);
+  return lpt_testudata(L, idx, LPT_VSRC_MT);
 }
 
 static lpt_VSrc *checkmsg(lua_State *L, int idx) {
-  return luaL_checkudata(L, idx, LPT_VSRC_MT);
+  return lpt_checkudata(L, idx, LPT_VSRC_MT);
 }
 
 static void unpin_release(void *ctx, intptr_t tag) {
@@ -689,6 +690,20 @@ static uint32_t node_end(lua_State *L, lpt_VSrc *src, vnode *nd, char *out,
   pt_verr e;
   int r;
   if (nd->kind == VK_STRUCT) {
+    if (nd->end) return nd->end;
+    if (!nd->s) {
+      /* no field read yet: one skip over the whole struct (its fields at
+       * the budget the index would give them) rather than indexing every
+       * field; bad bytes fall through to the scan, whose error names the
+       * field and offset */
+      uint32_t end = pt_v_skip(nd->proto, src->base, src->len, nd->off,
+                               PT_T_STRUCT, budget(nd) + 1, &e);
+      if (end) {
+        nd->end = end;
+        tell_end(nd, end);
+        return end;
+      }
+    }
     r = struct_find_e(src, nd, -1, &e);
     if (r == -2) luaL_error(L, "out of memory");
     if (r < 0) goto fail;

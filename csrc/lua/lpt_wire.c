@@ -134,7 +134,7 @@ static int Lpt_scanner(lua_State *L) {
 }
 
 static int Lpt_scanner_feed(lua_State *L) {
-  pt_scan *s = luaL_checkudata(L, 1, LPT_SCANNER_MT);
+  pt_scan *s = lpt_checkudata(L, 1, LPT_SCANNER_MT);
   pt_buf *b = lpt_checkbuf(L, 2);
   if (pt_buf_len(b) < s->fed) pt_scan_reset(s); /* consumed elsewhere */
   uint64_t off = 0; /* buffer offset of node n's first readable byte */
@@ -164,7 +164,7 @@ static int Lpt_scanner_feed(lua_State *L) {
 }
 
 static int Lpt_scanner_reset(lua_State *L) {
-  pt_scan_reset(luaL_checkudata(L, 1, LPT_SCANNER_MT));
+  pt_scan_reset(lpt_checkudata(L, 1, LPT_SCANNER_MT));
   return 0;
 }
 

@@ -25,6 +25,20 @@ local AX = schema.compile {
   },
 }
 local TAppEx = AX.TApplicationException
+
+-- C methods a server calls for every call, taken once (a method call on a
+-- userdata looks its name up through the metatable's __index each time):
+-- of types (TAppEx's are every compiled type's), messages, framers, and
+-- the C loop (set by the first server: c_*)
+local type_view, type_decode, type_encode_message =
+  TAppEx.view, TAppEx.decode, TAppEx.encode_message
+local msg_header, msg_expire
+do
+  local m = core.message()
+  msg_header, msg_expire = m.header, m.expire
+end
+local fr_next = core.framer({ transport = "framed" }).next
+local c_now, c_input, c_output, c_send_later, c_consumed
 M.UNKNOWN, M.UNKNOWN_METHOD, M.INVALID_MESSAGE_TYPE, M.WRONG_METHOD_NAME = 0, 1, 2, 3
 M.BAD_SEQUENCE_ID, M.MISSING_RESULT, M.INTERNAL_ERROR, M.PROTOCOL_ERROR = 4, 5, 6, 7
 M.INVALID_TRANSFORM, M.INVALID_PROTOCOL = 8, 9
@@ -186,7 +200,8 @@ M._reader = new_reader -- for the specs
 -- The call a handler coroutine is running (weak: a finished call's entry
 -- goes with its coroutine).
 local CURRENT = setmetatable({}, { __mode = "k" })
-local co_running = coroutine.running
+local co_running, co_create, co_resume, co_yield =
+  coroutine.running, coroutine.create, coroutine.resume, coroutine.yield
 
 local Ctx = {}
 Ctx.__index = Ctx
@@ -377,6 +392,7 @@ function M.server(opts, level)
     unix = opts.unix,
     lazy = opts.lazy,   -- true | { method = bool } | nil
     msgs = {},          -- lazy servers: recycled messages
+    idle = {},          -- parked worker coroutines (Server:_run)
   }, Server)
   if type(opts.lazy) == "table" then
     -- names of functions of the services served (multiplexed ones too)
@@ -411,10 +427,15 @@ function M.server(opts, level)
   -- calls h:on_x(id, ...), which forwards to the server
   self.h = {
     on_accept = function(_, id) return self:on_accept(id) end,
-    on_data = function(_, id, n) return self:on_data(id, n) end,
+    on_data = function(_, id, n) return Server.on_data(self, id, n) end,
     on_closed = function(_, id, err) return self:on_closed(id, err) end,
   }
   self.loop:attach(lid, self.h)
+  if not c_now then
+    local c = self.loop.c
+    c_now, c_input, c_output, c_send_later, c_consumed =
+      c.now, c.input, c.output, c.send_later, c.consumed
+  end
   if opts.registry then self:_register(opts) end
   return self
 end
@@ -539,10 +560,17 @@ end
 local function send_reply(self, conn, name, mtype, seqid, T, value, proto, rh)
   if conn.dropped then return end
   local loop = self.loop
-  local out = loop.c:output(conn.id)
-  if not out then return end
-  T:encode_message(value, out, name, mtype, seqid, conn.wf, proto, rh)
-  local r = loop.c:send_later(conn.id)
+  -- the connection's output buffer, kept from its first reply (the same
+  -- buffer for the connection's life; once the core closed it, send_later
+  -- below fails and nothing reaches the peer)
+  local out = conn.out
+  if not out then
+    out = c_output(loop.c, conn.id)
+    if not out then return end
+    conn.out = out
+  end
+  type_encode_message(T, value, out, name, mtype, seqid, conn.wf, proto, rh)
+  local r = c_send_later(loop.c, conn.id)
   if r == 2 and not conn.wtimer then
     -- over the output cap: a slow reader gets write_timeout ms to catch up
     conn.wtimer = loop:after(self.write_timeout, function()
@@ -579,10 +607,15 @@ local function is_err(v) return type(v) == "table" and getmetatable(v) == ErrMT 
 
 -- A call's coroutine: run the handler, reply (or not, for oneway).
 local run_reply
-local function run_call(self, conn, job)
-  local co = co_running()
+local function run_call(self, conn, job, co)
   CURRENT[co] = job
-  local ok, res, res2 = pcall(job.h, unpack(job, 1, job.n))
+  local ok, res, res2
+  local n = job.n
+  if n == 1 then -- most methods take one argument: no unpack call
+    ok, res, res2 = pcall(job.h, job[1])
+  else
+    ok, res, res2 = pcall(job.h, unpack(job, 1, n))
+  end
   CURRENT[co] = nil
   local m = job.msg
   if not m then return run_reply(self, conn, job, ok, res, res2) end
@@ -590,7 +623,7 @@ local function run_call(self, conn, job)
   -- call's message expires; a retained message is left to its views
   job.msg = nil
   run_reply(self, conn, job, ok, res, res2)
-  if m:expire() then
+  if msg_expire(m) then
     local msgs = self.msgs
     if #msgs < 64 then msgs[#msgs + 1] = m end
   end
@@ -601,8 +634,9 @@ function run_reply(self, conn, job, ok, res, res2)
   local svc, ctx = job.svc, job.ctx
   local rh = ctx and next(ctx.reply_headers) ~= nil and ctx.reply_headers or nil
   for i = 1, job.n do job[i] = nil end
-  job.h, job.fn, job.name, job.proto = nil, nil, nil, nil
-  job.svc, job.ctx, job.info, job.deadline, job.conn = nil, nil, nil, nil, nil
+  -- what this call brought is let go (h, fn, name, proto and svc are the
+  -- server's own, overwritten by the next call)
+  job.ctx, job.info, job.deadline, job.conn = nil, nil, nil, nil
   local pool = self.jobs
   if #pool < 64 then pool[#pool + 1] = job end
   conn.busy = conn.busy - 1
@@ -614,7 +648,8 @@ function run_reply(self, conn, job, ok, res, res2)
   if ok then
     if oneway then
       self.counters.oneway = self.counters.oneway + 1
-      return self:_maybe_finish()
+      if self.closing then self:_maybe_finish() end
+      return
     end
     -- the result struct is written at once (encode does not yield): one
     -- table per server serves every reply
@@ -627,7 +662,8 @@ function run_reply(self, conn, job, ok, res, res2)
       self:_call_error(conn, fn, name, "encode", m, e2, svc)
       send_reply(self, conn, name, EXCEPTION, seqid, TAppEx, { message = m, type = M.INTERNAL_ERROR }, proto)
     end
-    return self:_maybe_finish()
+    if self.closing then self:_maybe_finish() end
+    return
   end
   if oneway then self.counters.oneway = self.counters.oneway + 1 end
   local t, full, peer_msg = M.INTERNAL_ERROR, nil, nil
@@ -662,6 +698,44 @@ function run_reply(self, conn, job, ok, res, res2)
   self:_maybe_finish()
 end
 
+-- The server's workers: coroutines that run calls (run_call) and park in
+-- self.idle between them. loop:spawn does the same for any function; a
+-- server resumes its own to save spawn's layers (varargs, a pcall, the
+-- status check) on every call. A worker blocked in its handler is resumed
+-- by the loop like any of its coroutines (loop.cos); an error outside the
+-- handler's pcall ends the worker and goes to loop.on_error.
+local function worker_body(self, co)
+  local conn, job = co_yield()
+  while true do
+    run_call(self, conn, job, co)
+    local idle = self.idle
+    if #idle >= 64 then
+      self.loop.cos[co] = nil
+      return
+    end
+    idle[#idle + 1] = co
+    conn, job = co_yield()
+  end
+end
+
+-- Run job (of conn) in a worker, at once.
+local function run(self, conn, job)
+  local idle = self.idle
+  local co = idle[#idle]
+  if co then
+    idle[#idle] = nil
+  else
+    co = co_create(worker_body)
+    self.loop.cos[co] = true
+    co_resume(co, self, co)
+  end
+  local ok, err = co_resume(co, conn, job)
+  if not ok then
+    self.loop.cos[co] = nil
+    self.loop.on_error(err)
+  end
+end
+
 -- A pooled job carries a call to its coroutine: the arguments in
 -- declaration order, then what the reply needs (no closure per call).
 -- args: a table, or a view (lazy: its reads may raise -> nil, err).
@@ -669,7 +743,7 @@ local function fill_args(job, args, names, n)
   for i = 1, n do job[i] = args[names[i]] end
 end
 local function take_job(self, fn, args, lazy)
-  local names = argnames(fn)
+  local names = argnames_cache[fn] or argnames(fn)
   local nargs = #names
   local pool = self.jobs
   local job = pool[#pool]
@@ -690,28 +764,23 @@ end
 
 -- A lazy server's message m done with before a handler got it.
 local function drop_msg(self, m)
-  if m:expire() and #self.msgs < 64 then self.msgs[#self.msgs + 1] = m end
+  if msg_expire(m) and #self.msgs < 64 then self.msgs[#self.msgs + 1] = m end
 end
 
--- One call: msg (envelope and struct: a string, or on a lazy server a
--- message, core.message), its header frame's info blocks (their bytes:
--- decoded if the handler asks, petrel.context) and deadline entry (header
--- transports: what the framer's fr:next gave), the time its bytes were
--- taken (loop ms).
-function Server:_call(conn, msg, info, timeout, now)
-  if type(msg) == "string" then return self:_dispatch(conn, msg, info, timeout, now) end
-  -- a message: handed to a lazy handler's views, or done with here
-  if not self:_dispatch(conn, msg, info, timeout, now) then drop_msg(self, msg) end
-end
-
--- The call in msg (a string or a message) -> true when a lazy handler took
--- the message (it expires when the handler is done: run_call).
-function Server:_dispatch(conn, msg, info, timeout, now)
+-- One call: msg (envelope and struct: a string, str true, or on a lazy
+-- server a message, core.message), its header frame's info blocks (their
+-- bytes: decoded if the handler asks, petrel.context) and deadline entry
+-- (header transports: what the framer's fr:next gave), the time its bytes
+-- were taken (loop ms; nil where frames carry no deadline).
+-- Returns true when a lazy handler took the message (it expires when the
+-- handler is done: run_call); a message not taken is done with by the
+-- caller (drop_msg).
+local function dispatch(self, conn, msg, info, timeout, now, str)
   local name, mtype, seqid, pos, proto
-  if type(msg) == "string" then
+  if str then
     name, mtype, seqid, pos, proto = parse_header(msg, 1, self.max_frame)
   else
-    name, mtype, seqid, pos, proto = msg:header(self.max_frame)
+    name, mtype, seqid, pos, proto = msg_header(msg, self.max_frame)
   end
   if not name then
     self.counters.errors = self.counters.errors + 1
@@ -748,13 +817,12 @@ function Server:_dispatch(conn, msg, info, timeout, now)
   -- lazy methods get views of the message (Binary and Compact; a JSON
   -- call is decoded)
   local per = self.lazy
-  local lazy = type(msg) ~= "string" and proto ~= "json" and (per == true or (per and per[name]))
-    or false
+  local lazy = not str and proto ~= "json" and (per == true or (per and per[name])) or false
   local args, err
   if lazy then
-    args, err = fn.args:view(msg, pos, DEC[proto])
+    args, err = type_view(fn.args, msg, pos, DEC[proto])
   else
-    args, err = fn.args:decode(msg, pos, DEC[proto])
+    args, err = type_decode(fn.args, msg, pos, DEC[proto])
   end
   local job
   if args and lazy then
@@ -777,11 +845,11 @@ function Server:_dispatch(conn, msg, info, timeout, now)
   local deadline
   if timeout then
     local ms = tonumber(timeout)
-    if ms and ms > 0 then deadline = now + ms end
+    if ms and ms > 0 then deadline = (now or c_now(self.loop.c)) + ms end
   end
   local h = svc.handler[name]
   local why, etype
-  if deadline and self.loop.c:now() >= deadline then
+  if deadline and c_now(self.loop.c) >= deadline then
     self.counters.expired = self.counters.expired + 1
     why = string.format("deadline exceeded before %s started (%s ms)", name, tostring(timeout))
     etype = M.INTERNAL_ERROR
@@ -805,7 +873,7 @@ function Server:_dispatch(conn, msg, info, timeout, now)
   if lazy then job.msg = msg end
   conn.busy = conn.busy + 1
   self.inflight = self.inflight + 1
-  self.loop:spawn(run_call, self, conn, job)
+  run(self, conn, job)
   return lazy
 end
 
@@ -814,19 +882,35 @@ function Server:on_data(id, n)
   if not conn or conn.dropped then return end
   self.counters.bytes_in = self.counters.bytes_in + (n or 0)
   if self.idle_timeout then self:_arm_idle(conn) end
-  local now = self.loop:now() -- when these bytes were taken
-  local fr, inb, msgs = conn.fr, self.loop.c:input(id), self.lazy and self.msgs
+  local c = self.loop.c
+  -- when these bytes were taken: a header frame's deadline counts from
+  -- then (read only where frames can carry one: conn.wf is true for framed
+  -- and false for unframed connections, the framer for header transports,
+  -- nil while undecided)
+  local wf, now = conn.wf, nil
+  if wf ~= true and wf ~= false then now = c_now(c) end
+  -- the connection's input buffer, kept (the same one for its life)
+  local inb = conn.inb
+  if not inb then
+    inb = c_input(c, id)
+    conn.inb = inb
+  end
+  local fr, msgs = conn.fr, self.lazy and self.msgs
   while not conn.dropped do
-    local msg, a, b
+    local msg, a, b, str
     if msgs then
       -- lazy: the message goes into a pooled message (core.message),
       -- holding its bytes where they lie in the input
       local m = msgs[#msgs]
       if m then msgs[#msgs] = nil else m = core.message() end
-      msg, a, b = fr:next(inb, m)
-      if msg ~= m then msgs[#msgs + 1] = m end
+      msg, a, b = fr_next(fr, inb, m)
+      if msg ~= m then
+        msgs[#msgs + 1] = m
+        str = type(msg) == "string"
+      end
     else
-      msg, a, b = fr:next(inb)
+      msg, a, b = fr_next(fr, inb)
+      str = true
     end
     if msg == nil then break end
     if msg == false then
@@ -842,10 +926,14 @@ function Server:on_data(id, n)
         type = a:find("protocol id", 1, true) and M.INVALID_PROTOCOL or M.INVALID_TRANSFORM })
     else
       if not conn.transport then self:_note_transport(conn) end
-      self:_call(conn, msg, a, b, now)
+      -- a message a lazy handler did not take is done with here
+      if not dispatch(self, conn, msg, a, b, now, str) and not str then drop_msg(self, msg) end
+      -- the framer takes the messages it gives out of the input: when
+      -- none is left, there is no next one to ask for
+      if #inb == 0 then break end
     end
   end
-  if not conn.dropped then self.loop.c:consumed(id) end
+  if not conn.dropped then c_consumed(c, id) end
 end
 
 -- The connection's transport is known: how replies are framed.
