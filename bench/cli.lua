@@ -6,7 +6,11 @@
 -- server is pinned to core 0 and started once per configuration; the
 -- generators take turns on core 1 in interleaved rounds (each round
 -- starts with another one; every run has the same duration and warm-up);
--- best of the rounds, with the spread (max - min) / max. petrel bench runs
+-- best of the rounds, with the spread (max - min) / max, and the median
+-- of each generator's per-round ratio to loadgen.c (paired within a round:
+-- both met the same machine state, so a busy spell moves both; with
+-- spreads of 10-40% between rounds on this machine, this is the steadier
+-- comparison). petrel bench runs
 -- with its default --io auto: direct I/O on epoll (the loop watches, each
 -- connection does its own recv and send), the loop's connections on
 -- io_uring.
@@ -108,6 +112,7 @@ for _, cfg in ipairs(CONFIGS) do
     for gi = 1, #GENS do
       local g = GENS[(gi + r - 2) % #GENS + 1] -- each round starts with another generator
       local res = g.run(port, conns, depth)
+      res.round = r
       runs[g.name] = runs[g.name] or {}
       table.insert(runs[g.name], res)
       io.stderr:write(string.format("%-34s conns=%d depth=%d round %d: %.0f calls/s p50 %.0f us "
@@ -116,13 +121,28 @@ for _, cfg in ipairs(CONFIGS) do
     end
   end
   os.execute("kill " .. pid)
+  -- per-round ratios to loadgen.c's run of the same round, and medians
+  local function median(t)
+    table.sort(t)
+    local n = #t
+    if n == 0 then return 0 end
+    return n % 2 == 1 and t[(n + 1) / 2] or (t[n / 2] + t[n / 2 + 1]) / 2
+  end
+  local base_of = {}
+  for _, x in ipairs(runs["bench/loadgen.c"]) do base_of[x.round] = x.cps end
   for _, g in ipairs(GENS) do
     local rs = runs[g.name]
+    local ratios, cpss = {}, {}
+    for _, x in ipairs(rs) do
+      cpss[#cpss + 1] = x.cps
+      if (base_of[x.round] or 0) > 0 then ratios[#ratios + 1] = x.cps / base_of[x.round] end
+    end
     table.sort(rs, function(a, b) return a.cps > b.cps end)
     local best, worst = rs[1], rs[#rs]
     local all = {}
     for i, x in ipairs(rs) do all[i] = string.format("%.0f", x.cps) end
     rows[#rows + 1] = { conns = conns, depth = depth, name = g.name, best = best,
+      median = median(cpss), med_vs = median(ratios),
       spread = best.cps > 0 and (best.cps - worst.cps) / best.cps or 0, all = table.concat(all, " ") }
   end
 end
@@ -130,15 +150,16 @@ os.remove(tmp)
 
 print(string.format("#### petrel bench and bench/loadgen.c on the C floor server (c_epoll_echo "
   .. "--thrift, core 0; generators on core 1; Echo.echo, 1005-byte requests; %g s + %g s warm-up, "
-  .. "best of %d interleaved rounds)", DURATION, WARMUP, ROUNDS))
+  .. "best of %d interleaved rounds; median: of the rounds; median vs: of the per-round ratios "
+  .. "to loadgen.c)", DURATION, WARMUP, ROUNDS))
 print()
-print("| conns x depth | generator | best calls/s | rounds (calls/s) | spread | p50 µs | p99 µs | p99.9 µs | errors | generator CPU | vs loadgen.c |")
-print("|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|")
+print("| conns x depth | generator | best calls/s | rounds (calls/s) | spread | p50 µs | p99 µs | p99.9 µs | errors | generator CPU | vs loadgen.c | median calls/s | median vs loadgen.c |")
+print("|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 local base
 for _, row in ipairs(rows) do
   if row.name == "bench/loadgen.c" then base = row.best.cps end
   local b = row.best
-  print(string.format("| %d x %d | %s | %.0f | %s | %.0f%% | %.0f | %.0f | %.0f | %d | %d%% | %.2fx |",
+  print(string.format("| %d x %d | %s | %.0f | %s | %.0f%% | %.0f | %.0f | %.0f | %d | %d%% | %.2fx | %.0f | %.2fx |",
     row.conns, row.depth, row.name, b.cps, row.all, 100 * row.spread, b.p50, b.p99, b.p999,
-    b.errors, b.cpu, base and base > 0 and b.cps / base or 0))
+    b.errors, b.cpu, base and base > 0 and b.cps / base or 0, row.median, row.med_vs))
 end
