@@ -183,12 +183,14 @@ static int measuring(const pt_bench *b, uint64_t t) {
 static int direct_room(uint8_t **p, size_t *off, size_t *len, size_t *cap,
                        size_t n);
 static void direct_flush(pt_bench *b, bconn *bc);
+static inline void direct_calls(pt_bench *b, bconn *bc, int k, uint64_t t);
 static void conn_lost(pt_bench *b, bconn *bc, const char *why);
 
 /* k copies of the request at p (NULL: in bc->blk, direct I/O, where the
  * copies are already and only the seqids change), each with the next
  * seqid, entered in bc's ring as sent at t. */
-static void fill_calls(pt_bench *b, bconn *bc, uint8_t *p, int k, uint64_t t) {
+static inline void fill_calls(pt_bench *b, bconn *bc, uint8_t *p, int k,
+                              uint64_t t) {
   int d = b->o.depth;
   size_t rl = b->req_len, so = b->msg_off + b->req_env.seq_off;
   int slot = bc->head + bc->count;
@@ -231,14 +233,7 @@ static int send_calls(pt_bench *b, bconn *bc, int k, uint64_t t, int later) {
   if (k <= 0) return 0;
   size_t rl = b->req_len;
   if (bc->direct) {
-    /* the unsent requests end where the new calls' slots begin */
-    if (!bc->un_len) {
-      int slot = bc->head + bc->count;
-      bc->un_off = (size_t)(slot >= d ? slot - d : slot) * rl;
-    }
-    fill_calls(b, bc, NULL, k, t);
-    bc->un_len += rl * (size_t)k;
-    direct_flush(b, bc);
+    direct_calls(b, bc, k, t);
     return k;
   }
   /* the loop's output: the calls' slots of the block linked (no copy; one
@@ -266,7 +261,7 @@ static int send_call(pt_bench *b, bconn *bc, uint64_t t) {
 
 /* The call with seqid seq: its start time (0 and -1 when none is in
  * flight); done entries at the head leave. */
-static int take_call(pt_bench *b, bconn *bc, int32_t seq, uint64_t *t) {
+static inline int take_call(pt_bench *b, bconn *bc, int32_t seq, uint64_t *t) {
   int d = b->o.depth;
   if (bc->count) { /* in order: the head, at once */
     call *k = &bc->ring[bc->head];
@@ -339,21 +334,13 @@ static inline __attribute__((always_inline)) void
 on_reply(pt_bench *b, bconn *bc, const uint8_t *hdr, size_t look, size_t n,
          uint64_t t, int meas) {
   size_t pl = b->rep_plen;
-  if (pl && hdr && look >= pl + 5 && same8(hdr, b->rep_pre, pl) && bc->count) {
+  if (pl && hdr && look >= pl + 5 && same8(hdr, b->rep_pre, pl)) {
     const uint8_t *q = hdr + pl;
-    int32_t seq = (int32_t)be32(q);
-    call *k = &bc->ring[bc->head];
-    /* the success field (id 0) or an empty result (STOP) */
-    if (k->live && k->seq == seq &&
-        (q[4] == 0 || (look >= pl + 7 && q[5] == 0 && q[6] == 0))) {
+    uint64_t t_sent;
+    /* the success field (id 0) or an empty result (STOP), then the call */
+    if ((q[4] == 0 || (look >= pl + 7 && q[5] == 0 && q[6] == 0)) &&
+        take_call(b, bc, (int32_t)be32(q), &t_sent) == 0) {
       b->replies++;
-      uint64_t t_sent = k->t;
-      k->live = 0;
-      int d = b->o.depth;
-      do {
-        if (++bc->head == d) bc->head = 0;
-        bc->count--;
-      } while (bc->count && !bc->ring[bc->head].live);
       if (meas) {
         b->calls++;
         uint64_t v = t > t_sent ? t - t_sent : 0;
@@ -603,31 +590,19 @@ static void direct_flush(pt_bench *b, bconn *bc) {
 /* The closed loop's next k calls on a direct conn, stamped t: each call's
  * slot gets its seqid, the ring its entry, and the new requests go out in
  * one send when nothing waits and they do not wrap (else direct_flush).
- * The same as send_calls(b, bc, k, t, 0), in fewer instructions: it runs
- * once per reply batch of every conn. */
+ * send_calls' path for direct conns; it runs once per reply batch of
+ * every conn. */
 static inline __attribute__((always_inline)) void
 direct_calls(pt_bench *b, bconn *bc, int k, uint64_t t) {
   int d = b->o.depth;
   if (k > d - bc->count) k = d - bc->count;
   size_t rl = b->req_len, total = (size_t)d * rl;
-  int slot = bc->head + bc->count;
-  if (slot >= d) slot -= d;
-  if (!bc->un_len) bc->un_off = (size_t)slot * rl;
-  uint8_t *s = bc->blk + b->msg_off + b->req_env.seq_off;
-  call *ring = bc->ring;
-  int32_t seq = bc->next_seq;
-  for (int i = 0; i < k; i++) {
-    uint32_t be = __builtin_bswap32((uint32_t)seq);
-    memcpy(s + (size_t)slot * rl, &be, 4);
-    ring[slot].t = t;
-    ring[slot].seq = seq;
-    ring[slot].live = 1;
-    if (++slot == d) slot = 0;
-    seq = seq == INT32_MAX ? 1 : seq + 1;
+  /* the unsent requests end where the new calls' slots begin */
+  if (!bc->un_len) {
+    int slot = bc->head + bc->count;
+    bc->un_off = (size_t)(slot >= d ? slot - d : slot) * rl;
   }
-  bc->next_seq = seq;
-  bc->count += k;
-  b->sent += (uint64_t)k;
+  fill_calls(b, bc, NULL, k, t);
   bc->un_len += rl * (size_t)k;
   if (!bc->wo && bc->un_off + bc->un_len <= total) {
     ssize_t w = send(bc->fd, bc->blk + bc->un_off, bc->un_len, MSG_NOSIGNAL);
