@@ -370,21 +370,35 @@ static void test_bench_large(void) {
   stop_server(pid);
 }
 
-static void test_bench_exceptions(void) {
+/* A 200 ms run of one conn sending the call to a server in mode: the
+ * bench (NULL when it could not be made; the caller checks and frees it),
+ * the run's result in *r, its stats in *s, the server's pid in *pid (the
+ * caller stops it). */
+static pt_bench *run_against(int mode, pid_t *pid, int *r, pt_bench_stats *s) {
   uint8_t req[300];
   size_t n = make_call(req, 1, 1);
+  int port;
+  *pid = start_server(mode, 1, 0, &port);
+  pt_bench_opts o = opts(port, req, n, 1);
+  o.duration_ms = 200;
+  char err[256];
+  pt_bench *b = pt_bench_new(&o, err, sizeof err);
+  if (b) {
+    *r = run_all(b);
+    pt_bench_stats_get(b, s);
+  }
+  return b;
+}
+
+static void test_bench_exceptions(void) {
   for (int mode = S_EXC; mode <= S_APP; mode++) {
-    int port;
-    pid_t pid = start_server(mode, 1, 0, &port);
-    pt_bench_opts o = opts(port, req, n, 1);
-    o.duration_ms = 200;
-    char err[256];
-    pt_bench *b = pt_bench_new(&o, err, sizeof err);
+    pid_t pid;
+    int r = 0;
+    pt_bench_stats s;
+    pt_bench *b = run_against(mode, &pid, &r, &s);
     CHECK(b != NULL);
     if (b) {
-      CHECK(run_all(b) == 0);
-      pt_bench_stats s;
-      pt_bench_stats_get(b, &s);
+      CHECK(r == 0);
       CHECK(s.calls == 0);
       if (mode == S_EXC)
         CHECK(s.exceptions > 10 && s.app_errors == 0);
@@ -400,20 +414,13 @@ static void test_bench_exceptions(void) {
 /* Replies that look almost right (another method's name, a seqid never
  * sent: one byte off) are errors, never calls. */
 static void test_bench_wrong_replies(void) {
-  uint8_t req[300];
-  size_t n = make_call(req, 1, 1);
   for (int mode = S_NAME; mode <= S_SEQ; mode++) {
-    int port;
-    pid_t pid = start_server(mode, 1, 0, &port);
-    pt_bench_opts o = opts(port, req, n, 1);
-    o.duration_ms = 200;
-    char err[256];
-    pt_bench *b = pt_bench_new(&o, err, sizeof err);
+    pid_t pid;
+    int r = 0;
+    pt_bench_stats s;
+    pt_bench *b = run_against(mode, &pid, &r, &s);
     CHECK(b != NULL);
     if (b) {
-      int r = run_all(b);
-      pt_bench_stats s;
-      pt_bench_stats_get(b, &s);
       CHECK(s.calls == 0);
       const char *e = pt_bench_error(b);
       if (mode == S_NAME) {
