@@ -15,8 +15,8 @@
 -- connection does its own recv and send), the loop's connections on
 -- io_uring.
 --
---   lua5.4 bench/cli.lua           (ROUNDS=5 DURATION=3 WARMUP=1 by default)
-local ROUNDS = tonumber(os.getenv("ROUNDS") or 5)
+--   lua5.4 bench/cli.lua           (ROUNDS=7 DURATION=3 WARMUP=1 by default)
+local ROUNDS = tonumber(os.getenv("ROUNDS") or 7)
 local DURATION = tonumber(os.getenv("DURATION") or 3)
 local WARMUP = tonumber(os.getenv("WARMUP") or 1)
 local BUILD = os.getenv("PETREL_BUILD") or "build"
@@ -75,15 +75,21 @@ local function start_server(port)
   return pid
 end
 
-local GENS = {
-  { name = "bench/loadgen.c", run = function(port, conns, depth)
+local function loadgen(port, conns, depth)
       local out = sh(string.format("taskset -c 1 %s/loadgen --port %d --conns %d --duration %g "
         .. "--warmup %g --mode %s --depth %d --thrift-call echo --args-struct bench/data/small.bin "
         .. "--json", BIN, port, conns, DURATION, WARMUP, depth > 1 and "pipeline" or "pingpong", depth))
       local r = cjson.decode(out)
       return { cps = r.calls_per_s, p50 = r.p50_us, p99 = r.p99_us, p999 = r.p999_us,
         errors = r.errors, cpu = r.loadgen_cpu_pct, bytes = r.request_bytes }
-    end },
+end
+-- "loadgen.c, again" is the noise control (an A/A pair): the same program
+-- as the base, run once more every round; its per-round ratios to the base
+-- are what this machine makes of two identical generators
+local AGAIN = "bench/loadgen.c, again (noise control)"
+local GENS = {
+  { name = "bench/loadgen.c", run = loadgen },
+  { name = AGAIN, run = loadgen },
   { name = "petrel bench (epoll, direct I/O)", backend = "epoll" },
   { name = "petrel bench (io_uring, loop I/O)", backend = "uring" },
 }
@@ -99,7 +105,7 @@ for _, g in ipairs(GENS) do
     end
   end
 end
-if not uring_ok then table.remove(GENS, 3) end
+if not uring_ok then table.remove(GENS, 4) end
 
 local CONFIGS = { { 10, 1 }, { 100, 1 }, { 10, 16 } }
 local rows = {}
@@ -132,34 +138,38 @@ for _, cfg in ipairs(CONFIGS) do
   for _, x in ipairs(runs["bench/loadgen.c"]) do base_of[x.round] = x.cps end
   for _, g in ipairs(GENS) do
     local rs = runs[g.name]
-    local ratios, cpss = {}, {}
+    local ratios, cpss, cpus = {}, {}, {}
+    table.sort(rs, function(a, b) return a.round < b.round end)
     for _, x in ipairs(rs) do
       cpss[#cpss + 1] = x.cps
+      if x.cps > 0 then cpus[#cpus + 1] = x.cpu / 100 * 1e6 / x.cps end
       if (base_of[x.round] or 0) > 0 then ratios[#ratios + 1] = x.cps / base_of[x.round] end
     end
+    local rlist = {}
+    for i, q in ipairs(ratios) do rlist[i] = string.format("%.2f", q) end
     table.sort(rs, function(a, b) return a.cps > b.cps end)
     local best, worst = rs[1], rs[#rs]
-    local all = {}
-    for i, x in ipairs(rs) do all[i] = string.format("%.0f", x.cps) end
     rows[#rows + 1] = { conns = conns, depth = depth, name = g.name, best = best,
-      median = median(cpss), med_vs = median(ratios),
-      spread = best.cps > 0 and (best.cps - worst.cps) / best.cps or 0, all = table.concat(all, " ") }
+      median = median(cpss), med_vs = median(ratios), cpu_us = median(cpus),
+      spread = best.cps > 0 and (best.cps - worst.cps) / best.cps or 0,
+      ratios = table.concat(rlist, " ") }
   end
 end
 os.remove(tmp)
 
 print(string.format("#### petrel bench and bench/loadgen.c on the C floor server (c_epoll_echo "
   .. "--thrift, core 0; generators on core 1; Echo.echo, 1005-byte requests; %g s + %g s warm-up, "
-  .. "best of %d interleaved rounds; median: of the rounds; median vs: of the per-round ratios "
-  .. "to loadgen.c)", DURATION, WARMUP, ROUNDS))
+  .. "%d interleaved rounds; per-round ratios: to loadgen.c's run of the same round, in round "
+  .. "order; loadgen.c, again: the same program run once more each round, the noise control)",
+  DURATION, WARMUP, ROUNDS))
 print()
-print("| conns x depth | generator | best calls/s | rounds (calls/s) | spread | p50 µs | p99 µs | p99.9 µs | errors | generator CPU | vs loadgen.c | median calls/s | median vs loadgen.c |")
-print("|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+print("| conns x depth | generator | best calls/s | median calls/s | spread | p50 µs | p99 µs | p99.9 µs | errors | CPU µs per call | best vs loadgen.c | per-round ratios to loadgen.c | median ratio |")
+print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|")
 local base
 for _, row in ipairs(rows) do
   if row.name == "bench/loadgen.c" then base = row.best.cps end
   local b = row.best
-  print(string.format("| %d x %d | %s | %.0f | %s | %.0f%% | %.0f | %.0f | %.0f | %d | %d%% | %.2fx | %.0f | %.2fx |",
-    row.conns, row.depth, row.name, b.cps, row.all, 100 * row.spread, b.p50, b.p99, b.p999,
-    b.errors, b.cpu, base and base > 0 and b.cps / base or 0, row.median, row.med_vs))
+  print(string.format("| %d x %d | %s | %.0f | %.0f | %.0f%% | %.0f | %.0f | %.0f | %d | %.2f | %.2fx | %s | %.2fx |",
+    row.conns, row.depth, row.name, b.cps, row.median, 100 * row.spread, b.p50, b.p99, b.p999,
+    b.errors, row.cpu_us, base and base > 0 and b.cps / base or 0, row.ratios, row.med_vs))
 end
