@@ -13,8 +13,9 @@
  *      call at the head of the ring, success or void) is recognized by
  *      comparing its first bytes with the prefix expected; the rest goes
  *      the general way (on_reply_slow), which names what is wrong
- *   5. direct I/O (default on epoll): the loop connects and watches, the
- *      conn does one recv per readiness report and sends from its block
+ *   5. direct I/O (default on epoll): the loop connects and watches (a
+ *      call per readiness report, made in its round), the conn does one
+ *      recv per report and sends from its block
  *   6. the run: connecting, then warm-up and measuring, calls started by
  *      replies (closed loop) or by the schedule (rate)
  *
@@ -111,6 +112,7 @@ typedef struct bconn {
    * writes only its seqid), sent from un_off for un_len bytes (wrapping:
    * the requests not yet written, the newest calls) */
   int direct;
+  struct pt_bench *b;
   int fd;
   pt_conn *wo;
   uint64_t woid;
@@ -142,8 +144,10 @@ struct pt_bench {
   pt_hist hist;
   uint64_t hv, hn;   /* latencies not yet in hist: hn times hv (a batch's
                         replies to calls sent together share one) */
-  uint64_t t_batch;  /* ns: when the last poll returned (see pt_bench_run) */
+  uint64_t t_batch;  /* ns: when the last poll returned, or its round's
+                        first readiness call (see pt_bench_run) */
   int meas_batch;    /* t_batch is in the measured window */
+  int clock_due;     /* t_batch is not yet read for this poll */
   pt_event *ev;
   int direct;        /* the conns do their own I/O (5.) */
   char err[256];
@@ -176,6 +180,15 @@ static void note(pt_bench *b, const char *fmt, ...) {
 
 static int measuring(const pt_bench *b, uint64_t t) {
   return b->phase >= PT_BENCH_WARMUP && t >= b->t_meas && t < b->t_end;
+}
+
+/* The batch's clock, read once per poll: by the first direct conn's
+ * readiness call of the round, or when the poll returns. */
+static inline void batch_clock(pt_bench *b) {
+  if (!b->clock_due) return;
+  b->clock_due = 0;
+  b->t_batch = now_ns();
+  b->meas_batch = measuring(b, b->t_batch);
 }
 
 /* ---- 2. calls ---------------------------------------------------------------- */
@@ -513,7 +526,8 @@ static void on_data(pt_bench *b, bconn *bc) {
 /* With direct I/O (the default on epoll) the loop still connects every
  * conn, watches the sockets and runs the clock, but a conn does its own
  * recv and send, as bench/loadgen.c does: one recv into a flat buffer per
- * readiness report, the replies walked in place, and the next requests
+ * readiness report (a call from the loop's round: pt_watch_set_fn), the
+ * replies walked in place, and the next requests
  * sent at once from the conn's block of depth request copies made at
  * connect (a new call writes its seqid into its slot's copy: a slot is
  * reused only after its reply came, so its bytes went out before). The loop's conns (linked buffers,
@@ -541,6 +555,8 @@ static int direct_room(uint8_t **p, size_t *off, size_t *len, size_t *cap,
   *cap = nc;
   return 0;
 }
+
+static void direct_out_ready(pt_conn *w, uint32_t ready);
 
 /* Write bc's unsent requests; what the socket does not take waits for a
  * writability watch. */
@@ -570,6 +586,7 @@ static void direct_flush(pt_bench *b, bconn *bc) {
             return;
           }
           bc->wo->ud = bc;
+          pt_watch_set_fn(bc->wo, direct_out_ready);
           bc->woid = bc->wo->id;
         }
         return;
@@ -693,6 +710,25 @@ static void direct_read(pt_bench *b, bconn *bc) {
     direct_calls(b, bc, done, t);
 }
 
+/* The watches' readiness, called by the loop inside its round
+ * (pt_watch_set_fn): no READY completion is queued and copied out per
+ * report. The batch's clock is read at the round's first call. */
+static void direct_in_ready(pt_conn *w, uint32_t ready) {
+  (void)ready; /* HUP or ERR: the recv says which */
+  bconn *bc = w->ud;
+  if (!bc || bc->c != w) return;
+  batch_clock(bc->b);
+  direct_read(bc->b, bc);
+}
+
+static void direct_out_ready(pt_conn *w, uint32_t ready) {
+  (void)ready;
+  bconn *bc = w->ud;
+  if (!bc || bc->wo != w || !bc->c) return;
+  batch_clock(bc->b);
+  direct_flush(bc->b, bc);
+}
+
 /* bc just connected: from now on the loop watches its socket (a duplicate
  * of the fd) and the loop's conn goes. 0, or -1 (bc lost). */
 static int direct_start(pt_bench *b, bconn *bc) {
@@ -705,6 +741,7 @@ static int direct_start(pt_bench *b, bconn *bc) {
   c->ud = NULL;
   pt_conn_close(c, 0);
   w->ud = bc;
+  pt_watch_set_fn(w, direct_in_ready);
   bc->c = w;
   bc->id = w->id;
   bc->fd = w->fd;
@@ -789,13 +826,6 @@ static void on_event(pt_bench *b, const pt_event *e) {
     case PT_EV_DATA:
       if (bc->c) on_data(b, bc);
       break;
-    case PT_EV_READY:
-      if (!bc->c) break;
-      if (e->id == bc->id)
-        direct_read(b, bc);
-      else
-        direct_flush(b, bc);
-      break;
     case PT_EV_CLOSED:
       if (bc->wo && e->id == bc->woid) bc->wo = NULL; /* its socket failed */
       if (bc->c) {
@@ -850,20 +880,20 @@ int pt_bench_run(pt_bench *b, int ms) {
     if (b->phase == PT_BENCH_MEASURING && b->t_end < until) until = b->t_end;
     int wait = until > t ? (int)((until - t + 999999) / 1000000) : 0;
     if (b->phase >= PT_BENCH_WARMUP) wait = next_due_ms(b, t, wait);
+    /* one clock read per batch: the replies of the batch are timed from
+     * it, and the calls they start are stamped with it, so a call's
+     * latency runs from the batch that started it to the one that saw its
+     * reply (off by at most one batch's processing time, a few
+     * microseconds, either way). The batch is the poll's round for direct
+     * conns (their readiness calls come inside it, the first reads the
+     * clock), and the completions it returns for the loop's conns. */
+    b->clock_due = 1;
     int n = pt_loop_poll(b->l, b->ev, NEV, wait);
     if (n < 0) {
       note(b, "loop: %s", pt_loop_error(b->l));
       return -1;
     }
-    /* one clock read per batch of completions: the replies of the batch
-     * are timed from it, and the calls they start are stamped with it, so
-     * a call's latency runs from the poll return that started it to the
-     * one that saw its reply (off by at most one batch's processing time,
-     * a few microseconds, either way) */
-    if (n > 0) {
-      b->t_batch = now_ns();
-      b->meas_batch = measuring(b, b->t_batch);
-    }
+    if (n > 0) batch_clock(b);
     for (int i = 0; i < n; i++) on_event(b, &b->ev[i]);
     if (b->hn) { /* the batch's run of equal latencies */
       pt_hist_add_n(&b->hist, b->hv, b->hn);
@@ -937,6 +967,7 @@ pt_bench *pt_bench_new(const pt_bench_opts *o, char *err, size_t errlen) {
   for (int i = 0; i < b->nconns; i++) {
     bconn *bc = &b->cs[i];
     bc->next_seq = 1;
+    bc->b = b;
     bc->ring = calloc((size_t)b->o.depth, sizeof *bc->ring);
     bc->blk = malloc((size_t)b->o.depth * b->req_len);
     if (!bc->ring || !bc->blk) FAIL("out of memory");

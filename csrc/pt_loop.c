@@ -124,7 +124,10 @@ int pt_loop_cancel(pt_loop *l, uint64_t id) {
  * target. */
 static void on_ready(pt_conn *c, uint32_t m) {
   if (c->kind == PT_KIND_WATCH) { /* the user's fd: tell the user */
-    pt__push(c->loop, PT_EV_READY, 0, c->id, m, c);
+    if (c->ready_fn)
+      c->ready_fn(c, m);
+    else
+      pt__push(c->loop, PT_EV_READY, 0, c->id, m, c);
     return;
   }
   if (c->flags & PT_CF_CONNECTING) {

@@ -109,6 +109,7 @@ struct pt_conn {
   size_t held;            /* bytes counted in the loop's budget */
   struct pt_dgstate *dg;  /* datagram sockets: their state (pt_udp.c) */
   uint32_t watch;         /* PT_KIND_WATCH: PT_WATCH_IN / _OUT wanted */
+  void (*ready_fn)(pt_conn *, uint32_t); /* PT_KIND_WATCH: pt_watch_set_fn */
 };
 
 /* A datagram socket's counters (pt_udp_stats_get). */

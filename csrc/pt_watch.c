@@ -5,7 +5,8 @@
  * fd. Its interest (want_of in pt_conn.c) is PT_W_IN / PT_W_OUT, which
  * both back ends serve with readiness alone (they read and write nothing
  * for such interest); the round turns each PT_RP_READY into a READY
- * completion (on_ready in pt_loop.c). A watch has no input or output: it
+ * completion (on_ready in pt_loop.c), or into a call of its ready_fn
+ * (pt_watch_set_fn). A watch has no input or output: it
  * is not a stream (sends refuse it, the budget does not count it,
  * stats.conns_open leaves it out).
  */
@@ -59,4 +60,8 @@ pt_conn *pt_loop_watch(pt_loop *l, int fd, uint32_t events) {
     return NULL;
   }
   return c;
+}
+
+void pt_watch_set_fn(pt_conn *w, void (*fn)(pt_conn *, uint32_t)) {
+  if (w && w->kind == PT_KIND_WATCH) w->ready_fn = fn;
 }

@@ -29,4 +29,13 @@
  * NULL with errno and pt_loop_error() on failure. */
 pt_conn *pt_loop_watch(pt_loop *l, int fd, uint32_t events);
 
+/* For a C user's hot path: w's readiness as a call, fn(w, PT_WATCH_*
+ * bits), made inside the round where the back end reports it, instead of
+ * a READY completion (nothing is queued or copied per report). fn may do
+ * I/O on the fd, send on conns, close w or any conn, and start or stop
+ * watches; it must not poll or free the loop (the round is running).
+ * POLLERR still closes w with a CLOSED completion. NULL: READY
+ * completions again. */
+void pt_watch_set_fn(pt_conn *w, void (*fn)(pt_conn *w, uint32_t ready));
+
 #endif

@@ -193,6 +193,96 @@ static void test_refused(void) {
 }
 
 /* Freeing a loop with a live watch leaves the caller's fd open. */
+/* pt_watch_set_fn: readiness as calls inside the round, no READY queued;
+ * the callback may read the fd, close its own watch and watch another fd
+ * (whose calls come in later rounds); NULL brings READY completions back. */
+static struct {
+  int calls, reads, other;
+  uint32_t bits;
+  int close_at; /* close the watch at this call (0: never) */
+  int fd;
+  pt_loop *l;
+  pt_conn *w2;
+  int p2;
+} cb;
+
+static void on_other(pt_conn *w, uint32_t ready) {
+  (void)w;
+  if (ready & PT_WATCH_IN) cb.other++;
+}
+
+static void on_fd(pt_conn *w, uint32_t ready) {
+  cb.calls++;
+  cb.bits |= ready;
+  char c;
+  if (read(cb.fd, &c, 1) == 1) cb.reads++;
+  if (cb.calls == 1 && !cb.w2) { /* start another watch from inside */
+    cb.w2 = pt_loop_watch(cb.l, cb.p2, PT_WATCH_IN);
+    if (cb.w2) pt_watch_set_fn(cb.w2, on_other);
+  }
+  if (cb.close_at && cb.calls == cb.close_at) pt_conn_close(w, 0);
+}
+
+static void test_ready_fn(void) {
+  pt_loop *l = new_loop();
+  CHECK(l != NULL);
+  if (!l) return;
+  int p[2], q[2];
+  CHECK(pipe(p) == 0 && pipe(q) == 0);
+  memset(&cb, 0, sizeof cb);
+  cb.fd = p[0];
+  cb.l = l;
+  cb.p2 = q[0];
+  pt_conn *w = pt_loop_watch(l, p[0], PT_WATCH_IN);
+  CHECK(w != NULL);
+  if (!w) return;
+  uint64_t id = w->id;
+  pt_watch_set_fn(w, on_fd);
+  CHECK(write(p[1], "abc", 3) == 3);
+  CHECK(write(q[1], "x", 1) == 1);
+  /* one byte read per call, level-triggered: three calls, no READY */
+  seen s = {0, 0, 0, 0};
+  int64_t end = ms_now() + 3000;
+  while (ms_now() < end && (cb.reads < 3 || !cb.other)) {
+    int n = pt_loop_poll(l, evs, NEV, 10);
+    CHECK(n >= 0);
+    for (int i = 0; i < n; i++)
+      if (evs[i].type == PT_EV_READY) s.readies++;
+  }
+  CHECK(cb.reads == 3);
+  CHECK(cb.bits & PT_WATCH_IN);
+  CHECK(cb.w2 != NULL);
+  CHECK(cb.other >= 1); /* the watch started inside a call is called too */
+  CHECK(s.readies == 0);
+  int calls = cb.calls;
+  s = poll_for(l, id, 100, 0); /* empty: not called */
+  CHECK(cb.calls == calls && s.readies == 0);
+  /* closed from inside its own call: no call, READY or CLOSED after */
+  cb.close_at = cb.calls + 1;
+  CHECK(write(p[1], "de", 2) == 2);
+  end = ms_now() + 3000;
+  while (ms_now() < end && cb.calls < cb.close_at) CHECK(pt_loop_poll(l, evs, NEV, 10) >= 0);
+  CHECK(cb.calls == cb.close_at);
+  s = poll_for(l, id, 100, 0);
+  CHECK(cb.calls == cb.close_at && s.readies == 0 && s.closed == 0);
+  /* NULL: READY completions again */
+  if (cb.w2) {
+    char c;
+    pt_watch_set_fn(cb.w2, NULL);
+    CHECK(write(q[1], "y", 1) == 1);
+    s = poll_for(l, cb.w2->id, 3000, 1);
+    CHECK(s.readies >= 1 && (s.bits & PT_WATCH_IN));
+    while (read(q[0], &c, 1) == 1 && c != 'y') {
+    }
+  }
+  pt_watch_set_fn(NULL, on_fd); /* ignored */
+  close(p[0]);
+  close(p[1]);
+  close(q[0]);
+  close(q[1]);
+  pt_loop_free(l);
+}
+
 static void test_free_with_watch(void) {
   pt_loop *l = new_loop();
   CHECK(l != NULL);
@@ -224,5 +314,6 @@ int main(void) {
   TEST(test_pty);
   TEST(test_refused);
   TEST(test_free_with_watch);
+  TEST(test_ready_fn);
   return ct_report();
 }
