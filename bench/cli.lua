@@ -75,13 +75,46 @@ local function start_server(port)
   return pid
 end
 
-local function loadgen(port, conns, depth)
-      local out = sh(string.format("taskset -c 1 %s/loadgen --port %d --conns %d --duration %g "
-        .. "--warmup %g --mode %s --depth %d --thrift-call echo --args-struct bench/data/small.bin "
-        .. "--json", BIN, port, conns, DURATION, WARMUP, depth > 1 and "pipeline" or "pingpong", depth))
-      local r = cjson.decode(out)
-      return { cps = r.calls_per_s, p50 = r.p50_us, p99 = r.p99_us, p999 = r.p999_us,
-        errors = r.errors, cpu = r.loadgen_cpu_pct, bytes = r.request_bytes }
+-- The server's CPU time (user + system, in clock ticks) from /proc: how
+-- busy the generator keeps it. Sampled while both kinds of generator are
+-- measuring (from WARMUP + 0.4 s to 0.1 s before the window ends, counted
+-- from the generator's start: petrel bench's Lua start-up, well under
+-- 0.4 s, delays its window by that much).
+local HZ = tonumber((sh("getconf CLK_TCK"))) or 100
+local function ticks(pid)
+  local f = io.open("/proc/" .. pid .. "/stat")
+  if not f then return nil end
+  local st = f:read("a")
+  f:close()
+  local rest = st:match("%) (.*)$") -- after the command name
+  local fields = {}
+  for x in rest:gmatch("%S+") do fields[#fields + 1] = x end
+  return tonumber(fields[12]) + tonumber(fields[13]) -- utime, stime (fields 14, 15)
+end
+
+-- Run a generator's command, sampling the server pid's CPU meanwhile;
+-- its JSON report decoded, and the server's busy share of the sample.
+local function run_sampled(cmd, spid)
+  local p = io.popen(cmd)
+  local t_a, t_b = WARMUP + 0.4, WARMUP + DURATION - 0.1
+  local l = petrel.default_loop() -- l:now() is in ms
+  petrel.sleep(t_a * 1000)
+  local c0, w0 = ticks(spid), l:now()
+  petrel.sleep((t_b - t_a) * 1000)
+  local c1, w1 = ticks(spid), l:now()
+  local out = p:read("a")
+  p:close()
+  local busy = c0 and c1 and w1 > w0 and (c1 - c0) / HZ / ((w1 - w0) / 1000) or 0
+  return cjson.decode(out), busy
+end
+
+local function loadgen(port, conns, depth, spid)
+  local r, busy = run_sampled(string.format("taskset -c 1 %s/loadgen --port %d --conns %d "
+    .. "--duration %g --warmup %g --mode %s --depth %d --thrift-call echo --args-struct "
+    .. "bench/data/small.bin --json", BIN, port, conns, DURATION, WARMUP,
+    depth > 1 and "pipeline" or "pingpong", depth), spid)
+  return { cps = r.calls_per_s, p50 = r.p50_us, p99 = r.p99_us, p999 = r.p999_us,
+    errors = r.errors, cpu = r.loadgen_cpu_pct, bytes = r.request_bytes, server = busy }
 end
 -- "loadgen.c, again" is the noise control (an A/A pair): the same program
 -- as the base, run once more every round; its per-round ratios to the base
@@ -95,13 +128,12 @@ local GENS = {
 }
 for _, g in ipairs(GENS) do
   if g.backend then
-    g.run = function(port, conns, depth)
-      local out = sh(string.format("taskset -c 1 lua5.4 bin/petrel bench :%d bench/workload.thrift "
-        .. "Echo.echo @%s -c %d --depth %d -d %g --warmup %g --backend %s --json", port, tmp, conns,
-        depth, DURATION, WARMUP, g.backend))
-      local r = cjson.decode(out)
+    g.run = function(port, conns, depth, spid)
+      local r, busy = run_sampled(string.format("taskset -c 1 lua5.4 bin/petrel bench :%d "
+        .. "bench/workload.thrift Echo.echo @%s -c %d --depth %d -d %g --warmup %g --backend %s "
+        .. "--json", port, tmp, conns, depth, DURATION, WARMUP, g.backend), spid)
       return { cps = r.calls_per_s, p50 = r.p50_us, p99 = r.p99_us, p999 = r.p999_us,
-        errors = r.errors, cpu = r.cpu_pct, bytes = r.request_bytes }
+        errors = r.errors, cpu = r.cpu_pct, bytes = r.request_bytes, server = busy }
     end
   end
 end
@@ -117,13 +149,13 @@ for _, cfg in ipairs(CONFIGS) do
   for r = 1, ROUNDS do
     for gi = 1, #GENS do
       local g = GENS[(gi + r - 2) % #GENS + 1] -- each round starts with another generator
-      local res = g.run(port, conns, depth)
+      local res = g.run(port, conns, depth, pid)
       res.round = r
       runs[g.name] = runs[g.name] or {}
       table.insert(runs[g.name], res)
       io.stderr:write(string.format("%-34s conns=%d depth=%d round %d: %.0f calls/s p50 %.0f us "
-        .. "p99 %.0f us errors %d cpu %d%%\n", g.name, conns, depth, r, res.cps, res.p50, res.p99,
-        res.errors, res.cpu))
+        .. "p99 %.0f us errors %d cpu %d%% server cpu %.0f%%\n", g.name, conns, depth, r, res.cps,
+        res.p50, res.p99, res.errors, res.cpu, 100 * res.server))
     end
   end
   os.execute("kill " .. pid)
@@ -138,11 +170,12 @@ for _, cfg in ipairs(CONFIGS) do
   for _, x in ipairs(runs["bench/loadgen.c"]) do base_of[x.round] = x.cps end
   for _, g in ipairs(GENS) do
     local rs = runs[g.name]
-    local ratios, cpss, cpus = {}, {}, {}
+    local ratios, cpss, cpus, srv = {}, {}, {}, {}
     table.sort(rs, function(a, b) return a.round < b.round end)
     for _, x in ipairs(rs) do
       cpss[#cpss + 1] = x.cps
       if x.cps > 0 then cpus[#cpus + 1] = x.cpu / 100 * 1e6 / x.cps end
+      srv[#srv + 1] = x.server
       if (base_of[x.round] or 0) > 0 then ratios[#ratios + 1] = x.cps / base_of[x.round] end
     end
     local rlist = {}
@@ -151,6 +184,7 @@ for _, cfg in ipairs(CONFIGS) do
     local best, worst = rs[1], rs[#rs]
     rows[#rows + 1] = { conns = conns, depth = depth, name = g.name, best = best,
       median = median(cpss), med_vs = median(ratios), cpu_us = median(cpus),
+      srv_min = math.min(table.unpack(srv)), srv_med = median(srv),
       spread = best.cps > 0 and (best.cps - worst.cps) / best.cps or 0,
       ratios = table.concat(rlist, " ") }
   end
@@ -163,13 +197,14 @@ print(string.format("#### petrel bench and bench/loadgen.c on the C floor server
   .. "order; loadgen.c, again: the same program run once more each round, the noise control)",
   DURATION, WARMUP, ROUNDS))
 print()
-print("| conns x depth | generator | best calls/s | median calls/s | spread | p50 µs | p99 µs | p99.9 µs | errors | CPU µs per call | best vs loadgen.c | per-round ratios to loadgen.c | median ratio |")
-print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|")
+print("| conns x depth | generator | best calls/s | median calls/s | spread | p50 µs | p99 µs | p99.9 µs | errors | CPU µs per call | server CPU (median, lowest) | best vs loadgen.c | per-round ratios to loadgen.c | median ratio |")
+print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|")
 local base
 for _, row in ipairs(rows) do
   if row.name == "bench/loadgen.c" then base = row.best.cps end
   local b = row.best
-  print(string.format("| %d x %d | %s | %.0f | %.0f | %.0f%% | %.0f | %.0f | %.0f | %d | %.2f | %.2fx | %s | %.2fx |",
+  print(string.format("| %d x %d | %s | %.0f | %.0f | %.0f%% | %.0f | %.0f | %.0f | %d | %.2f | %.0f%%, %.0f%% | %.2fx | %s | %.2fx |",
     row.conns, row.depth, row.name, b.cps, row.median, 100 * row.spread, b.p50, b.p99, b.p999,
-    b.errors, row.cpu_us, base and base > 0 and b.cps / base or 0, row.ratios, row.med_vs))
+    b.errors, row.cpu_us, 100 * row.srv_med, 100 * row.srv_min, base and base > 0 and b.cps / base or 0,
+    row.ratios, row.med_vs))
 end
