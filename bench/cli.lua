@@ -92,9 +92,10 @@ local function ticks(pid)
   return tonumber(fields[12]) + tonumber(fields[13]) -- utime, stime (fields 14, 15)
 end
 
--- Run a generator's command, sampling the server pid's CPU meanwhile;
--- its JSON report decoded, and the server's busy share of the sample.
-local function run_sampled(cmd, spid)
+-- Run a generator's command, sampling the server pid's CPU meanwhile: the
+-- round's figures from its JSON report (cpu_key: where it puts its own CPU
+-- share), and the server's busy share of the sample.
+local function run_sampled(cmd, spid, cpu_key)
   local p = io.popen(cmd)
   local t_a, t_b = WARMUP + 0.4, WARMUP + DURATION - 0.1
   local l = petrel.default_loop() -- l:now() is in ms
@@ -104,17 +105,17 @@ local function run_sampled(cmd, spid)
   local c1, w1 = ticks(spid), l:now()
   local out = p:read("a")
   p:close()
-  local busy = c0 and c1 and w1 > w0 and (c1 - c0) / HZ / ((w1 - w0) / 1000) or 0
-  return cjson.decode(out), busy
+  local r = cjson.decode(out)
+  return { cps = r.calls_per_s, p50 = r.p50_us, p99 = r.p99_us, p999 = r.p999_us,
+    errors = r.errors, cpu = r[cpu_key], bytes = r.request_bytes,
+    server = c0 and c1 and w1 > w0 and (c1 - c0) / HZ / ((w1 - w0) / 1000) or 0 }
 end
 
 local function loadgen(port, conns, depth, spid)
-  local r, busy = run_sampled(string.format("taskset -c 1 %s/loadgen --port %d --conns %d "
+  return run_sampled(string.format("taskset -c 1 %s/loadgen --port %d --conns %d "
     .. "--duration %g --warmup %g --mode %s --depth %d --thrift-call echo --args-struct "
     .. "bench/data/small.bin --json", BIN, port, conns, DURATION, WARMUP,
-    depth > 1 and "pipeline" or "pingpong", depth), spid)
-  return { cps = r.calls_per_s, p50 = r.p50_us, p99 = r.p99_us, p999 = r.p999_us,
-    errors = r.errors, cpu = r.loadgen_cpu_pct, bytes = r.request_bytes, server = busy }
+    depth > 1 and "pipeline" or "pingpong", depth), spid, "loadgen_cpu_pct")
 end
 -- "loadgen.c, again" is the noise control (an A/A pair): the same program
 -- as the base, run once more every round; its per-round ratios to the base
@@ -129,15 +130,20 @@ local GENS = {
 for _, g in ipairs(GENS) do
   if g.backend then
     g.run = function(port, conns, depth, spid)
-      local r, busy = run_sampled(string.format("taskset -c 1 lua5.4 bin/petrel bench :%d "
+      return run_sampled(string.format("taskset -c 1 lua5.4 bin/petrel bench :%d "
         .. "bench/workload.thrift Echo.echo @%s -c %d --depth %d -d %g --warmup %g --backend %s "
-        .. "--json", port, tmp, conns, depth, DURATION, WARMUP, g.backend), spid)
-      return { cps = r.calls_per_s, p50 = r.p50_us, p99 = r.p99_us, p999 = r.p999_us,
-        errors = r.errors, cpu = r.cpu_pct, bytes = r.request_bytes, server = busy }
+        .. "--json", port, tmp, conns, depth, DURATION, WARMUP, g.backend), spid, "cpu_pct")
     end
   end
 end
 if not uring_ok then table.remove(GENS, 4) end
+
+local function median(t) -- sorts t
+  table.sort(t)
+  local n = #t
+  if n == 0 then return 0 end
+  return n % 2 == 1 and t[(n + 1) / 2] or (t[n / 2] + t[n / 2 + 1]) / 2
+end
 
 local CONFIGS = { { 10, 1 }, { 100, 1 }, { 10, 16 } }
 local rows = {}
@@ -160,12 +166,6 @@ for _, cfg in ipairs(CONFIGS) do
   end
   os.execute("kill " .. pid)
   -- per-round ratios to loadgen.c's run of the same round, and medians
-  local function median(t)
-    table.sort(t)
-    local n = #t
-    if n == 0 then return 0 end
-    return n % 2 == 1 and t[(n + 1) / 2] or (t[n / 2] + t[n / 2 + 1]) / 2
-  end
   local base_of = {}
   for _, x in ipairs(runs["bench/loadgen.c"]) do base_of[x.round] = x.cps end
   for _, g in ipairs(GENS) do
@@ -184,7 +184,7 @@ for _, cfg in ipairs(CONFIGS) do
     local best, worst = rs[1], rs[#rs]
     rows[#rows + 1] = { conns = conns, depth = depth, name = g.name, best = best,
       median = median(cpss), med_vs = median(ratios), cpu_us = median(cpus),
-      srv_min = math.min(table.unpack(srv)), srv_med = median(srv),
+      srv_med = median(srv), srv_min = srv[1] or 0, -- median sorted srv
       spread = best.cps > 0 and (best.cps - worst.cps) / best.cps or 0,
       ratios = table.concat(rlist, " ") }
   end
